@@ -1,0 +1,90 @@
+"""`retain data ...`: generate simulated lifecycle data and validate any lifecycle export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.simulator import GenerationSummary, generate
+from features.lifecycle.validate import ValidationReport, validate_directory
+from retain.settings import load_settings
+
+app = typer.Typer(help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def run_generation(settings: DataSettings) -> GenerationSummary:
+    """Generate with a progress bar over customers; returns the summary."""
+    columns = (TextColumn("simulating customers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("simulate", total=settings.customers)
+        summary = generate(settings, on_block=lambda n: progress.advance(task, n))
+    counts = summary.row_counts
+    typer.echo(
+        f"generated {settings.customers:,} customers x {settings.months} months "
+        f"(seed {settings.seed}, as of {settings.as_of:%Y-%m-%d}) in {summary.seconds:.1f}s: "
+        f"{counts['usage_monthly']:,} customer-months, {counts['service_tickets']:,} tickets, "
+        f"{counts['churn_events']:,} churned ({summary.monthly_churn_rate:.2%} a month) -> {summary.out_dir}"
+    )
+    return summary
+
+
+def print_report(report: ValidationReport) -> None:
+    """Every violation on its own line, then a one-line verdict."""
+    if report.violations:
+        table = Table("table", "column", "rule", "bad rows", "examples", title="contract violations")
+        for v in report.violations:
+            table.add_row(v.table, v.column or "-", v.rule, "all" if v.bad_rows is None else f"{v.bad_rows:,}",
+                          "; ".join(v.examples))
+        Console(width=200).print(table)
+        for v in report.violations:
+            typer.echo(f"violation: {v}", err=True)
+        typer.echo(f"{report.directory}: INVALID, {len(report.violations)} violation(s)")
+    else:
+        rows = sum(report.row_counts.values())
+        typer.echo(
+            f"{report.directory}: valid, {len(report.row_counts)} tables, {rows:,} rows, "
+            f"nothing after {report.as_of.isoformat()}"
+        )
+
+
+@app.command("generate")
+def generate_command(
+    customers: Annotated[int | None, typer.Option(help="Customers ever signed up.")] = None,
+    months: Annotated[int | None, typer.Option(help="Months of history.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same data).")] = None,
+    as_of: Annotated[datetime | None, typer.Option("--as-of", help="Export instant (UTC).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (replaced when done).")] = None,
+) -> None:
+    """Simulate the lifecycle tables and a truth/ folder into OUT."""
+    overrides = {
+        "customers": customers, "months": months, "seed": seed, "out_dir": out,
+        "as_of": pd.Timestamp(as_of).tz_localize("UTC").to_pydatetime() if as_of else None,
+    }
+    run_generation(load_settings(DataSettings, overrides))
+
+
+@app.command("validate")
+def validate_command(
+    directory: Annotated[Path, typer.Argument(help="Folder with the contract's parquet files.")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="Nothing may happen after this (UTC); default: the manifest's, else now."),
+    ] = None,
+) -> None:
+    """Check DIRECTORY against the data contract; exit 1 listing every violation."""
+    if not directory.is_dir():
+        typer.echo(f"error: {directory} is not a directory", err=True)
+        raise typer.Exit(2)
+    report = validate_directory(directory, pd.Timestamp(as_of) if as_of else None)
+    print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,99 @@
+"""The lifecycle simulator: contract tables plus a `truth/` folder, generated in blocks.
+
+Customers are simulated in fixed blocks of `BLOCK_SIZE`, each with its own random
+stream derived from the seed and the block number, so memory stays flat at any size
+and the data of a customer depends only on the seed, the settings and its block.
+Outputs go to a temporary folder that replaces `out_dir` only when complete, so a
+failed run never leaves half a dataset where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.simulator.lifecycle import simulate_block
+from features.lifecycle.simulator.network import simulate_network
+from features.lifecycle.simulator.population import draw_population
+from features.lifecycle.simulator.tables import TableWriters, block_tables, network_tables
+from features.lifecycle.simulator.world import MonthGrid, competitor_promotions
+from features.lifecycle.validate import MANIFEST_FILE
+
+BLOCK_SIZE = 25_000
+TRUTH_DIR = "truth"
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    out_dir: Path
+    row_counts: dict[str, int]
+    seconds: float
+
+    @property
+    def monthly_churn_rate(self) -> float:
+        """Churn events per active customer-month over the whole history."""
+        return self.row_counts["churn_events"] / max(self.row_counts["usage_monthly"], 1)
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Swap the finished staging folder into place; the old data goes only after that."""
+    previous = target.with_name(f".{target.name}.previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def generate(settings: DataSettings, on_block: Callable[[int], None] | None = None) -> GenerationSummary:
+    """Simulate `settings.customers` customers over `settings.months` months into `out_dir`."""
+    started = time.perf_counter()
+    out_dir = settings.out_dir
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / TRUTH_DIR).mkdir(parents=True)
+
+    grid = MonthGrid.ending_at(settings.as_of, settings.months)
+    network = simulate_network(settings.customers, grid, np.random.default_rng([settings.seed, 0]))
+    promotions = competitor_promotions(grid, np.random.default_rng([settings.seed, 2]))
+
+    with TableWriters(staging) as writers:
+        for name, table in network_tables(network, grid).items():
+            writers.write(name, table)
+        for block, first in enumerate(range(0, settings.customers, BLOCK_SIZE)):
+            index = np.arange(first, min(first + BLOCK_SIZE, settings.customers))
+            rng = np.random.default_rng([settings.seed, 1, block])
+            population = draw_population(index, settings.customers, grid, network, rng)
+            result = simulate_block(population, grid, network, promotions, settings.drivers, rng)
+            for name, table in block_tables(result, network, grid, block).items():
+                writers.write(name, table)
+            if on_block is not None:
+                on_block(len(index))
+        row_counts = dict(writers.row_counts)
+
+    manifest = {
+        "generator": "retain simulator 1",
+        "as_of": settings.as_of.isoformat(),
+        "customers": settings.customers,
+        "months": settings.months,
+        "seed": settings.seed,
+        "history_start": np.datetime64(grid.history_start, "s").astype(str) + "Z",
+        "competitor_promotions": {
+            "regions_by_month": [list(map(int, np.flatnonzero(col))) for col in promotions.T],
+        },
+        "drivers": settings.drivers.model_dump(),
+        "row_counts": row_counts,
+    }
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    _replace_directory(staging, out_dir)
+    return GenerationSummary(out_dir, row_counts, time.perf_counter() - started)

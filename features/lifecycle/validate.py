@@ -1,0 +1,270 @@
+"""Check a directory of lifecycle tables against the contract and list every violation.
+
+Nothing is coerced: a column of the wrong type, a null key, a duplicate, a timestamp after
+the as-of instant, a ticket closed before it opened, an id that points nowhere, each is
+reported with its table, column, rule and the number of bad rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow.parquet as pq
+from pandas.api import types as ptypes
+
+from features.lifecycle.contract import TABLES, Kind, TableSpec
+
+MANIFEST_FILE = "manifest.json"
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: where, which rule, how many rows, and a few examples."""
+
+    table: str
+    column: str | None
+    rule: str
+    bad_rows: int | None = None  # None: the rule concerns the table or column as a whole
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        count = "" if self.bad_rows is None else f": {self.bad_rows} bad row{'s' * (self.bad_rows != 1)}"
+        example = f" (e.g. {'; '.join(self.examples)})" if self.examples else ""
+        return f"{where}: {self.rule}{count}{example}"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    directory: Path
+    as_of: pd.Timestamp
+    row_counts: dict[str, int]
+    violations: tuple[Violation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _kind_matches(series: pd.Series, kind: Kind) -> bool:
+    dtype = series.dtype
+    if kind is Kind.STRING:
+        if ptypes.is_string_dtype(dtype):
+            return bool(series.dropna().map(type).eq(str).all())
+        return False
+    if kind is Kind.INTEGER:
+        return ptypes.is_integer_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
+    if kind is Kind.FLOAT:
+        return ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
+    if kind is Kind.BOOLEAN:
+        return ptypes.is_bool_dtype(dtype)
+    return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
+
+
+def _describe_dtype(series: pd.Series) -> str:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return f"timestamps in {series.dtype.tz}"
+    if ptypes.is_datetime64_dtype(series.dtype):
+        return "timestamps without a timezone"
+    return str(series.dtype)
+
+
+def _key_examples(df: pd.DataFrame, spec: TableSpec, index: Iterable[object]) -> tuple[str, ...]:
+    examples = []
+    for label in list(dict.fromkeys(index))[:_EXAMPLES]:
+        key_cols = [c for c in spec.key if c in df.columns] or [spec.columns[0].name]
+        key_cols = [c for c in key_cols if c in df.columns]
+        values = ", ".join(f"{c}={df.at[label, c]!r}" for c in key_cols) if key_cols else ""
+        examples.append(f"row {label}" + (f" {values}" if values else ""))
+    return tuple(examples)
+
+
+def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
+    """Missing columns and columns whose type is outside the contract's type family."""
+    violations = []
+    for col in spec.columns:
+        if col.name not in df.columns:
+            violations.append(Violation(spec.name, col.name, f"missing column (expected {col.kind})"))
+        elif not _kind_matches(df[col.name], col.kind):
+            found = _describe_dtype(df[col.name])
+            violations.append(
+                Violation(spec.name, col.name, f"wrong type: expected {col.kind}, found {found}")
+            )
+    return violations
+
+
+def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -> pa.DataFrameSchema:
+    """The pandera schema of value rules for the given (present, well-typed) columns."""
+    present = set(columns)
+    pandera_columns = {}
+    for col in spec.columns:
+        if col.name not in present:
+            continue
+        checks = list(col.checks)
+        if col.not_after_as_of:
+            checks.append(pa.Check.le(as_of, name=f"not after as-of {as_of.isoformat()}"))
+        is_single_key = spec.key == (col.name,)
+        pandera_columns[col.name] = pa.Column(
+            nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
+        )
+    composite_key = list(spec.key) if len(spec.key) > 1 and set(spec.key) <= present else None
+    row_checks = list(spec.row_checks) if {c.name for c in spec.columns} <= present else []
+    return pa.DataFrameSchema(
+        pandera_columns, checks=row_checks, unique=composite_key, strict=False, name=spec.name
+    )
+
+
+def _rule_name(check: object, schema_context: str) -> str:
+    rule = str(check)
+    return {
+        "not_nullable": "null value in a non-nullable column",
+        "field_uniqueness": "duplicate key",
+        "multiple_fields_uniqueness": "duplicate key",
+    }.get(rule, rule if schema_context == "Column" else f"row rule '{rule}'")
+
+
+def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list[Violation]:
+    """Nulls, duplicates, enumerations, ranges and time order, counted per rule."""
+    well_typed = [
+        c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)
+    ]
+    schema = table_schema(spec, as_of, well_typed)
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return []
+    cases = cases.assign(column=cases["column"].fillna(""), check=cases["check"].astype(str))
+    violations = []
+    # A composite-key failure is reported by pandera once per key column: list it once.
+    is_composite = cases["check"] == "multiple_fields_uniqueness"
+    if is_composite.any():
+        index = cases.loc[is_composite, "index"].dropna().unique()
+        violations.append(
+            Violation(
+                spec.name, ", ".join(spec.key), "duplicate key", len(index),
+                _key_examples(df, spec, index),
+            )
+        )
+    for (column, check, context), group in cases[~is_composite].groupby(
+        ["column", "check", "schema_context"], sort=False
+    ):
+        index = group["index"].dropna().unique()
+        violations.append(
+            Violation(
+                spec.name, column or None, _rule_name(check, str(context)), len(index),
+                _key_examples(df, spec, index),
+            )
+        )
+    return violations
+
+
+def _month_start(s: pd.Series) -> pd.Series:
+    day = s.dt.floor("D")
+    return day - pd.to_timedelta(day.dt.day - 1, unit="D")
+
+
+def _bad_rows(
+    table: str, column: str, rule: str, df: pd.DataFrame, spec: TableSpec, bad: pd.Series
+) -> list[Violation]:
+    if not bad.any():
+        return []
+    index = df.index[bad.to_numpy()]
+    return [Violation(table, column, rule, int(bad.sum()), _key_examples(df, spec, index))]
+
+
+def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
+    """Rules across tables: ids that point nowhere and events outside a customer's life."""
+    violations: list[Violation] = []
+    references = [
+        (child, "customer_id", "customers")
+        for child in ("usage_monthly", "service_tickets", "package_purchases", "campaigns", "churn_events")
+    ] + [
+        (child, "cell_site_id", "cell_sites")
+        for child in ("customers", "cell_quality_daily", "network_events")
+    ]
+    for child, column, parent in references:
+        if child in tables and parent in tables:
+            df, known = tables[child], tables[parent][column]
+            bad = ~df[column].isin(known) & df[column].notna()
+            rule = f"unknown {column} (not in {parent})"
+            violations += _bad_rows(child, column, rule, df, TABLES[child], bad)
+
+    if "customers" not in tables:
+        return violations
+    customers = tables["customers"].set_index("customer_id", drop=False)
+    customers = customers[~customers.index.duplicated()]
+    signup = customers["signup_at"]
+    if "cell_sites" in tables:
+        sites = tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
+        site_region = tables["customers"]["cell_site_id"].map(sites)
+        bad = site_region.notna() & (site_region != tables["customers"]["region"])
+        violations += _bad_rows(
+            "customers", "region", "differs from the region of the home cell site",
+            tables["customers"], TABLES["customers"], bad,
+        )
+    churned = (
+        tables["churn_events"].drop_duplicates("customer_id").set_index("customer_id")["churned_at"]
+        if "churn_events" in tables
+        else pd.Series(dtype="datetime64[ns, UTC]")
+    )
+    timed = [
+        ("churn_events", "churned_at", "before the customer's signup_at", signup, "lt"),
+        ("service_tickets", "opened_at", "before the customer's signup_at", signup, "lt"),
+        ("usage_monthly", "month", "before the customer's signup month", _month_start(signup), "lt"),
+        ("usage_monthly", "month", "after the customer's churn month", _month_start(churned), "gt"),
+    ]
+    for table, column, rule, bound_by_customer, op in timed:
+        if table not in tables or bound_by_customer.empty:
+            continue
+        df = tables[table]
+        bound = df["customer_id"].map(bound_by_customer)
+        bad = (df[column] < bound) if op == "lt" else (df[column] > bound)
+        violations += _bad_rows(table, column, rule, df, TABLES[table], bad.fillna(False))
+    return violations
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read one table's parquet file without any type conversion."""
+    return pq.read_table(path).to_pandas()
+
+
+def resolve_as_of(directory: Path, as_of: pd.Timestamp | None) -> pd.Timestamp:
+    """The instant after which nothing may have happened: given, else the manifest's, else now."""
+    if as_of is not None:
+        return as_of.tz_convert("UTC") if as_of.tzinfo else as_of.tz_localize("UTC")
+    manifest = directory / MANIFEST_FILE
+    if manifest.exists():
+        return pd.Timestamp(json.loads(manifest.read_text())["as_of"]).tz_convert("UTC")
+    return pd.Timestamp.now(tz="UTC")
+
+
+def validate_directory(directory: Path, as_of: pd.Timestamp | None = None) -> ValidationReport:
+    """Validate every contract table in `directory`; the report lists all violations."""
+    cutoff = resolve_as_of(directory, as_of)
+    violations: list[Violation] = []
+    tables: dict[str, pd.DataFrame] = {}
+    for spec in TABLES.values():
+        path = directory / spec.file_name
+        if not path.exists():
+            violations.append(Violation(spec.name, None, f"missing file {path}"))
+            continue
+        try:
+            df = read_table(path)
+        except Exception as exc:  # any unreadable file is a violation, not a crash
+            violations.append(Violation(spec.name, None, f"unreadable parquet file {path}: {exc}"))
+            continue
+        table_violations = check_columns(df, spec) + check_values(df, spec, cutoff)
+        violations += table_violations
+        if not any(v.rule.startswith(("missing column", "wrong type")) for v in table_violations):
+            tables[spec.name] = df
+    violations += check_relations(tables)
+    counts = {name: len(df) for name, df in tables.items()}
+    return ValidationReport(directory, cutoff, counts, tuple(violations))

@@ -1,0 +1,1 @@
+"""retain: the application shell (CLI and settings loading) over features/, training/, serving/."""

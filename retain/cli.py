@@ -1,0 +1,33 @@
+"""The `retain` command: one sub-command group per stage, plus `run` for the main job."""
+
+from __future__ import annotations
+
+import typer
+
+from features.lifecycle import cli as data_cli
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.validate import validate_directory
+from retain.settings import load_settings
+
+app = typer.Typer(
+    help="Churn prediction and proactive service engine for telecom operators.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_cli.app, name="data")
+
+
+@app.command()
+def run() -> None:
+    """The main job end to end on the configured defaults: generate, then validate the data."""
+    settings = load_settings(DataSettings)
+    summary = data_cli.run_generation(settings)
+    report = validate_directory(summary.out_dir)
+    data_cli.print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(f"done: lifecycle data in {summary.out_dir.resolve()}")
+
+
+if __name__ == "__main__":
+    app()

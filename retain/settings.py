@@ -1,0 +1,60 @@
+"""Typed, layered settings: defaults < configs/<stage>.yaml < environment < CLI flags.
+
+Each stage declares one pydantic-settings model with its YAML file name and environment
+prefix; `load_settings` builds it from those layers. Nothing is read at import time: the
+caller decides when, and passes the result on explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_DIR_ENV = "RETAIN_CONFIG_DIR"
+DEFAULT_CONFIG_DIR = Path("configs")
+
+
+class StageSettings(BaseSettings):
+    """Base for one stage's settings; subclasses set `config_file` and an env prefix."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__")
+    config_file: ClassVar[str]
+
+
+S = TypeVar("S", bound=StageSettings)
+
+
+def config_dir() -> Path:
+    """The folder holding the stage YAML files (`RETAIN_CONFIG_DIR`, else ./configs)."""
+    return Path(os.environ.get(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR))
+
+
+def load_settings(
+    settings_cls: type[S],
+    overrides: Mapping[str, Any] | None = None,
+    directory: Path | None = None,
+) -> S:
+    """Build `settings_cls` from its YAML file, the environment and explicit overrides.
+
+    Overrides whose value is None are ignored, so CLI options can default to None and
+    only the flags the user actually gave take precedence. A missing YAML file is not an
+    error (the model's defaults apply); an unknown key in it is.
+    """
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    yaml_path = (directory or config_dir()) / settings_cls.config_file
+    sources = (
+        InitSettingsSource(settings_cls, init_kwargs=flags),
+        EnvSettingsSource(settings_cls),
+        YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path),
+    )
+    return settings_cls(_build_sources=(sources, flags))
