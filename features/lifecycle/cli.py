@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features.lifecycle.profile import load_tables, profile
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import GenerationSummary, generate
-from features.lifecycle.validate import ValidationReport, validate_directory
+from features.lifecycle.validate import ValidationReport, resolve_as_of, validate_directory
 from retain.settings import load_settings
 
 app = typer.Typer(help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True)
@@ -88,3 +89,17 @@ def validate_command(
     print_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("profile")
+def profile_command(
+    directory: Annotated[Path, typer.Argument(help="Folder with valid lifecycle tables.")],
+    as_of: Annotated[datetime | None, typer.Option("--as-of", help="Export instant (UTC); default: manifest's.")] = None,
+) -> None:
+    """Print the figures a retention analyst checks first: churn by driver, seasonality, marginals."""
+    cutoff = resolve_as_of(directory, pd.Timestamp(as_of) if as_of else None)
+    figures = profile(load_tables(directory), cutoff)
+    table = Table("figure", "value", title=f"lifecycle profile of {directory}")
+    for name, value in figures.as_dict().items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console(width=160).print(table)

@@ -72,7 +72,8 @@ class TableSpec:
     doc: str
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
-    row_checks: tuple[pa.Check, ...] = field(default=())
+    # rules across columns of a row, each reported against the column it constrains
+    row_rules: tuple[tuple[str, pa.Check], ...] = field(default=())
 
     @property
     def file_name(self) -> str:
@@ -83,15 +84,15 @@ class TableSpec:
 
 
 def _one_of(values: tuple[str, ...]) -> pa.Check:
-    return pa.Check.isin(values, name=f"one of {', '.join(values)}")
+    return pa.Check.isin(values, error=f"not one of: {', '.join(values)}")
 
 
 def _between(low: float, high: float) -> pa.Check:
-    return pa.Check.in_range(low, high, name=f"between {low} and {high}")
+    return pa.Check.in_range(low, high, error=f"outside [{low}, {high}]")
 
 
-_NON_NEGATIVE = pa.Check.ge(0, name=">= 0")
-_IDENTIFIER = pa.Check.str_matches(IDENTIFIER_PATTERN, name="identifier [A-Za-z0-9_-]")
+_NON_NEGATIVE = pa.Check.ge(0, error="negative")
+_IDENTIFIER = pa.Check.str_matches(IDENTIFIER_PATTERN, error="not an identifier of letters, digits, _ and -")
 
 
 def _is_month_start(s: pd.Series) -> pd.Series:
@@ -106,7 +107,7 @@ def _closes_after_opening(start: str, end: str) -> pa.Check:
     def check(df: pd.DataFrame) -> pd.Series:
         return df[end].isna() | (df[end] >= df[start])
 
-    return pa.Check(check, name=f"{end} >= {start}")
+    return pa.Check(check, name=f"{end} before {start}")
 
 
 def _end_date_iff_term_contract(df: pd.DataFrame) -> pd.Series:
@@ -175,8 +176,11 @@ TABLES: dict[str, TableSpec] = {
                 _flag("large_print", "Prefers large-print / accessible communication."),
                 _id("account_manager_id", "Assigned account manager; null when none.", nullable=True),
             ),
-            row_checks=(
-                pa.Check(_end_date_iff_term_contract, name="contract_end_at set exactly for term contracts"),
+            row_rules=(
+                (
+                    "contract_end_at",
+                    pa.Check(_end_date_iff_term_contract, name="must be set exactly for term contracts"),
+                ),
             ),
         ),
         TableSpec(
@@ -190,7 +194,7 @@ TABLES: dict[str, TableSpec] = {
                     "month",
                     Kind.TIMESTAMP,
                     "First instant of the calendar month (UTC).",
-                    checks=(pa.Check(_is_month_start, name="first instant of a month"),),
+                    checks=(pa.Check(_is_month_start, name="not the first instant of a month"),),
                     not_after_as_of=True,
                 ),
                 _amount("data_gb", "Mobile data used, GB."),
@@ -218,7 +222,7 @@ TABLES: dict[str, TableSpec] = {
                 _flag("is_repeat", "Same customer had a ticket of the same type in the 30 days before."),
                 ColumnSpec("sentiment", Kind.FLOAT, "Sentiment of the interaction, -1..1.", checks=(_between(-1, 1),)),
             ),
-            row_checks=(_closes_after_opening("opened_at", "closed_at"),),
+            row_rules=(("closed_at", _closes_after_opening("opened_at", "closed_at")),),
         ),
         TableSpec(
             name="cell_sites",
@@ -241,7 +245,7 @@ TABLES: dict[str, TableSpec] = {
                     "day",
                     Kind.TIMESTAMP,
                     "The day (midnight UTC).",
-                    checks=(pa.Check(_is_midnight, name="midnight"),),
+                    checks=(pa.Check(_is_midnight, name="not midnight"),),
                     not_after_as_of=True,
                 ),
                 ColumnSpec("drop_rate", Kind.FLOAT, "Share of calls dropped, 0..1.", checks=(_between(0, 1),)),
@@ -261,7 +265,7 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("severity", Kind.STRING, "Impact.", checks=(_one_of(SEVERITIES),)),
                 ColumnSpec("cause", Kind.STRING, "Root cause.", checks=(_one_of(OUTAGE_CAUSES),)),
             ),
-            row_checks=(_closes_after_opening("started_at", "ended_at"),),
+            row_rules=(("ended_at", _closes_after_opening("started_at", "ended_at")),),
         ),
         TableSpec(
             name="package_purchases",
@@ -289,7 +293,7 @@ TABLES: dict[str, TableSpec] = {
                 _when("sent_at", "When the offer was sent (or the customer assigned)."),
                 _flag("accepted", "The customer accepted the offer (always False for control)."),
             ),
-            row_checks=(pa.Check(_control_never_accepts, name="control rows never accepted"),),
+            row_rules=(("accepted", pa.Check(_control_never_accepts, name="true on a control row")),),
         ),
         TableSpec(
             name="churn_events",

@@ -21,7 +21,7 @@ class ChurnDrivers(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    intercept: float = -4.75
+    intercept: float = -5.0
     month_to_month: float = 1.0
     one_year: float = -0.55
     two_year: float = -1.45
@@ -33,7 +33,7 @@ class ChurnDrivers(BaseModel):
     unresolved_ticket: float = 0.55
     repeat_complaint: float = 0.45
     negative_sentiment: float = 0.6  # times -mean sentiment of the last 90 days
-    outage_hours_log1p: float = 0.3  # home-cell outage hours in the previous month
+    outage_hours_log1p: float = 0.15  # home-cell outage hours in the previous month
     outage_unresolved_interaction: float = 0.4
     drop_rate_excess: float = 30.0  # per unit of drop rate above 1.5 %
     competitor_promotion: float = 0.65  # month-to-month customers in the targeted regions

@@ -75,14 +75,24 @@ def _describe_dtype(series: pd.Series) -> str:
     return str(series.dtype)
 
 
+def _show(value: object) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return "null" if value is None or value is pd.NaT else str(value)
+
+
 def _key_examples(df: pd.DataFrame, spec: TableSpec, index: Iterable[object]) -> tuple[str, ...]:
     examples = []
     for label in list(dict.fromkeys(index))[:_EXAMPLES]:
         key_cols = [c for c in spec.key if c in df.columns] or [spec.columns[0].name]
         key_cols = [c for c in key_cols if c in df.columns]
-        values = ", ".join(f"{c}={df.at[label, c]!r}" for c in key_cols) if key_cols else ""
+        values = ", ".join(f"{c}={_show(df.at[label, c])}" for c in key_cols) if key_cols else ""
         examples.append(f"row {label}" + (f" {values}" if values else ""))
     return tuple(examples)
+
+
+def _well_typed_columns(df: pd.DataFrame, spec: TableSpec) -> list[str]:
+    return [c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)]
 
 
 def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
@@ -108,33 +118,28 @@ def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -
             continue
         checks = list(col.checks)
         if col.not_after_as_of:
-            checks.append(pa.Check.le(as_of, name=f"not after as-of {as_of.isoformat()}"))
+            checks.append(pa.Check.le(as_of, error=f"in the future (after as-of {as_of.isoformat()})"))
         is_single_key = spec.key == (col.name,)
         pandera_columns[col.name] = pa.Column(
             nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
         )
     composite_key = list(spec.key) if len(spec.key) > 1 and set(spec.key) <= present else None
-    row_checks = list(spec.row_checks) if {c.name for c in spec.columns} <= present else []
+    all_present = {c.name for c in spec.columns} <= present
+    row_checks = [check for _, check in spec.row_rules] if all_present else []
     return pa.DataFrameSchema(
         pandera_columns, checks=row_checks, unique=composite_key, strict=False, name=spec.name
     )
 
 
-def _rule_name(check: object, schema_context: str) -> str:
-    rule = str(check)
-    return {
-        "not_nullable": "null value in a non-nullable column",
-        "field_uniqueness": "duplicate key",
-        "multiple_fields_uniqueness": "duplicate key",
-    }.get(rule, rule if schema_context == "Column" else f"row rule '{rule}'")
+_RULE_NAMES = {
+    "not_nullable": "null value in a non-nullable column",
+    "field_uniqueness": "duplicate key",
+}
 
 
 def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list[Violation]:
     """Nulls, duplicates, enumerations, ranges and time order, counted per rule."""
-    well_typed = [
-        c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)
-    ]
-    schema = table_schema(spec, as_of, well_typed)
+    schema = table_schema(spec, as_of, _well_typed_columns(df, spec))
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -153,13 +158,15 @@ def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list
                 _key_examples(df, spec, index),
             )
         )
-    for (column, check, context), group in cases[~is_composite].groupby(
-        ["column", "check", "schema_context"], sort=False
-    ):
+    # Row rules come back once per column of the frame: report each against its column.
+    column_of_row_rule = {check.name: column for column, check in spec.row_rules}
+    is_row_rule = cases["schema_context"].eq("DataFrameSchema") & ~is_composite
+    cases.loc[is_row_rule, "column"] = cases.loc[is_row_rule, "check"].map(column_of_row_rule)
+    for (column, check), group in cases[~is_composite].groupby(["column", "check"], sort=False):
         index = group["index"].dropna().unique()
         violations.append(
             Violation(
-                spec.name, column or None, _rule_name(check, str(context)), len(index),
+                spec.name, column or None, _RULE_NAMES.get(check, check), len(index),
                 _key_examples(df, spec, index),
             )
         )
@@ -180,41 +187,45 @@ def _bad_rows(
     return [Violation(table, column, rule, int(bad.sum()), _key_examples(df, spec, index))]
 
 
+def _has(tables: dict[str, pd.DataFrame], table: str, *columns: str) -> bool:
+    return table in tables and set(columns) <= set(tables[table].columns)
+
+
+def _by_customer(tables: dict[str, pd.DataFrame], table: str, column: str) -> pd.Series:
+    if not _has(tables, table, "customer_id", column):
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    df = tables[table].drop_duplicates("customer_id")
+    return df.set_index("customer_id")[column]
+
+
 def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
-    """Rules across tables: ids that point nowhere and events outside a customer's life."""
+    """Rules across tables: ids that point nowhere and events outside a customer's life.
+
+    `tables` holds only well-typed contract columns; a rule whose columns are missing or
+    mistyped is skipped (that problem is already reported).
+    """
     violations: list[Violation] = []
     references = [
         (child, "customer_id", "customers")
         for child in ("usage_monthly", "service_tickets", "package_purchases", "campaigns", "churn_events")
-    ] + [
-        (child, "cell_site_id", "cell_sites")
-        for child in ("customers", "cell_quality_daily", "network_events")
-    ]
+    ] + [(child, "cell_site_id", "cell_sites") for child in ("customers", "cell_quality_daily", "network_events")]
     for child, column, parent in references:
-        if child in tables and parent in tables:
-            df, known = tables[child], tables[parent][column]
-            bad = ~df[column].isin(known) & df[column].notna()
-            rule = f"unknown {column} (not in {parent})"
-            violations += _bad_rows(child, column, rule, df, TABLES[child], bad)
+        if _has(tables, child, column) and _has(tables, parent, column):
+            df = tables[child]
+            bad = ~df[column].isin(tables[parent][column]) & df[column].notna()
+            violations += _bad_rows(child, column, f"unknown {column} (not in {parent})", df, TABLES[child], bad)
 
-    if "customers" not in tables:
-        return violations
-    customers = tables["customers"].set_index("customer_id", drop=False)
-    customers = customers[~customers.index.duplicated()]
-    signup = customers["signup_at"]
-    if "cell_sites" in tables:
+    if _has(tables, "customers", "cell_site_id", "region") and _has(tables, "cell_sites", "cell_site_id", "region"):
+        customers = tables["customers"]
         sites = tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
-        site_region = tables["customers"]["cell_site_id"].map(sites)
-        bad = site_region.notna() & (site_region != tables["customers"]["region"])
+        site_region = customers["cell_site_id"].map(sites)
+        bad = site_region.notna() & (site_region != customers["region"])
         violations += _bad_rows(
-            "customers", "region", "differs from the region of the home cell site",
-            tables["customers"], TABLES["customers"], bad,
+            "customers", "region", "differs from the region of the home cell site", customers, TABLES["customers"], bad
         )
-    churned = (
-        tables["churn_events"].drop_duplicates("customer_id").set_index("customer_id")["churned_at"]
-        if "churn_events" in tables
-        else pd.Series(dtype="datetime64[ns, UTC]")
-    )
+
+    signup = _by_customer(tables, "customers", "signup_at")
+    churned = _by_customer(tables, "churn_events", "churned_at")
     timed = [
         ("churn_events", "churned_at", "before the customer's signup_at", signup, "lt"),
         ("service_tickets", "opened_at", "before the customer's signup_at", signup, "lt"),
@@ -222,7 +233,7 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
         ("usage_monthly", "month", "after the customer's churn month", _month_start(churned), "gt"),
     ]
     for table, column, rule, bound_by_customer, op in timed:
-        if table not in tables or bound_by_customer.empty:
+        if bound_by_customer.empty or not _has(tables, table, "customer_id", column):
             continue
         df = tables[table]
         bound = df["customer_id"].map(bound_by_customer)
@@ -232,8 +243,8 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read one table's parquet file without any type conversion."""
-    return pq.read_table(path).to_pandas()
+    """Read one table's parquet file without any type conversion, rows numbered from 0."""
+    return pq.read_table(path).to_pandas().reset_index(drop=True)
 
 
 def resolve_as_of(directory: Path, as_of: pd.Timestamp | None) -> pd.Timestamp:
@@ -261,10 +272,8 @@ def validate_directory(directory: Path, as_of: pd.Timestamp | None = None) -> Va
         except Exception as exc:  # any unreadable file is a violation, not a crash
             violations.append(Violation(spec.name, None, f"unreadable parquet file {path}: {exc}"))
             continue
-        table_violations = check_columns(df, spec) + check_values(df, spec, cutoff)
-        violations += table_violations
-        if not any(v.rule.startswith(("missing column", "wrong type")) for v in table_violations):
-            tables[spec.name] = df
+        violations += check_columns(df, spec) + check_values(df, spec, cutoff)
+        tables[spec.name] = df[_well_typed_columns(df, spec)]
     violations += check_relations(tables)
     counts = {name: len(df) for name, df in tables.items()}
     return ValidationReport(directory, cutoff, counts, tuple(violations))

@@ -38,8 +38,8 @@ class GenerationSummary:
 
     @property
     def monthly_churn_rate(self) -> float:
-        """Churn events per active customer-month over the whole history."""
-        return self.row_counts["churn_events"] / max(self.row_counts["usage_monthly"], 1)
+        """Churn events per customer-month at risk (active at the month start)."""
+        return self.row_counts["churn_events"] / max(self.row_counts["truth/churn_hazard"], 1)
 
 
 def _replace_directory(staging: Path, target: Path) -> None:

@@ -101,14 +101,14 @@ def draw_population(
     plan = _choice(rng, consumer_plan)
     fee_mean = np.array([p.fee_mean for p in PLANS])[plan]
     fee_sd = np.array([p.fee_sd for p in PLANS])[plan]
-    fee = np.round(np.clip(rng.normal(fee_mean, fee_sd), 15, 130) * 20) / 20
+    fee = np.round(np.clip(rng.normal(fee_mean, fee_sd), 18, 120) * 20) / 20
     allowance = np.array([p.data_allowance_gb for p in PLANS])[plan]
 
     # Long-standing customers who are still here are mostly on term contracts (survivorship
     # in the IBM sample); new customers mostly start month-to-month.
     longevity = np.minimum(tenure_at_start / 60.0, 1.0)
-    p_mtm = np.where(enterprise, 0.2, 0.66 - 0.42 * longevity)
-    p_two = (1 - p_mtm) * np.where(enterprise, 0.5, 0.35 + 0.35 * longevity)
+    p_mtm = np.where(enterprise, 0.25, 0.74 - 0.4 * longevity)
+    p_two = (1 - p_mtm) * np.where(enterprise, 0.5, 0.42 + 0.33 * longevity)
     contract = _choice(rng, np.stack([p_mtm, 1 - p_mtm - p_two, p_two], axis=1))
 
     payment_probs = np.tile([0.34, 0.23, 0.22, 0.21], (n, 1))
