@@ -1,0 +1,1 @@
+"""The FastAPI scoring API and the action engine (issue 7)."""

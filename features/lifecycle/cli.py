@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features.lifecycle.contract import contract_markdown
 from features.lifecycle.profile import load_tables, profile
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import GenerationSummary, generate
@@ -103,3 +104,9 @@ def profile_command(
     for name, value in figures.as_dict().items():
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     Console(width=160).print(table)
+
+
+@app.command("contract")
+def contract_command() -> None:
+    """Print the data contract (tables, columns, types, rules) as Markdown."""
+    typer.echo(contract_markdown())

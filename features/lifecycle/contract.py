@@ -84,15 +84,15 @@ class TableSpec:
 
 
 def _one_of(values: tuple[str, ...]) -> pa.Check:
-    return pa.Check.isin(values, error=f"not one of: {', '.join(values)}")
+    return pa.Check.isin(values, error=f"must be one of: {', '.join(values)}")
 
 
 def _between(low: float, high: float) -> pa.Check:
-    return pa.Check.in_range(low, high, error=f"outside [{low}, {high}]")
+    return pa.Check.in_range(low, high, error=f"must be in [{low}, {high}]")
 
 
-_NON_NEGATIVE = pa.Check.ge(0, error="negative")
-_IDENTIFIER = pa.Check.str_matches(IDENTIFIER_PATTERN, error="not an identifier of letters, digits, _ and -")
+_NON_NEGATIVE = pa.Check.ge(0, error="must be >= 0")
+_IDENTIFIER = pa.Check.str_matches(IDENTIFIER_PATTERN, error="must be an identifier (letters, digits, _ and -)")
 
 
 def _is_month_start(s: pd.Series) -> pd.Series:
@@ -107,7 +107,7 @@ def _closes_after_opening(start: str, end: str) -> pa.Check:
     def check(df: pd.DataFrame) -> pd.Series:
         return df[end].isna() | (df[end] >= df[start])
 
-    return pa.Check(check, name=f"{end} before {start}")
+    return pa.Check(check, name=f"must not be before {start}")
 
 
 def _end_date_iff_term_contract(df: pd.DataFrame) -> pd.Series:
@@ -194,7 +194,7 @@ TABLES: dict[str, TableSpec] = {
                     "month",
                     Kind.TIMESTAMP,
                     "First instant of the calendar month (UTC).",
-                    checks=(pa.Check(_is_month_start, name="not the first instant of a month"),),
+                    checks=(pa.Check(_is_month_start, name="must be the first instant of a month"),),
                     not_after_as_of=True,
                 ),
                 _amount("data_gb", "Mobile data used, GB."),
@@ -245,7 +245,7 @@ TABLES: dict[str, TableSpec] = {
                     "day",
                     Kind.TIMESTAMP,
                     "The day (midnight UTC).",
-                    checks=(pa.Check(_is_midnight, name="not midnight"),),
+                    checks=(pa.Check(_is_midnight, name="must be midnight"),),
                     not_after_as_of=True,
                 ),
                 ColumnSpec("drop_rate", Kind.FLOAT, "Share of calls dropped, 0..1.", checks=(_between(0, 1),)),
@@ -293,7 +293,7 @@ TABLES: dict[str, TableSpec] = {
                 _when("sent_at", "When the offer was sent (or the customer assigned)."),
                 _flag("accepted", "The customer accepted the offer (always False for control)."),
             ),
-            row_rules=(("accepted", pa.Check(_control_never_accepts, name="true on a control row")),),
+            row_rules=(("accepted", pa.Check(_control_never_accepts, name="must be false on a control row")),),
         ),
         TableSpec(
             name="churn_events",
@@ -314,3 +314,29 @@ TABLES: dict[str, TableSpec] = {
         ),
     )
 }
+
+
+def _rules(column: ColumnSpec, table: TableSpec) -> str:
+    rules = []
+    if table.key == (column.name,):
+        rules.append("unique key")
+    elif column.name in table.key:
+        rules.append(f"part of key ({', '.join(table.key)})")
+    rules.append("nullable" if column.nullable else "not null")
+    rules += [str(check.error or check.name) for check in column.checks]
+    rules += [str(check.name) for name, check in table.row_rules if name == column.name]
+    if column.not_after_as_of:
+        rules.append("must not be after the as-of instant")
+    return "; ".join(rules)
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown tables, for features/README.md (kept in sync by a test)."""
+    lines = []
+    for table in TABLES.values():
+        lines += [f"### `{table.file_name}` ({table.stage})", "", table.doc, ""]
+        lines += ["| column | type | meaning | rules (violations reported) |", "|---|---|---|---|"]
+        for column in table.columns:
+            lines.append(f"| `{column.name}` | {column.kind} | {column.doc} | {_rules(column, table)} |")
+        lines.append("")
+    return "\n".join(lines)

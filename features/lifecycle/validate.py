@@ -118,7 +118,7 @@ def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -
             continue
         checks = list(col.checks)
         if col.not_after_as_of:
-            checks.append(pa.Check.le(as_of, error=f"in the future (after as-of {as_of.isoformat()})"))
+            checks.append(pa.Check.le(as_of, error=f"must not be after the as-of instant {as_of.isoformat()}"))
         is_single_key = spec.key == (col.name,)
         pandera_columns[col.name] = pa.Column(
             nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
@@ -132,7 +132,7 @@ def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -
 
 
 _RULE_NAMES = {
-    "not_nullable": "null value in a non-nullable column",
+    "not_nullable": "must not be null",
     "field_uniqueness": "duplicate key",
 }
 

@@ -1,0 +1,49 @@
+"""Shared fixtures: simulated datasets generated once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.simulator import generate
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _generate(out: Path, **overrides: object) -> Path:
+    settings = DataSettings.model_validate({"out_dir": out, **overrides})
+    generate(settings)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo size (20,000 customers x 24 months, seed 7): realism needs this many."""
+    return _generate(tmp_path_factory.mktemp("demo") / "lifecycle", customers=20_000, months=24, seed=7)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small valid dataset (1,000 customers x 12 months), never modified by tests."""
+    return _generate(tmp_path_factory.mktemp("small") / "lifecycle", customers=1_000, months=12, seed=3)
+
+
+@pytest.fixture
+def small_copy(small_data: Path, tmp_path: Path) -> Path:
+    """A private copy of the small dataset that a test may break."""
+    return Path(shutil.copytree(small_data, tmp_path / "lifecycle"))
+
+
+@pytest.fixture
+def make_data(tmp_path: Path) -> Callable[..., Path]:
+    """Generate a dataset with the given settings into a fresh folder."""
+
+    def make(name: str = "lifecycle", **overrides: object) -> Path:
+        return _generate(tmp_path / name, **overrides)
+
+    return make

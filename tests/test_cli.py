@@ -1,0 +1,70 @@
+"""The `retain` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from retain.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_stages() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("data", "run"):
+        assert command in result.output
+    data_help = runner.invoke(app, ["data", "--help"]).output
+    for command in ("generate", "validate", "profile", "contract"):
+        assert command in data_help
+
+
+def test_generate_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    generated = runner.invoke(app, ["data", "generate", "--customers", "500", "--months", "8", "--seed", "2", "--out", str(out)])
+    assert generated.exit_code == 0, generated.output
+    assert "generated 500 customers x 8 months" in generated.output
+    validated = runner.invoke(app, ["data", "validate", str(out)])
+    assert validated.exit_code == 0, validated.output
+    assert "valid, 9 tables" in validated.output
+
+
+def test_validate_fails_naming_table_and_column(small_copy: Path) -> None:
+    customers = pd.read_parquet(small_copy / "customers.parquet")
+    customers.drop(columns=["plan_id"]).to_parquet(small_copy / "customers.parquet")
+    result = runner.invoke(app, ["data", "validate", str(small_copy)])
+    assert result.exit_code == 1
+    assert "customers.plan_id: missing column" in result.output
+    assert "INVALID" in result.output
+
+
+def test_validate_rejects_a_missing_directory(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "validate", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "not a directory" in result.output
+
+
+def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "generate", "--months", "1", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0
+    assert "months" in str(result.exception) + result.output
+
+
+def test_run_generates_and_validates_with_configured_defaults(tmp_path: Path) -> None:
+    """`retain run` as `make run` calls it, in a real process, on a smaller configured size."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RETAIN_DATA_CUSTOMERS": "800",
+        "RETAIN_DATA_MONTHS": "8",
+        "RETAIN_DATA_OUT_DIR": str(tmp_path / "lifecycle"),
+        "RETAIN_CONFIG_DIR": str(Path(__file__).resolve().parents[1] / "configs"),
+    }
+    result = subprocess.run([sys.executable, "-m", "retain.cli", "run"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "valid, 9 tables" in result.stdout
+    assert f"done: lifecycle data in {tmp_path / 'lifecycle'}" in result.stdout
