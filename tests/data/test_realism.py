@@ -1,0 +1,94 @@
+"""The simulated demo data shows the patterns a retention analyst expects, at plausible sizes.
+
+IBM Telco reference (../shared/data): tenure 0-72 months, mean 32.4; monthly charges
+18.25-118.75, mean 64.8; contracts 55 % month-to-month, 21 % one-year, 24 % two-year
+among all customers (43/25/32 among those who stayed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.lifecycle.profile import Profile, load_tables, profile
+
+AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def figures(demo_data: Path) -> Profile:
+    return profile(load_tables(demo_data), AS_OF)
+
+
+def test_monthly_churn_is_in_the_industry_band(figures: Profile) -> None:
+    assert 0.015 <= figures.monthly_churn_rate <= 0.025
+
+
+def test_month_to_month_contracts_churn_most(figures: Profile) -> None:
+    by_contract = figures.churn_rate_by_contract
+    assert by_contract["month_to_month"] > 2.5 * by_contract["one_year"]
+    assert by_contract["one_year"] > 1.5 * by_contract["two_year"]
+
+
+def test_churn_peaks_near_contract_end(figures: Profile) -> None:
+    assert figures.churn_rate_contract_ends_within_60d > 2 * figures.churn_rate_contract_end_later
+
+
+def test_bill_shock_raises_churn(figures: Profile) -> None:
+    assert figures.churn_rate_after_bill_shock > 2 * figures.churn_rate_without_bill_shock
+
+
+def test_outages_raise_churn_and_trigger_complaint_spikes(figures: Profile) -> None:
+    assert figures.churn_rate_after_outage > 1.5 * figures.churn_rate_without_outage
+    assert figures.network_faults_week_after_outage > 5 * figures.network_faults_week_before_outage
+
+
+def test_outages_cluster_in_time_and_space(figures: Profile) -> None:
+    assert figures.typhoon_share_in_season == 1.0
+    assert figures.sites_per_fibre_cut > 1.5
+
+
+def test_seasonal_package_surges(figures: Profile) -> None:
+    assert figures.campus_pack_term_start_ratio > 3
+    assert figures.roaming_pack_holiday_ratio > 1.8
+
+
+def test_retention_offers_work_on_average_against_the_random_control(figures: Profile) -> None:
+    assert figures.churn_60d_after_offer_treated < figures.churn_60d_after_offer_control
+
+
+def test_true_effects_are_heterogeneous(demo_data: Path) -> None:
+    effects = pd.read_parquet(demo_data / "truth" / "treatment_effects.parquet")
+    by_type = effects.groupby("uplift_type")["true_effect"].mean()
+    assert by_type["persuadable"] < -0.01  # saved by the offer
+    assert by_type["sleeping_dog"] > 0.005  # pushed to leave by the contact
+    assert abs(by_type["sure_thing"]) < abs(by_type["persuadable"])
+
+
+def test_marginals_resemble_the_ibm_telco_sample(figures: Profile) -> None:
+    assert 25 <= figures.active_tenure_months_mean <= 40
+    assert 0.35 <= figures.active_contract_mix["month_to_month"] <= 0.55
+    assert 55 <= figures.active_monthly_fee_mean <= 75
+    low, high = figures.active_monthly_fee_range
+    assert 15 <= low and high <= 125
+
+
+def test_the_ibm_reference_figures_hold(shared_ibm: pd.DataFrame) -> None:
+    """Guards the reference numbers quoted above against a changed file."""
+    assert shared_ibm["tenure"].between(0, 72).all()
+    assert abs(shared_ibm["tenure"].mean() - 32.4) < 0.1
+    assert abs(shared_ibm["MonthlyCharges"].mean() - 64.8) < 0.1
+    mix = shared_ibm["Contract"].value_counts(normalize=True)
+    assert abs(mix["Month-to-month"] - 0.55) < 0.01
+
+
+@pytest.fixture(scope="module")
+def shared_ibm() -> pd.DataFrame:
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "ibm_telco" / "WA_Fn-UseC_-Telco-Customer-Churn.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared/data is beside the checkout in CI)")
+    return pd.read_csv(path)
