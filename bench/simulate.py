@@ -28,8 +28,19 @@ def run(customers: int, months: int, seed: int, out: Path) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     subprocess.run(
-        [*RETAIN, "data", "generate", "--customers", str(customers), "--months", str(months),
-         "--seed", str(seed), "--out", str(out)],
+        [
+            *RETAIN,
+            "data",
+            "generate",
+            "--customers",
+            str(customers),
+            "--months",
+            str(months),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ],
         check=True,
     )
     seconds = time.perf_counter() - started

@@ -57,4 +57,6 @@ def load_settings(
         EnvSettingsSource(settings_cls),
         YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path),
     )
-    return settings_cls(_build_sources=(sources, flags))
+    # `_build_sources` is pydantic-settings' documented hook for explicit sources; its mypy
+    # signature is only visible through the pydantic plugin.
+    return settings_cls(_build_sources=(sources, flags))  # type: ignore[call-arg]

@@ -24,13 +24,17 @@ def _generate(out: Path, **overrides: object) -> Path:
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo size (20,000 customers x 24 months, seed 7): realism needs this many."""
-    return _generate(tmp_path_factory.mktemp("demo") / "lifecycle", customers=20_000, months=24, seed=7)
+    return _generate(
+        tmp_path_factory.mktemp("demo") / "lifecycle", customers=20_000, months=24, seed=7
+    )
 
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small valid dataset (1,000 customers x 12 months), never modified by tests."""
-    return _generate(tmp_path_factory.mktemp("small") / "lifecycle", customers=1_000, months=12, seed=3)
+    return _generate(
+        tmp_path_factory.mktemp("small") / "lifecycle", customers=1_000, months=12, seed=3
+    )
 
 
 @pytest.fixture

@@ -26,7 +26,21 @@ def test_help_lists_the_stages() -> None:
 
 def test_generate_then_validate(tmp_path: Path) -> None:
     out = tmp_path / "d"
-    generated = runner.invoke(app, ["data", "generate", "--customers", "500", "--months", "8", "--seed", "2", "--out", str(out)])
+    generated = runner.invoke(
+        app,
+        [
+            "data",
+            "generate",
+            "--customers",
+            "500",
+            "--months",
+            "8",
+            "--seed",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert generated.exit_code == 0, generated.output
     assert "generated 500 customers x 8 months" in generated.output
     validated = runner.invoke(app, ["data", "validate", str(out)])
@@ -64,7 +78,13 @@ def test_run_generates_and_validates_with_configured_defaults(tmp_path: Path) ->
         "RETAIN_DATA_OUT_DIR": str(tmp_path / "lifecycle"),
         "RETAIN_CONFIG_DIR": str(Path(__file__).resolve().parents[1] / "configs"),
     }
-    result = subprocess.run([sys.executable, "-m", "retain.cli", "run"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "retain.cli", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "valid, 9 tables" in result.stdout
     assert f"done: lifecycle data in {tmp_path / 'lifecycle'}" in result.stdout

@@ -10,9 +10,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_layout_from_the_design_card() -> None:
-    for folder in ("features", "training", "serving", "notebooks", "configs", "tests", "bench", ".ci"):
+    for folder in (
+        "features",
+        "training",
+        "serving",
+        "notebooks",
+        "configs",
+        "tests",
+        "bench",
+        ".ci",
+    ):
         assert (REPO / folder).is_dir(), folder
-    for file in ("MLproject", "README.md", "pyproject.toml", "Makefile", ".ci/run", "requirements.lock"):
+    for file in (
+        "MLproject",
+        "README.md",
+        "pyproject.toml",
+        "Makefile",
+        ".ci/run",
+        "requirements.lock",
+    ):
         assert (REPO / file).is_file(), file
 
 
@@ -28,7 +44,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_contract_docs_match_the_contract() -> None:
     docs = (REPO / "features" / "README.md").read_text()
-    assert contract_markdown() in docs, "run `retain data contract` and paste it into features/README.md"
+    assert contract_markdown() in docs, (
+        "run `retain data contract` and paste it into features/README.md"
+    )
 
 
 def test_dependencies_are_pinned() -> None:

@@ -25,7 +25,9 @@ def test_the_shipped_yaml_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_yaml_overrides_defaults(tmp_path: Path) -> None:
-    settings = load_settings(DataSettings, directory=_yaml(tmp_path, "customers: 500\ndrivers: {bill_shock: 2.0}\n"))
+    settings = load_settings(
+        DataSettings, directory=_yaml(tmp_path, "customers: 500\ndrivers: {bill_shock: 2.0}\n")
+    )
     assert settings.customers == 500
     assert settings.drivers.bill_shock == 2.0
     assert settings.drivers.intercept == DataSettings().drivers.intercept
@@ -39,9 +41,13 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.drivers.bill_shock == 1.5
 
 
-def test_flags_override_environment_and_none_flags_are_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flags_override_environment_and_none_flags_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETAIN_DATA_CUSTOMERS", "700")
-    settings = load_settings(DataSettings, {"customers": 900, "seed": None}, directory=_yaml(tmp_path, "seed: 3\n"))
+    settings = load_settings(
+        DataSettings, {"customers": 900, "seed": None}, directory=_yaml(tmp_path, "seed: 3\n")
+    )
     assert settings.customers == 900
     assert settings.seed == 3
 
@@ -50,14 +56,20 @@ def test_a_missing_yaml_file_means_defaults(tmp_path: Path) -> None:
     assert load_settings(DataSettings, directory=tmp_path).customers == 20_000
 
 
-def test_the_config_dir_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_config_dir_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETAIN_CONFIG_DIR", str(_yaml(tmp_path, "months: 12\n")))
     assert load_settings(DataSettings).months == 12
 
 
 @pytest.mark.parametrize(
     ("text", "field"),
-    [("customerz: 5\n", "customerz"), ("months: 2\n", "months"), ("as_of: '2026-01-01'\n", "as_of")],
+    [
+        ("customerz: 5\n", "customerz"),
+        ("months: 2\n", "months"),
+        ("as_of: '2026-01-01'\n", "as_of"),
+    ],
 )
 def test_bad_settings_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(ValidationError, match=field):

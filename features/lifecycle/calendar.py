@@ -20,14 +20,18 @@ def add_months(days: np.ndarray, months: np.ndarray | int) -> np.ndarray:
     month_start = day_values.astype("datetime64[M]")
     day_of_month = (day_values - month_start.astype("datetime64[D]")).astype(np.int64)
     target = month_start + np.asarray(months, dtype=np.int64)
-    target_length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    target_length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(
+        np.int64
+    )
     return target.astype("datetime64[D]") + np.minimum(day_of_month, target_length - 1)
 
 
 def whole_months_between(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Completed calendar months from `start` to `end` (both datetime64), never negative."""
     start_d, end_d = start.astype("datetime64[D]"), end.astype("datetime64[D]")
-    months = end_d.astype("datetime64[M]").astype(np.int64) - start_d.astype("datetime64[M]").astype(np.int64)
+    months = end_d.astype("datetime64[M]").astype(np.int64) - start_d.astype(
+        "datetime64[M]"
+    ).astype(np.int64)
     not_yet = add_months(start_d, months) > end_d
     return np.maximum(months - not_yet, 0)
 
@@ -60,7 +64,9 @@ def contract_end_after(
     else:
         when = at.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     term = contract_type.map(CONTRACT_MONTHS).to_numpy(dtype=np.int64)
-    ends = pd.Series(term_end_after(signup, term, when), index=signup_at.index).dt.tz_localize("UTC")
+    ends = pd.Series(term_end_after(signup, term, when), index=signup_at.index).dt.tz_localize(
+        "UTC"
+    )
     return ends.where(contract_type.to_numpy() != "month_to_month")
 
 

@@ -19,13 +19,20 @@ from features.lifecycle.simulator import GenerationSummary, generate
 from features.lifecycle.validate import ValidationReport, resolve_as_of, validate_directory
 from retain.settings import load_settings
 
-app = typer.Typer(help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True)
+app = typer.Typer(
+    help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 
 def run_generation(settings: DataSettings) -> GenerationSummary:
     """Generate with a progress bar over customers; returns the summary."""
-    columns = (TextColumn("simulating customers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("simulating customers"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("simulate", total=settings.customers)
         summary = generate(settings, on_block=lambda n: progress.advance(task, n))
@@ -34,7 +41,8 @@ def run_generation(settings: DataSettings) -> GenerationSummary:
         f"generated {settings.customers:,} customers x {settings.months} months "
         f"(seed {settings.seed}, as of {settings.as_of:%Y-%m-%d}) in {summary.seconds:.1f}s: "
         f"{counts['usage_monthly']:,} customer-months, {counts['service_tickets']:,} tickets, "
-        f"{counts['churn_events']:,} churned ({summary.monthly_churn_rate:.2%} a month) -> {summary.out_dir}"
+        f"{counts['churn_events']:,} churned ({summary.monthly_churn_rate:.2%} a month) "
+        f"-> {summary.out_dir}"
     )
     return summary
 
@@ -42,10 +50,17 @@ def run_generation(settings: DataSettings) -> GenerationSummary:
 def print_report(report: ValidationReport) -> None:
     """Every violation on its own line, then a one-line verdict."""
     if report.violations:
-        table = Table("table", "column", "rule", "bad rows", "examples", title="contract violations")
+        table = Table(
+            "table", "column", "rule", "bad rows", "examples", title="contract violations"
+        )
         for v in report.violations:
-            table.add_row(v.table, v.column or "-", v.rule, "all" if v.bad_rows is None else f"{v.bad_rows:,}",
-                          "; ".join(v.examples))
+            table.add_row(
+                v.table,
+                v.column or "-",
+                v.rule,
+                "all" if v.bad_rows is None else f"{v.bad_rows:,}",
+                "; ".join(v.examples),
+            )
         Console(width=200).print(table)
         for v in report.violations:
             typer.echo(f"violation: {v}", err=True)
@@ -68,7 +83,10 @@ def generate_command(
 ) -> None:
     """Simulate the lifecycle tables and a truth/ folder into OUT."""
     overrides = {
-        "customers": customers, "months": months, "seed": seed, "out_dir": out,
+        "customers": customers,
+        "months": months,
+        "seed": seed,
+        "out_dir": out,
         "as_of": pd.Timestamp(as_of).tz_localize("UTC").to_pydatetime() if as_of else None,
     }
     run_generation(load_settings(DataSettings, overrides))
@@ -79,7 +97,10 @@ def validate_command(
     directory: Annotated[Path, typer.Argument(help="Folder with the contract's parquet files.")],
     as_of: Annotated[
         datetime | None,
-        typer.Option("--as-of", help="Nothing may happen after this (UTC); default: the manifest's, else now."),
+        typer.Option(
+            "--as-of",
+            help="Nothing may happen after this (UTC); default: the manifest's, else now.",
+        ),
     ] = None,
 ) -> None:
     """Check DIRECTORY against the data contract; exit 1 listing every violation."""
@@ -95,9 +116,11 @@ def validate_command(
 @app.command("profile")
 def profile_command(
     directory: Annotated[Path, typer.Argument(help="Folder with valid lifecycle tables.")],
-    as_of: Annotated[datetime | None, typer.Option("--as-of", help="Export instant (UTC); default: manifest's.")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="Export instant (UTC); default: manifest's.")
+    ] = None,
 ) -> None:
-    """Print the figures a retention analyst checks first: churn by driver, seasonality, marginals."""
+    """Print the figures an analyst checks first: churn by driver, seasonality, marginals."""
     cutoff = resolve_as_of(directory, pd.Timestamp(as_of) if as_of else None)
     figures = profile(load_tables(directory), cutoff)
     table = Table("figure", "value", title=f"lifecycle profile of {directory}")

@@ -51,6 +51,7 @@ OUTAGE_CAUSES = ("fibre_cut", "typhoon", "power_failure", "equipment_fault", "ma
 CHURN_REASONS = ("price", "network", "service", "competitor", "relocation", "other")
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """One column of the contract."""
@@ -92,7 +93,9 @@ def _between(low: float, high: float) -> pa.Check:
 
 
 _NON_NEGATIVE = pa.Check.ge(0, error="must be >= 0")
-_IDENTIFIER = pa.Check.str_matches(IDENTIFIER_PATTERN, error="must be an identifier (letters, digits, _ and -)")
+_IDENTIFIER = pa.Check.str_matches(
+    IDENTIFIER_PATTERN, error="must be an identifier (letters, digits, _ and -)"
+)
 
 
 def _is_month_start(s: pd.Series) -> pd.Series:
@@ -150,15 +153,30 @@ TABLES: dict[str, TableSpec] = {
             columns=(
                 _CUSTOMER_ID,
                 _when("signup_at", "When the customer signed up."),
-                ColumnSpec("segment", Kind.STRING, "consumer or enterprise.", checks=(_one_of(SEGMENTS),)),
-                ColumnSpec("age_band", Kind.STRING, "Age band of the account holder.", checks=(_one_of(AGE_BANDS),)),
+                ColumnSpec(
+                    "segment", Kind.STRING, "consumer or enterprise.", checks=(_one_of(SEGMENTS),)
+                ),
+                ColumnSpec(
+                    "age_band",
+                    Kind.STRING,
+                    "Age band of the account holder.",
+                    checks=(_one_of(AGE_BANDS),),
+                ),
                 _flag("is_student", "Registered as a student (eligible for campus offers)."),
-                ColumnSpec("region", Kind.STRING, "Sales region (the Feast `region` entity).", checks=(_IDENTIFIER,)),
+                ColumnSpec(
+                    "region",
+                    Kind.STRING,
+                    "Sales region (the Feast `region` entity).",
+                    checks=(_IDENTIFIER,),
+                ),
                 _id("cell_site_id", "Home cell site (most-used cell)."),
                 _id("plan_id", "Tariff plan."),
                 _amount("monthly_fee", "Recurring monthly fee of the plan, in currency units."),
                 ColumnSpec(
-                    "contract_type", Kind.STRING, "Commitment term.", checks=(_one_of(CONTRACT_TYPES),)
+                    "contract_type",
+                    Kind.STRING,
+                    "Commitment term.",
+                    checks=(_one_of(CONTRACT_TYPES),),
                 ),
                 ColumnSpec(
                     "contract_end_at",
@@ -169,17 +187,29 @@ TABLES: dict[str, TableSpec] = {
                     nullable=True,
                 ),
                 ColumnSpec(
-                    "payment_method", Kind.STRING, "How the bill is paid.", checks=(_one_of(PAYMENT_METHODS),)
+                    "payment_method",
+                    Kind.STRING,
+                    "How the bill is paid.",
+                    checks=(_one_of(PAYMENT_METHODS),),
                 ),
                 _flag("paperless_billing", "Receives bills electronically."),
-                *(_flag(f"consent_{c}", f"Consents to marketing contact by {c.replace('_', ' ')}.") for c in CONSENT_CHANNELS),
+                *(
+                    _flag(
+                        f"consent_{c}", f"Consents to marketing contact by {c.replace('_', ' ')}."
+                    )
+                    for c in CONSENT_CHANNELS
+                ),
                 _flag("large_print", "Prefers large-print / accessible communication."),
-                _id("account_manager_id", "Assigned account manager; null when none.", nullable=True),
+                _id(
+                    "account_manager_id", "Assigned account manager; null when none.", nullable=True
+                ),
             ),
             row_rules=(
                 (
                     "contract_end_at",
-                    pa.Check(_end_date_iff_term_contract, name="must be set exactly for term contracts"),
+                    pa.Check(
+                        _end_date_iff_term_contract, name="must be set exactly for term contracts"
+                    ),
                 ),
             ),
         ),
@@ -194,13 +224,20 @@ TABLES: dict[str, TableSpec] = {
                     "month",
                     Kind.TIMESTAMP,
                     "First instant of the calendar month (UTC).",
-                    checks=(pa.Check(_is_month_start, name="must be the first instant of a month"),),
+                    checks=(
+                        pa.Check(_is_month_start, name="must be the first instant of a month"),
+                    ),
                     not_after_as_of=True,
                 ),
                 _amount("data_gb", "Mobile data used, GB."),
                 _amount("voice_min", "Voice minutes."),
                 ColumnSpec("sms", Kind.INTEGER, "SMS sent.", checks=(_NON_NEGATIVE,)),
-                ColumnSpec("roaming_days", Kind.INTEGER, "Days with roaming usage.", checks=(_between(0, 31),)),
+                ColumnSpec(
+                    "roaming_days",
+                    Kind.INTEGER,
+                    "Days with roaming usage.",
+                    checks=(_between(0, 31),),
+                ),
                 _amount("bill_amount", "Total billed for the month, in currency units."),
                 _amount("overage_amount", "Part of the bill above the plan allowance."),
                 _flag("late_payment", "The month's bill was paid late."),
@@ -216,11 +253,29 @@ TABLES: dict[str, TableSpec] = {
                 _CUSTOMER_ID,
                 _when("opened_at", "When the ticket was opened."),
                 _when("closed_at", "When it was closed; null while unresolved.", nullable=True),
-                ColumnSpec("ticket_type", Kind.STRING, "What the ticket is about.", checks=(_one_of(TICKET_TYPES),)),
-                ColumnSpec("channel", Kind.STRING, "Where it was opened.", checks=(_one_of(TICKET_CHANNELS),)),
+                ColumnSpec(
+                    "ticket_type",
+                    Kind.STRING,
+                    "What the ticket is about.",
+                    checks=(_one_of(TICKET_TYPES),),
+                ),
+                ColumnSpec(
+                    "channel",
+                    Kind.STRING,
+                    "Where it was opened.",
+                    checks=(_one_of(TICKET_CHANNELS),),
+                ),
                 _flag("first_contact_resolved", "Resolved in the first contact."),
-                _flag("is_repeat", "Same customer had a ticket of the same type in the 30 days before."),
-                ColumnSpec("sentiment", Kind.FLOAT, "Sentiment of the interaction, -1..1.", checks=(_between(-1, 1),)),
+                _flag(
+                    "is_repeat",
+                    "Same customer had a ticket of the same type in the 30 days before.",
+                ),
+                ColumnSpec(
+                    "sentiment",
+                    Kind.FLOAT,
+                    "Sentiment of the interaction, -1..1.",
+                    checks=(_between(-1, 1),),
+                ),
             ),
             row_rules=(("closed_at", _closes_after_opening("opened_at", "closed_at")),),
         ),
@@ -248,8 +303,18 @@ TABLES: dict[str, TableSpec] = {
                     checks=(pa.Check(_is_midnight, name="must be midnight"),),
                     not_after_as_of=True,
                 ),
-                ColumnSpec("drop_rate", Kind.FLOAT, "Share of calls dropped, 0..1.", checks=(_between(0, 1),)),
-                ColumnSpec("load", Kind.FLOAT, "Busy-hour utilisation (1.0 = capacity).", checks=(_NON_NEGATIVE,)),
+                ColumnSpec(
+                    "drop_rate",
+                    Kind.FLOAT,
+                    "Share of calls dropped, 0..1.",
+                    checks=(_between(0, 1),),
+                ),
+                ColumnSpec(
+                    "load",
+                    Kind.FLOAT,
+                    "Busy-hour utilisation (1.0 = capacity).",
+                    checks=(_NON_NEGATIVE,),
+                ),
             ),
         ),
         TableSpec(
@@ -273,7 +338,10 @@ TABLES: dict[str, TableSpec] = {
             doc="One row per add-on package bought.",
             columns=(
                 _CUSTOMER_ID,
-                _id("package_id", "Package (campus_data_pack, daily_pass, roaming_pack, family_upgrade, ...)."),
+                _id(
+                    "package_id",
+                    "Package (campus_data_pack, daily_pass, roaming_pack, family_upgrade, ...).",
+                ),
                 _when("purchased_at", "When it was bought."),
                 _amount("price", "Price paid."),
             ),
@@ -293,7 +361,12 @@ TABLES: dict[str, TableSpec] = {
                 _when("sent_at", "When the offer was sent (or the customer assigned)."),
                 _flag("accepted", "The customer accepted the offer (always False for control)."),
             ),
-            row_rules=(("accepted", pa.Check(_control_never_accepts, name="must be false on a control row")),),
+            row_rules=(
+                (
+                    "accepted",
+                    pa.Check(_control_never_accepts, name="must be false on a control row"),
+                ),
+            ),
         ),
         TableSpec(
             name="churn_events",
@@ -337,6 +410,8 @@ def contract_markdown() -> str:
         lines += [f"### `{table.file_name}` ({table.stage})", "", table.doc, ""]
         lines += ["| column | type | meaning | rules (violations reported) |", "|---|---|---|---|"]
         for column in table.columns:
-            lines.append(f"| `{column.name}` | {column.kind} | {column.doc} | {_rules(column, table)} |")
+            lines.append(
+                f"| `{column.name}` | {column.kind} | {column.doc} | {_rules(column, table)} |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -67,7 +67,9 @@ def customer_months(
         active = (customers["signup_at"] < start) & ~(churned_at < start)
         if not active.any():
             continue
-        rows = customers.loc[active, ["customer_id", "contract_type", "signup_at", "cell_site_id"]].copy()
+        rows = customers.loc[
+            active, ["customer_id", "contract_type", "signup_at", "cell_site_id"]
+        ].copy()
         rows["month"] = start
         rows["churned"] = (churned_at[active] < end).to_numpy()
         frames.append(rows)
@@ -80,11 +82,19 @@ def _rate(mask_churned: pd.Series) -> float:
 
 def _monthly_outage_hours(events: pd.DataFrame) -> pd.DataFrame:
     """Outage hours per site and month of the outage start."""
-    hours = (events["ended_at"].fillna(events["started_at"]) - events["started_at"]) / pd.Timedelta(hours=1)
-    month = events["started_at"].dt.tz_localize(None).dt.to_period("M").dt.start_time.dt.tz_localize("UTC")
+    hours = (events["ended_at"].fillna(events["started_at"]) - events["started_at"]) / pd.Timedelta(
+        hours=1
+    )
+    month = (
+        events["started_at"]
+        .dt.tz_localize(None)
+        .dt.to_period("M")
+        .dt.start_time.dt.tz_localize("UTC")
+    )
     return (
         pd.DataFrame({"cell_site_id": events["cell_site_id"], "month": month, "hours": hours})
-        .groupby(["cell_site_id", "month"], as_index=False)["hours"].sum()
+        .groupby(["cell_site_id", "month"], as_index=False)["hours"]
+        .sum()
     )
 
 
@@ -97,13 +107,17 @@ def _bill_shock_months(usage: pd.DataFrame) -> pd.DataFrame:
     return shocked.assign(shock=True)
 
 
-def _tickets_around_outages(tickets: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame) -> tuple[float, float]:
-    """Network-fault tickets per 1,000 homed customers in the 7 days after vs before major outages."""
+def _tickets_around_outages(
+    tickets: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame
+) -> tuple[float, float]:
+    """Network-fault tickets per 1,000 homed customers, 7 days after vs before major outages."""
     major = events[events["severity"] != "minor"].drop_duplicates("cell_site_id", keep="first")
     homed = customers.groupby("cell_site_id").size()
-    faults = tickets[tickets["ticket_type"] == "network_fault"].merge(
-        customers[["customer_id", "cell_site_id"]], on="customer_id"
-    ).merge(major[["cell_site_id", "started_at"]], on="cell_site_id")
+    faults = (
+        tickets[tickets["ticket_type"] == "network_fault"]
+        .merge(customers[["customer_id", "cell_site_id"]], on="customer_id")
+        .merge(major[["cell_site_id", "started_at"]], on="cell_site_id")
+    )
     delta = faults["opened_at"] - faults["started_at"]
     exposed = homed.reindex(major["cell_site_id"]).sum()
     after = ((delta >= pd.Timedelta(0)) & (delta < 7 * _DAY)).sum()
@@ -120,27 +134,46 @@ def profile(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> Profile:
     near_end = (ends - term["month"]) <= 60 * _DAY
 
     outages = _monthly_outage_hours(tables["network_events"])
-    previous_month = panel["month"].dt.tz_localize(None).dt.to_period("M").sub(1).dt.start_time.dt.tz_localize("UTC")
-    exposure = pd.DataFrame({"cell_site_id": panel["cell_site_id"], "month": previous_month}).merge(
-        outages, on=["cell_site_id", "month"], how="left"
-    )["hours"].fillna(0).to_numpy()
+    previous_month = (
+        panel["month"]
+        .dt.tz_localize(None)
+        .dt.to_period("M")
+        .sub(1)
+        .dt.start_time.dt.tz_localize("UTC")
+    )
+    exposure = (
+        pd.DataFrame({"cell_site_id": panel["cell_site_id"], "month": previous_month})
+        .merge(outages, on=["cell_site_id", "month"], how="left")["hours"]
+        .fillna(0)
+        .to_numpy()
+    )
 
     shocks = _bill_shock_months(tables["usage_monthly"]).rename(columns={"month": "previous_month"})
-    shocked = pd.DataFrame({"customer_id": panel["customer_id"], "previous_month": previous_month}).merge(
-        shocks, on=["customer_id", "previous_month"], how="left"
-    )["shock"].notna().to_numpy()
+    shocked = (
+        pd.DataFrame({"customer_id": panel["customer_id"], "previous_month": previous_month})
+        .merge(shocks, on=["customer_id", "previous_month"], how="left")["shock"]
+        .notna()
+        .to_numpy()
+    )
 
     purchases = tables["package_purchases"]
     month = purchases["purchased_at"].dt.month
     campus = purchases[purchases["package_id"] == "campus_data_pack"]
     campus_month = campus["purchased_at"].dt.month
     n_months = purchases["purchased_at"].dt.tz_localize(None).dt.to_period("M").nunique()
-    term_months = purchases.loc[month.isin([2, 3, 9]), "purchased_at"].dt.tz_localize(None).dt.to_period("M").nunique()
+    term_months = (
+        purchases.loc[month.isin([2, 3, 9]), "purchased_at"]
+        .dt.tz_localize(None)
+        .dt.to_period("M")
+        .nunique()
+    )
     campus_ratio = (campus_month.isin([2, 3, 9]).sum() / max(term_months, 1)) / (
         (~campus_month.isin([2, 3, 9])).sum() / max(n_months - term_months, 1)
     )
     roaming = purchases[purchases["package_id"] == "roaming_pack"]
-    by_month = roaming.groupby(roaming["purchased_at"].dt.tz_localize(None).dt.to_period("M")).size()
+    by_month = roaming.groupby(
+        roaming["purchased_at"].dt.tz_localize(None).dt.to_period("M")
+    ).size()
     peak = by_month.index.month.isin([1, 2, 7, 8])  # the festival falls in January or February
     roaming_ratio = by_month[peak].mean() / by_month[~peak].mean()
 
@@ -151,12 +184,16 @@ def profile(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> Profile:
     campaigns = tables["campaigns"].merge(churn, on="customer_id", how="left")
     observable = campaigns["sent_at"] <= as_of - 60 * _DAY
     campaigns = campaigns[observable]
-    left = (campaigns["churned_at"] > campaigns["sent_at"]) & (campaigns["churned_at"] <= campaigns["sent_at"] + 60 * _DAY)
+    left = (campaigns["churned_at"] > campaigns["sent_at"]) & (
+        campaigns["churned_at"] <= campaigns["sent_at"] + 60 * _DAY
+    )
 
     churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
     active = customers[churned_at.isna()]
     tenure = (as_of - active["signup_at"]) / (30.44 * _DAY)
-    after_faults, before_faults = _tickets_around_outages(tables["service_tickets"], customers, events)
+    after_faults, before_faults = _tickets_around_outages(
+        tables["service_tickets"], customers, events
+    )
 
     return Profile(
         monthly_churn_rate=_rate(panel["churned"]),
@@ -171,15 +208,22 @@ def profile(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> Profile:
         network_faults_week_before_outage=float(before_faults),
         campus_pack_term_start_ratio=float(campus_ratio),
         roaming_pack_holiday_ratio=float(roaming_ratio),
-        typhoon_share_in_season=float(typhoons["started_at"].dt.month.isin([7, 8, 9, 10]).mean()) if len(typhoons) else float("nan"),
-        sites_per_fibre_cut=float(cuts.groupby("event_id").size().mean()) if len(cuts) else float("nan"),
+        typhoon_share_in_season=float(typhoons["started_at"].dt.month.isin([7, 8, 9, 10]).mean())
+        if len(typhoons)
+        else float("nan"),
+        sites_per_fibre_cut=float(cuts.groupby("event_id").size().mean())
+        if len(cuts)
+        else float("nan"),
         churn_60d_after_offer_treated=_rate(left[campaigns["treated"]]),
         churn_60d_after_offer_control=_rate(left[~campaigns["treated"]]),
         active_customers=len(active),
         active_tenure_months_mean=float(tenure.mean()),
         active_contract_mix=active["contract_type"].value_counts(normalize=True).round(3).to_dict(),
         active_monthly_fee_mean=float(active["monthly_fee"].mean()),
-        active_monthly_fee_range=(float(active["monthly_fee"].min()), float(active["monthly_fee"].max())),
+        active_monthly_fee_range=(
+            float(active["monthly_fee"].min()),
+            float(active["monthly_fee"].max()),
+        ),
     )
 
 

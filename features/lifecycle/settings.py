@@ -50,7 +50,9 @@ class DataSettings(StageSettings):
     config_file: ClassVar[str] = "data.yaml"
     model_config = SettingsConfigDict(env_prefix="RETAIN_DATA_")
 
-    customers: int = Field(20_000, ge=100, description="Customers ever signed up (rows of `customers`).")
+    customers: int = Field(
+        20_000, ge=100, description="Customers ever signed up (rows of `customers`)."
+    )
     months: int = Field(24, ge=6, le=120, description="Months of history ending at `as_of`.")
     seed: int = Field(7, ge=0)
     as_of: datetime = Field(

@@ -35,7 +35,11 @@ class Violation:
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
-        count = "" if self.bad_rows is None else f": {self.bad_rows} bad row{'s' * (self.bad_rows != 1)}"
+        count = (
+            ""
+            if self.bad_rows is None
+            else f": {self.bad_rows} bad row{'s' * (self.bad_rows != 1)}"
+        )
         example = f" (e.g. {'; '.join(self.examples)})" if self.examples else ""
         return f"{where}: {self.rule}{count}{example}"
 
@@ -92,7 +96,9 @@ def _key_examples(df: pd.DataFrame, spec: TableSpec, index: Iterable[object]) ->
 
 
 def _well_typed_columns(df: pd.DataFrame, spec: TableSpec) -> list[str]:
-    return [c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)]
+    return [
+        c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)
+    ]
 
 
 def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
@@ -100,7 +106,9 @@ def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
     violations = []
     for col in spec.columns:
         if col.name not in df.columns:
-            violations.append(Violation(spec.name, col.name, f"missing column (expected {col.kind})"))
+            violations.append(
+                Violation(spec.name, col.name, f"missing column (expected {col.kind})")
+            )
         elif not _kind_matches(df[col.name], col.kind):
             found = _describe_dtype(df[col.name])
             violations.append(
@@ -109,7 +117,9 @@ def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
     return violations
 
 
-def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -> pa.DataFrameSchema:
+def table_schema(
+    spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]
+) -> pa.DataFrameSchema:
     """The pandera schema of value rules for the given (present, well-typed) columns."""
     present = set(columns)
     pandera_columns = {}
@@ -118,7 +128,9 @@ def table_schema(spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]) -
             continue
         checks = list(col.checks)
         if col.not_after_as_of:
-            checks.append(pa.Check.le(as_of, error=f"must not be after the as-of instant {as_of.isoformat()}"))
+            checks.append(
+                pa.Check.le(as_of, error=f"must not be after the as-of instant {as_of.isoformat()}")
+            )
         is_single_key = spec.key == (col.name,)
         pandera_columns[col.name] = pa.Column(
             nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
@@ -154,7 +166,10 @@ def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list
         index = cases.loc[is_composite, "index"].dropna().unique()
         violations.append(
             Violation(
-                spec.name, ", ".join(spec.key), "duplicate key", len(index),
+                spec.name,
+                ", ".join(spec.key),
+                "duplicate key",
+                len(index),
                 _key_examples(df, spec, index),
             )
         )
@@ -166,7 +181,10 @@ def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list
         index = group["index"].dropna().unique()
         violations.append(
             Violation(
-                spec.name, column or None, _RULE_NAMES.get(check, check), len(index),
+                spec.name,
+                column or None,
+                _RULE_NAMES.get(check, check),
+                len(index),
                 _key_examples(df, spec, index),
             )
         )
@@ -207,21 +225,41 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
     violations: list[Violation] = []
     references = [
         (child, "customer_id", "customers")
-        for child in ("usage_monthly", "service_tickets", "package_purchases", "campaigns", "churn_events")
-    ] + [(child, "cell_site_id", "cell_sites") for child in ("customers", "cell_quality_daily", "network_events")]
+        for child in (
+            "usage_monthly",
+            "service_tickets",
+            "package_purchases",
+            "campaigns",
+            "churn_events",
+        )
+    ] + [
+        (child, "cell_site_id", "cell_sites")
+        for child in ("customers", "cell_quality_daily", "network_events")
+    ]
     for child, column, parent in references:
         if _has(tables, child, column) and _has(tables, parent, column):
             df = tables[child]
             bad = ~df[column].isin(tables[parent][column]) & df[column].notna()
-            violations += _bad_rows(child, column, f"unknown {column} (not in {parent})", df, TABLES[child], bad)
+            violations += _bad_rows(
+                child, column, f"unknown {column} (not in {parent})", df, TABLES[child], bad
+            )
 
-    if _has(tables, "customers", "cell_site_id", "region") and _has(tables, "cell_sites", "cell_site_id", "region"):
+    if _has(tables, "customers", "cell_site_id", "region") and _has(
+        tables, "cell_sites", "cell_site_id", "region"
+    ):
         customers = tables["customers"]
-        sites = tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
+        sites = (
+            tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
+        )
         site_region = customers["cell_site_id"].map(sites)
         bad = site_region.notna() & (site_region != customers["region"])
         violations += _bad_rows(
-            "customers", "region", "differs from the region of the home cell site", customers, TABLES["customers"], bad
+            "customers",
+            "region",
+            "differs from the region of the home cell site",
+            customers,
+            TABLES["customers"],
+            bad,
         )
 
     signup = _by_customer(tables, "customers", "signup_at")
@@ -229,7 +267,13 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
     timed = [
         ("churn_events", "churned_at", "before the customer's signup_at", signup, "lt"),
         ("service_tickets", "opened_at", "before the customer's signup_at", signup, "lt"),
-        ("usage_monthly", "month", "before the customer's signup month", _month_start(signup), "lt"),
+        (
+            "usage_monthly",
+            "month",
+            "before the customer's signup month",
+            _month_start(signup),
+            "lt",
+        ),
         ("usage_monthly", "month", "after the customer's churn month", _month_start(churned), "gt"),
     ]
     for table, column, rule, bound_by_customer, op in timed:

@@ -72,7 +72,7 @@ def test_marginals_resemble_the_ibm_telco_sample(figures: Profile) -> None:
     assert 0.35 <= figures.active_contract_mix["month_to_month"] <= 0.55
     assert 55 <= figures.active_monthly_fee_mean <= 75
     low, high = figures.active_monthly_fee_range
-    assert 15 <= low and high <= 125
+    assert low >= 15 and high <= 125
 
 
 def test_the_ibm_reference_figures_hold(shared_ibm: pd.DataFrame) -> None:

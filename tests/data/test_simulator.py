@@ -34,16 +34,22 @@ def test_same_seed_gives_identical_data(make_data: Callable[..., Path]) -> None:
     assert len(files) == len(TABLES) + 3  # the contract tables and three truth tables
     for relative in files:
         assert pq.read_table(first / relative).equals(pq.read_table(second / relative)), relative
-    assert json.loads((first / "manifest.json").read_text()) == json.loads((second / "manifest.json").read_text())
+    assert json.loads((first / "manifest.json").read_text()) == json.loads(
+        (second / "manifest.json").read_text()
+    )
 
 
 def test_another_seed_gives_other_data(make_data: Callable[..., Path]) -> None:
     first = make_data("a", customers=600, months=8, seed=11)
     other = make_data("b", customers=600, months=8, seed=12)
-    assert not pq.read_table(first / "customers.parquet").equals(pq.read_table(other / "customers.parquet"))
+    assert not pq.read_table(first / "customers.parquet").equals(
+        pq.read_table(other / "customers.parquet")
+    )
 
 
-def test_blocks_join_into_one_consistent_dataset(make_data: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_join_into_one_consistent_dataset(
+    make_data: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(simulator, "BLOCK_SIZE", 400)
     out = make_data(customers=1_000, months=8, seed=5)  # three blocks, the last one short
     report = validate_directory(out)
@@ -87,7 +93,9 @@ def test_manifest_records_what_was_generated(small_data: Path) -> None:
     assert pd.Timestamp(manifest["as_of"]) == pd.Timestamp("2026-11-01T00:00:00Z")
 
 
-def test_a_failed_run_keeps_the_previous_data(make_data: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_keeps_the_previous_data(
+    make_data: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = make_data(customers=300, months=6, seed=1)
     before = pq.read_table(out / "customers.parquet")
 
@@ -96,7 +104,9 @@ def test_a_failed_run_keeps_the_previous_data(make_data: Callable[..., Path], mo
 
     monkeypatch.setattr(simulator, "simulate_block", explode)
     with pytest.raises(RuntimeError, match="disk full"):
-        generate(DataSettings.model_validate({"out_dir": out, "customers": 300, "months": 6, "seed": 2}))
+        generate(
+            DataSettings.model_validate({"out_dir": out, "customers": 300, "months": 6, "seed": 2})
+        )
     assert pq.read_table(out / "customers.parquet").equals(before)
     assert validate_directory(out).ok
 
@@ -104,6 +114,8 @@ def test_a_failed_run_keeps_the_previous_data(make_data: Callable[..., Path], mo
 def test_a_successful_run_replaces_the_previous_data(make_data: Callable[..., Path]) -> None:
     out = make_data(customers=300, months=6, seed=1)
     (out / "stale.parquet").write_text("left over")
-    generate(DataSettings.model_validate({"out_dir": out, "customers": 400, "months": 6, "seed": 1}))
+    generate(
+        DataSettings.model_validate({"out_dir": out, "customers": 400, "months": 6, "seed": 1})
+    )
     assert not (out / "stale.parquet").exists()
     assert len(pd.read_parquet(out / "customers.parquet")) == 400

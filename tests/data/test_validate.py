@@ -27,8 +27,15 @@ def test_generated_data_is_valid(small_data: Path) -> None:
     report = validate_directory(small_data)
     assert report.ok, [str(v) for v in report.violations]
     assert set(report.row_counts) == {
-        "customers", "usage_monthly", "service_tickets", "cell_sites", "cell_quality_daily",
-        "network_events", "package_purchases", "campaigns", "churn_events",
+        "customers",
+        "usage_monthly",
+        "service_tickets",
+        "cell_sites",
+        "cell_quality_daily",
+        "network_events",
+        "package_purchases",
+        "campaigns",
+        "churn_events",
     }
     assert all(count > 0 for count in report.row_counts.values())
 
@@ -36,7 +43,9 @@ def test_generated_data_is_valid(small_data: Path) -> None:
 def _set(column: str, row: int, value: object) -> Mutation:
     def change(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
-        df[column] = df[column].astype(object) if value is None and df[column].dtype == bool else df[column]
+        df[column] = (
+            df[column].astype(object) if value is None and df[column].dtype == bool else df[column]
+        )
         df.loc[row, column] = value
         return df
 
@@ -44,46 +53,112 @@ def _set(column: str, row: int, value: object) -> Mutation:
 
 
 CASES = [
-    pytest.param("customers", lambda df: df.drop(columns=["segment"]), "segment", "missing column", id="missing-column"),
-    pytest.param("usage_monthly", lambda df: df.assign(sms=df["sms"].astype(str)), "sms", "wrong type", id="wrong-type"),
     pytest.param(
-        "service_tickets", lambda df: df.assign(opened_at=df["opened_at"].dt.tz_localize(None)),
-        "opened_at", "without a timezone", id="naive-timestamp",
+        "customers",
+        lambda df: df.drop(columns=["segment"]),
+        "segment",
+        "missing column",
+        id="missing-column",
     ),
-    pytest.param("service_tickets", _set("ticket_id", 0, None), "ticket_id", "must not be null", id="null-key"),
-    pytest.param("customers", lambda df: pd.concat([df, df.iloc[[5]]]), "customer_id", "duplicate key", id="duplicate-key"),
     pytest.param(
-        "usage_monthly", lambda df: pd.concat([df, df.iloc[[7]]]), "customer_id, month", "duplicate key",
+        "usage_monthly",
+        lambda df: df.assign(sms=df["sms"].astype(str)),
+        "sms",
+        "wrong type",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "service_tickets",
+        lambda df: df.assign(opened_at=df["opened_at"].dt.tz_localize(None)),
+        "opened_at",
+        "without a timezone",
+        id="naive-timestamp",
+    ),
+    pytest.param(
+        "service_tickets",
+        _set("ticket_id", 0, None),
+        "ticket_id",
+        "must not be null",
+        id="null-key",
+    ),
+    pytest.param(
+        "customers",
+        lambda df: pd.concat([df, df.iloc[[5]]]),
+        "customer_id",
+        "duplicate key",
+        id="duplicate-key",
+    ),
+    pytest.param(
+        "usage_monthly",
+        lambda df: pd.concat([df, df.iloc[[7]]]),
+        "customer_id, month",
+        "duplicate key",
         id="duplicate-composite-key",
     ),
     pytest.param(
-        "service_tickets", _set("opened_at", 0, pd.Timestamp("2031-01-01", tz="UTC")), "opened_at", "must not be after the as-of",
+        "service_tickets",
+        _set("opened_at", 0, pd.Timestamp("2031-01-01", tz="UTC")),
+        "opened_at",
+        "must not be after the as-of",
         id="future-timestamp",
     ),
     pytest.param(
         "service_tickets",
         lambda df: df.assign(closed_at=df["opened_at"] - pd.Timedelta(hours=1)),
-        "closed_at", "must not be before opened_at", id="closed-before-opened",
+        "closed_at",
+        "must not be before opened_at",
+        id="closed-before-opened",
     ),
-    pytest.param("service_tickets", _set("ticket_type", 3, "rant"), "ticket_type", "must be one of", id="unknown-category"),
-    pytest.param("service_tickets", _set("sentiment", 3, 1.7), "sentiment", "must be in [-1, 1]", id="out-of-range"),
-    pytest.param("usage_monthly", _set("customer_id", 2, "C99999999"), "customer_id", "unknown customer_id", id="dangling-id"),
     pytest.param(
-        "usage_monthly", _set("month", 2, pd.Timestamp("2026-03-15", tz="UTC")), "month", "first instant of a month",
+        "service_tickets",
+        _set("ticket_type", 3, "rant"),
+        "ticket_type",
+        "must be one of",
+        id="unknown-category",
+    ),
+    pytest.param(
+        "service_tickets",
+        _set("sentiment", 3, 1.7),
+        "sentiment",
+        "must be in [-1, 1]",
+        id="out-of-range",
+    ),
+    pytest.param(
+        "usage_monthly",
+        _set("customer_id", 2, "C99999999"),
+        "customer_id",
+        "unknown customer_id",
+        id="dangling-id",
+    ),
+    pytest.param(
+        "usage_monthly",
+        _set("month", 2, pd.Timestamp("2026-03-15", tz="UTC")),
+        "month",
+        "first instant of a month",
         id="month-not-month-start",
     ),
     pytest.param(
         "customers",
-        lambda df: df.assign(contract_end_at=pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")),
-        "contract_end_at", "term contracts", id="term-contract-without-end",
+        lambda df: df.assign(
+            contract_end_at=pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+        ),
+        "contract_end_at",
+        "term contracts",
+        id="term-contract-without-end",
     ),
     pytest.param(
-        "campaigns", lambda df: df.assign(accepted=df["accepted"] | ~df["treated"]), "accepted", "must be false on a control row",
+        "campaigns",
+        lambda df: df.assign(accepted=df["accepted"] | ~df["treated"]),
+        "accepted",
+        "must be false on a control row",
         id="control-accepted",
     ),
     pytest.param(
-        "customers", lambda df: df.assign(region=df["region"].iloc[::-1].to_numpy()), "region",
-        "region of the home cell site", id="region-mismatch",
+        "customers",
+        lambda df: df.assign(region=df["region"].iloc[::-1].to_numpy()),
+        "region",
+        "region of the home cell site",
+        id="region-mismatch",
     ),
 ]
 
@@ -102,8 +177,11 @@ def test_each_kind_of_bad_data_is_reported(
 
 def test_counts_bad_rows_and_shows_their_keys(small_copy: Path) -> None:
     bad = [0, 4, 9]
-    _mutate(small_copy, "service_tickets", lambda df: df.assign(
-        sentiment=df["sentiment"].where(~df.index.isin(bad), 5.0)))
+    _mutate(
+        small_copy,
+        "service_tickets",
+        lambda df: df.assign(sentiment=df["sentiment"].where(~df.index.isin(bad), 5.0)),
+    )
     tickets = pd.read_parquet(small_copy / "service_tickets.parquet")
     (violation,) = _only(validate_directory(small_copy).violations, "service_tickets", "sentiment")
     assert violation.bad_rows == 3
@@ -126,7 +204,11 @@ def test_extra_columns_are_allowed(small_copy: Path) -> None:
 
 def test_other_integer_and_timestamp_widths_are_accepted(small_copy: Path) -> None:
     _mutate(small_copy, "usage_monthly", lambda df: df.assign(sms=df["sms"].astype("int32")))
-    _mutate(small_copy, "service_tickets", lambda df: df.assign(opened_at=df["opened_at"].dt.as_unit("us")))
+    _mutate(
+        small_copy,
+        "service_tickets",
+        lambda df: df.assign(opened_at=df["opened_at"].dt.as_unit("us")),
+    )
     assert validate_directory(small_copy).ok
 
 
@@ -140,7 +222,11 @@ def test_validation_changes_nothing_on_disk(small_copy: Path) -> None:
     _mutate(small_copy, "customers", lambda df: pd.concat([df, df.iloc[[1]]]))
 
     def digest() -> dict[str, str]:
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(small_copy.rglob("*")) if p.is_file()}
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(small_copy.rglob("*"))
+            if p.is_file()
+        }
 
     before = digest()
     validate_directory(small_copy)

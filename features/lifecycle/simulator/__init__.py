@@ -54,7 +54,9 @@ def _replace_directory(staging: Path, target: Path) -> None:
         shutil.rmtree(previous)
 
 
-def generate(settings: DataSettings, on_block: Callable[[int], None] | None = None) -> GenerationSummary:
+def generate(
+    settings: DataSettings, on_block: Callable[[int], None] | None = None
+) -> GenerationSummary:
     """Simulate `settings.customers` customers over `settings.months` months into `out_dir`."""
     started = time.perf_counter()
     out_dir = settings.out_dir

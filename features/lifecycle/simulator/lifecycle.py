@@ -21,17 +21,40 @@ from features.lifecycle.contract import CONTRACT_MONTHS, CONTRACT_TYPES, TICKET_
 from features.lifecycle.settings import ChurnDrivers
 from features.lifecycle.simulator.network import Network
 from features.lifecycle.simulator.population import Population
-from features.lifecycle.simulator.world import DAY, HOUR, MONTH_DAYS, PACKAGE_PRICES, PLANS, MonthGrid
+from features.lifecycle.simulator.world import (
+    DAY,
+    HOUR,
+    MONTH_DAYS,
+    PACKAGE_PRICES,
+    PLANS,
+    MonthGrid,
+)
 
 NEVER = np.iinfo(np.int64).max
 TICKET = {name: i for i, name in enumerate(TICKET_TYPES)}
 COMPLAINT_LIKE = (TICKET["complaint"], TICKET["network_fault"], TICKET["billing_dispute"])
 PACKAGES = tuple(PACKAGE_PRICES)
 OFFERS = ("discount_15pct", "service_credit_20", "loyalty_data_bonus", "account_review")
-DRIVERS = ("contract", "contract_end", "tenure", "bill_shock", "service", "network", "competitor",
-           "relocation", "profile", "frailty", "campaign")
-REASON_OF_DRIVER = {"bill_shock": "price", "network": "network", "service": "service",
-                    "competitor": "competitor", "relocation": "relocation"}
+DRIVERS = (
+    "contract",
+    "contract_end",
+    "tenure",
+    "bill_shock",
+    "service",
+    "network",
+    "competitor",
+    "relocation",
+    "profile",
+    "frailty",
+    "campaign",
+)
+REASON_OF_DRIVER = {
+    "bill_shock": "price",
+    "network": "network",
+    "service": "service",
+    "competitor": "competitor",
+    "relocation": "relocation",
+}
 
 _PLAN_DATA_GB = np.array([1.6, 7.0, 22.0, 15.0, 12.0, 25.0])
 _CAMPAIGN_SHARE = 0.035  # of at-risk customers targeted each month
@@ -64,17 +87,71 @@ def _uniform_between(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -
     return lo + (rng.random(len(lo)) * np.maximum(hi - lo, 1)).astype(np.int64)
 
 
+# Column types of each output stream; every stream starts with an empty, typed part so
+# that a block in which nothing of a kind happened still yields a well-typed frame.
+_I, _F, _B, _S = np.int64, np.float64, np.bool_, np.object_
+_STREAMS: dict[str, dict[str, type]] = {
+    "usage": {
+        "customer": _I,
+        "month": _I,
+        "data_gb": _F,
+        "voice_min": _F,
+        "sms": _I,
+        "roaming_days": _I,
+        "bill_amount": _F,
+        "overage_amount": _F,
+        "late_payment": _B,
+    },
+    "tickets": {
+        "customer": _I,
+        "number": _I,
+        "opened_at": _I,
+        "closed_at": _I,
+        "ticket_type": _S,
+        "channel": _S,
+        "first_contact_resolved": _B,
+        "is_repeat": _B,
+        "sentiment": _F,
+    },
+    "packages": {"customer": _I, "package_id": _S, "purchased_at": _I, "price": _F},
+    "campaigns": {
+        "customer": _I,
+        "campaign_id": _S,
+        "offer_id": _S,
+        "treated": _B,
+        "sent_at": _I,
+        "accepted": _B,
+    },
+    "hazard": {
+        "customer": _I,
+        "month": _I,
+        "hazard": np.float32,
+        **{f"logit_{k}": np.float32 for k in DRIVERS},
+    },
+    "treatment": {"customer": _I, "campaign_id": _S, "uplift_type": _I, "true_effect": _F},
+}
+
+
+def _empty(stream: str) -> dict[str, np.ndarray]:
+    return {column: np.empty(0, dtype=dtype) for column, dtype in _STREAMS[stream].items()}
+
+
 def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
-    if not parts:
-        return pd.DataFrame()
     return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
 
 class _BlockSimulation:
     """Mutable per-customer state carried from month to month (one block)."""
 
-    def __init__(self, pop: Population, grid: MonthGrid, net: Network, promotions: np.ndarray,
-                 drivers: ChurnDrivers, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        pop: Population,
+        grid: MonthGrid,
+        net: Network,
+        promotions: np.ndarray,
+        drivers: ChurnDrivers,
+        rng: np.random.Generator,
+    ) -> None:
         self.pop, self.grid, self.net, self.promotions = pop, grid, net, promotions
         self.d, self.rng = drivers, rng
         n = len(pop)
@@ -94,9 +171,7 @@ class _BlockSimulation:
         self.effect_months = np.zeros(n, dtype=np.int64)
         self.term = np.array([CONTRACT_MONTHS[c] for c in CONTRACT_TYPES])[pop.contract]
         self.signup_ns = (pop.signup * 1_000_000_000).astype("datetime64[ns]")
-        self.out: dict[str, list[dict[str, np.ndarray]]] = {
-            k: [] for k in ("usage", "tickets", "packages", "campaigns", "hazard", "treatment")
-        }
+        self.out: dict[str, list[dict[str, np.ndarray]]] = {k: [_empty(k)] for k in _STREAMS}
         self.ticket_count = 0
         rise_months = np.flatnonzero(grid.calendar_month == 4)
         self.price_rise_month = int(rise_months[-1]) if len(rise_months) else grid.count
@@ -113,7 +188,9 @@ class _BlockSimulation:
         shock = self.bills[:, 3] >= 1.25 * self.bills[:, :3].mean(axis=1)
         unresolved = self.unresolved_at(start)
         count = self.sentiment_count.sum(axis=0)
-        negativity = np.where(count > 0, np.maximum(-self.sentiment_sum.sum(axis=0) / np.maximum(count, 1), 0), 0)
+        negativity = np.where(
+            count > 0, np.maximum(-self.sentiment_sum.sum(axis=0) / np.maximum(count, 1), 0), 0
+        )
         previous = max(m - 1, 0)
         outage = net.outage_hours[pop.site, previous] if m > 0 else np.zeros(len(pop))
         drop = net.drop_rate[pop.site, previous]
@@ -130,10 +207,13 @@ class _BlockSimulation:
             "network": d.outage_hours_log1p * np.log1p(outage)
             + d.outage_unresolved_interaction * ((outage > 4) & (unresolved > 0))
             + d.drop_rate_excess * np.maximum(drop - 0.015, 0),
-            "competitor": self.promotions[pop.region, m] * d.competitor_promotion
-            * np.where(mtm, 1.0, 0.35) * np.where(young, 1.4, 1.0),
+            "competitor": self.promotions[pop.region, m]
+            * d.competitor_promotion
+            * np.where(mtm, 1.0, 0.35)
+            * np.where(young, 1.4, 1.0),
             "relocation": self.relocating * d.relocation,
-            "profile": d.electronic_check * (pop.payment == 0) + d.senior * (pop.age == 4)
+            "profile": d.electronic_check * (pop.payment == 0)
+            + d.senior * (pop.age == 4)
             + d.package_engagement * self.bought_package.any(axis=0),
             "frailty": d.frailty_sd * pop.frailty,
             "_near_end": near_end,
@@ -148,38 +228,64 @@ class _BlockSimulation:
         return counts
 
     # --- campaigns --------------------------------------------------------------------
-    def _campaign(self, m: int, at_risk: np.ndarray, base_logit: np.ndarray, drv: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _campaign(
+        self, m: int, at_risk: np.ndarray, base_logit: np.ndarray, drv: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The legacy rule-based retention campaign; returns targeted customers and send times."""
         pop, rng = self.pop, self.rng
         candidates = np.flatnonzero(at_risk)
-        n_target = int(round(_CAMPAIGN_SHARE * len(candidates)))
+        n_target = round(_CAMPAIGN_SHARE * len(candidates))
         if m == 0 or n_target == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        score = (1.2 * drv["_near_end"] + 0.9 * drv["_shock"] + 0.6 * (self.complaints.sum(axis=0) >= 2)
-                 + 0.4 * (pop.contract == 0))[candidates] + rng.normal(0, 0.6, len(candidates))
+        score = (
+            1.2 * drv["_near_end"]
+            + 0.9 * drv["_shock"]
+            + 0.6 * (self.complaints.sum(axis=0) >= 2)
+            + 0.4 * (pop.contract == 0)
+        )[candidates] + rng.normal(0, 0.6, len(candidates))
         target = candidates[np.argpartition(-score, n_target - 1)[:n_target]]
         treated = rng.random(n_target) >= _CONTROL_SHARE
         uplift = pop.uplift_type[target]
         effect = _EFFECT_BY_UPLIFT[uplift]
-        offer = np.where(pop.enterprise[target], 3,
-                         np.where(drv["_shock"][target], 0,
-                                  np.where(self.complaints.sum(axis=0)[target] >= 1, 1, 2)))
+        offer = np.where(
+            pop.enterprise[target],
+            3,
+            np.where(
+                drv["_shock"][target], 0, np.where(self.complaints.sum(axis=0)[target] >= 1, 1, 2)
+            ),
+        )
         start = self.grid.starts[m]
-        sent = start + rng.integers(2 * DAY, 9 * DAY, n_target) + rng.integers(9 * HOUR, 18 * HOUR, n_target)
+        sent = (
+            start
+            + rng.integers(2 * DAY, 9 * DAY, n_target)
+            + rng.integers(9 * HOUR, 18 * HOUR, n_target)
+        )
         accepted = treated & (rng.random(n_target) < _ACCEPT_BY_UPLIFT[uplift])
         self.effect[target[treated]] = effect[treated]
         self.effect_months[target[treated]] = 2
         two_months = lambda x: 1 - (1 - _sigmoid(x)) ** 2  # noqa: E731
         logit = base_logit[target]
-        campaign_id = np.full(n_target, f"RET-{np.datetime64(int(start), 's').astype('datetime64[M]')}")
-        self.out["campaigns"].append({
-            "customer": pop.index[target], "campaign_id": campaign_id, "offer_id": np.array(OFFERS)[offer],
-            "treated": treated, "sent_at": sent, "accepted": accepted,
-        })
-        self.out["treatment"].append({
-            "customer": pop.index[target], "campaign_id": campaign_id,
-            "uplift_type": uplift, "true_effect": two_months(logit + effect) - two_months(logit),
-        })
+        campaign_id = np.full(
+            n_target, f"RET-{np.datetime64(int(start), 's').astype('datetime64[M]')}"
+        )
+        self.out["campaigns"].append(
+            {
+                "customer": pop.index[target],
+                "campaign_id": campaign_id,
+                "offer_id": np.array(OFFERS)[offer],
+                "treated": treated,
+                "sent_at": sent,
+                "accepted": accepted,
+            }
+        )
+        self.out["treatment"].append(
+            {
+                "customer": pop.index[target],
+                "campaign_id": campaign_id,
+                "uplift_type": uplift,
+                "true_effect": two_months(logit + effect) - two_months(logit),
+            }
+        )
         return target, sent
 
     # --- one month ----------------------------------------------------------------------
@@ -189,7 +295,7 @@ class _BlockSimulation:
         at_risk = (pop.signup < start) & (self.churn_at == NEVER)
         drv = self._drivers(m)
         contributions = {k: v for k, v in drv.items() if not k.startswith("_")}
-        base_logit = d.intercept + sum(contributions.values())
+        base_logit = d.intercept + np.sum(list(contributions.values()), axis=0)
         target, sent = self._campaign(m, at_risk, base_logit, drv)
         contributions["campaign"] = self.effect * (self.effect_months > 0)
         hazard = _sigmoid(base_logit + contributions["campaign"])
@@ -203,11 +309,14 @@ class _BlockSimulation:
         self.effect_months = np.maximum(self.effect_months - 1, 0)
         self.relocating[:] = False
         risk = np.flatnonzero(at_risk)
-        self.out["hazard"].append({
-            "customer": pop.index[risk], "month": np.full(len(risk), start),
-            "hazard": hazard[risk].astype(np.float32),
-            **{f"logit_{k}": v[risk].astype(np.float32) for k, v in contributions.items()},
-        })
+        self.out["hazard"].append(
+            {
+                "customer": pop.index[risk],
+                "month": np.full(len(risk), start),
+                "hazard": hazard[risk].astype(np.float32),
+                **{f"logit_{k}": v[risk].astype(np.float32) for k, v in contributions.items()},
+            }
+        )
 
         present = (pop.signup < end) & (self.churn_at >= start)
         lo = np.maximum(start, pop.signup)
@@ -219,7 +328,13 @@ class _BlockSimulation:
         self._tickets(m, idx, lo, hi, share, shock_now, leaves)
         self.bills[idx, :3] = self.bills[idx, 1:]
         self.bills[idx, 3] = bill_equivalent
-        for ring in (self.complaints, self.repeats, self.sentiment_sum, self.sentiment_count, self.bought_package):
+        for ring in (
+            self.complaints,
+            self.repeats,
+            self.sentiment_sum,
+            self.sentiment_count,
+            self.bought_package,
+        ):
             ring[:] = np.roll(ring, -1, axis=0)
             ring[-1] = 0
 
@@ -227,21 +342,32 @@ class _BlockSimulation:
         names = list(REASON_OF_DRIVER)
         stacked = np.stack([contributions[k] for k in names])[:, leaves]
         best = stacked.argmax(axis=0)
-        reason = np.where(stacked.max(axis=0) > 0.35, np.array([REASON_OF_DRIVER[k] for k in names])[best], "other")
+        reason = np.where(
+            stacked.max(axis=0) > 0.35,
+            np.array([REASON_OF_DRIVER[k] for k in names])[best],
+            "other",
+        )
         unknown = self.rng.random(leaves.sum()) < 0.3  # a third never say why they left
         self.reason[leaves] = np.where(unknown, "", reason)
 
-    def _packages(self, m: int, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, share: np.ndarray) -> np.ndarray:
+    def _packages(
+        self, m: int, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, share: np.ndarray
+    ) -> np.ndarray:
         pop, grid, rng = self.pop, self.grid, self.rng
         month = int(grid.calendar_month[m])
         travel_season = grid.travel_season(m)
         campus = pop.student[idx] * {2: 0.45, 3: 0.3, 8: 0.12, 9: 0.6}.get(month, 0.04)
-        rates = np.stack([
-            campus,
-            0.06 * pop.travel[idx] * travel_season,
-            0.04 + 0.25 * self.had_overage[idx],
-            (~pop.enterprise[idx] & np.isin(pop.age[idx], (2, 3))) * 0.006,
-        ]) * share[idx]
+        rates = (
+            np.stack(
+                [
+                    campus,
+                    0.06 * pop.travel[idx] * travel_season,
+                    0.04 + 0.25 * self.had_overage[idx],
+                    (~pop.enterprise[idx] & np.isin(pop.age[idx], (2, 3))) * 0.006,
+                ]
+            )
+            * share[idx]
+        )
         counts = np.minimum(rng.poisson(rates), 3)
         package, position = np.nonzero(counts)
         repeat = counts[package, position]
@@ -251,35 +377,57 @@ class _BlockSimulation:
         start = grid.starts[m]
         if month in (2, 3, 9):  # campus packs are bought in the first weeks of term
             term = package == 0
-            bought[term] = np.minimum(start + rng.integers(0, 20 * DAY, term.sum()), hi[customer[term]] - 1)
+            bought[term] = np.minimum(
+                start + rng.integers(0, 20 * DAY, term.sum()), hi[customer[term]] - 1
+            )
         festival = grid.spring_festival_in(m)
         if festival is not None:  # roaming packs in the fortnight before the festival
             pre = package == 1
-            bought[pre] = np.clip(festival - rng.integers(0, 14 * DAY, pre.sum()), lo[customer[pre]], hi[customer[pre]] - 1)
+            bought[pre] = np.clip(
+                festival - rng.integers(0, 14 * DAY, pre.sum()),
+                lo[customer[pre]],
+                hi[customer[pre]] - 1,
+            )
         price = np.array(list(PACKAGE_PRICES.values()))[package]
-        self.out["packages"].append({
-            "customer": pop.index[customer], "package_id": np.array(PACKAGES)[package],
-            "purchased_at": bought, "price": price,
-        })
+        self.out["packages"].append(
+            {
+                "customer": pop.index[customer],
+                "package_id": np.array(PACKAGES)[package],
+                "purchased_at": bought,
+                "price": price,
+            }
+        )
         self.bought_package[-1, customer] = True
         roaming_pack = np.zeros(len(pop), dtype=bool)
         roaming_pack[customer[package == 1]] = True
         return roaming_pack
 
-    def _usage(self, m: int, idx: np.ndarray, share: np.ndarray, roaming_pack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _usage(
+        self, m: int, idx: np.ndarray, share: np.ndarray, roaming_pack: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         pop, grid, rng = self.pop, self.grid, self.rng
         f = share[idx]
         n = len(idx)
         years = m / 12
         senior_or_business = (pop.age[idx] == 4) | pop.enterprise[idx]
-        data_gb = pop.data_appetite[idx] * _PLAN_DATA_GB[pop.plan[idx]] * (1 + 0.08 * years) * rng.lognormal(0, 0.25, n) * f
+        data_gb = (
+            pop.data_appetite[idx]
+            * _PLAN_DATA_GB[pop.plan[idx]]
+            * (1 + 0.08 * years)
+            * rng.lognormal(0, 0.25, n)
+            * f
+        )
         voice = (110 + 170 * senior_or_business) * rng.lognormal(0, 0.5, n) * f
         sms = rng.poisson(18 * np.where(pop.age[idx] == 4, 1.8, 1.0) * f)
         days_active = np.maximum(np.ceil(f * 30), 1)
         roaming_days = rng.poisson(pop.travel[idx] * 0.35 * grid.travel_season(m) * f)
-        roaming_days = np.minimum(roaming_days + roaming_pack[idx] * (1 + rng.poisson(3, n)), days_active).astype(np.int64)
+        roaming_days = np.minimum(
+            roaming_days + roaming_pack[idx] * (1 + rng.poisson(3, n)), days_active
+        ).astype(np.int64)
         allowance = pop.allowance_gb[idx]
-        data_overage = np.where(np.isinf(allowance), 0.0, np.maximum(data_gb - allowance * f, 0) * 2.0)
+        data_overage = np.where(
+            np.isinf(allowance), 0.0, np.maximum(data_gb - allowance * f, 0) * 2.0
+        )
         roaming_charge = roaming_days * 4.5 * ~roaming_pack[idx]
         tenure = (grid.starts[m] - pop.signup[idx]) / (MONTH_DAYS * DAY)
         promo = np.where(tenure < _PROMO_MONTHS, 0.75, 1.0)
@@ -290,18 +438,36 @@ class _BlockSimulation:
         equivalent = recurring + overage
         shock_now = np.zeros(len(pop), dtype=bool)
         shock_now[idx] = equivalent >= 1.25 * self.bills[idx, 1:].mean(axis=1)
-        late = rng.random(n) < _sigmoid(-3.3 + 0.7 * (pop.payment[idx] == 0) + 0.45 * pop.frailty[idx] + 0.5 * shock_now[idx])
+        late = rng.random(n) < _sigmoid(
+            -3.3 + 0.7 * (pop.payment[idx] == 0) + 0.45 * pop.frailty[idx] + 0.5 * shock_now[idx]
+        )
         self.had_overage[:] = False
         self.had_overage[idx] = overage > 5
-        self.out["usage"].append({
-            "customer": pop.index[idx], "month": np.full(n, grid.starts[m]),
-            "data_gb": np.round(data_gb, 3), "voice_min": np.round(voice, 1), "sms": sms.astype(np.int64),
-            "roaming_days": roaming_days, "bill_amount": bill, "overage_amount": overage, "late_payment": late,
-        })
+        self.out["usage"].append(
+            {
+                "customer": pop.index[idx],
+                "month": np.full(n, grid.starts[m]),
+                "data_gb": np.round(data_gb, 3),
+                "voice_min": np.round(voice, 1),
+                "sms": sms.astype(np.int64),
+                "roaming_days": roaming_days,
+                "bill_amount": bill,
+                "overage_amount": overage,
+                "late_payment": late,
+            }
+        )
         return equivalent, shock_now
 
-    def _tickets(self, m: int, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, share: np.ndarray,
-                 shock_now: np.ndarray, leaves: np.ndarray) -> None:
+    def _tickets(
+        self,
+        m: int,
+        idx: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        share: np.ndarray,
+        shock_now: np.ndarray,
+        leaves: np.ndarray,
+    ) -> None:
         pop, grid, rng, net = self.pop, self.grid, self.rng, self.net
         start = int(grid.starts[m])
         site = pop.site[idx]
@@ -313,10 +479,18 @@ class _BlockSimulation:
         outage_complaint = 0.005 * outage
         rates = np.zeros((len(TICKET_TYPES), len(idx)))
         rates[TICKET["network_fault"]] = 0.02 + outage_fault + 3 * np.maximum(drop - 0.012, 0)
-        rates[TICKET["billing_dispute"]] = 0.012 + 0.22 * shock_now[idx] + 0.04 * self.had_overage[idx]
+        rates[TICKET["billing_dispute"]] = (
+            0.012 + 0.22 * shock_now[idx] + 0.04 * self.had_overage[idx]
+        )
         rates[TICKET["package_question"]] = 0.015 + 0.05 * self.bought_package[-1, idx]
-        rates[TICKET["complaint"]] = (0.008 + outage_complaint + 0.06 * shock_now[idx] + 0.08 * (unresolved > 0)
-                                      + 0.03 * frail + 0.15 * leaves[idx])
+        rates[TICKET["complaint"]] = (
+            0.008
+            + outage_complaint
+            + 0.06 * shock_now[idx]
+            + 0.08 * (unresolved > 0)
+            + 0.03 * frail
+            + 0.15 * leaves[idx]
+        )
         rates[TICKET["relocation"]] = 0.003
         rates[TICKET["technical_support"]] = 0.02 * np.where(pop.age[idx] == 4, 1.5, 1.0)
         counts = np.minimum(rng.poisson(rates * share[idx]), 5)
@@ -330,18 +504,30 @@ class _BlockSimulation:
         opened = _uniform_between(lo[customer], hi[customer], rng)
         # outage-driven faults and complaints arrive in the days right after the outage
         anchor = net.outage_anchor[pop.site[customer], m]
-        outage_part = np.where(kind == TICKET["network_fault"], outage_fault[position],
-                               np.where(kind == TICKET["complaint"], outage_complaint[position], 0.0))
-        driven = (anchor >= 0) & (rng.random(n) < outage_part / np.maximum(rates[kind, position], 1e-9))
+        outage_part = np.where(
+            kind == TICKET["network_fault"],
+            outage_fault[position],
+            np.where(kind == TICKET["complaint"], outage_complaint[position], 0.0),
+        )
+        driven = (anchor >= 0) & (
+            rng.random(n) < outage_part / np.maximum(rates[kind, position], 1e-9)
+        )
         after = anchor + (rng.exponential(1.0, n) * DAY).astype(np.int64) + HOUR
         use = driven & (after >= lo[customer]) & (after < hi[customer])
         opened[use] = after[use]
 
         age = pop.age[customer]
-        channel_probs = np.where((age <= 1)[:, None], [0.25, 0.35, 0.1, 0.3],
-                                 np.where((age == 4)[:, None], [0.6, 0.05, 0.3, 0.05], [0.4, 0.25, 0.15, 0.2]))
+        channel_probs = np.where(
+            (age <= 1)[:, None],
+            [0.25, 0.35, 0.1, 0.3],
+            np.where((age == 4)[:, None], [0.6, 0.05, 0.3, 0.05], [0.4, 0.25, 0.15, 0.2]),
+        )
         channel = (rng.random((n, 1)) > np.cumsum(channel_probs, axis=1)).sum(axis=1).clip(0, 3)
-        fcr_rate = np.array([0.35, 0.55, 0.85, 0.4, 0.7, 0.6])[kind] + 0.1 * (channel == 2) - 0.05 * (channel == 1)
+        fcr_rate = (
+            np.array([0.35, 0.55, 0.85, 0.4, 0.7, 0.6])[kind]
+            + 0.1 * (channel == 2)
+            - 0.05 * (channel == 1)
+        )
         fcr_rate = fcr_rate - 0.15 * (driven & (kind == TICKET["network_fault"]))
         fcr = rng.random(n) < fcr_rate
         hours = np.where(fcr, rng.uniform(0.1, 1.0, n), rng.lognormal(np.log(36), 1.0, n))
@@ -349,15 +535,27 @@ class _BlockSimulation:
         closed = np.where(never, NEVER, opened + (hours * HOUR).astype(np.int64))
 
         order = np.lexsort((opened, kind, customer))
-        customer, kind, opened, closed, channel, fcr = (a[order] for a in (customer, kind, opened, closed, channel, fcr))
+        customer, kind, opened, closed, channel, fcr = (
+            a[order] for a in (customer, kind, opened, closed, channel, fcr)
+        )
         driven = driven[order]
         same_as_previous = np.r_[False, (customer[1:] == customer[:-1]) & (kind[1:] == kind[:-1])]
-        previous = np.where(same_as_previous, np.r_[0, opened[:-1]], self.last_ticket[kind, customer])
+        previous = np.where(
+            same_as_previous, np.r_[0, opened[:-1]], self.last_ticket[kind, customer]
+        )
         is_repeat = opened - previous <= 30 * DAY
 
         base = np.array([-0.3, -0.35, 0.15, -0.55, 0.0, -0.05])[kind]
-        sentiment = np.clip(base - 0.25 * ~fcr - 0.2 * is_repeat - 0.12 * pop.frailty[customer] - 0.1 * driven
-                            + rng.normal(0, 0.2, n), -1, 1).round(3)
+        sentiment = np.clip(
+            base
+            - 0.25 * ~fcr
+            - 0.2 * is_repeat
+            - 0.12 * pop.frailty[customer]
+            - 0.1 * driven
+            + rng.normal(0, 0.2, n),
+            -1,
+            1,
+        ).round(3)
 
         self.last_ticket[kind, customer] = opened  # sorted by time, so the last write is the latest
         complaint_like = np.isin(kind, COMPLAINT_LIKE)
@@ -370,36 +568,76 @@ class _BlockSimulation:
 
         ticket_number = self.ticket_count + np.arange(n)
         self.ticket_count += n
-        self.out["tickets"].append({
-            "customer": pop.index[customer], "number": ticket_number, "opened_at": opened, "closed_at": closed,
-            "ticket_type": np.array(TICKET_TYPES)[kind], "channel": np.array(["hotline", "app", "store", "chat"])[channel],
-            "first_contact_resolved": fcr, "is_repeat": is_repeat, "sentiment": sentiment,
-        })
+        self.out["tickets"].append(
+            {
+                "customer": pop.index[customer],
+                "number": ticket_number,
+                "opened_at": opened,
+                "closed_at": closed,
+                "ticket_type": np.array(TICKET_TYPES)[kind],
+                "channel": np.array(["hotline", "app", "store", "chat"])[channel],
+                "first_contact_resolved": fcr,
+                "is_repeat": is_repeat,
+                "sentiment": sentiment,
+            }
+        )
 
     # --- result -------------------------------------------------------------------------
     def tables(self) -> BlockTables:
         pop = self.pop
         churned = self.churn_at != NEVER
-        customers = pd.DataFrame({
-            "customer": pop.index, "signup_at": pop.signup, "enterprise": pop.enterprise, "age": pop.age,
-            "student": pop.student, "region": pop.region, "site": pop.site, "plan": pop.plan, "fee": pop.fee,
-            "contract": pop.contract, "payment": pop.payment, "paperless": pop.paperless,
-            "consent_sms": pop.consents[:, 0], "consent_app_push": pop.consents[:, 1],
-            "consent_email": pop.consents[:, 2], "consent_phone": pop.consents[:, 3],
-            "large_print": pop.large_print, "account_manager": pop.account_manager,
-            "churn_at": self.churn_at, "term": self.term, "uplift_type": pop.uplift_type,
-        })
-        churn = pd.DataFrame({"customer": pop.index[churned], "churned_at": self.churn_at[churned],
-                              "reason": self.reason[churned]})
+        customers = pd.DataFrame(
+            {
+                "customer": pop.index,
+                "signup_at": pop.signup,
+                "enterprise": pop.enterprise,
+                "age": pop.age,
+                "student": pop.student,
+                "region": pop.region,
+                "site": pop.site,
+                "plan": pop.plan,
+                "fee": pop.fee,
+                "contract": pop.contract,
+                "payment": pop.payment,
+                "paperless": pop.paperless,
+                "consent_sms": pop.consents[:, 0],
+                "consent_app_push": pop.consents[:, 1],
+                "consent_email": pop.consents[:, 2],
+                "consent_phone": pop.consents[:, 3],
+                "large_print": pop.large_print,
+                "account_manager": pop.account_manager,
+                "churn_at": self.churn_at,
+                "term": self.term,
+                "uplift_type": pop.uplift_type,
+            }
+        )
+        churn = pd.DataFrame(
+            {
+                "customer": pop.index[churned],
+                "churned_at": self.churn_at[churned],
+                "reason": self.reason[churned],
+            }
+        )
         return BlockTables(
-            customers=customers, usage=_concat(self.out["usage"]), tickets=_concat(self.out["tickets"]),
-            packages=_concat(self.out["packages"]), campaigns=_concat(self.out["campaigns"]), churn=churn,
-            hazard=_concat(self.out["hazard"]), treatment=_concat(self.out["treatment"]),
+            customers=customers,
+            usage=_concat(self.out["usage"]),
+            tickets=_concat(self.out["tickets"]),
+            packages=_concat(self.out["packages"]),
+            campaigns=_concat(self.out["campaigns"]),
+            churn=churn,
+            hazard=_concat(self.out["hazard"]),
+            treatment=_concat(self.out["treatment"]),
         )
 
 
-def simulate_block(pop: Population, grid: MonthGrid, net: Network, promotions: np.ndarray,
-                   drivers: ChurnDrivers, rng: np.random.Generator) -> BlockTables:
+def simulate_block(
+    pop: Population,
+    grid: MonthGrid,
+    net: Network,
+    promotions: np.ndarray,
+    drivers: ChurnDrivers,
+    rng: np.random.Generator,
+) -> BlockTables:
     """Simulate every month of the history for one block of customers."""
     simulation = _BlockSimulation(pop, grid, net, promotions, drivers, rng)
     for m in range(grid.count):

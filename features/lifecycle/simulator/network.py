@@ -71,7 +71,9 @@ def _nearest_neighbours(sites: pd.DataFrame, k: int) -> np.ndarray:
     return neighbours
 
 
-def _random_times(grid: MonthGrid, count: int, month_weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _random_times(
+    grid: MonthGrid, count: int, month_weight: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """`count` instants over the history, months weighted by `month_weight` (by calendar month)."""
     weights = month_weight[grid.calendar_month - 1] * np.diff(grid.starts)
     month = rng.choice(grid.count, size=count, p=weights / weights.sum())
@@ -83,8 +85,14 @@ def _events(sites: pd.DataFrame, grid: MonthGrid, rng: np.random.Generator) -> p
     flat = np.ones(12)
     rows: list[pd.DataFrame] = []
 
-    def add(cause: str, site: np.ndarray, start: np.ndarray, hours: np.ndarray, event: np.ndarray) -> None:
-        rows.append(pd.DataFrame({"event": event, "site": site, "start": start, "hours": hours, "cause": cause}))
+    def add(
+        cause: str, site: np.ndarray, start: np.ndarray, hours: np.ndarray, event: np.ndarray
+    ) -> None:
+        rows.append(
+            pd.DataFrame(
+                {"event": event, "site": site, "start": start, "hours": hours, "cause": cause}
+            )
+        )
 
     next_event = 0
 
@@ -133,23 +141,34 @@ def _events(sites: pd.DataFrame, grid: MonthGrid, rng: np.random.Generator) -> p
         start = _random_times(grid, count, pattern, rng)
         if cause == "maintenance":  # planned at night, 01:00-04:00
             start = start - start % DAY + rng.integers(1 * HOUR, 4 * HOUR, size=count)
-        add(cause, rng.integers(0, n_sites, size=count), start,
-            np.minimum(rng.lognormal(np.log(median), sigma, size=count), 48), new_ids(count))
+        add(
+            cause,
+            rng.integers(0, n_sites, size=count),
+            start,
+            np.minimum(rng.lognormal(np.log(median), sigma, size=count), 48),
+            new_ids(count),
+        )
 
     events = pd.concat(rows, ignore_index=True)
     events = events[events["start"] < grid.as_of].reset_index(drop=True)
     events["end"] = events["start"] + (events["hours"] * HOUR).astype(np.int64)
     events["severity"] = pd.cut(
-        events["hours"], [0, *[h for h, _ in _SEVERITY_BY_HOURS]], labels=[s for _, s in _SEVERITY_BY_HOURS]
+        events["hours"],
+        [0, *[h for h, _ in _SEVERITY_BY_HOURS]],
+        labels=[s for _, s in _SEVERITY_BY_HOURS],
     ).astype(str)
     events.loc[events["cause"] == "maintenance", "severity"] = "minor"
     # a site hit twice by one event (two typhoon bands) keeps its longest outage
-    return events.sort_values("hours").drop_duplicates(["event", "site"], keep="last").sort_values(
-        ["start", "site"], ignore_index=True
+    return (
+        events.sort_values("hours")
+        .drop_duplicates(["event", "site"], keep="last")
+        .sort_values(["start", "site"], ignore_index=True)
     )
 
 
-def _outage_hours_daily(events: pd.DataFrame, n_sites: int, day0: int, n_days: int, as_of: int) -> np.ndarray:
+def _outage_hours_daily(
+    events: pd.DataFrame, n_sites: int, day0: int, n_days: int, as_of: int
+) -> np.ndarray:
     """[site, day] hours of outage, each event split across the days it spans."""
     hours = np.zeros((n_sites, n_days), dtype=np.float64)
     start = events["start"].to_numpy()

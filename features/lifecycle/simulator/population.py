@@ -61,7 +61,11 @@ def _signup_times(n: int, grid: MonthGrid, rng: np.random.Generator) -> np.ndarr
     is_new = rng.random(n) < NEW_CUSTOMER_SHARE
     # tenure at the history start, months: many recent joiners plus a long flat tail
     tenure = np.where(rng.random(n) < 0.3, rng.exponential(7, n), rng.uniform(0, 58, n))
-    before = grid.history_start - (tenure * MONTH_DAYS * DAY).astype(np.int64) - rng.integers(DAY, 20 * DAY, n)
+    before = (
+        grid.history_start
+        - (tenure * MONTH_DAYS * DAY).astype(np.int64)
+        - rng.integers(DAY, 20 * DAY, n)
+    )
     # intake is seasonal: September (students) and December (gifts) are busiest
     month_weight = np.array([1.0, 1.1, 1.0, 0.9, 0.9, 0.9, 1.0, 1.2, 1.6, 1.0, 1.0, 1.4])
     weights = month_weight[grid.calendar_month - 1] * np.diff(grid.starts)
@@ -72,7 +76,11 @@ def _signup_times(n: int, grid: MonthGrid, rng: np.random.Generator) -> np.ndarr
 
 
 def draw_population(
-    index: np.ndarray, total_customers: int, grid: MonthGrid, network: Network, rng: np.random.Generator
+    index: np.ndarray,
+    total_customers: int,
+    grid: MonthGrid,
+    network: Network,
+    rng: np.random.Generator,
 ) -> Population:
     n = len(index)
     signup = _signup_times(n, grid, rng)
@@ -127,7 +135,9 @@ def draw_population(
     )
     large_print = rng.random(n) < np.where(age == 4, 0.25, 0.01)
     n_managers = max(5, total_customers // 500)
-    has_manager = (enterprise & (rng.random(n) < 0.85)) | (~enterprise & (fee > 90) & (rng.random(n) < 0.08))
+    has_manager = (enterprise & (rng.random(n) < 0.85)) | (
+        ~enterprise & (fee > 90) & (rng.random(n) < 0.08)
+    )
     account_manager = np.where(has_manager, rng.integers(0, n_managers, n), -1)
 
     frailty = rng.normal(0, 1, n)
@@ -149,12 +159,34 @@ def draw_population(
     uplift_type = _choice(rng, uplift)
 
     return Population(
-        index=index, signup=signup, enterprise=enterprise, age=age, student=student,
-        region=region, site=site, plan=plan, fee=fee, allowance_gb=allowance, contract=contract,
-        payment=payment, paperless=paperless, consents=consents, large_print=large_print,
-        account_manager=account_manager, frailty=frailty, travel=travel,
-        data_appetite=data_appetite, uplift_type=uplift_type,
+        index=index,
+        signup=signup,
+        enterprise=enterprise,
+        age=age,
+        student=student,
+        region=region,
+        site=site,
+        plan=plan,
+        fee=fee,
+        allowance_gb=allowance,
+        contract=contract,
+        payment=payment,
+        paperless=paperless,
+        consents=consents,
+        large_print=large_print,
+        account_manager=account_manager,
+        frailty=frailty,
+        travel=travel,
+        data_appetite=data_appetite,
+        uplift_type=uplift_type,
     )
 
 
-__all__ = ["AGE_BANDS", "CONTRACT_TYPES", "PAYMENT_METHODS", "UPLIFT_TYPES", "Population", "draw_population"]
+__all__ = [
+    "AGE_BANDS",
+    "CONTRACT_TYPES",
+    "PAYMENT_METHODS",
+    "UPLIFT_TYPES",
+    "Population",
+    "draw_population",
+]

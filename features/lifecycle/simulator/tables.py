@@ -65,7 +65,9 @@ def _arrow(name: str, df: pd.DataFrame) -> pa.Table:
     spec = TABLES.get(name)
     fields = []
     for column in df.columns:
-        kind = spec.column(column).kind if spec and column in {c.name for c in spec.columns} else None
+        kind = (
+            spec.column(column).kind if spec and column in {c.name for c in spec.columns} else None
+        )
         fields.append(pa.field(column, _ARROW_TYPE[kind] if kind else pa.array(df[column]).type))
     return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
 
@@ -76,24 +78,36 @@ def network_tables(network: Network, grid: MonthGrid) -> dict[str, pa.Table]:
     events = network.events
     return {
         "cell_sites": _arrow("cell_sites", sites[["cell_site_id", "region", "x_km", "y_km"]]),
-        "cell_quality_daily": _arrow("cell_quality_daily", pd.DataFrame({
-            "cell_site_id": site_ids(quality["site"].to_numpy()),
-            "day": _timestamps(quality["day"].to_numpy()),
-            "drop_rate": quality["drop_rate"].to_numpy(),
-            "load": quality["load"].to_numpy(),
-        })),
-        "network_events": _arrow("network_events", pd.DataFrame({
-            "event_id": _ids("NE", events["event"].to_numpy(), 7),
-            "cell_site_id": site_ids(events["site"].to_numpy()),
-            "started_at": _timestamps(events["start"].to_numpy()),
-            "ended_at": _timestamps(events["end"].to_numpy(), cutoff=grid.as_of),
-            "severity": events["severity"].to_numpy(),
-            "cause": events["cause"].to_numpy(),
-        })),
+        "cell_quality_daily": _arrow(
+            "cell_quality_daily",
+            pd.DataFrame(
+                {
+                    "cell_site_id": site_ids(quality["site"].to_numpy()),
+                    "day": _timestamps(quality["day"].to_numpy()),
+                    "drop_rate": quality["drop_rate"].to_numpy(),
+                    "load": quality["load"].to_numpy(),
+                }
+            ),
+        ),
+        "network_events": _arrow(
+            "network_events",
+            pd.DataFrame(
+                {
+                    "event_id": _ids("NE", events["event"].to_numpy(), 7),
+                    "cell_site_id": site_ids(events["site"].to_numpy()),
+                    "started_at": _timestamps(events["start"].to_numpy()),
+                    "ended_at": _timestamps(events["end"].to_numpy(), cutoff=grid.as_of),
+                    "severity": events["severity"].to_numpy(),
+                    "cause": events["cause"].to_numpy(),
+                }
+            ),
+        ),
     }
 
 
-def block_tables(block: BlockTables, network: Network, grid: MonthGrid, block_number: int) -> dict[str, pa.Table]:
+def block_tables(
+    block: BlockTables, network: Network, grid: MonthGrid, block_number: int
+) -> dict[str, pa.Table]:
     """Contract tables and truth tables for one simulated block."""
     c = block.customers
     first = int(c["customer"].iloc[0])
@@ -105,100 +119,140 @@ def block_tables(block: BlockTables, network: Network, grid: MonthGrid, block_nu
     churn_at = np.where(c["churn_at"].to_numpy() >= grid.as_of, NEVER, c["churn_at"].to_numpy())
     signup_ns = (c["signup_at"].to_numpy() * 1_000_000_000).astype("datetime64[ns]")
     observed_until = np.minimum(churn_at, grid.as_of)
-    term_end = term_end_after(signup_ns, c["term"].to_numpy(), (observed_until * 1_000_000_000).astype("datetime64[ns]"))
+    term_end = term_end_after(
+        signup_ns, c["term"].to_numpy(), (observed_until * 1_000_000_000).astype("datetime64[ns]")
+    )
     is_term = c["contract"].to_numpy() != 0
     region_names = np.array([r.name for r in REGIONS])
-    customers = pd.DataFrame({
-        "customer_id": ids,
-        "signup_at": _timestamps(c["signup_at"].to_numpy()),
-        "segment": np.where(c["enterprise"], "enterprise", "consumer"),
-        "age_band": np.array(AGE_BANDS)[c["age"]],
-        "is_student": c["student"].to_numpy(),
-        "region": region_names[c["region"]],
-        "cell_site_id": site_ids(c["site"].to_numpy()),
-        "plan_id": np.array([p.plan_id for p in PLANS])[c["plan"]],
-        "monthly_fee": c["fee"].to_numpy(),
-        "contract_type": np.array(CONTRACT_TYPES)[c["contract"]],
-        "contract_end_at": pd.Series(pd.to_datetime(term_end).tz_localize("UTC")).where(is_term),
-        "payment_method": np.array(PAYMENT_METHODS)[c["payment"]],
-        "paperless_billing": c["paperless"].to_numpy(),
-        "consent_sms": c["consent_sms"].to_numpy(),
-        "consent_app_push": c["consent_app_push"].to_numpy(),
-        "consent_email": c["consent_email"].to_numpy(),
-        "consent_phone": c["consent_phone"].to_numpy(),
-        "large_print": c["large_print"].to_numpy(),
-        "account_manager_id": np.where(
-            c["account_manager"] >= 0, _ids("AM", c["account_manager"].clip(0).to_numpy(), 4), None
-        ),
-    })
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "signup_at": _timestamps(c["signup_at"].to_numpy()),
+            "segment": np.where(c["enterprise"], "enterprise", "consumer"),
+            "age_band": np.array(AGE_BANDS)[c["age"]],
+            "is_student": c["student"].to_numpy(),
+            "region": region_names[c["region"]],
+            "cell_site_id": site_ids(c["site"].to_numpy()),
+            "plan_id": np.array([p.plan_id for p in PLANS])[c["plan"]],
+            "monthly_fee": c["fee"].to_numpy(),
+            "contract_type": np.array(CONTRACT_TYPES)[c["contract"]],
+            "contract_end_at": pd.Series(pd.to_datetime(term_end).tz_localize("UTC")).where(
+                is_term
+            ),
+            "payment_method": np.array(PAYMENT_METHODS)[c["payment"]],
+            "paperless_billing": c["paperless"].to_numpy(),
+            "consent_sms": c["consent_sms"].to_numpy(),
+            "consent_app_push": c["consent_app_push"].to_numpy(),
+            "consent_email": c["consent_email"].to_numpy(),
+            "consent_phone": c["consent_phone"].to_numpy(),
+            "large_print": c["large_print"].to_numpy(),
+            "account_manager_id": pd.Series(
+                _ids("AM", c["account_manager"].clip(lower=0).to_numpy(), 4)
+            ).where(c["account_manager"].to_numpy() >= 0),
+        }
+    )
 
-    usage = block.usage
-    billed = (usage["month"].to_numpy() < grid.as_of) & (np.asarray(grid.starts)[
-        grid.month_of(usage["month"].to_numpy()) + 1] <= grid.as_of)
-    usage = usage[billed]
-    tickets = block.tickets[block.tickets["opened_at"].to_numpy() < grid.as_of] if len(block.tickets) else block.tickets
+    # the export cut-off: a month is billed once it has ended; events need to precede as-of
+    month_end = grid.starts[grid.month_of(block.usage["month"].to_numpy()) + 1]
+    usage = block.usage[month_end <= grid.as_of]
+    tickets = block.tickets[block.tickets["opened_at"].to_numpy() < grid.as_of]
     packages = block.packages[block.packages["purchased_at"].to_numpy() < grid.as_of]
-    campaigns = block.campaigns
-    treatment = block.treatment
-    if len(campaigns):
-        sent = campaigns["sent_at"].to_numpy() < grid.as_of
-        campaigns, treatment = campaigns[sent], treatment[sent]
+    sent = block.campaigns["sent_at"].to_numpy() < grid.as_of
+    campaigns, treatment = block.campaigns[sent], block.treatment[sent]
     churn = block.churn[block.churn["churned_at"].to_numpy() < grid.as_of]
 
     tables = {
         "customers": customers,
-        "usage_monthly": pd.DataFrame({
-            "customer_id": cid(usage["customer"]),
-            "month": _timestamps(usage["month"].to_numpy()),
-            **{k: usage[k].to_numpy() for k in ("data_gb", "voice_min", "sms", "roaming_days",
-                                                 "bill_amount", "overage_amount", "late_payment")},
-        }),
-        "service_tickets": pd.DataFrame({
-            "ticket_id": _ids("T", block_number * 10**8 + tickets["number"].to_numpy(), 11) if len(tickets) else [],
-            "customer_id": cid(tickets["customer"]) if len(tickets) else [],
-            "opened_at": _timestamps(tickets["opened_at"].to_numpy()) if len(tickets) else [],
-            "closed_at": _timestamps(tickets["closed_at"].to_numpy(), cutoff=grid.as_of) if len(tickets) else [],
-            **{k: tickets[k].to_numpy() if len(tickets) else [] for k in
-               ("ticket_type", "channel", "first_contact_resolved", "is_repeat", "sentiment")},
-        }),
-        "package_purchases": pd.DataFrame({
-            "customer_id": cid(packages["customer"]),
-            "package_id": packages["package_id"].to_numpy(),
-            "purchased_at": _timestamps(packages["purchased_at"].to_numpy()),
-            "price": packages["price"].to_numpy(),
-        }),
-        "campaigns": pd.DataFrame({
-            "customer_id": cid(campaigns["customer"]) if len(campaigns) else [],
-            "campaign_id": campaigns["campaign_id"].to_numpy() if len(campaigns) else [],
-            "offer_id": campaigns["offer_id"].to_numpy() if len(campaigns) else [],
-            "treated": campaigns["treated"].to_numpy() if len(campaigns) else [],
-            "sent_at": _timestamps(campaigns["sent_at"].to_numpy()) if len(campaigns) else [],
-            "accepted": campaigns["accepted"].to_numpy() if len(campaigns) else [],
-        }),
-        "churn_events": pd.DataFrame({
-            "customer_id": cid(churn["customer"]),
-            "churned_at": _timestamps(churn["churned_at"].to_numpy()),
-            "reason": churn["reason"].where(churn["reason"] != "", None).to_numpy(),
-        }),
+        "usage_monthly": pd.DataFrame(
+            {
+                "customer_id": cid(usage["customer"]),
+                "month": _timestamps(usage["month"].to_numpy()),
+                **{
+                    k: usage[k].to_numpy()
+                    for k in (
+                        "data_gb",
+                        "voice_min",
+                        "sms",
+                        "roaming_days",
+                        "bill_amount",
+                        "overage_amount",
+                        "late_payment",
+                    )
+                },
+            }
+        ),
+        "service_tickets": pd.DataFrame(
+            {
+                "ticket_id": _ids("T", block_number * 10**8 + tickets["number"].to_numpy(), 11),
+                "customer_id": cid(tickets["customer"]),
+                "opened_at": _timestamps(tickets["opened_at"].to_numpy()),
+                "closed_at": _timestamps(tickets["closed_at"].to_numpy(), cutoff=grid.as_of),
+                **{
+                    k: tickets[k].to_numpy()
+                    for k in (
+                        "ticket_type",
+                        "channel",
+                        "first_contact_resolved",
+                        "is_repeat",
+                        "sentiment",
+                    )
+                },
+            }
+        ),
+        "package_purchases": pd.DataFrame(
+            {
+                "customer_id": cid(packages["customer"]),
+                "package_id": packages["package_id"].to_numpy(),
+                "purchased_at": _timestamps(packages["purchased_at"].to_numpy()),
+                "price": packages["price"].to_numpy(),
+            }
+        ),
+        "campaigns": pd.DataFrame(
+            {
+                "customer_id": cid(campaigns["customer"]),
+                "campaign_id": campaigns["campaign_id"].to_numpy(),
+                "offer_id": campaigns["offer_id"].to_numpy(),
+                "treated": campaigns["treated"].to_numpy(),
+                "sent_at": _timestamps(campaigns["sent_at"].to_numpy()),
+                "accepted": campaigns["accepted"].to_numpy(),
+            }
+        ),
+        "churn_events": pd.DataFrame(
+            {
+                "customer_id": cid(churn["customer"]),
+                "churned_at": _timestamps(churn["churned_at"].to_numpy()),
+                "reason": churn["reason"].where(churn["reason"] != "", None).to_numpy(),
+            }
+        ),
     }
     hazard = block.hazard[block.hazard["month"].to_numpy() < grid.as_of]
     truth = {
-        "truth/churn_hazard": pd.DataFrame({
-            "customer_id": cid(hazard["customer"]),
-            "month": _timestamps(hazard["month"].to_numpy()),
-            **{k: hazard[k].to_numpy() for k in hazard.columns if k not in ("customer", "month")},
-        }),
-        "truth/treatment_effects": pd.DataFrame({
-            "customer_id": cid(treatment["customer"]) if len(treatment) else [],
-            "campaign_id": treatment["campaign_id"].to_numpy() if len(treatment) else [],
-            "uplift_type": np.array(UPLIFT_TYPES)[treatment["uplift_type"].to_numpy()] if len(treatment) else [],
-            "true_effect": treatment["true_effect"].to_numpy() if len(treatment) else [],
-        }),
-        "truth/customer_traits": pd.DataFrame({
-            "customer_id": ids,
-            "uplift_type": np.array(UPLIFT_TYPES)[c["uplift_type"]],
-            "churned_at": _timestamps(c["churn_at"].to_numpy(), cutoff=grid.as_of),
-        }),
+        "truth/churn_hazard": pd.DataFrame(
+            {
+                "customer_id": cid(hazard["customer"]),
+                "month": _timestamps(hazard["month"].to_numpy()),
+                **{
+                    k: hazard[k].to_numpy()
+                    for k in hazard.columns
+                    if k not in ("customer", "month")
+                },
+            }
+        ),
+        "truth/treatment_effects": pd.DataFrame(
+            {
+                "customer_id": cid(treatment["customer"]),
+                "campaign_id": treatment["campaign_id"].to_numpy(),
+                "uplift_type": np.array(UPLIFT_TYPES)[treatment["uplift_type"].to_numpy()],
+                "true_effect": treatment["true_effect"].to_numpy(),
+            }
+        ),
+        "truth/customer_traits": pd.DataFrame(
+            {
+                "customer_id": ids,
+                "uplift_type": np.array(UPLIFT_TYPES)[c["uplift_type"]],
+                "churned_at": _timestamps(c["churn_at"].to_numpy(), cutoff=grid.as_of),
+            }
+        ),
     }
     return {name: _arrow(name, df) for name, df in {**tables, **truth}.items()}
 
@@ -221,6 +275,11 @@ class TableWriters:
     def __enter__(self) -> TableWriters:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         for writer in self._writers.values():
             writer.close()

@@ -53,14 +53,34 @@ PLANS: tuple[Plan, ...] = (
     Plan("business_pro", "enterprise", 108.0, 10.0, 60.0),
 )
 
-PACKAGE_PRICES = {"campus_data_pack": 15.0, "roaming_pack": 25.0, "daily_pass": 3.0, "family_upgrade": 12.0}
+PACKAGE_PRICES = {
+    "campus_data_pack": 15.0,
+    "roaming_pack": 25.0,
+    "daily_pass": 3.0,
+    "family_upgrade": 12.0,
+}
 
 # Spring Festival (lunar new year) dates: roaming and travel peak in the two weeks before.
 SPRING_FESTIVAL = np.array(
     [
-        "2018-02-16", "2019-02-05", "2020-01-25", "2021-02-12", "2022-02-01", "2023-01-22",
-        "2024-02-10", "2025-01-29", "2026-02-17", "2027-02-06", "2028-01-26", "2029-02-13",
-        "2030-02-03", "2031-01-23", "2032-02-11", "2033-01-31", "2034-02-19", "2035-02-08",
+        "2018-02-16",
+        "2019-02-05",
+        "2020-01-25",
+        "2021-02-12",
+        "2022-02-01",
+        "2023-01-22",
+        "2024-02-10",
+        "2025-01-29",
+        "2026-02-17",
+        "2027-02-06",
+        "2028-01-26",
+        "2029-02-13",
+        "2030-02-03",
+        "2031-01-23",
+        "2032-02-11",
+        "2033-01-31",
+        "2034-02-19",
+        "2035-02-08",
     ],
     dtype="datetime64[s]",
 ).astype(np.int64)
@@ -99,7 +119,9 @@ class MonthGrid:
 
     def spring_festival_in(self, month: int) -> int | None:
         """Seconds of the Spring Festival if it falls in simulated month `month`."""
-        inside = (SPRING_FESTIVAL >= self.starts[month]) & (SPRING_FESTIVAL < self.starts[month + 1])
+        inside = (self.starts[month] <= SPRING_FESTIVAL) & (
+            self.starts[month + 1] > SPRING_FESTIVAL
+        )
         return int(SPRING_FESTIVAL[inside][0]) if inside.any() else None
 
     def travel_season(self, month: int) -> float:
