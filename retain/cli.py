@@ -6,7 +6,6 @@ import typer
 
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
-from features.lifecycle.validate import validate_directory
 from retain.settings import load_settings
 
 app = typer.Typer(
@@ -22,7 +21,7 @@ def run() -> None:
     """The main job end to end on the configured defaults: generate, then validate the data."""
     settings = load_settings(DataSettings)
     summary = data_cli.run_generation(settings)
-    report = validate_directory(summary.out_dir)
+    report = data_cli.run_validation(summary.out_dir)
     data_cli.print_report(report)
     if not report.ok:
         raise typer.Exit(1)

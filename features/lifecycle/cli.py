@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.lifecycle.contract import contract_markdown
+from features.lifecycle.contract import TABLES, contract_markdown
 from features.lifecycle.profile import load_tables, profile
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import GenerationSummary, generate
@@ -45,6 +45,26 @@ def run_generation(settings: DataSettings) -> GenerationSummary:
         f"-> {summary.out_dir}"
     )
     return summary
+
+
+def run_validation(directory: Path, as_of: pd.Timestamp | None = None) -> ValidationReport:
+    """Validate with a progress bar over the tables."""
+    steps = len(TABLES) + 1
+    with Progress(
+        TextColumn("validating {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=steps)
+
+        def step(name: str) -> None:
+            progress.update(task, description=name, completed=progress.tasks[0].completed + 1)
+
+        report = validate_directory(directory, as_of, on_step=step)
+    return report
 
 
 def print_report(report: ValidationReport) -> None:
@@ -107,7 +127,7 @@ def validate_command(
     if not directory.is_dir():
         typer.echo(f"error: {directory} is not a directory", err=True)
         raise typer.Exit(2)
-    report = validate_directory(directory, pd.Timestamp(as_of) if as_of else None)
+    report = run_validation(directory, pd.Timestamp(as_of) if as_of else None)
     print_report(report)
     if not report.ok:
         raise typer.Exit(1)

@@ -8,7 +8,7 @@ reported with its table, column, rule and the number of bad rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,12 +301,21 @@ def resolve_as_of(directory: Path, as_of: pd.Timestamp | None) -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def validate_directory(directory: Path, as_of: pd.Timestamp | None = None) -> ValidationReport:
-    """Validate every contract table in `directory`; the report lists all violations."""
+def validate_directory(
+    directory: Path,
+    as_of: pd.Timestamp | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ValidationReport:
+    """Validate every contract table in `directory`; the report lists all violations.
+
+    `on_step` is called with the name of each table (then "relations") as it is checked.
+    """
     cutoff = resolve_as_of(directory, as_of)
     violations: list[Violation] = []
     tables: dict[str, pd.DataFrame] = {}
     for spec in TABLES.values():
+        if on_step is not None:
+            on_step(spec.name)
         path = directory / spec.file_name
         if not path.exists():
             violations.append(Violation(spec.name, None, f"missing file {path}"))
@@ -318,6 +327,8 @@ def validate_directory(directory: Path, as_of: pd.Timestamp | None = None) -> Va
             continue
         violations += check_columns(df, spec) + check_values(df, spec, cutoff)
         tables[spec.name] = df[_well_typed_columns(df, spec)]
+    if on_step is not None:
+        on_step("relations")
     violations += check_relations(tables)
     counts = {name: len(df) for name, df in tables.items()}
     return ValidationReport(directory, cutoff, counts, tuple(violations))
