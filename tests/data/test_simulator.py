@@ -73,6 +73,15 @@ def test_nothing_happens_after_a_mid_month_as_of(make_data: Callable[..., Path])
     assert t["cell_quality_daily"]["day"].max() == pd.Timestamp("2026-06-15", tz="UTC")
 
 
+def test_a_short_winter_history_works(make_data: Callable[..., Path]) -> None:
+    """December to May has no typhoon month: a season with no events must not break anything."""
+    out = make_data(
+        customers=300, months=6, as_of=pd.Timestamp("2026-06-01T00:00:00Z").to_pydatetime()
+    )
+    assert validate_directory(out).ok
+    assert not (pd.read_parquet(out / "network_events.parquet")["cause"] == "typhoon").any()
+
+
 def test_truth_is_kept_apart_from_the_contract_tables(small_data: Path) -> None:
     truth = small_data / TRUTH_DIR
     hazard = pd.read_parquet(truth / "churn_hazard.parquet")

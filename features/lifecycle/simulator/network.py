@@ -76,6 +76,8 @@ def _random_times(
 ) -> np.ndarray:
     """`count` instants over the history, months weighted by `month_weight` (by calendar month)."""
     weights = month_weight[grid.calendar_month - 1] * np.diff(grid.starts)
+    if count == 0 or weights.sum() == 0:  # e.g. a history without a typhoon month
+        return np.empty(0, dtype=np.int64)
     month = rng.choice(grid.count, size=count, p=weights / weights.sum())
     return grid.starts[month] + (rng.random(count) * np.diff(grid.starts)[month]).astype(np.int64)
 
