@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
@@ -28,5 +29,18 @@ def run() -> None:
     typer.echo(f"done: lifecycle data in {summary.out_dir.resolve()}")
 
 
+def main() -> None:
+    """Entry point: settings errors become one clear line and exit code 2, not a traceback."""
+    try:
+        app()
+    except ValidationError as error:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} (got {e.get('input')!r})"
+            for e in error.errors()
+        )
+        typer.echo(f"error: invalid {error.title}: {details}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -35,8 +35,16 @@ S = TypeVar("S", bound=StageSettings)
 
 
 def config_dir() -> Path:
-    """The folder holding the stage YAML files (`RETAIN_CONFIG_DIR`, else ./configs)."""
-    return Path(os.environ.get(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR))
+    """The folder holding the stage YAML files (`RETAIN_CONFIG_DIR`, else ./configs).
+
+    A folder named explicitly must exist: a typo must not silently mean "defaults".
+    """
+    named = os.environ.get(CONFIG_DIR_ENV)
+    if named is None:
+        return DEFAULT_CONFIG_DIR
+    if not Path(named).is_dir():
+        raise FileNotFoundError(f"{CONFIG_DIR_ENV}={named}: no such folder")
+    return Path(named)
 
 
 def load_settings(

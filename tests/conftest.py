@@ -15,6 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _no_retain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the test, never from RETAIN_* variables of the caller's shell."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("RETAIN_")]:
+        monkeypatch.delenv(name)
+
+
 def _generate(out: Path, **overrides: object) -> Path:
     settings = DataSettings.model_validate({"out_dir": out, **overrides})
     generate(settings)

@@ -56,6 +56,12 @@ def test_a_missing_yaml_file_means_defaults(tmp_path: Path) -> None:
     assert load_settings(DataSettings, directory=tmp_path).customers == 20_000
 
 
+def test_a_missing_config_dir_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETAIN_CONFIG_DIR", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="RETAIN_CONFIG_DIR"):
+        load_settings(DataSettings)
+
+
 def test_the_config_dir_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

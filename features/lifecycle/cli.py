@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,7 @@ from rich.table import Table
 from features.lifecycle.contract import TABLES, contract_markdown
 from features.lifecycle.profile import load_tables, profile
 from features.lifecycle.settings import DataSettings
-from features.lifecycle.simulator import GenerationSummary, generate
+from features.lifecycle.simulator import GenerationSummary, OutputFolderError, generate
 from features.lifecycle.validate import ValidationReport, resolve_as_of, validate_directory
 from retain.settings import load_settings
 
@@ -23,6 +22,23 @@ app = typer.Typer(
     help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True
 )
 console = Console(stderr=True)
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="An instant, ISO 8601 (2026-11-01, 2026-11-01T08:00:00Z); naive means UTC."
+    ),
+]
+
+
+def parse_instant(text: str) -> pd.Timestamp:
+    """An ISO 8601 instant as a UTC timestamp; a value without a zone is taken as UTC."""
+    try:
+        instant = pd.Timestamp(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 date or time") from error
+    return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 
 def run_generation(settings: DataSettings) -> GenerationSummary:
@@ -98,8 +114,11 @@ def generate_command(
     customers: Annotated[int | None, typer.Option(help="Customers ever signed up.")] = None,
     months: Annotated[int | None, typer.Option(help="Months of history.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same data).")] = None,
-    as_of: Annotated[datetime | None, typer.Option("--as-of", help="Export instant (UTC).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (replaced when done).")] = None,
+    as_of: AsOfOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder: new, empty, or an earlier output (replaced when done)."),
+    ] = None,
 ) -> None:
     """Simulate the lifecycle tables and a truth/ folder into OUT."""
     overrides = {
@@ -107,27 +126,28 @@ def generate_command(
         "months": months,
         "seed": seed,
         "out_dir": out,
-        "as_of": pd.Timestamp(as_of).tz_localize("UTC").to_pydatetime() if as_of else None,
+        "as_of": parse_instant(as_of).to_pydatetime() if as_of else None,
     }
-    run_generation(load_settings(DataSettings, overrides))
+    try:
+        run_generation(load_settings(DataSettings, overrides))
+    except OutputFolderError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
 
 
 @app.command("validate")
 def validate_command(
     directory: Annotated[Path, typer.Argument(help="Folder with the contract's parquet files.")],
-    as_of: Annotated[
-        datetime | None,
-        typer.Option(
-            "--as-of",
-            help="Nothing may happen after this (UTC); default: the manifest's, else now.",
-        ),
-    ] = None,
+    as_of: AsOfOption = None,
 ) -> None:
-    """Check DIRECTORY against the data contract; exit 1 listing every violation."""
+    """Check DIRECTORY against the data contract; exit 1 listing every violation.
+
+    Nothing may happen after --as-of (default: the manifest's as_of, else now).
+    """
     if not directory.is_dir():
         typer.echo(f"error: {directory} is not a directory", err=True)
         raise typer.Exit(2)
-    report = run_validation(directory, pd.Timestamp(as_of) if as_of else None)
+    report = run_validation(directory, parse_instant(as_of) if as_of else None)
     print_report(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -136,12 +156,10 @@ def validate_command(
 @app.command("profile")
 def profile_command(
     directory: Annotated[Path, typer.Argument(help="Folder with valid lifecycle tables.")],
-    as_of: Annotated[
-        datetime | None, typer.Option("--as-of", help="Export instant (UTC); default: manifest's.")
-    ] = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Print the figures an analyst checks first: churn by driver, seasonality, marginals."""
-    cutoff = resolve_as_of(directory, pd.Timestamp(as_of) if as_of else None)
+    cutoff = resolve_as_of(directory, parse_instant(as_of) if as_of else None)
     figures = profile(load_tables(directory), cutoff)
     table = Table("figure", "value", title=f"lifecycle profile of {directory}")
     for name, value in figures.as_dict().items():

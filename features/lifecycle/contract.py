@@ -65,6 +65,19 @@ class ColumnSpec:
 
 
 @dataclass(frozen=True)
+class RowRule:
+    """A rule across columns of one row, reported against the column it constrains.
+
+    It runs whenever the columns it `uses` are present and well typed, whatever else is
+    wrong with the table.
+    """
+
+    column: str
+    uses: tuple[str, ...]
+    check: pa.Check
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One table: its columns, its key and any rule that spans several columns."""
 
@@ -73,8 +86,7 @@ class TableSpec:
     doc: str
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
-    # rules across columns of a row, each reported against the column it constrains
-    row_rules: tuple[tuple[str, pa.Check], ...] = field(default=())
+    row_rules: tuple[RowRule, ...] = field(default=())
 
     @property
     def file_name(self) -> str:
@@ -106,11 +118,11 @@ def _is_midnight(s: pd.Series) -> pd.Series:
     return s == s.dt.floor("D")
 
 
-def _closes_after_opening(start: str, end: str) -> pa.Check:
+def _not_before(start: str, end: str) -> RowRule:
     def check(df: pd.DataFrame) -> pd.Series:
-        return df[end].isna() | (df[end] >= df[start])
+        return df[end].isna() | df[start].isna() | (df[end] >= df[start])
 
-    return pa.Check(check, name=f"must not be before {start}")
+    return RowRule(end, (start, end), pa.Check(check, name=f"must not be before {start}"))
 
 
 def _end_date_iff_term_contract(df: pd.DataFrame) -> pd.Series:
@@ -119,7 +131,8 @@ def _end_date_iff_term_contract(df: pd.DataFrame) -> pd.Series:
 
 
 def _control_never_accepts(df: pd.DataFrame) -> pd.Series:
-    return df["treated"] | ~df["accepted"]
+    # nulls are reported by the not-null rule; here they count as "not accepted"
+    return df["treated"].fillna(True).astype(bool) | ~df["accepted"].fillna(False).astype(bool)
 
 
 def _id(name: str, doc: str, nullable: bool = False) -> ColumnSpec:
@@ -205,12 +218,14 @@ TABLES: dict[str, TableSpec] = {
                 ),
             ),
             row_rules=(
-                (
+                RowRule(
                     "contract_end_at",
+                    ("contract_type", "contract_end_at"),
                     pa.Check(
                         _end_date_iff_term_contract, name="must be set exactly for term contracts"
                     ),
                 ),
+                _not_before("signup_at", "contract_end_at"),
             ),
         ),
         TableSpec(
@@ -277,7 +292,7 @@ TABLES: dict[str, TableSpec] = {
                     checks=(_between(-1, 1),),
                 ),
             ),
-            row_rules=(("closed_at", _closes_after_opening("opened_at", "closed_at")),),
+            row_rules=(_not_before("opened_at", "closed_at"),),
         ),
         TableSpec(
             name="cell_sites",
@@ -330,7 +345,7 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("severity", Kind.STRING, "Impact.", checks=(_one_of(SEVERITIES),)),
                 ColumnSpec("cause", Kind.STRING, "Root cause.", checks=(_one_of(OUTAGE_CAUSES),)),
             ),
-            row_rules=(("ended_at", _closes_after_opening("started_at", "ended_at")),),
+            row_rules=(_not_before("started_at", "ended_at"),),
         ),
         TableSpec(
             name="package_purchases",
@@ -362,8 +377,9 @@ TABLES: dict[str, TableSpec] = {
                 _flag("accepted", "The customer accepted the offer (always False for control)."),
             ),
             row_rules=(
-                (
+                RowRule(
                     "accepted",
+                    ("treated", "accepted"),
                     pa.Check(_control_never_accepts, name="must be false on a control row"),
                 ),
             ),
@@ -397,7 +413,9 @@ def _rules(column: ColumnSpec, table: TableSpec) -> str:
         rules.append(f"part of key ({', '.join(table.key)})")
     rules.append("nullable" if column.nullable else "not null")
     rules += [str(check.error or check.name) for check in column.checks]
-    rules += [str(check.name) for name, check in table.row_rules if name == column.name]
+    rules += [str(rule.check.name) for rule in table.row_rules if rule.column == column.name]
+    if column.kind is Kind.FLOAT:
+        rules.append("must be finite")
     if column.not_after_as_of:
         rules.append("must not be after the as-of instant")
     return "; ".join(rules)

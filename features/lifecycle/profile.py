@@ -98,9 +98,15 @@ def _monthly_outage_hours(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _bill_shock_months(usage: pd.DataFrame) -> pd.DataFrame:
-    """(customer_id, month) pairs whose bill was >= 125 % of the mean of the three before."""
-    usage = usage.sort_values(["customer_id", "month"])
+def _bill_shock_months(usage: pd.DataFrame, signup: pd.Series) -> pd.DataFrame:
+    """(customer_id, month) pairs whose bill was >= 125 % of the mean of the three before.
+
+    The signup month is billed for part of a month only: it is left out, so the first
+    full bill of a new customer is not mistaken for a shock.
+    """
+    signup_month = usage["customer_id"].map(signup).dt.tz_localize(None).dt.to_period("M")
+    partial = usage["month"].dt.tz_localize(None).dt.to_period("M") == signup_month
+    usage = usage[~partial.to_numpy()].sort_values(["customer_id", "month"])
     bills = usage.groupby("customer_id")["bill_amount"]
     previous = (bills.shift(1) + bills.shift(2) + bills.shift(3)) / 3
     shocked = usage.loc[usage["bill_amount"] >= 1.25 * previous, ["customer_id", "month"]]
@@ -148,7 +154,9 @@ def profile(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> Profile:
         .to_numpy()
     )
 
-    shocks = _bill_shock_months(tables["usage_monthly"]).rename(columns={"month": "previous_month"})
+    shocks = _bill_shock_months(
+        tables["usage_monthly"], customers.set_index("customer_id")["signup_at"]
+    ).rename(columns={"month": "previous_month"})
     shocked = (
         pd.DataFrame({"customer_id": panel["customer_id"], "previous_month": previous_month})
         .merge(shocks, on=["customer_id", "previous_month"], how="left")["shock"]

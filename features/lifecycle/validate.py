@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_types
 import pyarrow.parquet as pq
-from pandas.api import types as ptypes
 
 from features.lifecycle.contract import TABLES, Kind, TableSpec
 
@@ -56,27 +57,34 @@ class ValidationReport:
         return not self.violations
 
 
-def _kind_matches(series: pd.Series, kind: Kind) -> bool:
-    dtype = series.dtype
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Z", "+00:00", "UTC+00:00"}
+
+
+def _kind_matches(arrow_type: pa_types.DataType, kind: Kind) -> bool:
+    """Does a parquet column's type belong to the contract's type family?
+
+    Judged on the Arrow schema, not on pandas dtypes, so a null in an integer or boolean
+    column is reported as a null, not as a float or object column.
+    """
+    if pa_types.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
     if kind is Kind.STRING:
-        if ptypes.is_string_dtype(dtype):
-            return bool(series.dropna().map(type).eq(str).all())
-        return False
+        return pa_types.types.is_string(arrow_type) or pa_types.types.is_large_string(arrow_type)
     if kind is Kind.INTEGER:
-        return ptypes.is_integer_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
+        return pa_types.types.is_integer(arrow_type)
     if kind is Kind.FLOAT:
-        return ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
+        return pa_types.types.is_floating(arrow_type) or pa_types.types.is_integer(arrow_type)
     if kind is Kind.BOOLEAN:
-        return ptypes.is_bool_dtype(dtype)
-    return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"
+        return pa_types.types.is_boolean(arrow_type)
+    return pa_types.types.is_timestamp(arrow_type) and arrow_type.tz in _UTC_NAMES
 
 
-def _describe_dtype(series: pd.Series) -> str:
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return f"timestamps in {series.dtype.tz}"
-    if ptypes.is_datetime64_dtype(series.dtype):
-        return "timestamps without a timezone"
-    return str(series.dtype)
+def _describe_type(arrow_type: pa_types.DataType) -> str:
+    if pa_types.types.is_timestamp(arrow_type):
+        return (
+            f"timestamps in {arrow_type.tz}" if arrow_type.tz else "timestamps without a timezone"
+        )
+    return str(arrow_type)
 
 
 def _show(value: object) -> str:
@@ -95,26 +103,33 @@ def _key_examples(df: pd.DataFrame, spec: TableSpec, index: Iterable[object]) ->
     return tuple(examples)
 
 
-def _well_typed_columns(df: pd.DataFrame, spec: TableSpec) -> list[str]:
+def well_typed_columns(schema: pa_types.Schema, spec: TableSpec) -> list[str]:
+    """The contract columns present with a type of the right family."""
     return [
-        c.name for c in spec.columns if c.name in df.columns and _kind_matches(df[c.name], c.kind)
+        c.name
+        for c in spec.columns
+        if c.name in schema.names and _kind_matches(schema.field(c.name).type, c.kind)
     ]
 
 
-def check_columns(df: pd.DataFrame, spec: TableSpec) -> list[Violation]:
+def check_columns(schema: pa_types.Schema, spec: TableSpec) -> list[Violation]:
     """Missing columns and columns whose type is outside the contract's type family."""
     violations = []
     for col in spec.columns:
-        if col.name not in df.columns:
+        if col.name not in schema.names:
             violations.append(
                 Violation(spec.name, col.name, f"missing column (expected {col.kind})")
             )
-        elif not _kind_matches(df[col.name], col.kind):
-            found = _describe_dtype(df[col.name])
+        elif not _kind_matches(schema.field(col.name).type, col.kind):
+            found = _describe_type(schema.field(col.name).type)
             violations.append(
                 Violation(spec.name, col.name, f"wrong type: expected {col.kind}, found {found}")
             )
     return violations
+
+
+def _is_finite(series: pd.Series) -> pd.Series:
+    return series.isna() | np.isfinite(series.astype("float64"))
 
 
 def table_schema(
@@ -127,6 +142,8 @@ def table_schema(
         if col.name not in present:
             continue
         checks = list(col.checks)
+        if col.kind is Kind.FLOAT:
+            checks.append(pa.Check(_is_finite, name="must be finite"))
         if col.not_after_as_of:
             checks.append(
                 pa.Check.le(as_of, error=f"must not be after the as-of instant {as_of.isoformat()}")
@@ -136,8 +153,7 @@ def table_schema(
             nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
         )
     composite_key = list(spec.key) if len(spec.key) > 1 and set(spec.key) <= present else None
-    all_present = {c.name for c in spec.columns} <= present
-    row_checks = [check for _, check in spec.row_rules] if all_present else []
+    row_checks = [rule.check for rule in spec.row_rules if set(rule.uses) <= present]
     return pa.DataFrameSchema(
         pandera_columns, checks=row_checks, unique=composite_key, strict=False, name=spec.name
     )
@@ -149,9 +165,11 @@ _RULE_NAMES = {
 }
 
 
-def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list[Violation]:
-    """Nulls, duplicates, enumerations, ranges and time order, counted per rule."""
-    schema = table_schema(spec, as_of, _well_typed_columns(df, spec))
+def check_values(
+    df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]
+) -> list[Violation]:
+    """Nulls, duplicates, enumerations, ranges and time order of the well-typed `columns`."""
+    schema = table_schema(spec, as_of, columns)
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -174,7 +192,7 @@ def check_values(df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp) -> list
             )
         )
     # Row rules come back once per column of the frame: report each against its column.
-    column_of_row_rule = {check.name: column for column, check in spec.row_rules}
+    column_of_row_rule = {rule.check.name: rule.column for rule in spec.row_rules}
     is_row_rule = cases["schema_context"].eq("DataFrameSchema") & ~is_composite
     cases.loc[is_row_rule, "column"] = cases.loc[is_row_rule, "check"].map(column_of_row_rule)
     for (column, check), group in cases[~is_composite].groupby(["column", "check"], sort=False):
@@ -264,17 +282,19 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
 
     signup = _by_customer(tables, "customers", "signup_at")
     churned = _by_customer(tables, "churn_events", "churned_at")
+    signup_month, churn_month = _month_start(signup), _month_start(churned)
+    before_signup, after_churn = (
+        "before the customer's signup_at",
+        "after the customer's churned_at",
+    )
     timed = [
-        ("churn_events", "churned_at", "before the customer's signup_at", signup, "lt"),
-        ("service_tickets", "opened_at", "before the customer's signup_at", signup, "lt"),
-        (
-            "usage_monthly",
-            "month",
-            "before the customer's signup month",
-            _month_start(signup),
-            "lt",
-        ),
-        ("usage_monthly", "month", "after the customer's churn month", _month_start(churned), "gt"),
+        ("churn_events", "churned_at", before_signup, signup, "lt"),
+        ("service_tickets", "opened_at", before_signup, signup, "lt"),
+        ("package_purchases", "purchased_at", before_signup, signup, "lt"),
+        ("package_purchases", "purchased_at", after_churn, churned, "gt"),
+        ("campaigns", "sent_at", before_signup, signup, "lt"),
+        ("usage_monthly", "month", "before the customer's signup month", signup_month, "lt"),
+        ("usage_monthly", "month", "after the customer's churn month", churn_month, "gt"),
     ]
     for table, column, rule, bound_by_customer, op in timed:
         if bound_by_customer.empty or not _has(tables, table, "customer_id", column):
@@ -291,14 +311,27 @@ def read_table(path: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas().reset_index(drop=True)
 
 
+class ManifestError(ValueError):
+    """The folder's manifest.json cannot say when the data was exported."""
+
+
+def manifest_as_of(directory: Path) -> pd.Timestamp | None:
+    """The `as_of` recorded in the folder's manifest.json (None without a manifest)."""
+    manifest = directory / MANIFEST_FILE
+    if not manifest.exists():
+        return None
+    try:
+        as_of = pd.Timestamp(json.loads(manifest.read_text())["as_of"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ManifestError(f"{manifest}: no readable 'as_of' instant ({error!r})") from error
+    return as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+
+
 def resolve_as_of(directory: Path, as_of: pd.Timestamp | None) -> pd.Timestamp:
     """The instant after which nothing may have happened: given, else the manifest's, else now."""
     if as_of is not None:
         return as_of.tz_convert("UTC") if as_of.tzinfo else as_of.tz_localize("UTC")
-    manifest = directory / MANIFEST_FILE
-    if manifest.exists():
-        return pd.Timestamp(json.loads(manifest.read_text())["as_of"]).tz_convert("UTC")
-    return pd.Timestamp.now(tz="UTC")
+    return manifest_as_of(directory) or pd.Timestamp.now(tz="UTC")
 
 
 def validate_directory(
@@ -309,9 +342,14 @@ def validate_directory(
     """Validate every contract table in `directory`; the report lists all violations.
 
     `on_step` is called with the name of each table (then "relations") as it is checked.
+    A manifest.json that cannot be read is a violation; "now" is then the cut-off.
     """
-    cutoff = resolve_as_of(directory, as_of)
     violations: list[Violation] = []
+    try:
+        cutoff = resolve_as_of(directory, as_of)
+    except ManifestError as error:
+        violations.append(Violation(MANIFEST_FILE, None, str(error)))
+        cutoff = pd.Timestamp.now(tz="UTC")
     tables: dict[str, pd.DataFrame] = {}
     for spec in TABLES.values():
         if on_step is not None:
@@ -321,12 +359,14 @@ def validate_directory(
             violations.append(Violation(spec.name, None, f"missing file {path}"))
             continue
         try:
-            df = read_table(path)
+            arrow = pq.read_table(path)
+            df = arrow.to_pandas().reset_index(drop=True)
         except Exception as exc:  # any unreadable file is a violation, not a crash
             violations.append(Violation(spec.name, None, f"unreadable parquet file {path}: {exc}"))
             continue
-        violations += check_columns(df, spec) + check_values(df, spec, cutoff)
-        tables[spec.name] = df[_well_typed_columns(df, spec)]
+        usable = well_typed_columns(arrow.schema, spec)
+        violations += check_columns(arrow.schema, spec) + check_values(df, spec, cutoff, usable)
+        tables[spec.name] = df[usable]
     if on_step is not None:
         on_step("relations")
     violations += check_relations(tables)

@@ -45,9 +45,18 @@ def test_outages_raise_churn_and_trigger_complaint_spikes(figures: Profile) -> N
     assert figures.network_faults_week_after_outage > 5 * figures.network_faults_week_before_outage
 
 
-def test_outages_cluster_in_time_and_space(figures: Profile) -> None:
+def test_outages_cluster_in_time_and_space(demo_data: Path, figures: Profile) -> None:
     assert figures.typhoon_share_in_season == 1.0
+    events = pd.read_parquet(demo_data / "network_events.parquet")
+    sites = pd.read_parquet(demo_data / "cell_sites.parquet").set_index("cell_site_id")
+    typhoons = events[events["cause"] == "typhoon"].groupby("event_id")
+    assert typhoons.size().min() >= 3  # a landfall takes down many sites ...
+    assert (typhoons["started_at"].agg(lambda s: s.max() - s.min()) <= pd.Timedelta(hours=8)).all()
+    # ... and a fibre cut takes down neighbours: sites of one cut are much closer than random pairs
+    cuts = events[events["cause"] == "fibre_cut"].join(sites, on="cell_site_id")
+    spread = cuts.groupby("event_id")[["x_km", "y_km"]].std().dropna().mean().mean()
     assert figures.sites_per_fibre_cut > 1.5
+    assert spread < 0.5 * sites[["x_km", "y_km"]].std().mean()
 
 
 def test_seasonal_package_surges(figures: Profile) -> None:

@@ -6,14 +6,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from features.lifecycle import simulator
+from features.lifecycle.calendar import contract_end_after
 from features.lifecycle.contract import TABLES
 from features.lifecycle.settings import DataSettings
-from features.lifecycle.simulator import TRUTH_DIR, generate
+from features.lifecycle.simulator import TRUTH_DIR, OutputFolderError, generate
 from features.lifecycle.validate import check_columns, validate_directory
 
 
@@ -23,8 +25,7 @@ def _tables(directory: Path) -> dict[str, pd.DataFrame]:
 
 def test_every_contract_column_has_the_contract_type(small_data: Path) -> None:
     for name, spec in TABLES.items():
-        df = pd.read_parquet(small_data / spec.file_name)
-        assert check_columns(df, spec) == [], name
+        assert check_columns(pq.read_schema(small_data / spec.file_name), spec) == [], name
 
 
 def test_same_seed_gives_identical_data(make_data: Callable[..., Path]) -> None:
@@ -70,7 +71,8 @@ def test_nothing_happens_after_a_mid_month_as_of(make_data: Callable[..., Path])
     assert t["service_tickets"]["opened_at"].max() < as_of
     assert (t["service_tickets"]["closed_at"].dropna() < as_of).all()
     assert t["churn_events"]["churned_at"].max() < as_of
-    assert t["cell_quality_daily"]["day"].max() == pd.Timestamp("2026-06-15", tz="UTC")
+    # the 15th is not over at noon: its quality is not reported yet
+    assert t["cell_quality_daily"]["day"].max() == pd.Timestamp("2026-06-14", tz="UTC")
 
 
 def test_a_short_winter_history_works(make_data: Callable[..., Path]) -> None:
@@ -80,6 +82,55 @@ def test_a_short_winter_history_works(make_data: Callable[..., Path]) -> None:
     )
     assert validate_directory(out).ok
     assert not (pd.read_parquet(out / "network_events.parquet")["cause"] == "typhoon").any()
+
+
+def test_contract_end_is_the_end_of_the_term_running_at_export_or_churn(small_data: Path) -> None:
+    customers = pd.read_parquet(small_data / "customers.parquet")
+    churn = pd.read_parquet(small_data / "churn_events.parquet").set_index("customer_id")[
+        "churned_at"
+    ]
+    observed_until = (
+        customers["customer_id"].map(churn).fillna(pd.Timestamp("2026-11-01", tz="UTC"))
+    )
+    expected = contract_end_after(
+        customers["signup_at"], customers["contract_type"], observed_until
+    )
+    pd.testing.assert_series_equal(customers["contract_end_at"], expected, check_names=False)
+
+
+def test_purchases_fall_inside_the_customer_life(demo_data: Path) -> None:
+    """Campus packs at term start and roaming packs before the festival, never before signup."""
+    customers = pd.read_parquet(demo_data / "customers.parquet").set_index("customer_id")
+    purchases = pd.read_parquet(demo_data / "package_purchases.parquet")
+    assert (purchases["purchased_at"] >= purchases["customer_id"].map(customers["signup_at"])).all()
+    roaming = purchases[purchases["package_id"] == "roaming_pack"]["purchased_at"]
+    assert roaming.value_counts().max() <= 3  # no pile-up on a single instant
+
+
+def test_refuses_to_replace_a_folder_that_is_not_simulator_output(tmp_path: Path) -> None:
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.txt").write_text("irreplaceable")
+    with pytest.raises(OutputFolderError, match="refusing to replace"):
+        generate(DataSettings.model_validate({"out_dir": precious, "customers": 200, "months": 6}))
+    assert (precious / "chapter1.txt").read_text() == "irreplaceable"
+
+
+def test_month_zero_hazard_uses_no_network_information(small_data: Path) -> None:
+    """Nothing about the network is known before the history starts: no month-0 leak."""
+    hazard = pd.read_parquet(small_data / "truth" / "churn_hazard.parquet")
+    first = hazard[hazard["month"] == hazard["month"].min()]
+    assert (first["logit_network"] == 0).all()
+    assert (hazard["logit_network"] > 0).any()
+
+
+def test_service_history_window_covers_three_completed_months() -> None:
+    """Complaints from the three months before a month start count; the running month does not."""
+    from features.lifecycle.simulator import lifecycle as lc
+
+    ring = np.zeros((lc._WINDOW_MONTHS + 1, 2))
+    ring[:, 0] = [1, 1, 1, 5]  # three completed months, then the running one
+    assert lc._BlockSimulation._completed(ring)[0] == 3
 
 
 def test_truth_is_kept_apart_from_the_contract_tables(small_data: Path) -> None:
@@ -93,6 +144,8 @@ def test_truth_is_kept_apart_from_the_contract_tables(small_data: Path) -> None:
     assert len(effects) == len(campaigns)
     contract_columns = {c for p in small_data.glob("*.parquet") for c in pq.read_schema(p).names}
     assert not {"hazard", "uplift_type", "true_effect"} & contract_columns
+    assert (truth / "competitor_promotions.json").exists()
+    assert "promoted_region" not in (small_data / "manifest.json").read_text()
 
 
 def test_manifest_records_what_was_generated(small_data: Path) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.lifecycle.validate import Violation, validate_directory
@@ -172,7 +174,87 @@ def test_each_kind_of_bad_data_is_reported(
     assert not report.ok
     hits = _only(report.violations, table, column)
     assert any(message in v.rule for v in hits), [str(v) for v in report.violations]
-    assert all(f"{table}.{column}" in str(v) for v in hits)
+
+
+def test_row_rules_still_run_when_an_unrelated_column_is_missing(small_copy: Path) -> None:
+    def break_two_things(df: pd.DataFrame) -> pd.DataFrame:
+        return df.drop(columns=["channel"]).assign(
+            closed_at=df["opened_at"] - pd.Timedelta(hours=1)
+        )
+
+    _mutate(small_copy, "service_tickets", break_two_things)
+    rules = {(v.column, v.rule) for v in validate_directory(small_copy).violations}
+    assert ("channel", "missing column (expected string)") in rules
+    assert ("closed_at", "must not be before opened_at") in rules
+
+
+def _with_null(column: str) -> Mutation:
+    def change(df: pd.DataFrame) -> pd.DataFrame:
+        values = df[column].astype(object)
+        values.iloc[0] = None
+        return df.assign(**{column: values.convert_dtypes() if values.dtype == object else values})
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("usage_monthly", "sms"), ("usage_monthly", "late_payment"), ("service_tickets", "sentiment")],
+)
+def test_a_null_in_a_typed_column_is_a_null_not_a_wrong_type(
+    small_copy: Path, table: str, column: str
+) -> None:
+    path = small_copy / f"{table}.parquet"
+    arrow = pq.read_table(path)
+    index = arrow.schema.get_field_index(column)
+    values = arrow.column(column).to_pylist()
+    values[0] = None
+    pq.write_table(
+        arrow.set_column(index, column, pa.array(values, arrow.schema.field(column).type)), path
+    )
+    rules = [v.rule for v in validate_directory(small_copy).violations if v.column == column]
+    assert rules == ["must not be null"]
+
+
+def test_infinite_amounts_are_rejected(small_copy: Path) -> None:
+    _mutate(small_copy, "customers", _set("monthly_fee", 0, float("inf")))
+    rules = [v.rule for v in validate_directory(small_copy).violations if v.column == "monthly_fee"]
+    assert "must be finite" in rules
+
+
+def test_an_unreadable_manifest_is_reported_not_a_crash(small_copy: Path) -> None:
+    (small_copy / "manifest.json").write_text("{not json")
+    report = validate_directory(small_copy)
+    assert [v.table for v in report.violations] == ["manifest.json"]
+
+
+def test_purchases_before_signup_are_reported(small_copy: Path) -> None:
+    customers = pd.read_parquet(small_copy / "customers.parquet").set_index("customer_id")
+
+    def before_signup(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        df.loc[0, "purchased_at"] = customers.loc[
+            df.loc[0, "customer_id"], "signup_at"
+        ] - pd.Timedelta(days=1)
+        return df
+
+    _mutate(small_copy, "package_purchases", before_signup)
+    rules = [
+        v.rule for v in validate_directory(small_copy).violations if v.table == "package_purchases"
+    ]
+    assert rules == ["before the customer's signup_at"]
+
+
+def test_other_utc_spellings_and_categorical_strings_are_accepted(small_copy: Path) -> None:
+    _mutate(
+        small_copy,
+        "service_tickets",
+        lambda df: df.assign(
+            opened_at=df["opened_at"].dt.tz_convert("Etc/UTC"),
+            channel=df["channel"].astype("category"),
+        ),
+    )
+    assert validate_directory(small_copy).ok
 
 
 def test_counts_bad_rows_and_shows_their_keys(small_copy: Path) -> None:

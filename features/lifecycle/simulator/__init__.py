@@ -23,7 +23,7 @@ from features.lifecycle.simulator.lifecycle import simulate_block
 from features.lifecycle.simulator.network import simulate_network
 from features.lifecycle.simulator.population import draw_population
 from features.lifecycle.simulator.tables import TableWriters, block_tables, network_tables
-from features.lifecycle.simulator.world import MonthGrid, competitor_promotions
+from features.lifecycle.simulator.world import REGIONS, MonthGrid, competitor_promotions
 from features.lifecycle.validate import MANIFEST_FILE
 
 BLOCK_SIZE = 25_000
@@ -40,6 +40,36 @@ class GenerationSummary:
     def monthly_churn_rate(self) -> float:
         """Churn events per customer-month at risk (active at the month start)."""
         return self.row_counts["churn_events"] / max(self.row_counts["truth/churn_hazard"], 1)
+
+
+GENERATOR = "retain simulator 1"
+
+
+class OutputFolderError(ValueError):
+    """The output folder holds something other than an earlier simulator run."""
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse to replace a folder unless it is empty or an earlier simulator output.
+
+    Replacing means deleting: `--out ~` must never wipe a home folder.
+    """
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputFolderError(f"{out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    manifest = out_dir / MANIFEST_FILE
+    try:
+        ours = json.loads(manifest.read_text()).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise OutputFolderError(
+            f"{out_dir} is not empty and holds no simulator output ({MANIFEST_FILE} with "
+            f'"generator": "{GENERATOR}"); refusing to replace it: choose an empty or new folder'
+        )
 
 
 def _replace_directory(staging: Path, target: Path) -> None:
@@ -60,6 +90,7 @@ def generate(
     """Simulate `settings.customers` customers over `settings.months` months into `out_dir`."""
     started = time.perf_counter()
     out_dir = settings.out_dir
+    check_output_folder(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     if staging.exists():
         shutil.rmtree(staging)
@@ -84,18 +115,26 @@ def generate(
         row_counts = dict(writers.row_counts)
 
     manifest = {
-        "generator": "retain simulator 1",
+        "generator": GENERATOR,
         "as_of": settings.as_of.isoformat(),
         "customers": settings.customers,
         "months": settings.months,
         "seed": settings.seed,
         "history_start": np.datetime64(grid.history_start, "s").astype(str) + "Z",
-        "competitor_promotions": {
-            "regions_by_month": [list(map(int, np.flatnonzero(col))) for col in promotions.T],
-        },
         "drivers": settings.drivers.model_dump(),
         "row_counts": row_counts,
     }
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    # a hidden churn driver: it belongs with the ground truth, not beside the features
+    hidden = {
+        "month_starts": [np.datetime64(int(s), "s").astype(str) + "Z" for s in grid.starts[:-1]],
+        "regions": [r.name for r in REGIONS],
+        "promoted_region_indices_by_month": [
+            list(map(int, np.flatnonzero(c))) for c in promotions.T
+        ],
+    }
+    (staging / TRUTH_DIR / "competitor_promotions.json").write_text(
+        json.dumps(hidden, indent=2) + "\n"
+    )
     _replace_directory(staging, out_dir)
     return GenerationSummary(out_dir, row_counts, time.perf_counter() - started)

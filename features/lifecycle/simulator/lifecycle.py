@@ -10,14 +10,18 @@ way they would in a real operator's data, and nothing about the future leaks bac
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from features.lifecycle.calendar import term_end_after
-from features.lifecycle.contract import CONTRACT_MONTHS, CONTRACT_TYPES, TICKET_TYPES
+from features.lifecycle.contract import (
+    CONTRACT_MONTHS,
+    CONTRACT_TYPES,
+    TICKET_CHANNELS,
+    TICKET_TYPES,
+)
 from features.lifecycle.settings import ChurnDrivers
 from features.lifecycle.simulator.network import Network
 from features.lifecycle.simulator.population import Population
@@ -56,7 +60,24 @@ REASON_OF_DRIVER = {
     "relocation": "relocation",
 }
 
-_PLAN_DATA_GB = np.array([1.6, 7.0, 22.0, 15.0, 12.0, 25.0])
+_PLAN_DATA_GB = np.array([plan.typical_data_gb for plan in PLANS])
+_FIRST_CONTACT_RESOLUTION = {
+    "network_fault": 0.35,
+    "billing_dispute": 0.55,
+    "package_question": 0.85,
+    "complaint": 0.4,
+    "relocation": 0.7,
+    "technical_support": 0.6,
+}
+_BASE_SENTIMENT = {
+    "network_fault": -0.3,
+    "billing_dispute": -0.35,
+    "package_question": 0.15,
+    "complaint": -0.55,
+    "relocation": 0.0,
+    "technical_support": -0.05,
+}
+_WINDOW_MONTHS = 3  # "the last 90 days" of service history, in completed months
 _CAMPAIGN_SHARE = 0.035  # of at-risk customers targeted each month
 _CONTROL_SHARE = 0.2
 _EFFECT_BY_UPLIFT = np.array([-1.5, -0.15, 0.0, 0.9])  # log-odds, for two months
@@ -81,6 +102,25 @@ class BlockTables:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _by_ticket_type(values: dict[str, float]) -> np.ndarray:
+    """A per-ticket-type table as an array indexed like TICKET_TYPES."""
+    return np.array([values[t] for t in TICKET_TYPES])
+
+
+def _two_month_churn(logit: np.ndarray) -> np.ndarray:
+    """Probability of leaving within two months at a constant monthly log-odds."""
+    return 1 - (1 - _sigmoid(logit)) ** 2
+
+
+@dataclass(frozen=True)
+class _Signals:
+    """What the operator's legacy campaign rule can see at a month start."""
+
+    near_end: np.ndarray
+    bill_shock: np.ndarray
+    complaints: np.ndarray  # complaint-like tickets in the completed window
 
 
 def _uniform_between(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -158,12 +198,16 @@ class _BlockSimulation:
         self.churn_at = np.full(n, NEVER, dtype=np.int64)
         self.reason = np.full(n, "", dtype=object)
         self.bills = np.tile(pop.fee[:, None], (1, 4))  # last four full-month bills
-        self.complaints = np.zeros((3, n))
-        self.repeats = np.zeros((3, n))
-        self.sentiment_sum = np.zeros((3, n))
-        self.sentiment_count = np.zeros((3, n))
-        self.bought_package = np.zeros((3, n), dtype=bool)
-        self.open_tickets: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=3)
+        # Monthly counters over _WINDOW_MONTHS completed months plus the running one (last
+        # slot); the hazard at a month start reads the completed months only.
+        slots = _WINDOW_MONTHS + 1
+        self.complaints = np.zeros((slots, n))
+        self.repeats = np.zeros((slots, n))
+        self.sentiment_sum = np.zeros((slots, n))
+        self.sentiment_count = np.zeros((slots, n))
+        self.bought_package = np.zeros((slots, n), dtype=bool)
+        # tickets still open (customer, closing time), pruned as they close
+        self.open_tickets: list[tuple[np.ndarray, np.ndarray]] = []
         self.last_ticket = np.full((len(TICKET_TYPES), n), -NEVER // 2, dtype=np.int64)
         self.relocating = np.zeros(n, dtype=bool)
         self.had_overage = np.zeros(n, dtype=bool)
@@ -177,7 +221,8 @@ class _BlockSimulation:
         self.price_rise_month = int(rise_months[-1]) if len(rise_months) else grid.count
 
     # --- hazard -----------------------------------------------------------------------
-    def _drivers(self, m: int) -> dict[str, np.ndarray]:
+    def _drivers(self, m: int) -> tuple[dict[str, np.ndarray], _Signals]:
+        """Each driver's contribution to the churn log-odds, and what the operator can see."""
         pop, d, grid, net = self.pop, self.d, self.grid, self.net
         start = grid.starts[m]
         mtm = pop.contract == 0
@@ -187,22 +232,22 @@ class _BlockSimulation:
         near_end = ~mtm & (days_to_end <= 60)
         shock = self.bills[:, 3] >= 1.25 * self.bills[:, :3].mean(axis=1)
         unresolved = self.unresolved_at(start)
-        count = self.sentiment_count.sum(axis=0)
-        negativity = np.where(
-            count > 0, np.maximum(-self.sentiment_sum.sum(axis=0) / np.maximum(count, 1), 0), 0
-        )
-        previous = max(m - 1, 0)
-        outage = net.outage_hours[pop.site, previous] if m > 0 else np.zeros(len(pop))
-        drop = net.drop_rate[pop.site, previous]
+        count = self._completed(self.sentiment_count)
+        mean_sentiment = self._completed(self.sentiment_sum) / np.maximum(count, 1)
+        negativity = np.where(count > 0, np.maximum(-mean_sentiment, 0), 0)
+        complaints = self._completed(self.complaints)
+        # the network as experienced in the previous month; nothing is known before month 0
+        outage = net.outage_hours[pop.site, m - 1] if m > 0 else np.zeros(len(pop))
+        drop = net.drop_rate[pop.site, m - 1] if m > 0 else np.zeros(len(pop))
         young = pop.age <= 1
         return {
             "contract": np.choose(pop.contract, [d.month_to_month, d.one_year, d.two_year]),
             "contract_end": near_end * d.contract_end_within_60d,
             "tenure": d.new_customer * np.exp(-np.maximum(tenure, 0) / 8),
             "bill_shock": shock * (d.bill_shock + mtm * d.bill_shock_month_to_month),
-            "service": d.complaints_90d * np.minimum(self.complaints.sum(axis=0), 4)
+            "service": d.complaints_90d * np.minimum(complaints, 4)
             + d.unresolved_ticket * np.minimum(unresolved, 2)
-            + d.repeat_complaint * (self.repeats.sum(axis=0) > 0)
+            + d.repeat_complaint * (self._completed(self.repeats) > 0)
             + d.negative_sentiment * negativity,
             "network": d.outage_hours_log1p * np.log1p(outage)
             + d.outage_unresolved_interaction * ((outage > 4) & (unresolved > 0))
@@ -214,22 +259,29 @@ class _BlockSimulation:
             "relocation": self.relocating * d.relocation,
             "profile": d.electronic_check * (pop.payment == 0)
             + d.senior * (pop.age == 4)
-            + d.package_engagement * self.bought_package.any(axis=0),
+            + d.package_engagement * self.bought_package[:-1].any(axis=0),
             "frailty": d.frailty_sd * pop.frailty,
-            "_near_end": near_end,
-            "_shock": shock,
-        }
+        }, _Signals(near_end=near_end, bill_shock=shock, complaints=complaints)
 
     def unresolved_at(self, instant: int) -> np.ndarray:
+        """Tickets open at `instant` per customer; forgets tickets closed before it."""
+        self.open_tickets = [
+            (customer[closed > instant], closed[closed > instant])
+            for customer, closed in self.open_tickets
+        ]
         counts = np.zeros(len(self.pop))
-        for customer, closed in self.open_tickets:
-            still_open = closed > instant
-            counts += np.bincount(customer[still_open], minlength=len(self.pop))
+        for customer, _ in self.open_tickets:
+            counts += np.bincount(customer, minlength=len(self.pop))
         return counts
+
+    @staticmethod
+    def _completed(ring: np.ndarray) -> np.ndarray:
+        """Sum over the completed months of a monthly counter (all slots but the running one)."""
+        return ring[:-1].sum(axis=0)
 
     # --- campaigns --------------------------------------------------------------------
     def _campaign(
-        self, m: int, at_risk: np.ndarray, base_logit: np.ndarray, drv: dict[str, np.ndarray]
+        self, m: int, at_risk: np.ndarray, base_logit: np.ndarray, seen: _Signals
     ) -> tuple[np.ndarray, np.ndarray]:
         """The legacy rule-based retention campaign; returns targeted customers and send times."""
         pop, rng = self.pop, self.rng
@@ -238,9 +290,9 @@ class _BlockSimulation:
         if m == 0 or n_target == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         score = (
-            1.2 * drv["_near_end"]
-            + 0.9 * drv["_shock"]
-            + 0.6 * (self.complaints.sum(axis=0) >= 2)
+            1.2 * seen.near_end
+            + 0.9 * seen.bill_shock
+            + 0.6 * (seen.complaints >= 2)
             + 0.4 * (pop.contract == 0)
         )[candidates] + rng.normal(0, 0.6, len(candidates))
         target = candidates[np.argpartition(-score, n_target - 1)[:n_target]]
@@ -250,9 +302,7 @@ class _BlockSimulation:
         offer = np.where(
             pop.enterprise[target],
             3,
-            np.where(
-                drv["_shock"][target], 0, np.where(self.complaints.sum(axis=0)[target] >= 1, 1, 2)
-            ),
+            np.where(seen.bill_shock[target], 0, np.where(seen.complaints[target] >= 1, 1, 2)),
         )
         start = self.grid.starts[m]
         sent = (
@@ -263,7 +313,6 @@ class _BlockSimulation:
         accepted = treated & (rng.random(n_target) < _ACCEPT_BY_UPLIFT[uplift])
         self.effect[target[treated]] = effect[treated]
         self.effect_months[target[treated]] = 2
-        two_months = lambda x: 1 - (1 - _sigmoid(x)) ** 2  # noqa: E731
         logit = base_logit[target]
         campaign_id = np.full(
             n_target, f"RET-{np.datetime64(int(start), 's').astype('datetime64[M]')}"
@@ -283,7 +332,7 @@ class _BlockSimulation:
                 "customer": pop.index[target],
                 "campaign_id": campaign_id,
                 "uplift_type": uplift,
-                "true_effect": two_months(logit + effect) - two_months(logit),
+                "true_effect": _two_month_churn(logit + effect) - _two_month_churn(logit),
             }
         )
         return target, sent
@@ -293,10 +342,9 @@ class _BlockSimulation:
         pop, grid, rng, d = self.pop, self.grid, self.rng, self.d
         start, end = int(grid.starts[m]), int(grid.starts[m + 1])
         at_risk = (pop.signup < start) & (self.churn_at == NEVER)
-        drv = self._drivers(m)
-        contributions = {k: v for k, v in drv.items() if not k.startswith("_")}
+        contributions, seen = self._drivers(m)
         base_logit = d.intercept + np.sum(list(contributions.values()), axis=0)
-        target, sent = self._campaign(m, at_risk, base_logit, drv)
+        target, sent = self._campaign(m, at_risk, base_logit, seen)
         contributions["campaign"] = self.effect * (self.effect_months > 0)
         hazard = _sigmoid(base_logit + contributions["campaign"])
 
@@ -373,21 +421,21 @@ class _BlockSimulation:
         repeat = counts[package, position]
         package, position = np.repeat(package, repeat), np.repeat(position, repeat)
         customer = idx[position]
-        bought = _uniform_between(lo[customer], hi[customer], rng)
-        start = grid.starts[m]
-        if month in (2, 3, 9):  # campus packs are bought in the first weeks of term
+        # when in the month: campus packs in the first weeks of term, roaming packs in the
+        # days before the Spring Festival (within this month), anything else at random
+        earliest, latest = lo[customer].copy(), hi[customer].copy()
+        start = int(grid.starts[m])
+        if month in (2, 3, 9):
             term = package == 0
-            bought[term] = np.minimum(
-                start + rng.integers(0, 20 * DAY, term.sum()), hi[customer[term]] - 1
-            )
+            latest[term] = np.minimum(latest[term], start + 20 * DAY)
         festival = grid.spring_festival_in(m)
-        if festival is not None:  # roaming packs in the fortnight before the festival
+        if festival is not None:
             pre = package == 1
-            bought[pre] = np.clip(
-                festival - rng.integers(0, 14 * DAY, pre.sum()),
-                lo[customer[pre]],
-                hi[customer[pre]] - 1,
-            )
+            earliest[pre] = np.maximum(earliest[pre], max(start, festival - 14 * DAY))
+            latest[pre] = np.minimum(latest[pre], festival)
+        crowded = latest <= earliest  # the customer's active days miss the window: any day will do
+        earliest[crowded], latest[crowded] = lo[customer[crowded]], hi[customer[crowded]]
+        bought = _uniform_between(earliest, latest, rng)
         price = np.array(list(PACKAGE_PRICES.values()))[package]
         self.out["packages"].append(
             {
@@ -524,7 +572,7 @@ class _BlockSimulation:
         )
         channel = (rng.random((n, 1)) > np.cumsum(channel_probs, axis=1)).sum(axis=1).clip(0, 3)
         fcr_rate = (
-            np.array([0.35, 0.55, 0.85, 0.4, 0.7, 0.6])[kind]
+            _by_ticket_type(_FIRST_CONTACT_RESOLUTION)[kind]
             + 0.1 * (channel == 2)
             - 0.05 * (channel == 1)
         )
@@ -545,7 +593,7 @@ class _BlockSimulation:
         )
         is_repeat = opened - previous <= 30 * DAY
 
-        base = np.array([-0.3, -0.35, 0.15, -0.55, 0.0, -0.05])[kind]
+        base = _by_ticket_type(_BASE_SENTIMENT)[kind]
         sentiment = np.clip(
             base
             - 0.25 * ~fcr
@@ -575,7 +623,7 @@ class _BlockSimulation:
                 "opened_at": opened,
                 "closed_at": closed,
                 "ticket_type": np.array(TICKET_TYPES)[kind],
-                "channel": np.array(["hotline", "app", "store", "chat"])[channel],
+                "channel": np.array(TICKET_CHANNELS)[channel],
                 "first_contact_resolved": fcr,
                 "is_repeat": is_repeat,
                 "sentiment": sentiment,
@@ -645,4 +693,4 @@ def simulate_block(
     return simulation.tables()
 
 
-__all__ = ["NEVER", "PLANS", "BlockTables", "simulate_block"]
+__all__ = ["NEVER", "BlockTables", "simulate_block"]

@@ -193,7 +193,7 @@ def simulate_network(customers: int, grid: MonthGrid, rng: np.random.Generator) 
     events = _events(sites, grid, rng)
 
     day0 = grid.history_start
-    n_days = int(-(-(grid.as_of - day0) // DAY))
+    n_days = int((grid.as_of - day0) // DAY)  # complete days only: a day is reported once over
     outage = _outage_hours_daily(events, n_sites, day0, n_days, grid.as_of)
 
     days = day0 + np.arange(n_days) * DAY

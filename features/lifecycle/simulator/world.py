@@ -42,15 +42,16 @@ class Plan:
     fee_mean: float
     fee_sd: float
     data_allowance_gb: float  # inf = unlimited
+    typical_data_gb: float  # monthly use of a customer with average appetite
 
 
 PLANS: tuple[Plan, ...] = (
-    Plan("basic_s", "consumer", 21.0, 2.5, 2.0),
-    Plan("standard_m", "consumer", 48.0, 5.0, 10.0),
-    Plan("unlimited_l", "consumer", 79.0, 7.0, np.inf),
-    Plan("fibre_combo", "consumer", 99.0, 8.0, 30.0),
-    Plan("business_flex", "enterprise", 72.0, 8.0, 20.0),
-    Plan("business_pro", "enterprise", 108.0, 10.0, 60.0),
+    Plan("basic_s", "consumer", 21.0, 2.5, 2.0, 1.6),
+    Plan("standard_m", "consumer", 48.0, 5.0, 10.0, 7.0),
+    Plan("unlimited_l", "consumer", 79.0, 7.0, np.inf, 22.0),
+    Plan("fibre_combo", "consumer", 99.0, 8.0, 30.0, 15.0),
+    Plan("business_flex", "enterprise", 72.0, 8.0, 20.0, 12.0),
+    Plan("business_pro", "enterprise", 108.0, 10.0, 60.0, 25.0),
 )
 
 PACKAGE_PRICES = {
