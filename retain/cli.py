@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from features import cli as features_cli
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from retain.settings import load_settings
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(features_cli.app, name="features")
 
 
 @app.command()

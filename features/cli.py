@@ -1,0 +1,146 @@
+"""`retain features ...`: build feature tables, apply the Feast repo, materialize, training sets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from features.build import build_feature_tables
+from features.lifecycle.profile import load_tables
+from features.lifecycle.validate import resolve_as_of
+from features.settings import FeatureSettings
+from features.store import apply, materialize, open_store, write_feature_tables
+from features.training_set import churn_entity_rows, label_column, training_set
+from retain.settings import load_settings
+
+app = typer.Typer(
+    help="Feature store: build, apply, materialize, training sets.", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+StoreYaml = Annotated[
+    Path | None, typer.Option("--store-yaml", help="Environment's feature_store.yaml.")
+]
+
+
+def _settings(**overrides: object) -> FeatureSettings:
+    return load_settings(FeatureSettings, overrides)
+
+
+def run_build(settings: FeatureSettings) -> dict[str, int]:
+    started = time.perf_counter()
+    with console.status("building feature tables"):
+        tables = load_tables(settings.lifecycle_dir)
+        as_of = resolve_as_of(settings.lifecycle_dir, None)
+        counts = write_feature_tables(build_feature_tables(tables, as_of), settings.tables_dir)
+    summary = ", ".join(f"{name} {rows:,}" for name, rows in counts.items())
+    typer.echo(
+        f"built feature tables as of {as_of:%Y-%m-%d} in {time.perf_counter() - started:.1f}s: "
+        f"{summary} -> {settings.tables_dir}"
+    )
+    return counts
+
+
+def run_apply(settings: FeatureSettings) -> None:
+    started = time.perf_counter()
+    with console.status("applying the Feast repository"):
+        names = apply(open_store(settings))
+    typer.echo(
+        f"applied {len(names)} Feast objects in {time.perf_counter() - started:.1f}s "
+        f"({settings.store_yaml_path})"
+    )
+
+
+def run_materialize(settings: FeatureSettings) -> None:
+    started = time.perf_counter()
+    until = resolve_as_of(settings.lifecycle_dir, None)
+    with console.status("materializing the latest feature values"):
+        results = materialize(open_store(settings), until)
+    seconds = time.perf_counter() - started
+    written = sum(r.entities for r in results if r.entities > 0)
+    views = ", ".join(f"{r.view} {r.entities:,}" if r.entities >= 0 else r.view for r in results)
+    typer.echo(
+        f"materialized {len(results)} feature views ({written:,} entity rows) in {seconds:.1f}s "
+        f"up to {until:%Y-%m-%d}: {views}"
+    )
+
+
+@app.command("build")
+def build_command(
+    lifecycle_dir: Annotated[Path | None, typer.Option(help="Lifecycle tables.")] = None,
+) -> None:
+    """Turn lifecycle tables into point-in-time feature tables (month ends + latest day)."""
+    run_build(_settings(lifecycle_dir=lifecycle_dir))
+
+
+@app.command("apply")
+def apply_command(store_yaml: StoreYaml = None) -> None:
+    """Register entities, sources, feature views and services; create the online tables."""
+    run_apply(_settings(store_yaml=store_yaml))
+
+
+@app.command("materialize")
+def materialize_command(store_yaml: StoreYaml = None) -> None:
+    """Load the latest value of every online feature view into the online store."""
+    run_materialize(_settings(store_yaml=store_yaml))
+
+
+@app.command("training-set")
+def training_set_command(
+    model: Annotated[str, typer.Option(help="Model whose training set to build.")] = "churn",
+    horizon_days: Annotated[
+        int | None, typer.Option(help="Label: churned within this many days.")
+    ] = None,
+    store_yaml: StoreYaml = None,
+) -> None:
+    """Point-in-time training rows for a model's FeatureService, labelled."""
+    if model != "churn":
+        typer.echo(
+            f"error: no training set for model {model!r} "
+            "(known: churn; the demand model trains on region weeks)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    settings = _settings(label_horizon_days=horizon_days, store_yaml=store_yaml)
+    started = time.perf_counter()
+    tables = load_tables(settings.lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
+    as_of = resolve_as_of(settings.lifecycle_dir, None)
+    rows = churn_entity_rows(
+        tables["customers"],
+        tables["churn_events"],
+        tables["usage_monthly"]["month"].min(),
+        as_of,
+        settings.label_horizon_days,
+    )
+    with console.status(f"joining features point in time for {len(rows):,} rows"):
+        frame = training_set(open_store(settings), rows, f"{model}_v1")
+    settings.training_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.training_dir / f"{model}_v1.parquet"
+    frame.to_parquet(path, index=False)
+    label = label_column(settings.label_horizon_days)
+    typer.echo(
+        f"training set {model}_v1: {len(frame):,} rows, {frame.shape[1]} columns, "
+        f"positive rate {frame[label].mean():.2%} ({label}), "
+        f"{frame['event_timestamp'].nunique()} snapshots, "
+        f"in {time.perf_counter() - started:.1f}s -> {path}"
+    )
+
+
+@app.command("online")
+def online_command(
+    customer_ids: Annotated[list[str], typer.Argument(help="Customer ids.")],
+    store_yaml: StoreYaml = None,
+) -> None:
+    """Read a customer's live churn_v1 features from the online store."""
+    store = open_store(_settings(store_yaml=store_yaml))
+    now = int(pd.Timestamp.now(tz="UTC").timestamp())
+    rows = [{"customer_id": c, "request_epoch_s": now} for c in customer_ids]
+    features = store.get_online_features(
+        features=store.get_feature_service("churn_v1"), entity_rows=rows
+    ).to_df()
+    typer.echo(features.T.to_string())

@@ -1,0 +1,36 @@
+"""Feast feature services: the exact feature list of each model version.
+
+Training (`get_historical_features`) and serving (`get_online_features`) both ask for a
+service by name, so a model's features are defined once, here.
+"""
+
+from feast import FeatureService
+
+from features.feature_views import (
+    customer_activity,
+    customer_profile,
+    customer_request_time,
+    region_weekly_demand,
+)
+
+churn_v1 = FeatureService(
+    name="churn_v1",
+    features=[
+        customer_profile[
+            [
+                f.name
+                for f in customer_profile.features
+                if f.name not in ("signup_epoch_s", "cell_site_id")
+            ]
+        ],
+        customer_activity,
+        customer_request_time,
+    ],
+    description="Churn model v1: profile, activity history and request-time contract features.",
+)
+
+demand_v1 = FeatureService(
+    name="demand_v1",
+    features=[region_weekly_demand],
+    description="Demand model v1: weekly package and service demand per region.",
+)

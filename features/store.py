@@ -1,0 +1,138 @@
+"""Feature-store operations: apply the definitions, write feature tables, materialize.
+
+Feast's FeatureStore is opened from the configured environment (feature_store.yaml) over
+the repository's definitions. Materialization takes a bulk path when the online store is
+ours (`RetainSqliteOnlineStore.write_arrow`) and Feast's own `materialize` otherwise
+(Redis), and records the materialized interval in the registry either way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from feast import FeatureStore, FeatureView
+
+from features import data_sources, entities, feature_services, feature_views
+from features.build import FeatureTables
+from features.online_store import RetainSqliteOnlineStore
+from features.settings import FeatureSettings
+
+
+def open_store(settings: FeatureSettings) -> FeatureStore:
+    return FeatureStore(repo_path=str(settings.repo_path), fs_yaml_file=settings.store_yaml_path)
+
+
+def definitions() -> list[Any]:
+    """Every Feast object of the repository: what `feast apply` finds by scanning it.
+
+    Listed explicitly so `retain features apply` needs no file scanning; a test checks
+    the list against Feast's own scan of the repository.
+    """
+    return [
+        entities.customer,
+        entities.cell_site,
+        entities.region,
+        data_sources.customer_profile_source,
+        data_sources.customer_activity_source,
+        data_sources.cell_site_quality_source,
+        data_sources.region_weekly_demand_source,
+        data_sources.request_time,
+        feature_views.customer_profile,
+        feature_views.customer_activity,
+        feature_views.customer_request_time,
+        feature_views.cell_site_quality,
+        feature_views.region_weekly_demand,
+        feature_services.churn_v1,
+        feature_services.demand_v1,
+    ]
+
+
+def apply(store: FeatureStore) -> list[str]:
+    """Register the definitions and create their online tables; returns the objects' names."""
+    objects = definitions()
+    store.apply(objects)
+    return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
+
+
+def write_feature_tables(tables: FeatureTables, directory: Path) -> dict[str, int]:
+    """Write each feature table atomically (temp file + rename): readers never see half a file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, frame in tables.items():
+        target = directory / f"{name}.parquet"
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".parquet")
+        os.close(handle)
+        try:
+            frame.to_parquet(temporary, index=False)
+            os.replace(temporary, target)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        counts[name] = len(frame)
+    return counts
+
+
+@dataclass(frozen=True)
+class Materialized:
+    view: str
+    entities: int
+    latest: pd.Timestamp | None
+
+
+def latest_rows(
+    table: pa.Table, join_keys: list[str], timestamp_field: str, until: pd.Timestamp
+) -> pa.Table:
+    """The latest row per entity with a timestamp at or before `until`."""
+    bound = pa.scalar(until.to_pydatetime(), table.schema.field(timestamp_field).type)
+    table = table.filter(pc.less_equal(table.column(timestamp_field), bound))
+    newest = table.group_by(join_keys).aggregate([(timestamp_field, "max")])
+    joined = table.join(newest, keys=join_keys)
+    is_newest = pc.equal(joined.column(timestamp_field), joined.column(f"{timestamp_field}_max"))
+    return joined.filter(is_newest).drop_columns([f"{timestamp_field}_max"])
+
+
+def materialize(store: FeatureStore, until: pd.Timestamp) -> list[Materialized]:
+    """Load the latest value (at or before `until`) of every online feature view."""
+    online_store = store._get_provider().online_store
+    results = []
+    for view in store.list_feature_views():
+        if not view.online:
+            continue
+        if not isinstance(online_store, RetainSqliteOnlineStore):
+            store.materialize(
+                start_date=pd.Timestamp(0, tz="UTC").to_pydatetime(),
+                end_date=until.to_pydatetime(),
+                feature_views=[view.name],
+            )
+            results.append(Materialized(view.name, -1, until))
+            continue
+        results.append(_bulk_materialize(store, online_store, view, until))
+    return results
+
+
+def _bulk_materialize(
+    store: FeatureStore,
+    online_store: RetainSqliteOnlineStore,
+    view: FeatureView,
+    until: pd.Timestamp,
+) -> Materialized:
+    source = view.batch_source
+    path = source.get_uri_for_file_path(store.config.repo_path, source.path)
+    join_keys = [c.name for c in view.entity_columns]
+    columns = [*join_keys, source.timestamp_field, *(f.name for f in view.features)]
+    latest = latest_rows(
+        pq.read_table(path, columns=columns), join_keys, source.timestamp_field, until
+    )
+    written = online_store.write_arrow(store.config, view, latest, source.timestamp_field)
+    newest = pc.max(latest.column(source.timestamp_field)).as_py() if written else None
+    if newest is not None:
+        oldest = pc.min(latest.column(source.timestamp_field)).as_py()
+        store.registry.apply_materialization(view, store.project, oldest, until.to_pydatetime())
+    return Materialized(view.name, written, pd.Timestamp(newest) if newest else None)

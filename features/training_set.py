@@ -1,0 +1,60 @@
+"""Point-in-time training sets from Feast, with the churn label attached.
+
+Rows are (customer, snapshot) for every customer active at a month-end snapshot whose
+label window is complete. Features come from `get_historical_features` on the model's
+FeatureService, so each row sees only feature rows stamped at or before its snapshot.
+The label is 1 when the customer churned in (snapshot, snapshot + H days].
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from feast import FeatureStore
+
+from features.build import active_at, epoch_seconds, snapshot_times
+from features.request_time import REQUEST_TIME_FIELD
+
+SNAPSHOT = "event_timestamp"
+
+
+def label_column(horizon_days: int) -> str:
+    return f"churned_within_{horizon_days}d"
+
+
+def churn_entity_rows(
+    customers: pd.DataFrame,
+    churn: pd.DataFrame,
+    first_month: pd.Timestamp,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+) -> pd.DataFrame:
+    """Active customers at each month-end snapshot whose label window ends by `as_of`, labelled."""
+    horizon = pd.Timedelta(days=horizon_days)
+    churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
+    frames = []
+    for t in snapshot_times(first_month, as_of):
+        if t + horizon > as_of or t.day != 1 or t.normalize() != t:
+            continue  # the label window is not over yet, or not a month end
+        active = active_at(customers, churn, t)
+        leaves = churned_at[active]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": customers.loc[active, "customer_id"].to_numpy(),
+                    SNAPSHOT: t,
+                    label_column(horizon_days): ((leaves > t) & (leaves <= t + horizon)).to_numpy(),
+                }
+            )
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    rows[REQUEST_TIME_FIELD] = epoch_seconds(rows[SNAPSHOT])
+    return rows
+
+
+def training_set(
+    store: FeatureStore, entity_rows: pd.DataFrame, feature_service: str
+) -> pd.DataFrame:
+    """Join the service's features onto the entity rows, point in time."""
+    service = store.get_feature_service(feature_service)
+    frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
+    return frame.sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
