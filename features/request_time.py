@@ -21,15 +21,23 @@ def request_time_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
     `inputs` holds `signup_epoch_s`, `contract_type` and `request_epoch_s`; the result has
     `tenure_days` and `days_to_contract_end` (0 for month-to-month, which can leave any day).
+    A customer unknown to the store (no signup) gets missing values, not an error.
     """
-    signup = pd.to_datetime(inputs["signup_epoch_s"].astype("int64"), unit="s", utc=True)
-    at = pd.to_datetime(inputs[REQUEST_TIME_FIELD].astype("int64"), unit="s", utc=True)
-    ends = contract_end_after(signup, inputs["contract_type"].astype(str), at)
-    seconds_left = (ends - at).dt.total_seconds().fillna(0.0)
+    known = inputs["signup_epoch_s"].notna() & inputs[REQUEST_TIME_FIELD].notna()
+    signup = pd.to_datetime(
+        inputs["signup_epoch_s"].where(known, 0).astype("int64"), unit="s", utc=True
+    )
+    at = pd.to_datetime(
+        inputs[REQUEST_TIME_FIELD].where(known, 0).astype("int64"), unit="s", utc=True
+    )
+    contract = inputs["contract_type"].where(known, "month_to_month").astype(str)
+    ends = contract_end_after(signup, contract, at)
+    days_left = ((ends - at).dt.total_seconds().fillna(0.0) / _SECONDS_PER_DAY).round(2)
+    tenure = (at - signup).dt.total_seconds() // _SECONDS_PER_DAY
     return pd.DataFrame(
         {
-            "tenure_days": ((at - signup).dt.total_seconds() // _SECONDS_PER_DAY).astype("int64"),
-            "days_to_contract_end": (seconds_left / _SECONDS_PER_DAY).round(2).astype("float64"),
+            "tenure_days": tenure.where(known).astype("Int64"),
+            "days_to_contract_end": days_left.where(known).astype("float64"),
         },
         index=inputs.index,
     )

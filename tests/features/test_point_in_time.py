@@ -1,0 +1,114 @@
+"""No future leaks into a training row; the label window is exactly (snapshot, snapshot + H]."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.build import build_feature_tables
+from features.lifecycle.profile import load_tables
+from features.settings import FeatureSettings
+from features.store import apply, open_store, write_feature_tables
+from features.training_set import churn_entity_rows, label_column, training_set
+from tests.features.conftest import AS_OF
+
+DAY = pd.Timedelta(days=1)
+
+
+def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettings) -> None:
+    tables = load_tables(project.lifecycle_dir)
+    t1 = pd.Timestamp("2026-06-01", tz="UTC")
+    t2 = pd.Timestamp("2026-07-01", tz="UTC")
+    customers, churn = tables["customers"], tables["churn_events"]
+    churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
+    alive = customers[(customers["signup_at"] < t1) & ~(churned_at <= t2)]
+    customer = alive["customer_id"].iloc[0]
+
+    # A complaint opened one day after t1: a later feature value exists.
+    complaint = (
+        tables["service_tickets"]
+        .iloc[[0]]
+        .assign(
+            ticket_id="T-LATE",
+            customer_id=customer,
+            ticket_type="complaint",
+            opened_at=t1 + DAY,
+            closed_at=pd.NaT,
+            is_repeat=False,
+            sentiment=-0.9,
+        )
+    )
+    tables["service_tickets"] = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
+    write_feature_tables(build_feature_tables(tables, AS_OF), project.tables_dir)
+
+    activity = pd.read_parquet(project.tables_dir / "customer_activity.parquet").set_index(
+        ["customer_id", "event_timestamp"]
+    )
+    before, after = activity.loc[(customer, t1)], activity.loc[(customer, t2)]
+    assert after["tickets_complaint_90d"] == before["tickets_complaint_90d"] + 1
+    assert after["unresolved_tickets"] >= 1
+
+    # Feast's point-in-time join hands rows at t1 (and just before t2) the t1 values.
+    store = open_store(project)
+    apply(store)
+    rows = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "event_timestamp": [t1, t1 + 20 * DAY, t2],
+            "request_epoch_s": [int(t.timestamp()) for t in (t1, t1 + 20 * DAY, t2)],
+        }
+    )
+    joined = training_set(store, rows, "churn_v1").set_index("event_timestamp")
+    assert joined.loc[t1, "tickets_complaint_90d"] == before["tickets_complaint_90d"]
+    assert joined.loc[t1 + 20 * DAY, "tickets_complaint_90d"] == before["tickets_complaint_90d"]
+    assert joined.loc[t2, "tickets_complaint_90d"] == after["tickets_complaint_90d"]
+    assert joined.loc[t1, "sentiment_min_90d"] != -0.9
+
+
+def test_the_label_window_is_exactly_snapshot_to_snapshot_plus_horizon() -> None:
+    t = pd.Timestamp("2026-03-01", tz="UTC")
+    horizon = 30
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["gone_at_t", "just_after", "at_edge", "past_edge", "stays"],
+            "signup_at": pd.Timestamp("2024-01-01", tz="UTC"),
+        }
+    )
+    churn = pd.DataFrame(
+        {
+            "customer_id": ["gone_at_t", "just_after", "at_edge", "past_edge"],
+            "churned_at": [
+                t,
+                t + pd.Timedelta(seconds=1),
+                t + horizon * DAY,
+                t + horizon * DAY + pd.Timedelta(seconds=1),
+            ],
+        }
+    )
+    rows = churn_entity_rows(
+        customers,
+        churn,
+        pd.Timestamp("2026-02-01", tz="UTC"),
+        pd.Timestamp("2026-05-01", tz="UTC"),
+        horizon,
+    )
+    at_t = rows[rows["event_timestamp"] == t].set_index("customer_id")[label_column(horizon)]
+    assert "gone_at_t" not in at_t.index  # not active at the snapshot: no row
+    assert at_t.to_dict() == {
+        "just_after": True,
+        "at_edge": True,
+        "past_edge": False,
+        "stays": False,
+    }
+
+
+def test_snapshots_whose_label_window_is_incomplete_are_left_out() -> None:
+    customers = pd.DataFrame(
+        {"customer_id": ["a"], "signup_at": pd.Timestamp("2024-01-01", tz="UTC")}
+    )
+    churn = pd.DataFrame(
+        {"customer_id": pd.Series(dtype=str), "churned_at": pd.Series(dtype="datetime64[ns, UTC]")}
+    )
+    as_of = pd.Timestamp("2026-05-20", tz="UTC")
+    rows = churn_entity_rows(customers, churn, pd.Timestamp("2026-01-01", tz="UTC"), as_of, 30)
+    assert rows["event_timestamp"].max() == pd.Timestamp("2026-04-01", tz="UTC")
+    assert (rows["event_timestamp"] + 30 * DAY <= as_of).all()

@@ -1,0 +1,123 @@
+"""apply -> build -> training set -> materialize -> online read == latest offline -> teardown,
+on the embedded SQLite store and on Feast's Redis store against a real redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.build import build_feature_tables
+from features.lifecycle.profile import load_tables
+from features.online_store import RetainSqliteOnlineStore
+from features.settings import FeatureSettings
+from features.store import apply, materialize, open_store, write_feature_tables
+from features.training_set import churn_entity_rows, label_column, training_set
+from tests.features.conftest import AS_OF, REPO
+
+FEATURES = ["tickets_180d", "bill_change_vs_prev_3m", "home_cell_outage_hours_90d", "offers_180d"]
+
+
+def _round_trip(settings: FeatureSettings) -> None:
+    store = open_store(settings)
+    apply(store)
+    tables = load_tables(settings.lifecycle_dir)
+    write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
+
+    rows = churn_entity_rows(
+        tables["customers"],
+        tables["churn_events"],
+        tables["usage_monthly"]["month"].min(),
+        AS_OF,
+        30,
+    )
+    train = training_set(store, rows, "churn_v1")
+    assert len(train) == len(rows) > 1_000
+    assert 0 < train[label_column(30)].mean() < 0.1
+    assert train["tenure_days"].notna().all()
+
+    materialize(store, AS_OF)
+    activity = pd.read_parquet(settings.tables_dir / "customer_activity.parquet")
+    latest = activity[activity["event_timestamp"] == AS_OF].set_index("customer_id").head(100)
+    online = (
+        store.get_online_features(
+            features=store.get_feature_service("churn_v1"),
+            entity_rows=[
+                {"customer_id": c, "request_epoch_s": int(AS_OF.timestamp())} for c in latest.index
+            ],
+        )
+        .to_df()
+        .set_index("customer_id")
+    )
+    for feature in FEATURES:
+        pd.testing.assert_series_equal(
+            online[feature].astype("float64"), latest[feature].astype("float64"), check_names=False
+        )
+    store.teardown()
+
+
+def test_round_trip_on_the_embedded_store(project: FeatureSettings) -> None:
+    _round_trip(project)
+    assert not RetainSqliteOnlineStore.db_path(open_store(project).config).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on loopback, started for the test and stopped after it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (make test installs Debian's redis-server as root)"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("redis-server did not start within 10 s")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_round_trip_on_redis(project: FeatureSettings, redis_server: str) -> None:
+    yaml = project.repo_path / "redis_feature_store.yaml"
+    yaml.write_text(
+        (REPO / "features" / "envs" / "redis" / "feature_store.yaml")
+        .read_text()
+        .replace("127.0.0.1:6379", redis_server)
+    )
+    _round_trip(project.model_copy(update={"store_yaml": yaml}))
