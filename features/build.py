@@ -274,7 +274,8 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
     """
     customers = tables["customers"]
     region_of = customers.set_index("customer_id")["region"]
-    first_week = _week_start(pd.Series([tables["usage_monthly"]["month"].min()])).iloc[0]
+    history_start = tables["usage_monthly"]["month"].min()
+    first_week = _week_start(pd.Series([history_start - DAY])).iloc[0] + 7 * DAY  # first full week
     weeks = pd.date_range(first_week, as_of - 7 * DAY, freq="7D")
     index = pd.MultiIndex.from_product(
         [sorted(customers["region"].unique()), weeks], names=["region", "week_start"]

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from features import cli as features_cli
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
+from features.settings import FeatureSettings
 from retain.settings import load_settings
 
 app = typer.Typer(
@@ -21,14 +22,25 @@ app.add_typer(features_cli.app, name="features")
 
 @app.command()
 def run() -> None:
-    """The main job end to end on the configured defaults: generate, then validate the data."""
-    settings = load_settings(DataSettings)
-    summary = data_cli.run_generation(settings)
+    """The main job end to end on the configured defaults.
+
+    Generate and validate the lifecycle data, build the feature tables, apply the Feast
+    repository and materialize the latest values into the online store.
+    """
+    data = load_settings(DataSettings)
+    summary = data_cli.run_generation(data)
     report = data_cli.run_validation(summary.out_dir)
     data_cli.print_report(report)
     if not report.ok:
         raise typer.Exit(1)
-    typer.echo(f"done: lifecycle data in {summary.out_dir.resolve()}")
+    features = load_settings(FeatureSettings, {"lifecycle_dir": summary.out_dir})
+    features_cli.run_build(features)
+    features_cli.run_apply(features)
+    features_cli.run_materialize(features)
+    typer.echo(
+        f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
+        f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"
+    )
 
 
 def main() -> None:

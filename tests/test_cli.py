@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,14 +70,18 @@ def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
     assert "months" in str(result.exception) + result.output
 
 
-def test_run_generates_and_validates_with_configured_defaults(tmp_path: Path) -> None:
-    """`retain run` as `make run` calls it, in a real process, on a smaller configured size."""
+def test_run_goes_from_data_to_the_online_store(tmp_path: Path) -> None:
+    """`retain run` as `make run` calls it, in a real process, in a project laid out like
+    the repository (features/feature_store.yaml beside data/), on a smaller configured size."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "features").mkdir()
+    shutil.copy(repo / "features" / "feature_store.yaml", tmp_path / "features")
     env = {
         "PATH": "/usr/bin:/bin",
         "RETAIN_DATA_CUSTOMERS": "800",
         "RETAIN_DATA_MONTHS": "8",
-        "RETAIN_DATA_OUT_DIR": str(tmp_path / "lifecycle"),
-        "RETAIN_CONFIG_DIR": str(Path(__file__).resolve().parents[1] / "configs"),
+        "RETAIN_DATA_OUT_DIR": str(tmp_path / "data" / "lifecycle"),
+        "RETAIN_CONFIG_DIR": str(repo / "configs"),
     }
     result = subprocess.run(
         [sys.executable, "-m", "retain.cli", "run"],
@@ -87,4 +92,7 @@ def test_run_generates_and_validates_with_configured_defaults(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "valid, 9 tables" in result.stdout
-    assert f"done: lifecycle data in {tmp_path / 'lifecycle'}" in result.stdout
+    assert "built feature tables" in result.stdout and "applied 15 Feast objects" in result.stdout
+    assert "materialized 4 feature views" in result.stdout
+    assert f"done: lifecycle data in {tmp_path / 'data' / 'lifecycle'}" in result.stdout
+    assert (tmp_path / "data" / "feast" / "online.db").exists()
