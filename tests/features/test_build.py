@@ -79,7 +79,7 @@ def test_outage_hours_are_clipped_to_the_window_and_the_snapshot() -> None:
             ],
         }
     ).astype({"ended_at": "datetime64[ns, UTC]"})
-    # 2 h before the snapshot (not the 5 h after it) + 3 h inside the window; the future one is ignored
+    # 2 h before the snapshot (not the 5 after it) + 3 h inside the window; the future one: none
     assert site_outage_hours(events, T, 30)["s"] == pytest.approx(5.0)
 
 
