@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from features.lifecycle.contract import contract_markdown
@@ -50,7 +51,6 @@ def test_contract_docs_match_the_contract() -> None:
 
 
 def test_dependencies_are_pinned() -> None:
-    text = (REPO / "pyproject.toml").read_text()
-    dependencies = text.split("dependencies = [", 1)[1].split("]", 1)[0]
-    for line in filter(None, (line.strip().strip('",') for line in dependencies.splitlines())):
-        assert "==" in line, line
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        assert "==" in requirement, requirement
