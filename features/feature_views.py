@@ -5,7 +5,7 @@ from datetime import timedelta
 import pandas as pd
 from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Bool, Float64, Int64, String
+from feast.types import Bool, Float64, Int64, PrimitiveFeastType, String
 
 from features.data_sources import (
     cell_site_quality_source,
@@ -17,7 +17,7 @@ from features.data_sources import (
 from features.entities import cell_site, customer, region
 
 
-def _fields(dtype: object, *names: str) -> list[Field]:
+def _fields(dtype: PrimitiveFeastType, *names: str) -> list[Field]:
     return [Field(name=name, dtype=dtype) for name in names]
 
 

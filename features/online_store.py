@@ -53,7 +53,9 @@ _NATIVE: dict[ValueType, tuple[str, str]] = {
 class RetainSqliteOnlineStoreConfig(FeastConfigBaseModel):
     """`online_store:` section of feature_store.yaml for this store."""
 
-    type: Literal["features.online_store.RetainSqliteOnlineStore"] = _STORE_TYPE
+    type: Literal["features.online_store.RetainSqliteOnlineStore"] = (
+        "features.online_store.RetainSqliteOnlineStore"
+    )
     path: StrictStr = "data/online.db"
 
 
@@ -95,11 +97,13 @@ def _proto_to_python(value: ValueProto | None, value_type: ValueType) -> Any:
 def _python_to_proto(value: Any, value_type: ValueType) -> ValueProto:
     if value is None:
         return ValueProto()
-    if value_type in _NATIVE:
-        field = _NATIVE[value_type][1]
-        return ValueProto(**{field: bool(value) if value_type == ValueType.BOOL else value})
     proto = ValueProto()
-    proto.ParseFromString(value)
+    if value_type in _NATIVE:
+        setattr(
+            proto, _NATIVE[value_type][1], bool(value) if value_type == ValueType.BOOL else value
+        )
+    else:
+        proto.ParseFromString(value)
     return proto
 
 

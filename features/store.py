@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from feast import FeatureStore, FeatureView
+from feast import FeatureStore, FeatureView, FileSource
 
 from features import data_sources, entities, feature_services, feature_views
 from features.build import FeatureTables
@@ -124,6 +124,10 @@ def _bulk_materialize(
     until: pd.Timestamp,
 ) -> Materialized:
     source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(
+            f"{view.name}: bulk materialization reads parquet FileSources, not {source!r}"
+        )
     path = source.get_uri_for_file_path(store.config.repo_path, source.path)
     join_keys = [c.name for c in view.entity_columns]
     columns = [*join_keys, source.timestamp_field, *(f.name for f in view.features)]

@@ -57,17 +57,17 @@ def term_end_after(signup: np.ndarray, term_months: np.ndarray, when: np.ndarray
 def contract_end_after(
     signup_at: pd.Series, contract_type: pd.Series, at: pd.Series | pd.Timestamp
 ) -> pd.Series:
-    """End of the commitment term running at `at` (NaT for month_to_month)."""
+    """End of the commitment term running at `at` (NaT for month_to_month or an unknown type)."""
     signup = signup_at.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     if isinstance(at, pd.Timestamp):
         when = np.full(len(signup), at.tz_convert("UTC").tz_localize(None).to_datetime64())
     else:
         when = at.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    term = contract_type.map(CONTRACT_MONTHS).to_numpy(dtype=np.int64)
-    ends = pd.Series(term_end_after(signup, term, when), index=signup_at.index).dt.tz_localize(
-        "UTC"
-    )
-    return ends.where(contract_type.to_numpy() != "month_to_month")
+    term = contract_type.map(CONTRACT_MONTHS)
+    has_end = (term > 1).to_numpy()  # month_to_month and unknown types have no term end
+    months = term.fillna(1).to_numpy(dtype=np.int64)
+    ends = term_end_after(signup, months, when)
+    return pd.Series(ends, index=signup_at.index).dt.tz_localize("UTC").where(has_end)
 
 
 def tenure_days(signup_at: pd.Series, at: pd.Series | pd.Timestamp) -> pd.Series:
