@@ -83,6 +83,20 @@ def _from_micros(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
+def _arrow_fits(arrow_type: pa.DataType, value_type: ValueType) -> bool:
+    """Can an offline column of `arrow_type` be stored as a feature of `value_type`?"""
+    checks = {
+        ValueType.FLOAT: pa.types.is_floating,
+        ValueType.DOUBLE: pa.types.is_floating,
+        ValueType.INT32: pa.types.is_integer,
+        ValueType.INT64: pa.types.is_integer,
+        ValueType.BOOL: pa.types.is_boolean,
+        ValueType.STRING: lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        ValueType.UNIX_TIMESTAMP: pa.types.is_integer,
+    }
+    return value_type in checks and checks[value_type](arrow_type)
+
+
 def _proto_to_python(value: ValueProto | None, value_type: ValueType) -> Any:
     if value is None:
         return None
@@ -163,6 +177,8 @@ class RetainSqliteOnlineStore(OnlineStore):
         return path
 
     def _connection(self, config: RepoConfig) -> sqlite3.Connection:
+        """The store's one connection; callers hold `self._lock` while they use it, so a
+        reader in the same process never sees a write in progress."""
         if self._conn is None:
             path = self.db_path(config)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,16 +208,17 @@ class RetainSqliteOnlineStore(OnlineStore):
         entities_to_keep: Sequence[Entity],
         partial: bool,
     ) -> None:
-        conn = self._connection(config)
         with self._lock:
+            conn = self._connection(config)
             for view in tables_to_keep:
                 name = _table_name(config, view)
-                existing = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(name)})")]
+                info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+                existing = [(row[1], row[2]) for row in info]
                 wanted = [
-                    "entity_key",
-                    "event_ts",
-                    "created_ts",
-                    *(f for f, _ in _feature_columns(view)),
+                    ("entity_key", "BLOB"),
+                    ("event_ts", "INTEGER"),
+                    ("created_ts", "INTEGER"),
+                    *((f, _NATIVE.get(t, ("BLOB", ""))[0]) for f, t in _feature_columns(view)),
                 ]
                 if existing == wanted:
                     continue
@@ -235,9 +252,9 @@ class RetainSqliteOnlineStore(OnlineStore):
     def _write_rows(
         self, config: RepoConfig, view: FeatureView, rows: list[tuple[Any, ...]]
     ) -> None:
-        conn = self._connection(config)
         sql = self._upsert_sql(_table_name(config, view), [f for f, _ in _feature_columns(view)])
         with self._lock:
+            conn = self._connection(config)
             conn.execute("BEGIN")
             try:
                 conn.executemany(sql, rows)
@@ -285,19 +302,19 @@ class RetainSqliteOnlineStore(OnlineStore):
             if len(join_keys) > 1
             else table.column(join_keys[0]).to_pylist()
         )
-        timestamps = (
-            table.column(timestamp_field)
-            .cast(pa.timestamp("us", tz="UTC"))
-            .cast(pa.int64())
-            .to_pylist()
+        # microseconds, truncating finer stamps as Feast's own path does
+        micros = pa.compute.cast(
+            table.column(timestamp_field), pa.timestamp("us", tz="UTC"), safe=False
         )
+        timestamps = micros.cast(pa.int64()).to_pylist()
         created = _micros(datetime.now(tz=UTC))
         columns = []
         for name, value_type in _feature_columns(view):
             values = table.column(name)
-            if value_type not in _NATIVE:
+            if not _arrow_fits(values.type, value_type):
                 raise TypeError(
-                    f"{view.name}.{name}: bulk writes take primitive types only, not {value_type}"
+                    f"{view.name}.{name}: the offline column is {values.type}, "
+                    f"the feature view declares {value_type.name}"
                 )
             if pa.types.is_floating(values.type):
                 values = pa.compute.if_else(pa.compute.is_nan(values), None, values)
@@ -326,17 +343,18 @@ class RetainSqliteOnlineStore(OnlineStore):
             serialize_entity_key(key, entity_key_serialization_version=version)
             for key in entity_keys
         ]
-        conn = self._connection(config)
         select = ", ".join(["entity_key", "event_ts", *(_quote(name) for name, _ in features)])
         found: dict[bytes, tuple[Any, ...]] = {}
-        for start in range(0, len(keys), _MAX_PARAMS):
-            chunk = keys[start : start + _MAX_PARAMS]
-            query = (
-                f"SELECT {select} FROM {_quote(_table_name(config, table))} "
-                f"WHERE entity_key IN ({', '.join('?' * len(chunk))})"
-            )
-            for row in conn.execute(query, chunk):
-                found[row[0]] = row[1:]
+        with self._lock:
+            conn = self._connection(config)
+            for start in range(0, len(keys), _MAX_PARAMS):
+                chunk = keys[start : start + _MAX_PARAMS]
+                query = (
+                    f"SELECT {select} FROM {_quote(_table_name(config, table))} "
+                    f"WHERE entity_key IN ({', '.join('?' * len(chunk))})"
+                )
+                for row in conn.execute(query, chunk):
+                    found[row[0]] = row[1:]
         result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
             row = found.get(key)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import ValueType
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -168,3 +169,32 @@ def test_feast_cli_works_on_our_store(project: FeatureSettings) -> None:
     assert db.exists()
     run("-c", str(project.repo_path), "teardown")
     assert not db.exists()
+
+
+def test_bulk_writes_refuse_a_column_of_the_wrong_type(project: FeatureSettings) -> None:
+    store = open_store(project)
+    apply(store)
+    view = store.get_feature_view("cell_site_quality")
+    table = pa.table(
+        {
+            "cell_site_id": ["S00001"],
+            "event_timestamp": pa.array([AS_OF.to_pydatetime()], pa.timestamp("ns", tz="UTC")),
+            **{
+                f.name: pa.array(["oops"]) if f.name == "outage_events_30d" else pa.array([1.0])
+                for f in view.features
+            },
+        }
+    )
+    online = store._get_provider().online_store
+    with pytest.raises(
+        TypeError, match=r"cell_site_quality\.outage_events_30d: the offline column is string"
+    ):
+        online.write_arrow(store.config, view, table, "event_timestamp")
+    # a nanosecond stamp is truncated to microseconds, not refused
+    fixed = table.set_column(
+        table.schema.get_field_index("outage_events_30d"), "outage_events_30d", pa.array([2])
+    )
+    fixed = fixed.set_column(
+        1, "event_timestamp", pa.array([AS_OF.value + 7], pa.timestamp("ns", tz="UTC"))
+    )
+    assert online.write_arrow(store.config, view, fixed, "event_timestamp") == 1
