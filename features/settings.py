@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,4 +42,4 @@ class FeatureSettings(StageSettings):
     @property
     def tables_dir(self) -> Path:
         """Where the feature tables live: fixed relative to the Feast repository."""
-        return self.repo_path / TABLES_DIR
+        return Path(os.path.normpath(self.repo_path / TABLES_DIR))
