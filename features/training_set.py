@@ -51,10 +51,21 @@ def churn_entity_rows(
     return rows
 
 
+def service_features(store: FeatureStore, feature_service: str) -> list[str]:
+    """The feature names a FeatureService declares, in its order."""
+    service = store.get_feature_service(feature_service)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
 def training_set(
     store: FeatureStore, entity_rows: pd.DataFrame, feature_service: str
 ) -> pd.DataFrame:
-    """Join the service's features onto the entity rows, point in time."""
+    """The entity rows with exactly the service's features joined on, point in time.
+
+    Feast also returns the inputs of on-demand views (signup time, home cell); they are
+    not features of the model, so they are dropped here.
+    """
     service = store.get_feature_service(feature_service)
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
-    return frame.sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
+    columns = [*entity_rows.columns, *service_features(store, feature_service)]
+    return frame[columns].sort_values([SNAPSHOT, "customer_id"], ignore_index=True)

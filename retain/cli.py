@@ -10,6 +10,7 @@ from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
 from retain.settings import load_settings
+from training import cli as training_cli
 
 app = typer.Typer(
     help="Churn prediction and proactive service engine for telecom operators.",
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(features_cli.app, name="features")
+app.add_typer(training_cli.train_app, name="train")
+app.add_typer(training_cli.promote_app, name="promote")
 
 
 @app.command()

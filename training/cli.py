@@ -1,0 +1,163 @@
+"""`retain train churn` and `retain promote churn`."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.lifecycle.profile import load_tables
+from features.lifecycle.validate import resolve_as_of
+from features.settings import FeatureSettings
+from features.store import open_store
+from features.training_set import churn_entity_rows, label_column, training_set
+from retain.settings import load_settings
+from training.byod import DatasetError, DatasetSpec, cross_validate
+from training.churn import train_churn
+from training.settings import TrainingSettings
+from training.tracking import connect, log_training_run, promote
+
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+promote_app = typer.Typer(
+    help="Promote a challenger to champion when it is better.", no_args_is_help=True
+)
+console = Console(stderr=True)
+HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_10pct", "capture_top_10pct")
+
+
+def build_training_set(features: FeatureSettings, training: TrainingSettings) -> pd.DataFrame:
+    """The churn training set through Feast (point in time), saved beside the other outputs."""
+    tables = load_tables(features.lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
+    as_of = resolve_as_of(features.lifecycle_dir, None)
+    rows = churn_entity_rows(
+        tables["customers"],
+        tables["churn_events"],
+        tables["usage_monthly"]["month"].min(),
+        as_of,
+        features.label_horizon_days,
+    )
+    with console.status(f"joining {training.feature_service} point in time for {len(rows):,} rows"):
+        frame = training_set(open_store(features), rows, training.feature_service)
+    features.training_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(features.training_dir / f"{training.feature_service}.parquet", index=False)
+    return frame
+
+
+def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
+    table = Table("metric", *columns, title=title)
+    for metric in HEADLINE:
+        table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
+    return table
+
+
+def _cross_validation(spec_path: Path, settings: TrainingSettings) -> None:
+    try:
+        spec = DatasetSpec.load(spec_path)
+        started = time.perf_counter()
+        folds = cross_validate(spec, settings.economics)
+    except (DatasetError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    table = Table(
+        "metric",
+        *(f"{m} (mean ± std)" for m in folds),
+        title=f"{spec.name}: {spec.cv.folds}-fold CV",
+    )
+    for metric in HEADLINE:
+        table.add_row(
+            metric,
+            *(f"{f[metric].mean():.4f} ± {f[metric].std(ddof=0):.4f}" for f in folds.values()),
+        )
+    Console(width=120).print(table)
+    connect(settings.model_copy(update={"experiment": f"churn-byod-{spec.name}"}))
+    with (
+        mlflow.start_run(run_name=f"{spec.name} {spec.cv.folds}-fold CV"),
+        tempfile.TemporaryDirectory() as out,
+    ):
+        mlflow.log_params(
+            {
+                "dataset": spec.name,
+                "folds": spec.cv.folds,
+                "cv_seed": spec.cv.seed,
+                **{f"lgbm_{k}": v for k, v in spec.lightgbm.items()},
+            }
+        )
+        for model, frame in folds.items():
+            mlflow.log_metrics({f"{model}_{m}_mean": frame[m].mean() for m in frame.columns})
+            mlflow.log_metrics({f"{model}_{m}_std": frame[m].std(ddof=0) for m in frame.columns})
+            frame.to_csv(Path(out) / f"{model}_folds.csv", index_label="fold")
+        mlflow.log_artifacts(out, artifact_path="cross_validation")
+    lgbm, base = folds["lightgbm"]["roc_auc"], folds["logistic_baseline"]["roc_auc"]
+    typer.echo(
+        f"{spec.name}: ROC-AUC LightGBM {lgbm.mean():.4f} ± {lgbm.std(ddof=0):.4f}, "
+        f"logistic baseline {base.mean():.4f} ± {base.std(ddof=0):.4f} over {spec.cv.folds} folds "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@train_app.command("churn")
+def train_churn_command(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="A dataset spec (configs/datasets/*.yaml): cross-validate on that CSV instead."
+        ),
+    ] = None,
+    training_set_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-set",
+            help="Reuse a saved training set instead of building it through Feast.",
+        ),
+    ] = None,
+) -> None:
+    """Train, calibrate and evaluate the churn model; log to MLflow; register it as challenger."""
+    settings = load_settings(TrainingSettings)
+    if dataset is not None:
+        _cross_validation(dataset, settings)
+        return
+    features = load_settings(FeatureSettings)
+    started = time.perf_counter()
+    frame = (
+        pd.read_parquet(training_set_path)
+        if training_set_path
+        else build_training_set(features, settings)
+    )
+    label = label_column(features.label_horizon_days)
+    with console.status(f"training on {len(frame):,} rows"):
+        result = train_churn(frame, label, settings)
+    with console.status("logging to MLflow"):
+        logged = log_training_run(result, frame, settings)
+    Console(width=120).print(
+        _metrics_table(
+            f"test months {', '.join(result.split.months('test'))}",
+            {"LightGBM": result.test_metrics, "logistic baseline": result.baseline_test_metrics},
+        )
+    )
+    m = result.test_metrics
+    typer.echo(
+        f"trained churn model version {logged.version} (alias challenger, run {logged.run_id}) in "
+        f"{time.perf_counter() - started:.1f}s: test ROC-AUC {m['roc_auc']:.4f} "
+        f"(baseline {result.baseline_test_metrics['roc_auc']:.4f}), PR-AUC {m['pr_auc']:.4f}, "
+        f"Brier {m['brier']:.5f}, top-decile lift {m['lift_top_10pct']:.2f}"
+    )
+
+
+@promote_app.command("churn")
+def promote_churn_command() -> None:
+    """Compare challenger and champion on the challenger's held-out months; promote if better."""
+    settings = load_settings(TrainingSettings)
+    decision = promote(settings)
+    columns = {f"challenger v{decision.challenger}": decision.challenger_metrics}
+    if decision.champion_metrics is not None and decision.champion != decision.challenger:
+        columns[f"champion v{decision.champion}"] = decision.champion_metrics
+    Console(width=120).print(_metrics_table("same held-out months", columns))
+    verdict = "promoted to champion" if decision.promoted else "not promoted; champion stays"
+    typer.echo(f"churn model version {decision.challenger}: {verdict} ({decision.reason})")

@@ -1,0 +1,117 @@
+"""The churn model as one object: feature preparation, LightGBM booster, calibration.
+
+It is what MLflow stores (a pyfunc) and what serving loads: `predict_proba` gives
+calibrated probabilities and `contributions` LightGBM's exact per-feature SHAP values
+(log-odds), so scores and their explanations always come from the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+
+@dataclass
+class FeatureSchema:
+    """Which columns the model reads and how categorical ones are encoded."""
+
+    numeric: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categories]
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, columns: list[str]) -> FeatureSchema:
+        """Text columns become categoricals with the levels seen here; the rest numeric."""
+        categorical = [
+            c
+            for c in columns
+            if frame[c].dtype == object or isinstance(frame[c].dtype, pd.CategoricalDtype)
+        ]
+        levels = {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+        return cls(numeric=[c for c in columns if c not in levels], categories=levels)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Model input in a fixed column order; unseen categories become missing."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"model input lacks feature column(s): {', '.join(missing)}")
+        out = pd.DataFrame(index=frame.index)
+        for column in self.numeric:
+            out[column] = pd.to_numeric(
+                frame[column].astype("float64") if frame[column].dtype == bool else frame[column],
+                errors="coerce",
+            ).astype("float64")
+        for column, levels in self.categories.items():
+            out[column] = pd.Categorical(
+                frame[column].astype("object").where(frame[column].notna()), categories=levels
+            )
+        return out
+
+
+class Calibrator:
+    """Maps raw LightGBM probabilities to calibrated ones (isotonic or Platt)."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self._isotonic: IsotonicRegression | None = None
+        self._platt: LogisticRegression | None = None
+
+    def fit(self, raw: np.ndarray, labels: np.ndarray) -> Calibrator:
+        if self.method == "isotonic":
+            self._isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
+                raw, labels
+            )
+        else:
+            logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1)).reshape(-1, 1)
+            self._platt = LogisticRegression(C=1e6).fit(logit, labels)
+        return self
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self._isotonic is not None:
+            return self._isotonic.predict(raw)
+        assert self._platt is not None, "calibrator used before fit"
+        logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1)).reshape(-1, 1)
+        return self._platt.predict_proba(logit)[:, 1]
+
+
+@dataclass
+class ChurnModel:
+    schema: FeatureSchema
+    booster: lgb.Booster
+    calibrator: Calibrator
+
+    def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.predict(self.schema.transform(frame)))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of churning within the label horizon."""
+        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Exact per-feature contributions to the raw log-odds (TreeSHAP), plus `bias`."""
+        values = self.booster.predict(self.schema.transform(frame), pred_contrib=True)
+        return pd.DataFrame(values, index=frame.index, columns=[*self.schema.columns, "bias"])
+
+
+class ChurnPyfunc(PythonModel):
+    """MLflow wrapper: input a DataFrame of churn_v1 features, output calibrated probabilities."""
+
+    def __init__(self, model: ChurnModel) -> None:
+        self.model = model
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"churn_probability": self.model.predict_proba(model_input)}, index=model_input.index
+        )

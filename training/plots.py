@@ -1,0 +1,117 @@
+"""Evaluation plots, written as PNG files for MLflow (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from training.metrics import reliability
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def roc(labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, values in scores.items():
+        fpr, tpr, _ = roc_curve(labels, values)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test months")
+    ax.legend()
+    return _save(fig, path)
+
+
+def precision_recall(labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, values in scores.items():
+        precision, recall, _ = precision_recall_curve(labels, values)
+        ax.plot(recall, precision, label=name)
+    ax.axhline(labels.mean(), color="k", ls=":", lw=1, label="base rate")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test months")
+    ax.legend()
+    return _save(fig, path)
+
+
+def calibration(labels: np.ndarray, calibrated: np.ndarray, raw: np.ndarray, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, values in (("calibrated", calibrated), ("raw LightGBM", raw)):
+        curve = reliability(labels, values)
+        ax.plot(curve["mean_predicted"], curve["observed_rate"], "o-", label=name)
+    top = max(float(np.quantile(calibrated, 0.99)), labels.mean() * 3)
+    ax.plot([0, top], [0, top], "k:", lw=1)
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed churn rate",
+        title="Reliability, test months",
+    )
+    ax.legend()
+    return _save(fig, path)
+
+
+def gains_and_lift(labels: np.ndarray, scores: np.ndarray, path: Path) -> Path:
+    order = np.argsort(-scores, kind="stable")
+    share = np.arange(1, len(labels) + 1) / len(labels)
+    captured = np.cumsum(labels[order]) / max(labels.sum(), 1)
+    fig, (gains, lift) = plt.subplots(1, 2, figsize=(10, 4.5))
+    gains.plot(share, captured, label="model")
+    gains.plot([0, 1], [0, 1], "k:", lw=1, label="random")
+    gains.set(
+        xlabel="share of customers targeted",
+        ylabel="share of churners reached",
+        title="Cumulative gains",
+    )
+    gains.legend()
+    lift.plot(share[share >= 0.01], (captured / share)[share >= 0.01])
+    lift.axhline(1, color="k", ls=":", lw=1)
+    lift.set(xlabel="share of customers targeted", ylabel="lift", title="Lift")
+    return _save(fig, path)
+
+
+def feature_importance(importance: pd.Series, path: Path, top: int = 25) -> Path:
+    values = importance.sort_values().tail(top)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1))
+    ax.barh(values.index, values.to_numpy())
+    ax.set(xlabel="total gain", title="Feature importance (gain)")
+    return _save(fig, path)
+
+
+def shap_summary(
+    contributions: pd.DataFrame, features: pd.DataFrame, path: Path, top: int = 15
+) -> Path:
+    """Per feature, each row's contribution to the log-odds, coloured by its value's rank."""
+    contributions = contributions.drop(columns="bias")
+    order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(order) + 1.5))
+    rng = np.random.default_rng(0)
+    for position, column in enumerate(order):
+        values = features[column]
+        rank = (
+            values.rank(pct=True) if values.dtype != "category" else values.cat.codes.rank(pct=True)
+        )
+        jitter = rng.uniform(-0.3, 0.3, len(values))
+        ax.scatter(
+            contributions[column],
+            position + jitter,
+            c=rank.fillna(0.5),
+            cmap="coolwarm",
+            s=4,
+            alpha=0.6,
+        )
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(order)), order)
+    ax.set(
+        xlabel="contribution to log-odds (SHAP)", title="SHAP summary (blue: low value, red: high)"
+    )
+    return _save(fig, path)

@@ -1,0 +1,235 @@
+"""MLflow: log a churn training run, register the model, move aliases.
+
+Embedded by default (a SQLite backend and an artifact folder under data/mlflow), any team
+server through MLFLOW_TRACKING_URI. Each new version gets the alias `challenger`;
+`promote` moves `champion` only when the challenger wins on the same held-out months.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from training import plots
+from training.churn import SNAPSHOT, TrainedChurn
+from training.metrics import evaluate, profit_curve, reliability
+from training.model import ChurnPyfunc
+from training.settings import TrainingSettings
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+TEST_SET = "evaluation/test_set.parquet"
+
+
+def connect(settings: TrainingSettings) -> MlflowClient:
+    """Point MLflow at the configured backend and make sure the experiment exists."""
+    uri = settings.resolved_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(settings.experiment) is None:
+        artifacts = (
+            None
+            if "://" in uri and not uri.startswith("sqlite")
+            else settings.artifact_root.resolve().as_uri()
+        )
+        client.create_experiment(settings.experiment, artifact_location=artifacts)
+    mlflow.set_experiment(settings.experiment)
+    return client
+
+
+def data_digest(frame: pd.DataFrame) -> str:
+    """A short, order-sensitive digest of the training data's content."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _log_plots(result: TrainedChurn, folder: Path) -> None:
+    labels = result.split.test[result.label].to_numpy().astype(int)
+    scores = {
+        "LightGBM (calibrated)": result.test_calibrated,
+        "logistic baseline": result.test_baseline,
+    }
+    plots.roc(labels, scores, folder / "roc.png")
+    plots.precision_recall(labels, scores, folder / "precision_recall.png")
+    plots.calibration(labels, result.test_calibrated, result.test_raw, folder / "calibration.png")
+    plots.gains_and_lift(labels, result.test_calibrated, folder / "gains_lift.png")
+    importance = pd.Series(
+        result.model.booster.feature_importance("gain"), index=result.model.schema.columns
+    )
+    plots.feature_importance(importance, folder / "feature_importance.png")
+    sample = result.split.test.sample(min(3000, len(result.split.test)), random_state=0)
+    plots.shap_summary(
+        result.model.contributions(sample),
+        result.model.schema.transform(sample),
+        folder / "shap_summary.png",
+    )
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    version: str
+
+
+def log_training_run(
+    result: TrainedChurn, frame: pd.DataFrame, settings: TrainingSettings
+) -> LoggedRun:
+    """Log parameters, metrics, plots, the held-out set and the model; register it as challenger."""
+    client = connect(settings)
+    split = result.split
+    with mlflow.start_run(run_name=f"churn {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}") as run:
+        mlflow.log_params(
+            {
+                **{f"lgbm_{k}": v for k, v in settings.params.model_dump().items()},
+                "best_iteration": result.model.booster.best_iteration,
+                "calibration": settings.calibration,
+                "feature_service": settings.feature_service,
+                "label": result.label,
+                "monotone": ",".join(f"{k}:{v}" for k, v in settings.monotone.items()),
+                "train_months": f"{split.months('train')[0]}..{split.months('train')[-1]}",
+                "valid_months": ",".join(split.months("valid")),
+                "test_months": ",".join(split.months("test")),
+                "rows_train": len(split.train),
+                "rows_valid": len(split.valid),
+                "rows_test": len(split.test),
+                "features": len(result.model.schema.columns),
+                **{f"economics_{k}": v for k, v in settings.economics.model_dump().items()},
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_service": settings.feature_service,
+                "training_data_digest": data_digest(frame),
+                "git_commit": git_commit(),
+                "training_time_range": (
+                    f"{frame[SNAPSHOT].min():%Y-%m-%d}..{frame[SNAPSHOT].max():%Y-%m-%d}"
+                ),
+            }
+        )
+        mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
+        mlflow.log_metrics({f"valid_{k}": v for k, v in result.valid_metrics.items()})
+        mlflow.log_metrics(
+            {f"baseline_test_{k}": v for k, v in result.baseline_test_metrics.items()}
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder)
+            _log_plots(result, out)
+            labels = split.test[result.label].to_numpy().astype(int)
+            profit_curve(labels, result.test_calibrated, settings.economics).to_csv(
+                out / "profit_curve.csv", index=False
+            )
+            reliability(labels, result.test_calibrated).to_csv(out / "reliability.csv", index=False)
+            mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            split.test.to_parquet(out / "test_set.parquet", index=False)
+            mlflow.log_artifact(str(out / "test_set.parquet"), artifact_path="evaluation")
+        example = split.test[result.model.schema.columns].head(5)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnPyfunc(result.model),
+            signature=infer_signature(
+                example, pd.DataFrame({"churn_probability": np.zeros(len(example))})
+            ),
+            input_example=example,
+            registered_model_name=settings.registered_model,
+            pip_requirements=None,
+        )
+        version = str(info.registered_model_version)
+    client.set_registered_model_alias(settings.registered_model, CHALLENGER, version)
+    client.set_model_version_tag(settings.registered_model, version, "run_id", run.info.run_id)
+    return LoggedRun(run.info.run_id, version)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    challenger: str
+    champion: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    reason: str
+
+
+def promote(settings: TrainingSettings) -> Decision:
+    """Make the challenger champion if it beats the champion on the challenger's held-out months."""
+    client = connect(settings)
+    name = settings.registered_model
+    challenger = client.get_model_version_by_alias(name, CHALLENGER)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    test = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
+    )
+    label = next(c for c in test.columns if c.startswith("churned_within_"))
+    labels = test[label].to_numpy().astype(int)
+
+    def score(version: str) -> dict[str, float]:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        probabilities = model.predict(test)["churn_probability"].to_numpy()
+        return evaluate(labels, probabilities, settings.economics)
+
+    new = score(challenger.version)
+    if champion is None:
+        decision = Decision(
+            True,
+            challenger.version,
+            None,
+            new,
+            None,
+            "no champion yet: the first model becomes champion",
+        )
+    elif champion.version == challenger.version:
+        decision = Decision(
+            False,
+            challenger.version,
+            champion.version,
+            new,
+            new,
+            "the challenger already is the champion",
+        )
+    else:
+        old = score(champion.version)
+        gain = new["roc_auc"] - old["roc_auc"]
+        brier_increase = new["brier"] - old["brier"]
+        wins = (
+            gain >= settings.promotion.min_roc_auc_gain
+            and brier_increase <= settings.promotion.max_brier_increase
+        )
+        reason = (
+            f"ROC-AUC {gain:+.4f} (needs >= {settings.promotion.min_roc_auc_gain:+.4f}), "
+            f"Brier {brier_increase:+.5f} (needs <= {settings.promotion.max_brier_increase:+.5f})"
+        )
+        decision = Decision(wins, challenger.version, champion.version, new, old, reason)
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    client.set_model_version_tag(
+        name,
+        challenger.version,
+        "promotion",
+        f"{'promoted' if decision.promoted else 'kept champion'}: {decision.reason}",
+    )
+    return decision
