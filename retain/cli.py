@@ -28,7 +28,8 @@ def run() -> None:
     """The main job end to end on the configured defaults.
 
     Generate and validate the lifecycle data, build the feature tables, apply the Feast
-    repository and materialize the latest values into the online store.
+    repository, materialize the latest values into the online store, train the churn model
+    (registered as challenger) and promote it if it beats the champion.
     """
     data = load_settings(DataSettings)
     summary = data_cli.run_generation(data)
@@ -40,6 +41,8 @@ def run() -> None:
     features_cli.run_build(features)
     features_cli.run_apply(features)
     features_cli.run_materialize(features)
+    training_cli.train_churn_command(dataset=None, training_set_path=None)
+    training_cli.promote_churn_command()
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

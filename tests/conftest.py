@@ -20,7 +20,7 @@ def _no_retain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the test, never from RETAIN_* variables of the caller's shell."""
     import os
 
-    for name in [n for n in os.environ if n.startswith("RETAIN_")]:
+    for name in [n for n in os.environ if n.startswith("RETAIN_") or n == "MLFLOW_TRACKING_URI"]:
         monkeypatch.delenv(name)
 
 

@@ -70,7 +70,7 @@ def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
     assert "months" in str(result.exception) + result.output
 
 
-def test_run_goes_from_data_to_the_online_store(tmp_path: Path) -> None:
+def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     """`retain run` as `make run` calls it, in a real process, in a project laid out like
     the repository (features/feature_store.yaml beside data/), on a smaller configured size."""
     repo = Path(__file__).resolve().parents[1]
@@ -94,5 +94,8 @@ def test_run_goes_from_data_to_the_online_store(tmp_path: Path) -> None:
     assert "valid, 9 tables" in result.stdout
     assert "built feature tables" in result.stdout and "applied 15 Feast objects" in result.stdout
     assert "materialized 4 feature views" in result.stdout
+    assert "trained churn model version 1 (alias challenger" in result.stdout
+    assert "churn model version 1: promoted to champion" in result.stdout
+    assert (tmp_path / "data" / "mlflow" / "mlflow.db").exists()
     assert f"done: lifecycle data in {tmp_path / 'data' / 'lifecycle'}" in result.stdout
     assert (tmp_path / "data" / "feast" / "online.db").exists()

@@ -189,47 +189,32 @@ def promote(settings: TrainingSettings) -> Decision:
 
     def score(version: str) -> dict[str, float]:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        probabilities = model.predict(test)["churn_probability"].to_numpy()
+        inputs = test[model.metadata.get_input_schema().input_names()]
+        probabilities = model.predict(inputs)["churn_probability"].to_numpy()
         return evaluate(labels, probabilities, settings.economics)
 
-    new = score(challenger.version)
-    if champion is None:
-        decision = Decision(
-            True,
-            challenger.version,
-            None,
-            new,
-            None,
-            "no champion yet: the first model becomes champion",
-        )
-    elif champion.version == challenger.version:
-        decision = Decision(
-            False,
-            challenger.version,
-            champion.version,
-            new,
-            new,
-            "the challenger already is the champion",
-        )
+    new_version = str(challenger.version)
+    old_version = None if champion is None else str(champion.version)
+    new = score(new_version)
+    if old_version is None:
+        reason = "no champion yet: the first model becomes champion"
+        decision = Decision(True, new_version, None, new, None, reason)
+    elif old_version == new_version:
+        reason = "the challenger already is the champion"
+        decision = Decision(False, new_version, old_version, new, new, reason)
     else:
-        old = score(champion.version)
+        old = score(old_version)
         gain = new["roc_auc"] - old["roc_auc"]
         brier_increase = new["brier"] - old["brier"]
-        wins = (
-            gain >= settings.promotion.min_roc_auc_gain
-            and brier_increase <= settings.promotion.max_brier_increase
-        )
+        rule = settings.promotion
+        wins = gain >= rule.min_roc_auc_gain and brier_increase <= rule.max_brier_increase
         reason = (
-            f"ROC-AUC {gain:+.4f} (needs >= {settings.promotion.min_roc_auc_gain:+.4f}), "
-            f"Brier {brier_increase:+.5f} (needs <= {settings.promotion.max_brier_increase:+.5f})"
+            f"ROC-AUC {gain:+.4f} (needs >= {rule.min_roc_auc_gain:+.4f}), "
+            f"Brier {brier_increase:+.5f} (needs <= {rule.max_brier_increase:+.5f})"
         )
-        decision = Decision(wins, challenger.version, champion.version, new, old, reason)
+        decision = Decision(wins, new_version, old_version, new, old, reason)
     if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, challenger.version)
-    client.set_model_version_tag(
-        name,
-        challenger.version,
-        "promotion",
-        f"{'promoted' if decision.promoted else 'kept champion'}: {decision.reason}",
-    )
+        client.set_registered_model_alias(name, CHAMPION, new_version)
+    verdict = "promoted" if decision.promoted else "kept champion"
+    client.set_model_version_tag(name, new_version, "promotion", f"{verdict}: {decision.reason}")
     return decision

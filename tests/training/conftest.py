@@ -1,0 +1,67 @@
+"""Training sets built through Feast on simulated data, and an MLflow backend per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.build import build_feature_tables
+from features.lifecycle.profile import load_tables
+from features.settings import FeatureSettings
+from features.store import apply, open_store, write_feature_tables
+from features.training_set import churn_entity_rows, training_set
+from tests.features.conftest import AS_OF, REPO
+from tests.features.conftest import built_project as built_project  # the fixture, re-exported
+from training.settings import TrainingSettings
+
+LABEL = "churned_within_30d"
+
+
+def _training_set(lifecycle: Path, root: Path) -> pd.DataFrame:
+    (root / "features").mkdir(parents=True)
+    shutil.copy(REPO / "features" / "feature_store.yaml", root / "features")
+    settings = FeatureSettings.model_validate(
+        {"repo_path": root / "features", "lifecycle_dir": lifecycle}
+    )
+    tables = load_tables(lifecycle)
+    write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
+    store = open_store(settings)
+    apply(store)
+    rows = churn_entity_rows(
+        tables["customers"],
+        tables["churn_events"],
+        tables["usage_monthly"]["month"].min(),
+        AS_OF,
+        30,
+    )
+    return training_set(store, rows, "churn_v1")
+
+
+@pytest.fixture(scope="session")
+def demo_training_set(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """churn_v1 rows of the 20,000-customer demo data (about 290k rows)."""
+    return _training_set(demo_data, tmp_path_factory.mktemp("demo_features"))
+
+
+@pytest.fixture(scope="session")
+def small_training_set(
+    built_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    """churn_v1 rows of the 1,500-customer x 12-month project."""
+    return _training_set(
+        built_project / "data" / "lifecycle", tmp_path_factory.mktemp("small_features")
+    )
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> TrainingSettings:
+    """Training settings whose MLflow backend and artifacts live in this test's folder."""
+    return TrainingSettings.model_validate(
+        {
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "artifact_root": tmp_path / "artifacts",
+        }
+    )

@@ -1,0 +1,84 @@
+"""The churn model: better than a logistic baseline, directional, reproducible, calibrated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.training.conftest import LABEL
+from training.churn import TrainedChurn, time_split, train_churn
+from training.settings import TrainingSettings
+
+
+@pytest.fixture(scope="module")
+def demo_model(demo_training_set: pd.DataFrame) -> TrainedChurn:
+    return train_churn(demo_training_set, LABEL, TrainingSettings())
+
+
+def test_beats_the_logistic_baseline_on_the_held_out_months(demo_model: TrainedChurn) -> None:
+    assert demo_model.test_metrics["roc_auc"] > demo_model.baseline_test_metrics["roc_auc"]
+    assert (
+        demo_model.test_metrics["lift_top_10pct"]
+        > demo_model.baseline_test_metrics["lift_top_10pct"]
+    )
+    assert demo_model.test_metrics["roc_auc"] > 0.75
+
+
+def test_the_split_is_by_time(demo_model: TrainedChurn) -> None:
+    split = demo_model.split
+    assert split.train["event_timestamp"].max() < split.valid["event_timestamp"].min()
+    assert split.valid["event_timestamp"].max() < split.test["event_timestamp"].min()
+    assert len(split.months("test")) == 3 and len(split.months("valid")) == 2
+
+
+def test_probabilities_are_calibrated(demo_model: TrainedChurn) -> None:
+    metrics = demo_model.test_metrics
+    assert abs(metrics["mean_probability"] - metrics["base_rate"]) < 0.25 * metrics["base_rate"]
+    assert metrics["brier"] < metrics["base_rate"] * (
+        1 - metrics["base_rate"]
+    )  # beats the base rate
+
+
+@pytest.mark.parametrize(
+    ("feature", "change"),
+    [
+        ("unresolved_tickets", 1),
+        ("tickets_complaint_90d", 1),
+        ("home_cell_outage_hours_30d", 12.0),
+        ("home_cell_outage_hours_90d", 24.0),
+        ("days_to_contract_end", -30.0),
+    ],
+)
+def test_more_trouble_never_lowers_the_risk(
+    demo_model: TrainedChurn, feature: str, change: float
+) -> None:
+    rows = demo_model.split.test.sample(2000, random_state=3)
+    worse = rows.copy()
+    worse[feature] = (
+        (worse[feature] + change).clip(lower=0) if change < 0 else worse[feature] + change
+    )
+    before = demo_model.model.predict_proba(rows)
+    after = demo_model.model.predict_proba(worse)
+    assert (after >= before - 1e-12).all()
+    assert (after > before).any()
+
+
+def test_the_same_seed_gives_the_same_model(small_training_set: pd.DataFrame) -> None:
+    settings = TrainingSettings()
+    first = train_churn(small_training_set, LABEL, settings)
+    second = train_churn(small_training_set, LABEL, settings)
+    np.testing.assert_array_equal(first.test_calibrated, second.test_calibrated)
+    assert first.model.booster.model_to_string() == second.model.booster.model_to_string()
+
+
+def test_too_few_months_is_a_clear_error(small_training_set: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="snapshot months are too few"):
+        time_split(small_training_set, valid_months=6, test_months=6)
+
+
+def test_contributions_add_up_to_the_raw_score(demo_model: TrainedChurn) -> None:
+    rows = demo_model.split.test.head(50)
+    contributions = demo_model.model.contributions(rows)
+    raw = demo_model.model.raw_proba(rows)
+    np.testing.assert_allclose(1 / (1 + np.exp(-contributions.sum(axis=1))), raw, rtol=1e-6)

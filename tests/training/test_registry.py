@@ -1,0 +1,78 @@
+"""MLflow: what a run logs, and the challenger -> champion flow."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from tests.training.conftest import LABEL
+from training.churn import train_churn
+from training.settings import LightGBMParams, TrainingSettings
+from training.tracking import CHALLENGER, CHAMPION, log_training_run, promote
+
+WEAK = LightGBMParams(max_rounds=2, num_leaves=2, learning_rate=0.01, early_stopping_rounds=1)
+
+
+def _train_and_log(frame: pd.DataFrame, settings: TrainingSettings) -> str:
+    return log_training_run(train_churn(frame, LABEL, settings), frame, settings).version
+
+
+def test_a_run_logs_metrics_plots_lineage_and_a_signed_model(
+    small_training_set: pd.DataFrame, tracking: TrainingSettings
+) -> None:
+    version = _train_and_log(small_training_set, tracking)
+    client = MlflowClient()
+    run = client.get_run(client.get_model_version(tracking.registered_model, version).run_id)
+    for metric in (
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "lift_top_5pct",
+        "capture_top_20pct",
+        "max_net_value",
+    ):
+        assert f"test_{metric}" in run.data.metrics
+    assert "baseline_test_roc_auc" in run.data.metrics
+    assert run.data.tags["feature_service"] == "churn_v1"
+    assert len(run.data.tags["training_data_digest"]) == 16 and run.data.tags["git_commit"]
+    assert run.data.params["test_months"].count(",") == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    for plot in (
+        "roc",
+        "precision_recall",
+        "calibration",
+        "gains_lift",
+        "feature_importance",
+        "shap_summary",
+    ):
+        assert f"evaluation/{plot}.png" in artifacts
+    model = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model}@{CHALLENGER}")
+    assert model.metadata.signature is not None
+    predicted = model.predict(small_training_set.head(10))["churn_probability"]
+    assert predicted.between(0, 1).all()
+
+
+def test_challenger_becomes_champion_only_when_better(
+    small_training_set: pd.DataFrame, tracking: TrainingSettings
+) -> None:
+    client_name = tracking.registered_model
+    weak = tracking.model_copy(update={"params": WEAK})
+
+    first = _train_and_log(small_training_set, weak)
+    decision = promote(weak)
+    assert decision.promoted and "first model" in decision.reason
+    assert str(MlflowClient().get_model_version_by_alias(client_name, CHAMPION).version) == first
+
+    strong = _train_and_log(small_training_set, tracking)
+    decision = promote(tracking)
+    assert decision.promoted, decision.reason
+    assert decision.challenger_metrics["roc_auc"] >= decision.champion_metrics["roc_auc"] + 0.002
+    assert str(MlflowClient().get_model_version_by_alias(client_name, CHAMPION).version) == strong
+
+    _train_and_log(small_training_set, weak)  # worse again: must not replace the champion
+    decision = promote(tracking)
+    assert not decision.promoted
+    assert str(MlflowClient().get_model_version_by_alias(client_name, CHAMPION).version) == strong
+    assert str(MlflowClient().get_model_version_by_alias(client_name, CHALLENGER).version) != strong
