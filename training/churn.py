@@ -157,8 +157,12 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
     calibrator = Calibrator(settings.calibration).fit(valid_raw, split.valid[label].to_numpy())
     model = ChurnModel(schema, booster, calibrator)
 
+    # the baseline is a yardstick: a sample of the training months is plenty for it
+    sample = split.train.sample(
+        min(len(split.train), settings.baseline_rows), random_state=settings.seed
+    )
     baseline = logistic_baseline(schema).fit(
-        _baseline_input(schema, split.train), split.train[label].astype(int)
+        _baseline_input(schema, sample), sample[label].astype(int)
     )
     test_labels = split.test[label].to_numpy().astype(int)
     test_baseline = baseline.predict_proba(_baseline_input(schema, split.test))[:, 1]

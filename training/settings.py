@@ -65,6 +65,9 @@ class TrainingSettings(StageSettings):
         2, ge=1, description="Months before them, for early stopping and calibration."
     )
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    baseline_rows: int = Field(
+        300_000, ge=1_000, description="Training rows sampled for the logistic baseline."
+    )
     params: LightGBMParams = LightGBMParams()
     # Risk must never fall when these rise (+1) or fall (-1), all else equal.
     monotone: dict[str, Literal[-1, 1]] = Field(
