@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 from sklearn.model_selection import StratifiedKFold
 
-from training.churn import _baseline_input, logistic_baseline
+from training.churn import baseline_input, logistic_baseline
 from training.metrics import evaluate
 from training.model import FeatureSchema
 from training.settings import Economics
@@ -141,8 +141,8 @@ def cross_validate(spec: DatasetSpec, economics: Economics) -> dict[str, pd.Data
         predicted = np.asarray(booster.predict_proba(schema.transform(features.iloc[test])))[:, 1]
         rows["lightgbm"].append(evaluate(labels[test], predicted, economics))
         baseline = logistic_baseline(schema).fit(
-            _baseline_input(schema, features.iloc[train]), labels[train]
+            baseline_input(schema, features.iloc[train]), labels[train]
         )
-        predicted = baseline.predict_proba(_baseline_input(schema, features.iloc[test]))[:, 1]
+        predicted = baseline.predict_proba(baseline_input(schema, features.iloc[test]))[:, 1]
         rows["logistic_baseline"].append(evaluate(labels[test], predicted, economics))
     return {model: pd.DataFrame(folds_metrics) for model, folds_metrics in rows.items()}

@@ -128,7 +128,7 @@ def logistic_baseline(schema: FeatureSchema) -> Pipeline:
     return make_pipeline(columns, LogisticRegression(C=1.0, max_iter=2000))
 
 
-def _baseline_input(schema: FeatureSchema, frame: pd.DataFrame) -> pd.DataFrame:
+def baseline_input(schema: FeatureSchema, frame: pd.DataFrame) -> pd.DataFrame:
     prepared = schema.transform(frame)
     for column in schema.categories:
         prepared[column] = prepared[column].astype("object")
@@ -162,10 +162,10 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
         min(len(split.train), settings.baseline_rows), random_state=settings.seed
     )
     baseline = logistic_baseline(schema).fit(
-        _baseline_input(schema, sample), sample[label].astype(int)
+        baseline_input(schema, sample), sample[label].astype(int)
     )
     test_labels = split.test[label].to_numpy().astype(int)
-    test_baseline = baseline.predict_proba(_baseline_input(schema, split.test))[:, 1]
+    test_baseline = baseline.predict_proba(baseline_input(schema, split.test))[:, 1]
     test_calibrated = model.predict_proba(split.test)
     return TrainedChurn(
         model=model,
