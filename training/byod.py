@@ -135,14 +135,16 @@ def cross_validate(spec: DatasetSpec, economics: Economics) -> dict[str, pd.Data
     rows: dict[str, list[dict[str, float]]] = {"lightgbm": [], "logistic_baseline": []}
     for train, test in folds.split(features, labels):
         schema = FeatureSchema.infer(features.iloc[train], list(features.columns))
+        x_train, x_test = (
+            schema.transform(features.iloc[train]),
+            schema.transform(features.iloc[test]),
+        )
         params: dict[str, Any] = dict(spec.lightgbm)
         booster = lgb.LGBMClassifier(verbose=-1, random_state=spec.cv.seed, **params)
-        booster.fit(schema.transform(features.iloc[train]), labels[train])
-        predicted = np.asarray(booster.predict_proba(schema.transform(features.iloc[test])))[:, 1]
+        booster.fit(x_train, labels[train])
+        predicted = np.asarray(booster.predict_proba(x_test))[:, 1]
         rows["lightgbm"].append(evaluate(labels[test], predicted, economics))
-        baseline = logistic_baseline(schema).fit(
-            baseline_input(schema, features.iloc[train]), labels[train]
-        )
-        predicted = baseline.predict_proba(baseline_input(schema, features.iloc[test]))[:, 1]
+        baseline = logistic_baseline(schema).fit(baseline_input(schema, x_train), labels[train])
+        predicted = baseline.predict_proba(baseline_input(schema, x_test))[:, 1]
         rows["logistic_baseline"].append(evaluate(labels[test], predicted, economics))
     return {model: pd.DataFrame(folds_metrics) for model, folds_metrics in rows.items()}

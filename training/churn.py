@@ -86,15 +86,16 @@ def lightgbm_params(
 
 def fit_booster(
     train: pd.DataFrame,
+    train_labels: np.ndarray,
     valid: pd.DataFrame,
-    label: str,
+    valid_labels: np.ndarray,
     schema: FeatureSchema,
     settings: TrainingSettings,
 ) -> lgb.Booster:
-    """LightGBM on the training months, early-stopped on the validation months."""
+    """LightGBM on the (prepared) training months, early-stopped on the validation months."""
     params = lightgbm_params(settings.params, schema, settings.monotone, settings.seed)
-    train_set = lgb.Dataset(schema.transform(train), train[label].astype(int), free_raw_data=False)
-    valid_set = lgb.Dataset(schema.transform(valid), valid[label].astype(int), reference=train_set)
+    train_set = lgb.Dataset(train, train_labels)
+    valid_set = lgb.Dataset(valid, valid_labels, reference=train_set)
     return lgb.train(
         params,
         train_set,
@@ -128,11 +129,9 @@ def logistic_baseline(schema: FeatureSchema) -> Pipeline:
     return make_pipeline(columns, LogisticRegression(C=1.0, max_iter=2000))
 
 
-def baseline_input(schema: FeatureSchema, frame: pd.DataFrame) -> pd.DataFrame:
-    prepared = schema.transform(frame)
-    for column in schema.categories:
-        prepared[column] = prepared[column].astype("object")
-    return prepared
+def baseline_input(schema: FeatureSchema, prepared: pd.DataFrame) -> pd.DataFrame:
+    """The model's prepared input, with categoricals as plain text for scikit-learn."""
+    return prepared.astype({column: "object" for column in schema.categories})
 
 
 @dataclass
@@ -152,33 +151,31 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
     """Fit, calibrate and evaluate on the held-out months; also the logistic baseline."""
     split = time_split(frame, settings.valid_months, settings.test_months)
     schema = FeatureSchema.infer(split.train, feature_columns(frame, label))
-    booster = fit_booster(split.train, split.valid, label, schema, settings)
-    valid_raw = np.asarray(booster.predict(schema.transform(split.valid)))
-    calibrator = Calibrator(settings.calibration).fit(valid_raw, split.valid[label].to_numpy())
+    parts = ("train", "valid", "test")
+    x = {part: schema.transform(getattr(split, part)) for part in parts}  # prepared once each
+    y = {part: getattr(split, part)[label].to_numpy().astype(int) for part in parts}
+    booster = fit_booster(x["train"], y["train"], x["valid"], y["valid"], schema, settings)
+    raw = {part: np.asarray(booster.predict(x[part])) for part in ("valid", "test")}
+    calibrator = Calibrator(settings.calibration).fit(raw["valid"], y["valid"])
     model = ChurnModel(schema, booster, calibrator)
+    calibrated = {part: model.calibrate(raw[part]) for part in ("valid", "test")}
 
     # the baseline is a yardstick: a sample of the training months is plenty for it
-    sample = split.train.sample(
-        min(len(split.train), settings.baseline_rows), random_state=settings.seed
-    )
+    rows = np.random.default_rng(settings.seed).permutation(len(x["train"]))[
+        : settings.baseline_rows
+    ]
     baseline = logistic_baseline(schema).fit(
-        baseline_input(schema, sample), sample[label].astype(int)
+        baseline_input(schema, x["train"].iloc[rows]), y["train"][rows]
     )
-    test_labels = split.test[label].to_numpy().astype(int)
-    test_baseline = baseline.predict_proba(baseline_input(schema, split.test))[:, 1]
-    test_calibrated = model.predict_proba(split.test)
+    test_baseline = baseline.predict_proba(baseline_input(schema, x["test"]))[:, 1]
     return TrainedChurn(
         model=model,
         split=split,
         label=label,
-        test_metrics=evaluate(test_labels, test_calibrated, settings.economics),
-        valid_metrics=evaluate(
-            split.valid[label].to_numpy().astype(int),
-            model.predict_proba(split.valid),
-            settings.economics,
-        ),
-        baseline_test_metrics=evaluate(test_labels, test_baseline, settings.economics),
-        test_raw=model.raw_proba(split.test),
-        test_calibrated=test_calibrated,
+        test_metrics=evaluate(y["test"], calibrated["test"], settings.economics),
+        valid_metrics=evaluate(y["valid"], calibrated["valid"], settings.economics),
+        baseline_test_metrics=evaluate(y["test"], test_baseline, settings.economics),
+        test_raw=raw["test"],
+        test_calibrated=calibrated["test"],
         test_baseline=test_baseline,
     )

@@ -93,9 +93,12 @@ class ChurnModel:
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster.predict(self.schema.transform(frame)))
 
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(self.calibrator(raw), 0.0, 1.0)
+
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churning within the label horizon."""
-        return np.clip(self.calibrator(self.raw_proba(frame)), 0.0, 1.0)
+        return self.calibrate(self.raw_proba(frame))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Exact per-feature contributions to the raw log-odds (TreeSHAP), plus `bias`."""
