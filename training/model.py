@@ -45,15 +45,16 @@ class FeatureSchema:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise KeyError(f"model input lacks feature column(s): {', '.join(missing)}")
-        out = pd.DataFrame(index=frame.index)
-        for column in self.numeric:
-            out[column] = pd.to_numeric(
-                frame[column].astype("float64") if frame[column].dtype == bool else frame[column],
-                errors="coerce",
-            ).astype("float64")
+        numeric = frame[self.numeric]
+        text = [c for c in self.numeric if numeric[c].dtype == object]  # e.g. JSON input: coerce
+        if text:
+            numeric = numeric.assign(
+                **{c: pd.to_numeric(numeric[c], errors="coerce") for c in text}
+            )
+        out = numeric.astype("float64")  # one block conversion: bools, ints and None alike
         for column, levels in self.categories.items():
             out[column] = pd.Categorical(
-                frame[column].astype("object").where(frame[column].notna()), categories=levels
+                frame[column].where(frame[column].notna()), categories=levels
             )
         return out
 

@@ -66,7 +66,7 @@ class TrainingSettings(StageSettings):
     )
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     baseline_rows: int = Field(
-        100_000, ge=1_000, description="Training rows sampled for the logistic baseline."
+        50_000, ge=1_000, description="Training rows sampled for the logistic baseline."
     )
     params: LightGBMParams = LightGBMParams()
     # Risk must never fall when these rise (+1) or fall (-1), all else equal.
