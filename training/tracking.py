@@ -8,6 +8,7 @@ server through MLFLOW_TRACKING_URI. Each new version gets the alias `challenger`
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ def connect(settings: TrainingSettings) -> MlflowClient:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
+    if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: log into the run it started
+        return client
     if client.get_experiment_by_name(settings.experiment) is None:
         artifacts = (
             None
