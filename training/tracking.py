@@ -148,10 +148,7 @@ def log_training_run(
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
             split.test.to_parquet(out / "test_set.parquet", index=False)
             mlflow.log_artifact(str(out / "test_set.parquet"), artifact_path="evaluation")
-        # integer features may be missing at serving time (an unknown customer): declare
-        # them as floats, which the model reads anyway
         example = split.test[result.model.schema.columns].head(5)
-        example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ChurnPyfunc(result.model),
