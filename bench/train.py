@@ -43,7 +43,7 @@ def build_rows(rows: int, folder: Path) -> Path:
     from features.lifecycle.validate import resolve_as_of
     from features.settings import FeatureSettings
     from features.store import apply, open_store, write_feature_tables
-    from features.training_set import churn_entity_rows, training_set
+    from features.training_set import churn_training_set
 
     lifecycle = folder / "data" / "lifecycle"
     generate(
@@ -60,14 +60,7 @@ def build_rows(rows: int, folder: Path) -> Path:
     write_feature_tables(build_feature_tables(tables, as_of), settings.tables_dir)
     store = open_store(settings)
     apply(store)
-    entity_rows = churn_entity_rows(
-        tables["customers"],
-        tables["churn_events"],
-        tables["usage_monthly"]["month"].min(),
-        as_of,
-        30,
-    )
-    base = training_set(store, entity_rows, "churn_v1")
+    base = churn_training_set(store, lifecycle, horizon_days=30)
     copies = -(-rows // len(base))
     frame = pd.concat(
         [base.assign(customer_id=base["customer_id"] + f"-{i}") for i in range(copies)],

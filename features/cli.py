@@ -15,7 +15,7 @@ from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store, write_feature_tables
-from features.training_set import churn_entity_rows, label_column, training_set
+from features.training_set import churn_training_set, label_column
 from retain.settings import load_settings
 
 app = typer.Typer(
@@ -108,17 +108,10 @@ def training_set_command(
         raise typer.Exit(2)
     settings = _settings(label_horizon_days=horizon_days, store_yaml=store_yaml)
     started = time.perf_counter()
-    tables = load_tables(settings.lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
-    as_of = resolve_as_of(settings.lifecycle_dir, None)
-    rows = churn_entity_rows(
-        tables["customers"],
-        tables["churn_events"],
-        tables["usage_monthly"]["month"].min(),
-        as_of,
-        settings.label_horizon_days,
-    )
-    with console.status(f"joining features point in time for {len(rows):,} rows"):
-        frame = training_set(open_store(settings), rows, f"{model}_v1")
+    with console.status("joining features point in time"):
+        frame = churn_training_set(
+            open_store(settings), settings.lifecycle_dir, settings.label_horizon_days, f"{model}_v1"
+        )
     settings.training_dir.mkdir(parents=True, exist_ok=True)
     path = settings.training_dir / f"{model}_v1.parquet"
     frame.to_parquet(path, index=False)

@@ -8,10 +8,14 @@ The label is 1 when the customer churned in (snapshot, snapshot + H days].
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from feast import FeatureStore
 
 from features.build import active_at, epoch_seconds, snapshot_times
+from features.lifecycle.profile import load_tables
+from features.lifecycle.validate import resolve_as_of
 from features.request_time import REQUEST_TIME_FIELD
 
 SNAPSHOT = "event_timestamp"
@@ -69,3 +73,18 @@ def training_set(
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
     columns = [*entity_rows.columns, *service_features(store, feature_service)]
     return frame[columns].sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
+
+
+def churn_training_set(
+    store: FeatureStore, lifecycle_dir: Path, horizon_days: int, feature_service: str = "churn_v1"
+) -> pd.DataFrame:
+    """The labelled churn training set of a lifecycle dataset, through Feast."""
+    tables = load_tables(lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
+    rows = churn_entity_rows(
+        tables["customers"],
+        tables["churn_events"],
+        tables["usage_monthly"]["month"].min(),
+        resolve_as_of(lifecycle_dir, None),
+        horizon_days,
+    )
+    return training_set(store, rows, feature_service)

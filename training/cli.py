@@ -13,11 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.lifecycle.profile import load_tables
-from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import open_store
-from features.training_set import churn_entity_rows, label_column, training_set
+from features.training_set import churn_training_set, label_column
 from retain.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
@@ -34,17 +32,13 @@ HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_10pct", "capture
 
 def build_training_set(features: FeatureSettings, training: TrainingSettings) -> pd.DataFrame:
     """The churn training set through Feast (point in time), saved beside the other outputs."""
-    tables = load_tables(features.lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
-    as_of = resolve_as_of(features.lifecycle_dir, None)
-    rows = churn_entity_rows(
-        tables["customers"],
-        tables["churn_events"],
-        tables["usage_monthly"]["month"].min(),
-        as_of,
-        features.label_horizon_days,
-    )
-    with console.status(f"joining {training.feature_service} point in time for {len(rows):,} rows"):
-        frame = training_set(open_store(features), rows, training.feature_service)
+    with console.status(f"joining {training.feature_service} point in time"):
+        frame = churn_training_set(
+            open_store(features),
+            features.lifecycle_dir,
+            features.label_horizon_days,
+            training.feature_service,
+        )
     features.training_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(features.training_dir / f"{training.feature_service}.parquet", index=False)
     return frame

@@ -12,7 +12,7 @@ from features.build import build_feature_tables
 from features.lifecycle.profile import load_tables
 from features.settings import FeatureSettings
 from features.store import apply, open_store, write_feature_tables
-from features.training_set import churn_entity_rows, training_set
+from features.training_set import churn_training_set
 from tests.features.conftest import AS_OF, REPO
 from tests.features.conftest import built_project as built_project  # the fixture, re-exported
 from training.settings import TrainingSettings
@@ -30,14 +30,7 @@ def _training_set(lifecycle: Path, root: Path) -> pd.DataFrame:
     write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
     store = open_store(settings)
     apply(store)
-    rows = churn_entity_rows(
-        tables["customers"],
-        tables["churn_events"],
-        tables["usage_monthly"]["month"].min(),
-        AS_OF,
-        30,
-    )
-    return training_set(store, rows, "churn_v1")
+    return churn_training_set(store, lifecycle, horizon_days=30)
 
 
 @pytest.fixture(scope="session")
