@@ -34,6 +34,15 @@ class Label(BaseModel):
         description="The value meaning 'churned', compared as text (Yes, True, 1)."
     )
 
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _as_text(cls, value: object) -> object:
+        if isinstance(value, bool):  # YAML reads yes/no/true/false unquoted as booleans
+            raise ValueError(
+                f"write the positive value in quotes (it was read as the boolean {value})"
+            )
+        return str(value) if isinstance(value, int | float) else value
+
 
 class CrossValidation(BaseModel):
     folds: int = Field(5, ge=2)
@@ -80,13 +89,17 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
     for path in spec.paths:
         if not path.exists():
             raise DatasetError(f"{spec.name}: file {path} not found")
-    frame = pd.concat(
-        [
-            pd.read_csv(p, dtype=str, keep_default_na=False, na_values=spec.missing_values)
-            for p in spec.paths
-        ],
-        ignore_index=True,
-    )
+    parts = [
+        pd.read_csv(p, dtype=str, keep_default_na=False, na_values=spec.missing_values)
+        for p in spec.paths
+    ]
+    for path, part in zip(spec.paths[1:], parts[1:], strict=True):
+        if list(part.columns) != list(parts[0].columns):
+            differ = sorted(set(part.columns) ^ set(parts[0].columns)) or "the column order"
+            raise DatasetError(
+                f"{spec.name}: {path} has other columns than {spec.paths[0]}: {differ}"
+            )
+    frame = pd.concat(parts, ignore_index=True)
     named = {"label.column": [spec.label.column], "drop": spec.drop, "types": list(spec.types)}
     if spec.id_column:
         named["id_column"] = [spec.id_column]

@@ -57,6 +57,14 @@ def time_split(frame: pd.DataFrame, valid_months: int, test_months: int) -> Time
     )
 
 
+def check_both_classes(split: TimeSplit, label: str) -> None:
+    """Every part needs churners and stayers, or its metrics mean nothing."""
+    for part in ("train", "valid", "test"):
+        if getattr(split, part)[label].nunique() < 2:
+            months = ", ".join(split.months(part))
+            raise ValueError(f"the {part} months ({months}) hold a single class of {label}")
+
+
 def feature_columns(frame: pd.DataFrame, label: str) -> list[str]:
     return [c for c in frame.columns if c not in (*NOT_FEATURES, label)]
 
@@ -150,6 +158,10 @@ class TrainedChurn:
 def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> TrainedChurn:
     """Fit, calibrate and evaluate on the held-out months; also the logistic baseline."""
     split = time_split(frame, settings.valid_months, settings.test_months)
+    check_both_classes(split, label)
+    unknown = sorted(set(settings.monotone) - set(feature_columns(frame, label)))
+    if unknown:
+        raise ValueError(f"monotone constraints name features the training set lacks: {unknown}")
     schema = FeatureSchema.infer(split.train, feature_columns(frame, label))
     parts = ("train", "valid", "test")
     x = {part: schema.transform(getattr(split, part)) for part in parts}  # prepared once each

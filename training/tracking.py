@@ -179,11 +179,13 @@ def promote(settings: TrainingSettings) -> Decision:
     """Make the challenger champion if it beats the champion on the challenger's held-out months."""
     client = connect(settings)
     name = settings.registered_model
-    challenger = client.get_model_version_by_alias(name, CHALLENGER)
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        champion = None
+    aliases = client.get_registered_model(name).aliases  # {alias: version}
+    if CHALLENGER not in aliases:
+        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train churn` first")
+    challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
+    champion = (
+        client.get_model_version(name, str(aliases[CHAMPION])) if CHAMPION in aliases else None
+    )
     test = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
     )

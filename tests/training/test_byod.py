@@ -81,6 +81,27 @@ def test_spec_errors_name_the_column(tmp_path: Path, changes: dict, message: str
         load_dataset(_spec(tmp_path, **changes))
 
 
+def test_files_with_other_columns_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,x,churn\n1,2,yes\n2,3,no\n")
+    (tmp_path / "b.csv").write_text("id,y,churn\n3,4,yes\n")
+    spec = DatasetSpec.model_validate(
+        {
+            "name": "t",
+            "paths": [tmp_path / "a.csv", tmp_path / "b.csv"],
+            "label": {"column": "churn", "positive": "yes"},
+        }
+    )
+    with pytest.raises(DatasetError, match=r"other columns than .*\['x', 'y'\]"):
+        load_dataset(spec)
+
+
+def test_an_unquoted_yes_asks_for_quotes() -> None:
+    with pytest.raises(ValueError, match="in quotes"):
+        DatasetSpec.model_validate(
+            yaml.safe_load("name: t\npaths: x.csv\nlabel: {column: churn, positive: yes}")
+        )
+
+
 def test_an_unknown_spec_key_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="colums"):
         _spec(tmp_path, colums=["x"])

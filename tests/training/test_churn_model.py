@@ -47,6 +47,7 @@ def test_probabilities_are_calibrated(demo_model: TrainedChurn) -> None:
         ("tickets_complaint_90d", 1),
         ("home_cell_outage_hours_30d", 12.0),
         ("home_cell_outage_hours_90d", 24.0),
+        ("repeat_complaints_90d", 1),
         ("days_to_contract_end", -30.0),
     ],
 )

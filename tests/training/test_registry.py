@@ -52,6 +52,11 @@ def test_a_run_logs_metrics_plots_lineage_and_a_signed_model(
     assert model.metadata.signature is not None
     predicted = model.predict(small_training_set.head(10))["churn_probability"]
     assert predicted.between(0, 1).all()
+    # Serving reads online features where an integer feature may be missing (an unknown
+    # customer): the signature cannot say "int or None", so serving calls the model itself.
+    row = small_training_set.head(1).astype(object)
+    row.loc[row.index[0], "tenure_days"] = None
+    assert 0 <= model.unwrap_python_model().model.predict_proba(row)[0] <= 1
 
 
 def test_challenger_becomes_champion_only_when_better(
