@@ -207,8 +207,13 @@ def _package_windows(purchases: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) ->
     return frame
 
 
-def customer_activity(tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeIndex) -> pd.DataFrame:
-    """One row per customer active at each snapshot, with every rolling aggregate."""
+def customer_activity(
+    tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeIndex, site_quality: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per customer active at each snapshot, with every rolling aggregate.
+
+    `site_quality` is the `cell_site_quality` table: the home cell's figures come from it.
+    """
     customers = tables["customers"]
     home_cell = customers.set_index("customer_id")["cell_site_id"]
     frames = []
@@ -219,7 +224,7 @@ def customer_activity(tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeInd
         )
         if ids.empty:
             continue
-        sites = _site_quality(tables["cell_quality_daily"], tables["network_events"], t)
+        sites = site_quality[site_quality["event_timestamp"] == t].set_index("cell_site_id")
         cells = home_cell.reindex(ids)
         frame = pd.concat(
             [
@@ -312,8 +317,6 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
             "hours": hours,
         }
     )
-    frame["outage_hours"] = outages.groupby(["region", "week_start"])["hours"].sum()
-    frame = frame.fillna(0)
 
     churned_at = customers["customer_id"].map(
         tables["churn_events"].set_index("customer_id")["churned_at"]
@@ -327,7 +330,7 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
         )
     frame["active_customers"] = pd.concat(active, axis=1).stack().reorder_levels([0, 1])
     frame["active_students"] = pd.concat(students, axis=1).stack().reorder_levels([0, 1])
-    frame = frame.fillna(0).astype("int64").astype({"outage_hours": "float64"})
+    frame = frame.fillna(0).astype("int64")
     frame["outage_hours"] = (
         outages.groupby(["region", "week_start"])["hours"].sum().reindex(index).fillna(0.0)
     )
@@ -340,9 +343,10 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
 def build_feature_tables(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> FeatureTables:
     """All feature tables for every snapshot of the history up to `as_of`."""
     snapshots = snapshot_times(tables["usage_monthly"]["month"].min(), as_of)
+    site_quality = cell_site_quality(tables, snapshots)  # once: customers read their home cell's
     return FeatureTables(
         customer_profile=customer_profile(tables["customers"]),
-        customer_activity=customer_activity(tables, snapshots),
-        cell_site_quality=cell_site_quality(tables, snapshots),
+        customer_activity=customer_activity(tables, snapshots, site_quality),
+        cell_site_quality=site_quality,
         region_weekly_demand=region_weekly_demand(tables, as_of),
     )

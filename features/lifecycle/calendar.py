@@ -68,8 +68,3 @@ def contract_end_after(
     months = term.fillna(1).to_numpy(dtype=np.int64)
     ends = term_end_after(signup, months, when)
     return pd.Series(ends, index=signup_at.index).dt.tz_localize("UTC").where(has_end)
-
-
-def tenure_days(signup_at: pd.Series, at: pd.Series | pd.Timestamp) -> pd.Series:
-    """Whole days from signup to `at`."""
-    return (at - signup_at).dt.days

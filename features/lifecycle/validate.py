@@ -96,8 +96,7 @@ def _show(value: object) -> str:
 def _key_examples(df: pd.DataFrame, spec: TableSpec, index: Iterable[object]) -> tuple[str, ...]:
     examples = []
     for label in list(dict.fromkeys(index))[:_EXAMPLES]:
-        key_cols = [c for c in spec.key if c in df.columns] or [spec.columns[0].name]
-        key_cols = [c for c in key_cols if c in df.columns]
+        key_cols = [c for c in (spec.key or (spec.columns[0].name,)) if c in df.columns]
         values = ", ".join(f"{c}={_show(df.at[label, c])}" for c in key_cols) if key_cols else ""
         examples.append(f"row {label}" + (f" {values}" if values else ""))
     return tuple(examples)
