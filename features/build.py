@@ -272,6 +272,12 @@ def _week_start(ts: pd.Series) -> pd.Series:
     return day - pd.to_timedelta(day.dt.weekday, unit="D")
 
 
+def demand_weeks(history_start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DatetimeIndex:
+    """Starts (Mondays) of the complete weeks between the history start and `as_of`."""
+    first_week = _week_start(pd.Series([history_start - DAY])).iloc[0] + 7 * DAY
+    return pd.date_range(first_week, as_of - 7 * DAY, freq="7D")
+
+
 def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
     """Per region and complete week: package purchases, service contacts, outages, base size.
 
@@ -279,9 +285,7 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
     """
     customers = tables["customers"]
     region_of = customers.set_index("customer_id")["region"]
-    history_start = tables["usage_monthly"]["month"].min()
-    first_week = _week_start(pd.Series([history_start - DAY])).iloc[0] + 7 * DAY  # first full week
-    weeks = pd.date_range(first_week, as_of - 7 * DAY, freq="7D")
+    weeks = demand_weeks(tables["usage_monthly"]["month"].min(), as_of)
     index = pd.MultiIndex.from_product(
         [sorted(customers["region"].unique()), weeks], names=["region", "week_start"]
     )

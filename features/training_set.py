@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from features.build import active_at, epoch_seconds, snapshot_times
+from features.build import active_at, demand_weeks, epoch_seconds, snapshot_times
+from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
 from features.request_time import REQUEST_TIME_FIELD
@@ -88,3 +90,26 @@ def churn_training_set(
         horizon_days,
     )
     return training_set(store, rows, feature_service)
+
+
+def demand_entity_rows(lifecycle_dir: Path) -> pd.DataFrame:
+    """Every region x complete week of a lifecycle dataset, stamped at the week's end."""
+    customers = pq.read_table(lifecycle_dir / TABLES["customers"].file_name, columns=["region"])
+    months = pq.read_table(lifecycle_dir / TABLES["usage_monthly"].file_name, columns=["month"])
+    weeks = demand_weeks(
+        months.column("month").to_pandas().min(), resolve_as_of(lifecycle_dir, None)
+    )
+    regions = sorted(customers.column("region").unique().to_pylist())
+    index = pd.MultiIndex.from_product([regions, weeks + pd.Timedelta(days=7)])
+    return index.to_frame(index=False, name=["region", SNAPSHOT])
+
+
+def demand_history(
+    store: FeatureStore, lifecycle_dir: Path, feature_service: str = "demand_v1"
+) -> pd.DataFrame:
+    """The region-week history of the demand model, through Feast (point in time)."""
+    rows = demand_entity_rows(lifecycle_dir)
+    service = store.get_feature_service(feature_service)
+    frame = store.get_historical_features(entity_df=rows, features=service).to_df()
+    columns = [*rows.columns, *service_features(store, feature_service)]
+    return frame[columns].sort_values(["region", SNAPSHOT], ignore_index=True)

@@ -45,17 +45,28 @@ class Promotion(BaseModel):
     max_brier_increase: float = 0.0
 
 
-class TrainingSettings(StageSettings):
-    """Churn model training, evaluation, tracking and promotion."""
-
-    config_file: ClassVar[str] = "training.yaml"
-    model_config = SettingsConfigDict(env_prefix="RETAIN_TRAINING_")
+class TrackedSettings(StageSettings):
+    """What every model stage shares: where MLflow is and what the model is called there."""
 
     tracking_uri: str = Field(
         "sqlite:///data/mlflow/mlflow.db",
         description="MLflow tracking backend; MLFLOW_TRACKING_URI, when set, wins.",
     )
     artifact_root: Path = Path("data/mlflow/artifacts")
+    experiment: str
+    registered_model: str
+    feature_service: str
+
+    def resolved_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
+
+
+class TrainingSettings(TrackedSettings):
+    """Churn model training, evaluation, tracking and promotion."""
+
+    config_file: ClassVar[str] = "training.yaml"
+    model_config = SettingsConfigDict(env_prefix="RETAIN_TRAINING_")
+
     experiment: str = "churn"
     registered_model: str = "churn"
     feature_service: str = "churn_v1"
@@ -82,6 +93,3 @@ class TrainingSettings(StageSettings):
     )
     economics: Economics = Economics()
     promotion: Promotion = Promotion()
-
-    def resolved_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri

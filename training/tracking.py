@@ -24,13 +24,13 @@ from training import plots
 from training.churn import SNAPSHOT, TrainedChurn
 from training.metrics import evaluate, profit_curve, reliability
 from training.model import ChurnPyfunc
-from training.settings import TrainingSettings
+from training.settings import TrackedSettings, TrainingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
 
 
-def connect(settings: TrainingSettings) -> MlflowClient:
+def connect(settings: TrackedSettings) -> MlflowClient:
     """Point MLflow at the configured backend and make sure the experiment exists."""
     uri = settings.resolved_tracking_uri()
     if uri.startswith("sqlite:///"):

@@ -1,0 +1,240 @@
+"""From region-week features to forecasting rows: one row per (series, origin, horizon).
+
+A series is one region's weekly count of one thing: purchases of a package, or service
+contacts (the service load). The forecast strategy is *direct*: for an origin week o and
+a horizon h in 1..H, one row holds what was known at the end of week o (recent levels,
+trend, outages, the customer base) and what is known in advance about week o + h (its
+calendar, the same week last year), and its target is the count in week o + h. One
+pooled model per quantile learns every series and horizon at once, so a region with a
+short history borrows strength from the others and no error compounds across steps as
+it would with a recursive forecast.
+
+Counts are divided by the series' recent level (mean of the last 8 weeks, plus one), so a
+region with three times the customers shares the same patterns; forecasts are scaled
+back. Because the level is known at the origin and positive, a quantile of the scaled
+count times the level is the same quantile of the count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from training.demand.calendar import seasonal_lag_weeks, week_features
+from training.demand.settings import DemandCalendar
+
+WEEK = pd.Timedelta(days=7)
+WEEK_END = "event_timestamp"  # the region_weekly_demand row's time: the end of its week
+SERIES = {  # series name -> column of region_weekly_demand
+    "campus_data_pack": "purchases_campus_data_pack",
+    "roaming_pack": "purchases_roaming_pack",
+    "daily_pass": "purchases_daily_pass",
+    "family_upgrade": "purchases_family_upgrade",
+    "service_load": "service_contacts",
+}
+GROUP = {name: "service_load" if name == "service_load" else "package" for name in SERIES}
+EXOGENOUS = ("outage_hours", "network_fault_contacts", "active_customers", "active_students")
+KEYS = ("region", "series", "origin", "horizon")
+CATEGORICAL = ("region", "series")
+LEVEL_WEEKS = 52  # the level a series is scaled by: its mean over up to a year
+# Identify a row and carry the answer; never features.
+NOT_FEATURES = ("origin", "target_week_end", "level", "reference", "target", "group")
+MIN_REFERENCE = 0.1  # a week that sold nothing last year still gets a small reference
+RECENT_WEEKS = 8  # the window compared with the same window a year earlier (growth)
+
+
+class DemandDataError(ValueError):
+    """The region-week history cannot be forecast from as it is."""
+
+
+class LeakageError(AssertionError):
+    """Something after the forecast origin reached the features or the training rows."""
+
+
+def long_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The wide region-week table as one row per (region, series, week), checked.
+
+    Every region must have every week from its first to the last week of the table, with
+    non-negative counts; a gap or a negative count names the region and week.
+    """
+    missing = [c for c in ("region", WEEK_END, *SERIES.values(), *EXOGENOUS) if c not in history]
+    if missing:
+        raise DemandDataError(f"region-week history lacks column(s) {', '.join(missing)}")
+    frame = history.sort_values(["region", WEEK_END], ignore_index=True)
+    last = frame[WEEK_END].max()
+    for region, weeks in frame.groupby("region")[WEEK_END]:
+        expected = pd.date_range(weeks.min(), last, freq="7D")
+        if len(weeks) != len(expected) or not (weeks.to_numpy() == expected.to_numpy()).all():
+            gaps = expected.difference(pd.DatetimeIndex(weeks))
+            what = f"missing week ending {gaps[0]:%Y-%m-%d}" if len(gaps) else "duplicate weeks"
+            raise DemandDataError(f"region {region}: {what} (weeks must be complete and unique)")
+    for column in [*SERIES.values(), *EXOGENOUS]:
+        bad = frame[column].isna() | (frame[column] < 0)
+        if bad.any():
+            row = frame[bad].iloc[0]
+            raise DemandDataError(
+                f"{column} must be a non-negative number: region {row['region']}, week ending "
+                f"{row[WEEK_END]:%Y-%m-%d} has {row[column]!r}"
+            )
+    return pd.concat(
+        [
+            frame[["region", WEEK_END, *EXOGENOUS]].assign(
+                series=name, group=GROUP[name], value=frame[column].astype(float)
+            )
+            for name, column in SERIES.items()
+        ],
+        ignore_index=True,
+    ).sort_values(["region", "series", WEEK_END], ignore_index=True)
+
+
+def _origin_features(one: pd.DataFrame) -> pd.DataFrame:
+    """What is known at the end of each week of one series, from that week and before."""
+    y = one["value"]
+    level = y.rolling(LEVEL_WEEKS, min_periods=1).mean() + 1.0
+    active = one["active_customers"].astype(float).clip(lower=1.0)
+    return pd.DataFrame(
+        {
+            "level": level,
+            "log_level": np.log(level),
+            "last_week": y / level,
+            "mean_4w": y.rolling(4, min_periods=1).mean() / level,
+            "mean_8w": y.rolling(8, min_periods=1).mean() / level,
+            "mean_13w": y.rolling(13, min_periods=1).mean() / level,
+            "std_8w": y.rolling(8, min_periods=2).std() / level,
+            "max_8w": y.rolling(8, min_periods=1).max() / level,
+            "outage_hours_1w": one["outage_hours"].astype(float),
+            "outage_hours_4w": one["outage_hours"].astype(float).rolling(4, min_periods=1).sum(),
+            "fault_contacts_per_1k": 1000 * one["network_fault_contacts"] / active,
+            "log_active_customers": np.log(active),
+            "student_share": one["active_students"] / active,
+            "base_growth_13w": active / active.shift(13) - 1.0,
+        }
+    )
+
+
+def series_rows(
+    one: pd.DataFrame, horizon: int, calendar: DemandCalendar, season: int = 52
+) -> pd.DataFrame:
+    """Direct-strategy rows of one series (sorted by week): every origin x horizon 1..H.
+
+    The target is NaN where week o + h lies beyond the history (the future to forecast).
+    "Last year" features read the same week a season earlier (for festival-driven series,
+    aligned on the Spring Festival near it: `seasonal_lag_weeks`); that week is always at
+    or before the origin.
+    """
+    values = one["value"].to_numpy()
+    week_ends = one[WEEK_END].reset_index(drop=True)
+    known = _origin_features(one.reset_index(drop=True))
+    levels = known["level"].to_numpy()
+    # a median: one holiday spike inside the window must not read as a year of growth
+    recent = one["value"].rolling(RECENT_WEEKS, min_periods=1).median().to_numpy()
+    n = len(one)
+    position = np.arange(n)
+    frames = []
+    for h in range(1, horizon + 1):
+        target = position + h
+        if one["series"].iloc[0] in calendar.festival_driven:
+            lag = seasonal_lag_weeks(week_ends + (h - 1) * WEEK, calendar, season)
+        else:
+            lag = np.full(n, season)
+        lag = np.maximum(lag, h)  # never a week after the origin
+        last_year, last_year_origin = target - lag, position - lag
+        ly_value = np.where(last_year >= 0, values[np.clip(last_year, 0, n - 1)], np.nan)
+        # the 8 weeks up to the origin's equivalent week last year: the growth's denominator
+        ly_recent = np.where(
+            last_year_origin >= 0, recent[np.clip(last_year_origin, 0, n - 1)], np.nan
+        )
+        frames.append(
+            known.assign(
+                horizon=h,
+                origin=week_ends,
+                target_week_end=week_ends + h * WEEK,
+                last_year_same_week=ly_value / levels,
+                last_year_growth=(recent + 1.0) / (ly_recent + 1.0),
+                last_year_value=ly_value,
+                last_year_recent=ly_recent,
+                recent=recent,
+                target=np.where(target < n, values[np.clip(target, 0, n - 1)], np.nan),
+            )
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    rows["region"] = one["region"].iloc[0]
+    rows["series"] = one["series"].iloc[0]
+    rows["group"] = one["group"].iloc[0]
+    return rows
+
+
+FeatureBuilder = Callable[[pd.DataFrame, int, DemandCalendar], pd.DataFrame]
+
+
+def forecasting_rows(long: pd.DataFrame, horizon: int, calendar: DemandCalendar) -> pd.DataFrame:
+    """Rows of every series (see `series_rows`) with the target week's calendar joined."""
+    rows = pd.concat(
+        [
+            series_rows(one, horizon, calendar)
+            for _, one in long.groupby(["region", "series"], sort=True)
+        ],
+        ignore_index=True,
+    )
+    # The models forecast the count relative to a reference: a seasonal naive forecast
+    # made robust. Last year's same week and the growth since are summed over all regions
+    # (regions share their calendar, so the national shape carries a fraction of one
+    # region's noise), then shared out by each region's level. Trees cannot extrapolate
+    # or draw a straight line, so they learn the correction to a good guess far better
+    # than the seasonal shape itself. Without a year of history the level stands in.
+    national = rows.groupby(["series", "origin", "horizon"])[
+        ["last_year_value", "last_year_recent", "recent", "level"]
+    ].transform("sum", min_count=1)
+    growth = (national["recent"] + 1.0) / (national["last_year_recent"] + 1.0)
+    seasonal = national["last_year_value"] * growth * rows["level"] / national["level"]
+    rows["seasonal_reference"] = seasonal / rows["level"]
+    rows["reference"] = seasonal.fillna(rows["level"]).clip(lower=MIN_REFERENCE)
+    rows = rows.drop(columns=["last_year_value", "last_year_recent", "recent"])
+    return pd.concat(
+        [rows, week_features(rows["target_week_end"] - WEEK, calendar).set_index(rows.index)],
+        axis=1,
+    )
+
+
+def feature_columns(rows: pd.DataFrame) -> list[str]:
+    return [c for c in rows.columns if c not in NOT_FEATURES]
+
+
+def check_no_lookahead(
+    long: pd.DataFrame,
+    origin: pd.Timestamp,
+    horizon: int,
+    calendar: DemandCalendar,
+    build: FeatureBuilder = forecasting_rows,
+    seed: int = 0,
+) -> None:
+    """Prove the features of origins up to `origin` depend on nothing after it.
+
+    The rows are built twice: from the history, and from the history with every count and
+    covariate after `origin` replaced by noise. Any feature that differs for an origin at or
+    before `origin` has looked into the future; the error names it.
+    """
+    rng = np.random.default_rng(seed)
+    later = long[WEEK_END] > origin
+    scrambled = long.copy()
+    for column in ["value", *EXOGENOUS]:
+        noise = rng.integers(0, 10_000, later.sum()).astype(scrambled[column].dtype)
+        scrambled.loc[later, column] = noise
+    honest = build(long, horizon, calendar)
+    tampered = build(scrambled, horizon, calendar)
+    keep = honest["origin"] <= origin
+    columns = [*feature_columns(honest), "reference"]  # the reference scales the forecast
+    left = honest.loc[keep, columns].reset_index(drop=True)
+    right = tampered.loc[tampered["origin"] <= origin, columns].reset_index(drop=True)
+    for column in columns:
+        a, b = left[column], right[column]
+        same = (a == b) | (a.isna() & b.isna())
+        if not same.all():
+            row = left[~same].index[0]
+            raise LeakageError(
+                f"feature {column!r} changes when data after the origin {origin:%Y-%m-%d} "
+                f"changes (e.g. series {left.at[row, 'series']} of {left.at[row, 'region']}, "
+                f"horizon {left.at[row, 'horizon']}): it reads the future"
+            )

@@ -1,0 +1,161 @@
+"""Settings of the demand model, loaded from configs/demand.yaml."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from training.settings import TrackedSettings
+
+# Lunar new year: travel (roaming) peaks in the two weeks before it. Public dates.
+SPRING_FESTIVAL = [
+    "2018-02-16",
+    "2019-02-05",
+    "2020-01-25",
+    "2021-02-12",
+    "2022-02-01",
+    "2023-01-22",
+    "2024-02-10",
+    "2025-01-29",
+    "2026-02-17",
+    "2027-02-06",
+    "2028-01-26",
+    "2029-02-13",
+    "2030-02-03",
+    "2031-01-23",
+    "2032-02-11",
+    "2033-01-31",
+    "2034-02-19",
+    "2035-02-08",
+]
+
+
+class DemandCalendar(BaseModel):
+    """Dates known in advance that move demand: school terms and moving holidays."""
+
+    term_starts: list[str] = Field(
+        default_factory=lambda: ["02-01", "03-01", "09-01"],
+        description="School term starts as MM-DD, every year.",
+    )
+    spring_festival: list[date] = Field(
+        default_factory=lambda: [date.fromisoformat(d) for d in SPRING_FESTIVAL],
+        description="Spring Festival dates; forecasts need one within a year of each week.",
+    )
+
+    festival_driven: list[str] = Field(
+        default_factory=lambda: ["roaming_pack"],
+        description="Series whose season follows the Spring Festival, not the solar year.",
+    )
+
+    @field_validator("term_starts")
+    @classmethod
+    def _month_days(cls, values: list[str]) -> list[str]:
+        for value in values:
+            date.fromisoformat(f"2000-{value}")  # raises on anything but a real MM-DD
+        if not values:
+            raise ValueError("at least one term start is needed")
+        return values
+
+
+class QuantileParams(BaseModel):
+    """LightGBM parameters of each quantile model (names as in `lightgbm.train`)."""
+
+    model_config = {"extra": "allow"}
+
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_data_in_leaf: int = 80
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    num_rounds: int = Field(300, ge=1, description="Upper bound; early stopping picks fewer.")
+    valid_weeks: int = Field(13, ge=1, description="Latest target weeks that pick the rounds.")
+    early_stopping_rounds: int = Field(30, ge=1)
+
+
+class Backtest(BaseModel):
+    """Rolling-origin evaluation: the latest origins whose whole horizon has been observed."""
+
+    origins: int = Field(12, ge=1)
+    step_weeks: int = Field(2, ge=1, description="Weeks between consecutive origins.")
+    min_history_weeks: int = Field(
+        26, ge=8, description="Weeks of history the first origin needs before it."
+    )
+    moving_average_weeks: int = Field(4, ge=1)
+    season_weeks: int = Field(52, ge=1)
+
+
+class DemandPromotion(BaseModel):
+    """When a challenger replaces the champion (both backtested on the same history)."""
+
+    min_wape_gain: float = Field(
+        0.002, description="Package P50 WAPE must fall by at least this much (absolute)."
+    )
+    coverage_band: tuple[float, float] = (0.7, 0.9)
+
+
+class Surges(BaseModel):
+    """When a package's forecast counts as a surge worth a seasonal campaign."""
+
+    baseline_weeks: int = Field(8, ge=1, description="Recent weeks whose mean is the baseline.")
+    min_ratio: float = Field(1.5, gt=1.0, description="P50 must reach this multiple of it ...")
+    min_extra: float = Field(5.0, ge=0.0, description="... and exceed it by this many purchases.")
+    candidates_per_surge: int = Field(200, ge=1)
+
+
+class Propensity(BaseModel):
+    """The package purchase-propensity model that ranks campaign candidates."""
+
+    window_days: int = Field(30, ge=1, description="Label: bought the package within N days.")
+    negative_share: float = Field(
+        0.2, gt=0.0, le=1.0, description="Non-buyers kept for training (reweighted)."
+    )
+    num_rounds: int = Field(200, ge=1)
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 100
+
+
+class Staffing(BaseModel):
+    """Account-manager time per region and how inbound service load eats into it."""
+
+    account_managers: int = Field(2, ge=0, description="Per region, unless overridden.")
+    per_region: dict[str, int] = Field(default_factory=dict)
+    hours_per_day: float = Field(7.5, gt=0)
+    minutes_per_callback: float = Field(20.0, gt=0)
+    minutes_per_escalation: float = Field(12.0, ge=0)
+    escalation_share: float = Field(
+        0.15, ge=0, le=1, description="Share of service contacts escalated to account managers."
+    )
+    working_days: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4], description="Weekdays worked, Monday = 0."
+    )
+    plan_for: Literal["p50", "p90"] = Field(
+        "p90", description="Which forecast of service load capacity is planned against."
+    )
+
+
+class DemandSettings(TrackedSettings):
+    """Demand forecasting, its backtest, tracking, promotion and downstream hooks."""
+
+    config_file: ClassVar[str] = "demand.yaml"
+    model_config = SettingsConfigDict(env_prefix="RETAIN_DEMAND_")
+
+    experiment: str = "demand"
+    registered_model: str = "demand"
+    feature_service: str = "demand_v1"
+    seed: int = 7
+    horizon_weeks: int = Field(8, ge=1, le=26)
+    forecast_dir: Path = Path("data/forecasts")
+    calendar: DemandCalendar = DemandCalendar()
+    params: QuantileParams = QuantileParams()
+    backtest: Backtest = Backtest()
+    promotion: DemandPromotion = DemandPromotion()
+    surges: Surges = Surges()
+    propensity: Propensity = Propensity()
+    staffing: Staffing = Staffing()
