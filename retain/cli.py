@@ -21,6 +21,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(training_cli.train_app, name="train")
 app.add_typer(training_cli.promote_app, name="promote")
+app.command("forecast")(training_cli.forecast_command)
 
 
 @app.command()
@@ -28,8 +29,9 @@ def run() -> None:
     """The main job end to end on the configured defaults.
 
     Generate and validate the lifecycle data, build the feature tables, apply the Feast
-    repository, materialize the latest values into the online store, train the churn model
-    (registered as challenger) and promote it if it beats the champion.
+    repository, materialize the latest values into the online store, train the churn and
+    demand models (registered as challengers) and promote each if it beats its champion,
+    then forecast the next 8 weeks of demand with the champion.
     """
     data = load_settings(DataSettings)
     summary = data_cli.run_generation(data)
@@ -43,6 +45,9 @@ def run() -> None:
     features_cli.run_materialize(features)
     training_cli.train_churn_command(dataset=None, training_set_path=None)
     training_cli.promote_churn_command()
+    training_cli.train_demand_command()
+    training_cli.promote_demand_command()
+    training_cli.forecast_command(weeks=8)
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

@@ -1,4 +1,4 @@
-"""`retain train churn` and `retain promote churn`."""
+"""`retain train churn|demand`, `retain promote churn|demand` and `retain forecast`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from features.training_set import churn_training_set, label_column
 from retain.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
+from training.demand.backtest import BacktestResult
+from training.demand.jobs import forecast_demand, train_demand
+from training.demand.settings import DemandSettings
+from training.demand.tracking import promote_demand
 from training.settings import TrainingSettings
 from training.tracking import connect, log_training_run, promote
 
@@ -155,3 +159,113 @@ def promote_churn_command() -> None:
     Console(width=120).print(_metrics_table("same held-out months", columns))
     verdict = "promoted to champion" if decision.promoted else "not promoted; champion stays"
     typer.echo(f"churn model version {decision.challenger}: {verdict} ({decision.reason})")
+
+
+def _backtest_table(result: BacktestResult) -> Table:
+    first, last = result.origins[0], result.origins[-1]
+    table = Table(
+        "series",
+        "method",
+        "WAPE",
+        "MASE",
+        "P10-P90 coverage",
+        title=f"rolling-origin backtest: {len(result.origins)} origins "
+        f"{first:%Y-%m-%d}..{last:%Y-%m-%d}",
+    )
+    for row in result.metrics.itertuples(index=False):
+        coverage = "" if pd.isna(row.coverage_p10_p90) else f"{row.coverage_p10_p90:.1%}"
+        table.add_row(row.scope, row.method, f"{row.wape:.4f}", f"{row.mase:.3f}", coverage)
+    return table
+
+
+def demand_verdict(result: BacktestResult, settings: DemandSettings) -> str:
+    """The acceptance line: P50 WAPE vs seasonal naive, and interval coverage."""
+    lines = []
+    for scope in ("package", "service_load"):
+        model = result.figure(scope, "model", "wape")
+        naive = result.figure(scope, "seasonal_naive", "wape")
+        average = result.figure(scope, "moving_average", "wape")
+        coverage = result.figure(scope, "model", "coverage_p10_p90")
+        lines.append(
+            f"{scope}: P50 WAPE {model:.4f}, {1 - model / naive:.1%} below seasonal naive "
+            f"({naive:.4f}) and {1 - model / average:.1%} below the moving average "
+            f"({average:.4f}); P10-P90 coverage {coverage:.1%}"
+        )
+    low, high = settings.promotion.coverage_band
+    lines.append(
+        f"(targets: package WAPE >= 20% below seasonal naive, coverage {low:.0%}-{high:.0%})"
+    )
+    return "\n".join(lines)
+
+
+@train_app.command("demand")
+def train_demand_command() -> None:
+    """Backtest and train the demand forecasters; log to MLflow; register as challenger."""
+    settings = load_settings(DemandSettings)
+    features = load_settings(FeatureSettings)
+    started = time.perf_counter()
+    with console.status("training demand") as status:
+        trained = train_demand(features, settings, lambda step: status.update(step))
+    Console(width=120).print(_backtest_table(trained.backtest))
+    if len(trained.backtest.origins) < settings.backtest.origins:
+        typer.echo(
+            f"warning: the history allows {len(trained.backtest.origins)} of the "
+            f"{settings.backtest.origins} configured backtest origins",
+            err=True,
+        )
+    typer.echo(demand_verdict(trained.backtest, settings))
+    auc = ", ".join(f"{k} {v:.3f}" for k, v in trained.model.propensity.holdout_auc.items())
+    typer.echo(f"package propensity ROC-AUC on the latest labelled month: {auc}")
+    typer.echo(
+        f"trained demand model version {trained.logged.version} (alias challenger, run "
+        f"{trained.logged.run_id}) in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@promote_app.command("demand")
+def promote_demand_command() -> None:
+    """Backtest the champion's recipe on the challenger's history; promote the better."""
+    settings = load_settings(DemandSettings)
+    with console.status("comparing challenger and champion"):
+        decision = promote_demand(settings)
+    columns = {f"challenger v{decision.challenger}": decision.challenger_metrics}
+    if decision.champion_metrics is not None and decision.champion != decision.challenger:
+        columns[f"champion v{decision.champion}"] = decision.champion_metrics
+    table = Table("metric", *columns, title="same history, same backtest origins")
+    for metric in decision.challenger_metrics:
+        table.add_row(metric, *(f"{values[metric]:.4f}" for values in columns.values()))
+    Console(width=120).print(table)
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    typer.echo(f"demand model version {decision.challenger}: {verdict} ({decision.reason})")
+
+
+def forecast_command(
+    weeks: Annotated[int, typer.Option(min=1, max=26, help="Weeks ahead to forecast.")] = 8,
+) -> None:
+    """Forecast demand with the champion; write forecast, surges, candidates and capacity."""
+    settings = load_settings(DemandSettings)
+    if weeks > settings.horizon_weeks:
+        typer.echo(
+            f"error: --weeks {weeks} exceeds the model's horizon of {settings.horizon_weeks} "
+            "weeks (horizon_weeks in configs/demand.yaml)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    features = load_settings(FeatureSettings)
+    try:
+        with console.status("forecasting") as status:
+            result = forecast_demand(features, settings, weeks, lambda step: status.update(step))
+    except LookupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    tables = result.tables
+    forecast = tables["forecast"]
+    typer.echo(
+        f"forecast {forecast['week_start'].min():%Y-%m-%d}..{forecast['week_end'].max():%Y-%m-%d} "
+        f"({weeks} weeks, {forecast['region'].nunique()} regions x "
+        f"{forecast['series'].nunique()} series) with demand model v{result.model_version}: "
+        f"{len(tables['surges'])} surging region-package weeks, "
+        f"{len(tables['campaign_candidates'])} campaign candidates, callback capacity for "
+        f"{tables['callback_capacity']['date'].nunique()} days; written to "
+        f"{result.folder.resolve()} (MLflow run {result.run_id})"
+    )

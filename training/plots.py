@@ -115,3 +115,29 @@ def shap_summary(
         xlabel="contribution to log-odds (SHAP)", title="SHAP summary (blue: low value, red: high)"
     )
     return _save(fig, path)
+
+
+def forecast_vs_actual(forecasts: pd.DataFrame, series: str, path: Path, horizon: int = 1) -> Path:
+    """Backtest of one series, a panel per region: actuals, the `horizon`-week-ahead P50
+    with its P10-P90 band, and the seasonal-naive baseline at the same horizon."""
+    part = forecasts[(forecasts["series"] == series) & (forecasts["horizon"] == horizon)]
+    regions = sorted(part["region"].unique())
+    columns = 4
+    rows = int(np.ceil(len(regions) / columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4 * columns, 2.6 * rows), sharex=True, squeeze=False
+    )
+    for ax, region in zip(axes.flat, regions, strict=False):
+        one = part[part["region"] == region].sort_values("target_week_end")
+        weeks = one["target_week_end"].dt.tz_localize(None)
+        ax.fill_between(weeks, one["p10"], one["p90"], alpha=0.25, label="P10-P90")
+        ax.plot(weeks, one["p50"], label="P50")
+        ax.plot(weeks, one["seasonal_naive"], "k:", lw=1, label="seasonal naive")
+        ax.plot(weeks, one["actual"], "o", ms=3, color="black", label="actual")
+        ax.set_title(region, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    for ax in list(axes.flat)[len(regions) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{series}: {horizon}-week-ahead backtest forecasts vs actuals")
+    return _save(fig, path)

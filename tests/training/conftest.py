@@ -20,7 +20,8 @@ from training.settings import TrainingSettings
 LABEL = "churned_within_30d"
 
 
-def _training_set(lifecycle: Path, root: Path) -> pd.DataFrame:
+def _project(lifecycle: Path, root: Path) -> FeatureSettings:
+    """Feature tables of `lifecycle` under `root`, laid out like the repository, applied."""
     (root / "features").mkdir(parents=True)
     shutil.copy(REPO / "features" / "feature_store.yaml", root / "features")
     settings = FeatureSettings.model_validate(
@@ -28,15 +29,28 @@ def _training_set(lifecycle: Path, root: Path) -> pd.DataFrame:
     )
     tables = load_tables(lifecycle)
     write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
-    store = open_store(settings)
-    apply(store)
-    return churn_training_set(store, lifecycle, horizon_days=30)
+    apply(open_store(settings))
+    return settings
+
+
+def _training_set(lifecycle: Path, root: Path) -> pd.DataFrame:
+    settings = _project(lifecycle, root)
+    return churn_training_set(open_store(settings), lifecycle, horizon_days=30)
 
 
 @pytest.fixture(scope="session")
-def demo_training_set(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def demo_project(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> FeatureSettings:
+    """The 20,000-customer demo data's feature tables, applied to a Feast registry.
+
+    Read-only for tests: the demand model reads its history and snapshots from it.
+    """
+    return _project(demo_data, tmp_path_factory.mktemp("demo_project"))
+
+
+@pytest.fixture(scope="session")
+def demo_training_set(demo_project: FeatureSettings) -> pd.DataFrame:
     """churn_v1 rows of the 20,000-customer demo data (about 290k rows)."""
-    return _training_set(demo_data, tmp_path_factory.mktemp("demo_features"))
+    return churn_training_set(open_store(demo_project), demo_project.lifecycle_dir, 30)
 
 
 @pytest.fixture(scope="session")

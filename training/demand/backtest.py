@@ -53,17 +53,22 @@ class BacktestResult:
 
 
 def backtest_origins(week_ends: pd.Series, horizon: int, settings: Backtest) -> list[pd.Timestamp]:
-    """The latest origins, `step_weeks` apart, whose H following weeks are all observed."""
+    """The latest origins, `step_weeks` apart, whose H following weeks are all observed.
+
+    A short history gets fewer origins than configured (each still with at least
+    `min_history_weeks` before it); one that allows none is an error.
+    """
     first, last = week_ends.min(), week_ends.max()
     latest = last - horizon * WEEK
-    origins = [latest - k * settings.step_weeks * WEEK for k in range(settings.origins)]
     earliest = first + (settings.min_history_weeks - 1) * WEEK
-    if origins[-1] < earliest:
+    origins = [latest - k * settings.step_weeks * WEEK for k in range(settings.origins)]
+    origins = [origin for origin in origins if origin >= earliest]
+    if not origins:
         weeks = (last - first) // WEEK + 1
         raise DemandDataError(
-            f"{weeks} weeks of history are too few for {settings.origins} origins "
-            f"{settings.step_weeks} weeks apart, a {horizon}-week horizon and "
-            f"{settings.min_history_weeks} weeks before the first origin"
+            f"{weeks} weeks of history are too few to backtest: a {horizon}-week horizon after "
+            f"at least {settings.min_history_weeks} weeks (backtest.min_history_weeks) needs "
+            f"{settings.min_history_weeks + horizon}"
         )
     return sorted(origins)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel
 
 from training.demand.dataset import (
@@ -20,6 +20,7 @@ from training.demand.dataset import (
     forecasting_rows,
     long_history,
 )
+from training.demand.propensity import PackagePropensity
 from training.demand.settings import DemandCalendar, DemandSettings, QuantileParams
 
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
@@ -164,10 +165,18 @@ def fit_forecaster(rows: pd.DataFrame, recipe: DemandRecipe) -> DemandForecaster
     return DemandForecaster(recipe, boosters, columns, categories)
 
 
-class DemandPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+@dataclass(frozen=True)
+class DemandModel:
+    """What the registered `demand` model holds: the forecaster and the campaign ranking."""
+
+    forecaster: DemandForecaster
+    propensity: PackagePropensity
+
+
+class DemandPyfunc(PythonModel):
     """MLflow wrapper: region-week history in (demand_v1 columns), forecast table out."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: DemandModel) -> None:
         self.model = model
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:

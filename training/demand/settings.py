@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -128,11 +128,11 @@ class Staffing(BaseModel):
     per_region: dict[str, int] = Field(default_factory=dict)
     hours_per_day: float = Field(7.5, gt=0)
     minutes_per_callback: float = Field(20.0, gt=0)
-    minutes_per_escalation: float = Field(12.0, ge=0)
+    minutes_per_escalation: float = Field(25.0, ge=0)
     escalation_share: float = Field(
-        0.15, ge=0, le=1, description="Share of service contacts escalated to account managers."
+        0.5, ge=0, le=1, description="Share of service contacts escalated to account managers."
     )
-    working_days: list[int] = Field(
+    working_days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4], description="Weekdays worked, Monday = 0."
     )
     plan_for: Literal["p50", "p90"] = Field(

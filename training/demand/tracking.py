@@ -1,0 +1,186 @@
+"""MLflow for the demand model: log a training run, register it, promote it, log forecasts.
+
+The same challenger/champion flow as churn. A forecaster is judged by how well its
+recipe forecasts unseen weeks, so promotion backtests the champion's recipe (its
+parameters, calendar and horizon) on the challenger's history, the same origins and the
+same weeks, and compares package P50 WAPE and P10-P90 coverage.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+
+from training import plots
+from training.demand.backtest import BacktestResult, backtest
+from training.demand.dataset import SERIES, WEEK_END
+from training.demand.model import DemandModel, DemandPyfunc
+from training.demand.settings import DemandSettings
+from training.tracking import CHALLENGER, CHAMPION, LoggedRun, connect, data_digest, git_commit
+
+HISTORY = "evaluation/history.parquet"
+HEADLINE_SCOPE = "package"
+
+
+def log_demand_run(
+    result: BacktestResult, model: DemandModel, history: pd.DataFrame, settings: DemandSettings
+) -> LoggedRun:
+    """Log the backtest, plots and model; register the model as challenger."""
+    client = connect(settings)
+    recipe = model.forecaster.recipe
+    with mlflow.start_run(run_name=f"demand {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}") as run:
+        mlflow.log_params(
+            {
+                **{f"lgbm_{k}": v for k, v in recipe.params.model_dump().items()},
+                "horizon_weeks": recipe.horizon_weeks,
+                "strategy": "direct, pooled over series and horizons",
+                "quantiles": "0.1,0.5,0.9",
+                "festival_driven": ",".join(recipe.calendar.festival_driven),
+                "term_starts": ",".join(recipe.calendar.term_starts),
+                "backtest_origins": ",".join(f"{o:%Y-%m-%d}" for o in result.origins),
+                **{f"backtest_{k}": v for k, v in settings.backtest.model_dump().items()},
+                "feature_service": settings.feature_service,
+                "series": ",".join(SERIES),
+                "regions": history["region"].nunique(),
+                "weeks": history[WEEK_END].nunique(),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_service": settings.feature_service,
+                "training_data_digest": data_digest(history),
+                "git_commit": git_commit(),
+                "training_time_range": (
+                    f"{history[WEEK_END].min():%Y-%m-%d}..{history[WEEK_END].max():%Y-%m-%d}"
+                ),
+            }
+        )
+        mlflow.log_metrics(result.flat_metrics())
+        mlflow.log_metrics(
+            {f"propensity_auc_{k}": v for k, v in model.propensity.holdout_auc.items()}
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder)
+            for series in SERIES:
+                plots.forecast_vs_actual(result.forecasts, series, out / f"backtest_{series}.png")
+            result.metrics.to_csv(out / "backtest_metrics.csv", index=False)
+            result.forecasts.to_parquet(out / "backtest_forecasts.parquet", index=False)
+            history.to_parquet(out / "history.parquet", index=False)
+            mlflow.log_artifacts(str(out), artifact_path="evaluation")
+        example = history.head(5)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=DemandPyfunc(model),
+            signature=infer_signature(example, model.forecaster.forecast(history).head(5)),
+            registered_model_name=settings.registered_model,
+            pip_requirements=None,
+        )
+        version = str(info.registered_model_version)
+    client.set_registered_model_alias(settings.registered_model, CHALLENGER, version)
+    client.set_model_version_tag(settings.registered_model, version, "run_id", run.info.run_id)
+    return LoggedRun(run.info.run_id, version)
+
+
+def load_demand_model(settings: DemandSettings, alias: str = CHAMPION) -> tuple[DemandModel, str]:
+    """The registered demand model behind `alias`, and its version."""
+    client = connect(settings)
+    name = settings.registered_model
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as error:
+        raise LookupError(
+            f"model {name!r} has no {alias!r}: run `retain train demand` and "
+            "`retain promote demand` first"
+        ) from error
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    return pyfunc.unwrap_python_model().model, str(version.version)
+
+
+@dataclass(frozen=True)
+class DemandDecision:
+    promoted: bool
+    challenger: str
+    champion: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    reason: str
+
+
+def _headline(result: BacktestResult) -> dict[str, float]:
+    return {
+        "package_wape": result.figure(HEADLINE_SCOPE, "model", "wape"),
+        "package_coverage": result.figure(HEADLINE_SCOPE, "model", "coverage_p10_p90"),
+        "service_load_wape": result.figure("service_load", "model", "wape"),
+        "package_seasonal_naive_wape": result.figure(HEADLINE_SCOPE, "seasonal_naive", "wape"),
+    }
+
+
+def promote_demand(settings: DemandSettings) -> DemandDecision:
+    """Make the challenger champion if its recipe forecasts the same weeks better."""
+    client = connect(settings)
+    name = settings.registered_model
+    aliases = client.get_registered_model(name).aliases
+    if CHALLENGER not in aliases:
+        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train demand` first")
+    challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
+    run = client.get_run(str(challenger.run_id))
+    new = {
+        "package_wape": run.data.metrics["package_model_wape"],
+        "package_coverage": run.data.metrics["package_model_coverage_p10_p90"],
+        "service_load_wape": run.data.metrics["service_load_model_wape"],
+        "package_seasonal_naive_wape": run.data.metrics["package_seasonal_naive_wape"],
+    }
+    low, high = settings.promotion.coverage_band
+    covered = low <= new["package_coverage"] <= high
+    new_version = str(challenger.version)
+    old_version = str(aliases[CHAMPION]) if CHAMPION in aliases else None
+    if old_version is None:
+        reason = "no champion yet: the first model becomes champion" + (
+            "" if covered else f" (warning: P10-P90 coverage is outside {low:.0%}-{high:.0%})"
+        )
+        decision = DemandDecision(True, new_version, None, new, None, reason)
+    elif old_version == new_version:
+        reason = "the challenger already is the champion"
+        decision = DemandDecision(False, new_version, old_version, new, new, reason)
+    else:
+        history = pd.read_parquet(
+            mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HISTORY)
+        )
+        champion, _ = load_demand_model(settings, CHAMPION)
+        old = _headline(backtest(history, champion.forecaster.recipe, settings.backtest))
+        gain = old["package_wape"] - new["package_wape"]
+        wins = covered and gain >= settings.promotion.min_wape_gain
+        reason = (
+            f"package WAPE {-gain:+.4f} (needs <= {-settings.promotion.min_wape_gain:+.4f}), "
+            f"coverage {new['package_coverage']:.1%} (needs {low:.0%}-{high:.0%})"
+        )
+        decision = DemandDecision(wins, new_version, old_version, new, old, reason)
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, new_version)
+    verdict = "promoted" if decision.promoted else "kept champion"
+    client.set_model_version_tag(name, new_version, "promotion", f"{verdict}: {decision.reason}")
+    return decision
+
+
+def log_forecast(tables: dict[str, pd.DataFrame], version: str, settings: DemandSettings) -> str:
+    """Log a forecast run (its tables as artifacts) into the demand experiment."""
+    connect(settings)
+    forecast = tables["forecast"]
+    with mlflow.start_run(run_name=f"forecast from {forecast['origin'].max():%Y-%m-%d}") as run:
+        mlflow.set_tags(
+            {"kind": "forecast", "model_version": version, "model": settings.registered_model}
+        )
+        mlflow.log_params(
+            {"weeks": int(forecast["horizon"].max()), "origin": f"{forecast['origin'].max()}"}
+        )
+        mlflow.log_metrics({f"{name}_rows": len(table) for name, table in tables.items()})
+        with tempfile.TemporaryDirectory() as folder:
+            for name, table in tables.items():
+                table.to_parquet(Path(folder) / f"{name}.parquet", index=False)
+            mlflow.log_artifacts(folder, artifact_path="forecast")
+    return run.info.run_id
