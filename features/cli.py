@@ -102,7 +102,7 @@ def training_set_command(
     if model != "churn":
         typer.echo(
             f"error: no training set for model {model!r} "
-            "(known: churn; the demand model trains on region weeks)",
+            "(known: churn; the demand model reads its region weeks itself: retain train demand)",
             err=True,
         )
         raise typer.Exit(2)

@@ -82,6 +82,10 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
         "RETAIN_DATA_MONTHS": "8",
         "RETAIN_DATA_OUT_DIR": str(tmp_path / "data" / "lifecycle"),
         "RETAIN_CONFIG_DIR": str(repo / "configs"),
+        # 8 months hold about 34 weeks: backtest two origins after 12 weeks, quickly
+        "RETAIN_DEMAND_BACKTEST__MIN_HISTORY_WEEKS": "12",
+        "RETAIN_DEMAND_BACKTEST__ORIGINS": "2",
+        "RETAIN_DEMAND_PARAMS__NUM_ROUNDS": "60",
     }
     result = subprocess.run(
         [sys.executable, "-m", "retain.cli", "run"],
@@ -96,6 +100,11 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     assert "materialized 4 feature views" in result.stdout
     assert "trained churn model version 1 (alias challenger" in result.stdout
     assert "churn model version 1: promoted to champion" in result.stdout
+    assert "trained demand model version 1 (alias challenger" in result.stdout
+    assert "package: P50 WAPE" in result.stdout and "P10-P90 coverage" in result.stdout
+    assert "demand model version 1: promoted to champion" in result.stdout
+    assert "(8 weeks, " in result.stdout and "with demand model v1" in result.stdout
+    assert (tmp_path / "data" / "forecasts" / "forecast.parquet").exists()
     assert (tmp_path / "data" / "mlflow" / "mlflow.db").exists()
     assert f"done: lifecycle data in {tmp_path / 'data' / 'lifecycle'}" in result.stdout
     assert (tmp_path / "data" / "feast" / "online.db").exists()

@@ -173,8 +173,15 @@ class DemandModel:
     propensity: PackagePropensity
 
 
+def pyfunc_input(history: pd.DataFrame) -> pd.DataFrame:
+    """A region-week history as the MLflow model takes it: MLflow's datetime type is
+    timezone-naive, so week ends go in as naive UTC."""
+    return history.assign(**{WEEK_END: history[WEEK_END].dt.tz_convert("UTC").dt.tz_localize(None)})
+
+
 class DemandPyfunc(PythonModel):
-    """MLflow wrapper: region-week history in (demand_v1 columns), forecast table out."""
+    """MLflow wrapper: region-week history in (demand_v1 columns, `pyfunc_input`), forecast
+    table out."""
 
     def __init__(self, model: DemandModel) -> None:
         self.model = model

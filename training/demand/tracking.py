@@ -19,7 +19,7 @@ from mlflow.models import infer_signature
 from training import plots
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.dataset import SERIES, WEEK_END
-from training.demand.model import DemandModel, DemandPyfunc
+from training.demand.model import DemandModel, DemandPyfunc, pyfunc_input
 from training.demand.settings import DemandSettings
 from training.tracking import CHALLENGER, CHAMPION, LoggedRun, connect, data_digest, git_commit
 
@@ -42,7 +42,7 @@ def log_demand_run(
                 "quantiles": "0.1,0.5,0.9",
                 "festival_driven": ",".join(recipe.calendar.festival_driven),
                 "term_starts": ",".join(recipe.calendar.term_starts),
-                "backtest_origins": ",".join(f"{o:%Y-%m-%d}" for o in result.origins),
+                "backtest_origin_weeks": ",".join(f"{o:%Y-%m-%d}" for o in result.origins),
                 **{f"backtest_{k}": v for k, v in settings.backtest.model_dump().items()},
                 "feature_service": settings.feature_service,
                 "series": ",".join(SERIES),
@@ -72,11 +72,12 @@ def log_demand_run(
             result.forecasts.to_parquet(out / "backtest_forecasts.parquet", index=False)
             history.to_parquet(out / "history.parquet", index=False)
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
-        example = history.head(5)
+        example = pyfunc_input(history.head(5))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=DemandPyfunc(model),
             signature=infer_signature(example, model.forecaster.forecast(history).head(5)),
+            input_example=example,
             registered_model_name=settings.registered_model,
             pip_requirements=None,
         )
