@@ -20,6 +20,7 @@ from retain.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
 from training.demand.backtest import BacktestResult
+from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
 from training.demand.settings import DemandSettings
 from training.demand.tracking import promote_demand
@@ -204,8 +205,12 @@ def train_demand_command() -> None:
     settings = load_settings(DemandSettings)
     features = load_settings(FeatureSettings)
     started = time.perf_counter()
-    with console.status("training demand") as status:
-        trained = train_demand(features, settings, lambda step: status.update(step))
+    try:
+        with console.status("training demand") as status:
+            trained = train_demand(features, settings, lambda step: status.update(step))
+    except DemandDataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     Console(width=120).print(_backtest_table(trained.backtest))
     if len(trained.backtest.origins) < settings.backtest.origins:
         typer.echo(
@@ -226,8 +231,12 @@ def train_demand_command() -> None:
 def promote_demand_command() -> None:
     """Backtest the champion's recipe on the challenger's history; promote the better."""
     settings = load_settings(DemandSettings)
-    with console.status("comparing challenger and champion"):
-        decision = promote_demand(settings)
+    try:
+        with console.status("comparing challenger and champion"):
+            decision = promote_demand(settings)
+    except LookupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     columns = {f"challenger v{decision.challenger}": decision.challenger_metrics}
     if decision.champion_metrics is not None and decision.champion != decision.challenger:
         columns[f"champion v{decision.champion}"] = decision.champion_metrics
@@ -255,7 +264,7 @@ def forecast_command(
     try:
         with console.status("forecasting") as status:
             result = forecast_demand(features, settings, weeks, lambda step: status.update(step))
-    except LookupError as error:
+    except (LookupError, DemandDataError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     tables = result.tables

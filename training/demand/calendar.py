@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from training.demand.errors import DemandDataError
 from training.demand.settings import DemandCalendar
 
 MAX_WEEKS_AWAY = 26.0  # an event further than half a year away says nothing more
@@ -34,7 +35,7 @@ def check_covers(calendar: DemandCalendar, week_starts: pd.Series) -> None:
     festivals = pd.DatetimeIndex(calendar.spring_festival)
     first, last = week_starts.min().tz_localize(None), week_starts.max().tz_localize(None)
     if festivals.min() > first or festivals.max() < last:
-        raise ValueError(
+        raise DemandDataError(
             f"calendar.spring_festival covers {festivals.min():%Y-%m-%d}.."
             f"{festivals.max():%Y-%m-%d} but the weeks run {first:%Y-%m-%d}..{last:%Y-%m-%d}: "
             "add the missing years' dates to configs/demand.yaml"

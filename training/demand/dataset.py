@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from training.demand.calendar import seasonal_lag_weeks, week_features
+from training.demand.errors import DemandDataError, LeakageError
 from training.demand.settings import DemandCalendar
 
 WEEK = pd.Timedelta(days=7)
@@ -43,14 +44,6 @@ LEVEL_WEEKS = 52  # the level a series is scaled by: its mean over up to a year
 NOT_FEATURES = ("origin", "target_week_end", "level", "reference", "target", "group")
 MIN_REFERENCE = 0.1  # a week that sold nothing last year still gets a small reference
 RECENT_WEEKS = 8  # the window compared with the same window a year earlier (growth)
-
-
-class DemandDataError(ValueError):
-    """The region-week history cannot be forecast from as it is."""
-
-
-class LeakageError(AssertionError):
-    """Something after the forecast origin reached the features or the training rows."""
 
 
 def long_history(history: pd.DataFrame) -> pd.DataFrame:
