@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 from training import plots
 from training.churn import SNAPSHOT, TrainedChurn
@@ -103,7 +104,7 @@ def log_training_run(
     """Log parameters, metrics, plots, the held-out set and the model; register it as challenger."""
     client = connect(settings)
     split = result.split
-    with mlflow.start_run(run_name=f"churn {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}") as run:
+    with mlflow.start_run(run_name=f"churn {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}"):
         mlflow.log_params(
             {
                 **{f"lgbm_{k}": v for k, v in settings.params.model_dump().items()},
@@ -149,20 +150,31 @@ def log_training_run(
             split.test.to_parquet(out / "test_set.parquet", index=False)
             mlflow.log_artifact(str(out / "test_set.parquet"), artifact_path="evaluation")
         example = split.test[result.model.schema.columns].head(5)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ChurnPyfunc(result.model),
-            signature=infer_signature(
-                example, pd.DataFrame({"churn_probability": np.zeros(len(example))})
-            ),
-            input_example=example,
-            registered_model_name=settings.registered_model,
-            pip_requirements=None,
-        )
-        version = str(info.registered_model_version)
+        output = pd.DataFrame({"churn_probability": np.zeros(len(example))})
+        return register_challenger(client, settings, ChurnPyfunc(result.model), example, output)
+
+
+def register_challenger(
+    client: MlflowClient,
+    settings: TrackedSettings,
+    python_model: PythonModel,
+    example: pd.DataFrame,
+    output: pd.DataFrame,
+) -> LoggedRun:
+    """Log the model into the active run with its signature, register it, alias challenger."""
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]  # called inside a run
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=python_model,
+        signature=infer_signature(example, output),
+        input_example=example,
+        registered_model_name=settings.registered_model,
+        pip_requirements=None,
+    )
+    version = str(info.registered_model_version)
     client.set_registered_model_alias(settings.registered_model, CHALLENGER, version)
-    client.set_model_version_tag(settings.registered_model, version, "run_id", run.info.run_id)
-    return LoggedRun(run.info.run_id, version)
+    client.set_model_version_tag(settings.registered_model, version, "run_id", run_id)
+    return LoggedRun(run_id, version)
 
 
 @dataclass(frozen=True)
@@ -218,8 +230,15 @@ def promote(settings: TrainingSettings) -> Decision:
             f"Brier {brier_increase:+.5f} (needs <= {rule.max_brier_increase:+.5f})"
         )
         decision = Decision(wins, new_version, old_version, new, old, reason)
+    return record_decision(client, name, decision)
+
+
+def record_decision(client: MlflowClient, name: str, decision: Decision) -> Decision:
+    """Move `champion` when promoted; tag the challenger with the verdict either way."""
     if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, new_version)
+        client.set_registered_model_alias(name, CHAMPION, decision.challenger)
     verdict = "promoted" if decision.promoted else "kept champion"
-    client.set_model_version_tag(name, new_version, "promotion", f"{verdict}: {decision.reason}")
+    client.set_model_version_tag(
+        name, decision.challenger, "promotion", f"{verdict}: {decision.reason}"
+    )
     return decision

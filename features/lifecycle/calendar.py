@@ -13,6 +13,14 @@ import pandas as pd
 
 from features.lifecycle.contract import CONTRACT_MONTHS
 
+# Spring Festival (lunar new year) dates, public knowledge: the simulator's travel season
+# follows them, and the demand model's calendar defaults to them.
+SPRING_FESTIVAL_DATES = (
+    "2018-02-16", "2019-02-05", "2020-01-25", "2021-02-12", "2022-02-01", "2023-01-22",
+    "2024-02-10", "2025-01-29", "2026-02-17", "2027-02-06", "2028-01-26", "2029-02-13",
+    "2030-02-03", "2031-01-23", "2032-02-11", "2033-01-31", "2034-02-19", "2035-02-08",
+)  # fmt: skip
+
 
 def add_months(days: np.ndarray, months: np.ndarray | int) -> np.ndarray:
     """Add calendar months to datetime64[D] values, clipping the day to the month's length."""

@@ -9,29 +9,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from features.lifecycle.calendar import SPRING_FESTIVAL_DATES
 from training.settings import TrackedSettings
-
-# Lunar new year: travel (roaming) peaks in the two weeks before it. Public dates.
-SPRING_FESTIVAL = [
-    "2018-02-16",
-    "2019-02-05",
-    "2020-01-25",
-    "2021-02-12",
-    "2022-02-01",
-    "2023-01-22",
-    "2024-02-10",
-    "2025-01-29",
-    "2026-02-17",
-    "2027-02-06",
-    "2028-01-26",
-    "2029-02-13",
-    "2030-02-03",
-    "2031-01-23",
-    "2032-02-11",
-    "2033-01-31",
-    "2034-02-19",
-    "2035-02-08",
-]
 
 
 class DemandCalendar(BaseModel):
@@ -42,7 +21,7 @@ class DemandCalendar(BaseModel):
         description="School term starts as MM-DD, every year.",
     )
     spring_festival: list[date] = Field(
-        default_factory=lambda: [date.fromisoformat(d) for d in SPRING_FESTIVAL],
+        default_factory=lambda: [date.fromisoformat(d) for d in SPRING_FESTIVAL_DATES],
         description="Spring Festival dates; forecasts need one within a year of each week.",
     )
 

@@ -9,19 +9,27 @@ same weeks, and compares package P50 WAPE and P10-P90 coverage.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
 
 from training import plots
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.dataset import SERIES, WEEK_END
 from training.demand.model import DemandModel, DemandPyfunc, pyfunc_input
 from training.demand.settings import DemandSettings
-from training.tracking import CHALLENGER, CHAMPION, LoggedRun, connect, data_digest, git_commit
+from training.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    LoggedRun,
+    connect,
+    data_digest,
+    git_commit,
+    record_decision,
+    register_challenger,
+)
 
 HISTORY = "evaluation/history.parquet"
 HEADLINE_SCOPE = "package"
@@ -33,7 +41,7 @@ def log_demand_run(
     """Log the backtest, plots and model; register the model as challenger."""
     client = connect(settings)
     recipe = model.forecaster.recipe
-    with mlflow.start_run(run_name=f"demand {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}") as run:
+    with mlflow.start_run(run_name=f"demand {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}"):
         mlflow.log_params(
             {
                 **{f"lgbm_{k}": v for k, v in recipe.params.model_dump().items()},
@@ -73,18 +81,8 @@ def log_demand_run(
             history.to_parquet(out / "history.parquet", index=False)
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
         example = pyfunc_input(history.head(5))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=DemandPyfunc(model),
-            signature=infer_signature(example, model.forecaster.forecast(history).head(5)),
-            input_example=example,
-            registered_model_name=settings.registered_model,
-            pip_requirements=None,
-        )
-        version = str(info.registered_model_version)
-    client.set_registered_model_alias(settings.registered_model, CHALLENGER, version)
-    client.set_model_version_tag(settings.registered_model, version, "run_id", run.info.run_id)
-    return LoggedRun(run.info.run_id, version)
+        output = model.forecaster.forecast(history).head(5)
+        return register_challenger(client, settings, DemandPyfunc(model), example, output)
 
 
 def load_demand_model(settings: DemandSettings, alias: str = CHAMPION) -> tuple[DemandModel, str]:
@@ -102,16 +100,6 @@ def load_demand_model(settings: DemandSettings, alias: str = CHAMPION) -> tuple[
     return pyfunc.unwrap_python_model().model, str(version.version)
 
 
-@dataclass(frozen=True)
-class DemandDecision:
-    promoted: bool
-    challenger: str
-    champion: str | None
-    challenger_metrics: dict[str, float]
-    champion_metrics: dict[str, float] | None
-    reason: str
-
-
 def _headline(result: BacktestResult) -> dict[str, float]:
     return {
         "package_wape": result.figure(HEADLINE_SCOPE, "model", "wape"),
@@ -121,7 +109,7 @@ def _headline(result: BacktestResult) -> dict[str, float]:
     }
 
 
-def promote_demand(settings: DemandSettings) -> DemandDecision:
+def promote_demand(settings: DemandSettings) -> Decision:
     """Make the challenger champion if its recipe forecasts the same weeks better."""
     client = connect(settings)
     name = settings.registered_model
@@ -144,10 +132,10 @@ def promote_demand(settings: DemandSettings) -> DemandDecision:
         reason = "no champion yet: the first model becomes champion" + (
             "" if covered else f" (warning: P10-P90 coverage is outside {low:.0%}-{high:.0%})"
         )
-        decision = DemandDecision(True, new_version, None, new, None, reason)
+        decision = Decision(True, new_version, None, new, None, reason)
     elif old_version == new_version:
         reason = "the challenger already is the champion"
-        decision = DemandDecision(False, new_version, old_version, new, new, reason)
+        decision = Decision(False, new_version, old_version, new, new, reason)
     else:
         history = pd.read_parquet(
             mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HISTORY)
@@ -160,12 +148,8 @@ def promote_demand(settings: DemandSettings) -> DemandDecision:
             f"package WAPE {-gain:+.4f} (needs <= {-settings.promotion.min_wape_gain:+.4f}), "
             f"coverage {new['package_coverage']:.1%} (needs {low:.0%}-{high:.0%})"
         )
-        decision = DemandDecision(wins, new_version, old_version, new, old, reason)
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, new_version)
-    verdict = "promoted" if decision.promoted else "kept champion"
-    client.set_model_version_tag(name, new_version, "promotion", f"{verdict}: {decision.reason}")
-    return decision
+        decision = Decision(wins, new_version, old_version, new, old, reason)
+    return record_decision(client, name, decision)
 
 
 def log_forecast(tables: dict[str, pd.DataFrame], version: str, settings: DemandSettings) -> str:

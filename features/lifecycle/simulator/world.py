@@ -11,6 +11,8 @@ from datetime import datetime
 
 import numpy as np
 
+from features.lifecycle.calendar import SPRING_FESTIVAL_DATES
+
 DAY = 86_400
 HOUR = 3_600
 MONTH_DAYS = 30.44
@@ -61,30 +63,8 @@ PACKAGE_PRICES = {
     "family_upgrade": 12.0,
 }
 
-# Spring Festival (lunar new year) dates: roaming and travel peak in the two weeks before.
-SPRING_FESTIVAL = np.array(
-    [
-        "2018-02-16",
-        "2019-02-05",
-        "2020-01-25",
-        "2021-02-12",
-        "2022-02-01",
-        "2023-01-22",
-        "2024-02-10",
-        "2025-01-29",
-        "2026-02-17",
-        "2027-02-06",
-        "2028-01-26",
-        "2029-02-13",
-        "2030-02-03",
-        "2031-01-23",
-        "2032-02-11",
-        "2033-01-31",
-        "2034-02-19",
-        "2035-02-08",
-    ],
-    dtype="datetime64[s]",
-).astype(np.int64)
+# Spring Festival (lunar new year): roaming and travel peak in the two weeks before.
+SPRING_FESTIVAL = np.array(SPRING_FESTIVAL_DATES, dtype="datetime64[s]").astype(np.int64)
 TERM_START_MONTHS = (2, 9)  # school terms start in February/March and September
 TYPHOON_MONTHS = (7, 8, 9, 10)
 
