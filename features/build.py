@@ -272,6 +272,32 @@ def _week_start(ts: pd.Series) -> pd.Series:
     return day - pd.to_timedelta(day.dt.weekday, unit="D")
 
 
+def weekly_outage_hours(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Outage hours per cell site and week, each outage split over the weeks it covered.
+
+    A week's figure holds only hours inside that week (an outage running on past the
+    week's end counts its later hours in the following week), and an outage still open
+    at `as_of` counts up to `as_of`: a week's row is final once the week has ended.
+    """
+    start = events["started_at"]
+    end = events["ended_at"].fillna(as_of).clip(upper=as_of)
+    first = _week_start(start)
+    spans = ((_week_start(end) - first) // (7 * DAY)).clip(lower=0).astype("int64") + 1
+    repeated = events.loc[events.index.repeat(spans), ["cell_site_id"]]
+    offset = repeated.groupby(level=0).cumcount().to_numpy()
+    week_start = first.loc[repeated.index] + pd.to_timedelta(offset * 7, unit="D")
+    inside_from = np.maximum(start.loc[repeated.index], week_start)
+    inside_to = np.minimum(end.loc[repeated.index], week_start + 7 * DAY)
+    hours = ((inside_to - inside_from) / pd.Timedelta(hours=1)).clip(lower=0.0)
+    return pd.DataFrame(
+        {
+            "cell_site_id": repeated["cell_site_id"].to_numpy(),
+            "week_start": week_start.to_numpy(),
+            "hours": hours.to_numpy(),
+        }
+    )
+
+
 def demand_weeks(history_start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DatetimeIndex:
     """Starts (Mondays) of the complete weeks between the history start and `as_of`."""
     first_week = _week_start(pd.Series([history_start - DAY])).iloc[0] + 7 * DAY
@@ -309,17 +335,9 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
         opened[opened["ticket_type"] == "network_fault"].groupby(["region", "week_start"]).size()
     )
 
-    events = tables["network_events"]
     site_region = tables["cell_sites"].set_index("cell_site_id")["region"]
-    hours = (
-        events["ended_at"].fillna(as_of).clip(upper=as_of) - events["started_at"]
-    ) / pd.Timedelta(hours=1)
-    outages = pd.DataFrame(
-        {
-            "region": events["cell_site_id"].map(site_region),
-            "week_start": _week_start(events["started_at"]),
-            "hours": hours,
-        }
+    outages = weekly_outage_hours(tables["network_events"], as_of).assign(
+        region=lambda f: f["cell_site_id"].map(site_region)
     )
 
     churned_at = customers["customer_id"].map(

@@ -11,6 +11,7 @@ from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
 from retain.settings import load_settings
 from training import cli as training_cli
+from training.demand.settings import DemandSettings
 
 app = typer.Typer(
     help="Churn prediction and proactive service engine for telecom operators.",
@@ -47,7 +48,8 @@ def run() -> None:
     training_cli.promote_churn_command()
     training_cli.train_demand_command()
     training_cli.promote_demand_command()
-    training_cli.forecast_command(weeks=8)
+    horizon = load_settings(DemandSettings).horizon_weeks
+    training_cli.forecast_command(weeks=min(8, horizon))
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

@@ -253,13 +253,6 @@ def forecast_command(
 ) -> None:
     """Forecast demand with the champion; write forecast, surges, candidates and capacity."""
     settings = load_settings(DemandSettings)
-    if weeks > settings.horizon_weeks:
-        typer.echo(
-            f"error: --weeks {weeks} exceeds the model's horizon of {settings.horizon_weeks} "
-            "weeks (horizon_weeks in configs/demand.yaml)",
-            err=True,
-        )
-        raise typer.Exit(2)
     features = load_settings(FeatureSettings)
     try:
         with console.status("forecasting") as status:

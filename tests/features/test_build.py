@@ -9,7 +9,7 @@ import pytest
 from feast.types import Bool, Float64, Int64, String
 
 from features import feature_views
-from features.build import _ticket_windows, site_outage_hours
+from features.build import _ticket_windows, site_outage_hours, weekly_outage_hours
 from tests.features.conftest import project_settings
 
 T = pd.Timestamp("2026-06-01", tz="UTC")
@@ -91,3 +91,25 @@ def test_weeks_are_whole_and_end_before_as_of(built_project: Path) -> None:
     assert weekly["week_start"].min() >= usage["month"].min()
     assert (weekly["week_start"].dt.weekday == 0).all()
     assert weekly["event_timestamp"].max() <= pd.Timestamp("2026-11-01", tz="UTC")
+
+
+def test_weekly_outage_hours_split_an_outage_over_the_weeks_it_covered() -> None:
+    """A week's outage hours are final when the week ends: none from after it."""
+    events = pd.DataFrame(
+        {
+            "cell_site_id": ["a", "b", "c"],
+            "started_at": pd.to_datetime(
+                ["2026-01-04 20:00", "2026-01-06 00:00", "2026-01-10 12:00"], utc=True
+            ),  # a Sunday evening, a Tuesday, a Saturday noon still open at as-of
+            "ended_at": pd.to_datetime(["2026-01-05 04:00", "2026-01-06 05:00", None], utc=True),
+        }
+    )
+    weekly = weekly_outage_hours(events, pd.Timestamp("2026-01-13", tz="UTC"))
+    hours = weekly.set_index(["cell_site_id", weekly["week_start"].dt.strftime("%m-%d")])["hours"]
+    assert hours.to_dict() == {
+        ("a", "12-29"): 4.0,  # Sunday 20:00 to midnight
+        ("a", "01-05"): 4.0,  # Monday 00:00 to 04:00
+        ("b", "01-05"): 5.0,
+        ("c", "01-05"): 36.0,  # Saturday noon to Monday
+        ("c", "01-12"): 24.0,  # open: counted up to as-of, not beyond
+    }

@@ -146,6 +146,8 @@ def test_quantiles_are_ordered_and_never_negative(
         model.columns,
         model.categories,
     )
+    with pytest.raises(DemandDataError, match="forecasts 1 to 8 weeks ahead, not 9"):
+        crossed.forecast(history, weeks=9)
     forecast = crossed.forecast(history)
     assert (forecast["p10"] <= forecast["p50"]).all() and (forecast["p50"] <= forecast["p90"]).all()
     assert len(forecast) == history["region"].nunique() * len(SERIES) * 8
@@ -329,6 +331,19 @@ def test_a_missing_week_or_negative_count_names_region_and_week(history: pd.Data
         long_history(negative)
     with pytest.raises(DemandDataError, match="lacks column"):
         long_history(history.drop(columns="outage_hours"))
+    twice = pd.concat([history, history.iloc[[3]]])
+    with pytest.raises(DemandDataError, match="the week ending 2024-12-02 appears twice"):
+        long_history(twice)
+    shifted = history.copy()
+    harbour = shifted["region"] == "harbour"
+    shifted.loc[harbour, WEEK_END] -= pd.Timedelta(days=1)  # Sunday week ends in one region
+    with pytest.raises(DemandDataError, match=r"region harbour: weeks end .* not on the same"):
+        long_history(shifted)
+    stale = history.copy()  # what Feast returns for a missing week: the week before's row
+    row = stale.index[(stale["region"] == "highlands")][30]
+    stale.loc[row, "week_of_year"] = stale.loc[row - 1, "week_of_year"]
+    with pytest.raises(DemandDataError, match="region highlands: no row for the week ending"):
+        long_history(stale)
 
 
 def test_a_history_too_short_to_backtest_says_how_much_is_needed(history: pd.DataFrame) -> None:

@@ -78,6 +78,12 @@ def test_train_promote_forecast(demo_project: FeatureSettings, demand: DemandSet
     aliases = client.get_registered_model(demand.registered_model).aliases
     assert str(aliases[CHAMPION]) == "1" and str(aliases[CHALLENGER]) == "2"
 
+    # a challenger with another horizon is not compared on different weeks: it is refused
+    shorter = demand.model_copy(update={"horizon_weeks": 4})
+    train_demand(demo_project, shorter)
+    decision = promote_demand(shorter)
+    assert not decision.promoted and "not comparable" in decision.reason
+
     result = forecast_demand(demo_project, demand, weeks=8)
     for name in ("forecast", "surges", "campaign_candidates", "callback_capacity"):
         assert (demand.forecast_dir / f"{name}.parquet").exists()
@@ -97,8 +103,8 @@ def test_train_promote_forecast(demo_project: FeatureSettings, demand: DemandSet
 def test_forecast_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETAIN_DEMAND_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("RETAIN_DEMAND_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    too_far = runner.invoke(app, ["forecast", "--weeks", "9"])
-    assert too_far.exit_code == 2 and "exceeds the model's horizon of 8 weeks" in too_far.output
+    too_far = runner.invoke(app, ["forecast", "--weeks", "27"])
+    assert too_far.exit_code == 2 and "--weeks" in too_far.output
     no_model = runner.invoke(app, ["forecast", "--weeks", "4"])
     assert no_model.exit_code == 1
     assert "model 'demand' has no 'champion'" in no_model.output

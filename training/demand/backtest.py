@@ -115,11 +115,21 @@ def backtest(
     recipe: DemandRecipe,
     settings: Backtest,
     build: FeatureBuilder = forecasting_rows,
+    origins: list[pd.Timestamp] | None = None,
 ) -> BacktestResult:
-    """Rolling-origin forecasts of every series, with both baselines and the measures."""
+    """Rolling-origin forecasts of every series, with both baselines and the measures.
+
+    `origins` replays another backtest's origins (promotion compares two recipes on the
+    same weeks); by default they follow from `settings`.
+    """
     long = long_history(history)
     horizon = recipe.horizon_weeks
-    origins = backtest_origins(long[WEEK_END], horizon, settings)
+    if origins is None:
+        origins = backtest_origins(long[WEEK_END], horizon, settings)
+    elif max(origins) + horizon * WEEK > long[WEEK_END].max():
+        raise DemandDataError(
+            f"origin {max(origins):%Y-%m-%d} leaves fewer than {horizon} observed weeks"
+        )
     actual = long.set_index(["region", "series", WEEK_END])["value"]
     frames = []
     for origin in origins:
@@ -150,9 +160,10 @@ def backtest_metrics(forecasts: pd.DataFrame, scale_history: pd.DataFrame) -> pd
     scales = scale_history.groupby(["region", "series"])["value"].apply(
         lambda v: float(np.abs(np.diff(v.to_numpy())).mean()) if len(v) > 1 else np.nan
     )
-    scopes = [("group", g) for g in sorted(forecasts["group"].unique())] + [
-        ("series", s) for s in sorted(forecasts["series"].unique())
-    ]
+    groups = sorted(forecasts["group"].unique())
+    scopes = [("group", g) for g in groups] + [
+        ("series", s) for s in sorted(forecasts["series"].unique()) if s not in groups
+    ]  # a series that is a group of its own (service load) is listed once
     records = []
     for kind, scope in scopes:
         part = forecasts[forecasts[kind] == scope]

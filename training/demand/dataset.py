@@ -9,10 +9,11 @@ pooled model per quantile learns every series and horizon at once, so a region w
 short history borrows strength from the others and no error compounds across steps as
 it would with a recursive forecast.
 
-Counts are divided by the series' recent level (mean of the last 8 weeks, plus one), so a
-region with three times the customers shares the same patterns; forecasts are scaled
-back. Because the level is known at the origin and positive, a quantile of the scaled
-count times the level is the same quantile of the count.
+Recent features are divided by the series' level (its mean over up to a year, plus one),
+so a region with three times the customers shares the same patterns. The models forecast
+the log-ratio of the count to a seasonal reference (see `forecasting_rows`), which is
+known at the origin, so a quantile of the ratio maps back to the same quantile of the
+count.
 """
 
 from __future__ import annotations
@@ -58,11 +59,32 @@ def long_history(history: pd.DataFrame) -> pd.DataFrame:
     frame = history.sort_values(["region", WEEK_END], ignore_index=True)
     last = frame[WEEK_END].max()
     for region, weeks in frame.groupby("region")[WEEK_END]:
-        expected = pd.date_range(weeks.min(), last, freq="7D")
-        if len(weeks) != len(expected) or not (weeks.to_numpy() == expected.to_numpy()).all():
-            gaps = expected.difference(pd.DatetimeIndex(weeks))
-            what = f"missing week ending {gaps[0]:%Y-%m-%d}" if len(gaps) else "duplicate weeks"
-            raise DemandDataError(f"region {region}: {what} (weeks must be complete and unique)")
+        repeated = weeks[weeks.duplicated()]
+        if len(repeated):
+            raise DemandDataError(
+                f"region {region}: the week ending {repeated.iloc[0]:%Y-%m-%d} appears twice"
+            )
+        if (last - weeks.min()) % WEEK or weeks.max() != last:
+            raise DemandDataError(
+                f"region {region}: weeks end {weeks.max():%Y-%m-%d %H:%M}, not on the same "
+                f"weekly grid as the latest week ({last:%Y-%m-%d %H:%M})"
+            )
+        gaps = pd.date_range(weeks.min(), last, freq="7D").difference(pd.DatetimeIndex(weeks))
+        if len(gaps):
+            raise DemandDataError(
+                f"region {region}: missing week ending {gaps[0]:%Y-%m-%d} (weeks must be complete)"
+            )
+    if "week_of_year" in frame:
+        # Feast fills a missing row with the one before it (within the view's TTL): the
+        # week number then belongs to another week
+        expected_week = (frame[WEEK_END] - WEEK).dt.isocalendar().week.astype("int64")
+        stale = frame["week_of_year"].ne(expected_week)
+        if stale.any():
+            row = frame[stale].iloc[0]
+            raise DemandDataError(
+                f"region {row['region']}: no row for the week ending {row[WEEK_END]:%Y-%m-%d} "
+                f"(the row found is of week {row['week_of_year']}, an earlier week's)"
+            )
     for column in [*SERIES.values(), *EXOGENOUS]:
         bad = frame[column].isna() | (frame[column] < 0)
         if bad.any():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +13,7 @@ from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import demand_history
+from retain.publish import publish_folder
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.campaigns import campaign_candidates, find_surges
 from training.demand.capacity import callback_capacity
@@ -77,18 +75,14 @@ class Forecast:
 
 
 def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
-    """Write every table as parquet and CSV, replacing the folder's content atomically."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    for name, table in tables.items():
-        table.to_parquet(staging / f"{name}.parquet", index=False)
-        table.to_csv(staging / f"{name}.csv", index=False)
-    retired = folder.with_name(f".{folder.name}-old")
-    if folder.exists():
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(folder, retired)
-    os.replace(staging, folder)
-    shutil.rmtree(retired, ignore_errors=True)
+    """Write every table as parquet and CSV; the folder is replaced atomically."""
+
+    def write(staging: Path) -> None:
+        for name, table in tables.items():
+            table.to_parquet(staging / f"{name}.parquet", index=False)
+            table.to_csv(staging / f"{name}.csv", index=False)
+
+    publish_folder(folder, write)
 
 
 def forecast_demand(

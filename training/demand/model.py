@@ -20,6 +20,7 @@ from training.demand.dataset import (
     forecasting_rows,
     long_history,
 )
+from training.demand.errors import DemandDataError
 from training.demand.propensity import PackagePropensity
 from training.demand.settings import DemandCalendar, DemandSettings, QuantileParams
 
@@ -76,7 +77,7 @@ class DemandForecaster:
         """The next `weeks` weeks of every series from the last week of `history`."""
         weeks = weeks or self.recipe.horizon_weeks
         if not 1 <= weeks <= self.recipe.horizon_weeks:
-            raise ValueError(
+            raise DemandDataError(
                 f"this model forecasts 1 to {self.recipe.horizon_weeks} weeks ahead, not {weeks}"
             )
         rows = forecasting_rows(long_history(history), weeks, self.recipe.calendar)

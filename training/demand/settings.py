@@ -66,7 +66,7 @@ class Backtest(BaseModel):
         26, ge=8, description="Weeks of history the first origin needs before it."
     )
     moving_average_weeks: int = Field(4, ge=1)
-    season_weeks: int = Field(52, ge=1)
+    season_weeks: int = Field(52, ge=1, description="The seasonal-naive baseline's season.")
 
 
 class DemandPromotion(BaseModel):

@@ -141,7 +141,20 @@ def promote_demand(settings: DemandSettings) -> Decision:
             mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HISTORY)
         )
         champion, _ = load_demand_model(settings, CHAMPION)
-        old = _headline(backtest(history, champion.forecaster.recipe, settings.backtest))
+        recipe = champion.forecaster.recipe
+        horizon = int(run.data.params["horizon_weeks"])
+        if recipe.horizon_weeks != horizon:
+            reason = (
+                f"not comparable: the champion forecasts {recipe.horizon_weeks} weeks ahead, "
+                f"the challenger {horizon}; promote by hand if the new horizon is wanted"
+            )
+            decision = Decision(False, new_version, old_version, new, None, reason)
+            return record_decision(client, name, decision)
+        origins = [
+            pd.Timestamp(day, tz="UTC")
+            for day in run.data.params["backtest_origin_weeks"].split(",")
+        ]  # the challenger's own origins, whatever the settings say today
+        old = _headline(backtest(history, recipe, settings.backtest, origins=origins))
         gain = old["package_wape"] - new["package_wape"]
         wins = covered and gain >= settings.promotion.min_wape_gain
         reason = (
