@@ -10,6 +10,7 @@ from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
 from retain.settings import load_settings
+from serving import cli as serving_cli
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
 
@@ -23,6 +24,7 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(training_cli.train_app, name="train")
 app.add_typer(training_cli.promote_app, name="promote")
 app.command("forecast")(training_cli.forecast_command)
+app.command("serve")(serving_cli.serve_command)
 
 
 @app.command()

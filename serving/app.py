@@ -1,0 +1,246 @@
+"""The scoring API (FastAPI).
+
+Versioned routes under /v1, API keys with roles, one error shape for every failure:
+`{"error": {"code": ..., "message": ..., "fields": [...]}}` with a stable `code`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from serving.auth import ApiKeys
+from serving.scoring import CustomerScore, ModelLoadError, Scorer
+from serving.settings import ServingSettings
+
+log = logging.getLogger("retain.serving")
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status_code=status, detail=message)
+        self.code = code
+
+
+class RequestContext(BaseModel):
+    channel: Literal["call_centre", "retail", "app", "web", "crm_batch"] | None = None
+    timestamp: datetime | None = Field(
+        None, description="When to score (timezone-aware); default: now."
+    )
+
+
+class ScoreRequest(BaseModel):
+    customer_ids: list[CustomerId] = Field(min_length=1, description="1 to 1,000 customer ids.")
+    context: RequestContext = RequestContext()
+
+
+class ReasonOut(BaseModel):
+    feature: str
+    text: str
+    value: Any
+    contribution: float
+
+
+class ScoreOut(BaseModel):
+    customer_id: str
+    churn_probability: float
+    risk_band: Literal["high", "medium", "low"]
+    reasons: list[ReasonOut]
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+
+
+class ItemErrorOut(BaseModel):
+    customer_id: str
+    error: ItemError
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    feature_service: str
+    loaded_at: datetime
+
+
+class ScoreResponse(BaseModel):
+    model: ModelOut
+    scored_at: datetime
+    results: list[ScoreOut | ItemErrorOut]
+
+
+@dataclass
+class ServingState:
+    """What the app serves; `scorer` is None until a model loads (see /readyz)."""
+
+    keys: ApiKeys
+    scorer: Scorer | None
+    load_error: str | None = None
+
+
+def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]) -> FastAPI:
+    """The API; `load_state` runs at start-up (keys, champion model, feature store)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        app.state.serving = load_state()
+        yield
+
+    app = FastAPI(
+        title="retain scoring API",
+        version="1",
+        description="Churn risk, reasons and proactive actions for CRM systems.",
+        lifespan=lifespan,
+    )
+
+    def state(request: Request) -> ServingState:
+        return request.app.state.serving  # type: ignore[no-any-return]
+
+    def require(role: str) -> Callable[..., frozenset[str]]:
+        def check(request: Request) -> frozenset[str]:
+            presented = request.headers.get("x-api-key")
+            bearer = request.headers.get("authorization", "")
+            if not presented and bearer.lower().startswith("bearer "):
+                presented = bearer[7:].strip()
+            roles = state(request).keys.roles(presented)
+            if roles is None:
+                raise ApiError(401, "unauthenticated", "a valid X-API-Key header is required")
+            if role not in roles and "admin" not in roles:
+                raise ApiError(403, "forbidden", f"this key lacks the {role!r} role")
+            return roles
+
+        return check
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status_code, error.code, str(error.detail))  # type: ignore[no-any-return]
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail))  # type: ignore[no-any-return]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return _error(422, "invalid_request", message, fields)  # type: ignore[no-any-return]
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz(request: Request) -> JSONResponse:
+        """Ready when a model and the feature store are loaded."""
+        current = state(request)
+        if current.scorer is None:
+            return _error(503, "not_ready", current.load_error or "no model loaded")  # type: ignore[no-any-return]
+        loaded = current.scorer.loaded
+        return JSONResponse({"status": "ready", "model": f"{loaded.name} v{loaded.version}"})
+
+    def _scorer(request: Request) -> Scorer:
+        scorer = state(request).scorer
+        if scorer is None:
+            raise ApiError(503, "model_unavailable", state(request).load_error or "no model")
+        return scorer
+
+    def _model_out(scorer: Scorer) -> ModelOut:
+        loaded = scorer.loaded
+        return ModelOut(
+            name=loaded.name,
+            version=loaded.version,
+            run_id=loaded.run_id,
+            feature_service=loaded.feature_service,
+            loaded_at=loaded.loaded_at.to_pydatetime(),
+        )
+
+    @app.get(
+        "/v1/model", response_model=ModelOut, tags=["model"], dependencies=[Depends(require("crm"))]
+    )
+    def model(request: Request) -> ModelOut:
+        """The champion being served: version, run and FeatureService."""
+        return _model_out(_scorer(request))
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        tags=["scoring"],
+        dependencies=[Depends(require("crm"))],
+    )
+    def score(request: Request, body: ScoreRequest) -> ScoreResponse:
+        """Risk, band and top reasons per customer, from live features. Sends nothing."""
+        if len(body.customer_ids) > settings.max_customers:
+            raise ApiError(
+                413,
+                "too_many_customers",
+                f"{len(body.customer_ids)} customer ids; at most {settings.max_customers} "
+                "per request",
+            )
+        at = pd.Timestamp(body.context.timestamp or pd.Timestamp.now(tz="UTC"))
+        if at.tzinfo is None:
+            raise ApiError(422, "invalid_request", "context.timestamp: needs a timezone")
+        scorer = _scorer(request)
+        results: list[ScoreOut | ItemErrorOut] = []
+        for item in scorer.score(body.customer_ids, at.tz_convert("UTC")):
+            if isinstance(item, CustomerScore):
+                results.append(
+                    ScoreOut(
+                        customer_id=item.customer_id,
+                        churn_probability=round(item.churn_probability, 6),
+                        risk_band=item.risk_band,  # type: ignore[arg-type]
+                        reasons=[ReasonOut(**vars(r)) for r in item.reasons],
+                    )
+                )
+            else:
+                results.append(
+                    ItemErrorOut(
+                        customer_id=item.customer_id,
+                        error=ItemError(
+                            code="unknown_customer",
+                            message="no features for this customer in the online store",
+                        ),
+                    )
+                )
+        return ScoreResponse(
+            model=_model_out(scorer), scored_at=at.to_pydatetime(), results=results
+        )
+
+    return app
+
+
+def load_serving_state(
+    settings: ServingSettings, open_scorer: Callable[[], Scorer], keys: ApiKeys
+) -> ServingState:
+    """Keys are required; a model that fails to load leaves the API up but not ready."""
+    try:
+        return ServingState(keys, open_scorer())
+    except ModelLoadError as error:
+        log.error("model not loaded: %s", error)
+        return ServingState(keys, None, str(error))

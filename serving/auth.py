@@ -1,0 +1,82 @@
+"""API keys with roles.
+
+Keys come from the environment (`RETAIN_API_KEYS="key1:crm,key2:ops+admin"`) or a secrets
+file (YAML `keys: [{key: ..., roles: [crm]}]`). Only SHA-256 digests are kept in memory
+and compared in constant time. A placeholder key ("changeme", "dev", ...) or a key
+shorter than 16 characters stops the server at start unless it runs in dev mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import yaml
+
+Role = Literal["crm", "marketing", "ops", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+KEYS_ENV = "RETAIN_API_KEYS"
+PLACEHOLDERS = {"changeme", "change-me", "dev", "test", "secret", "password", "apikey", "key"}
+MIN_KEY_LENGTH = 16
+
+
+class KeyConfigError(ValueError):
+    """The API keys cannot be used as configured."""
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    by_digest: Mapping[bytes, frozenset[str]]
+
+    def roles(self, presented: str | None) -> frozenset[str] | None:
+        """The roles of a presented key, or None when it is not a known key."""
+        if not presented:
+            return None
+        digest = _digest(presented)
+        for known, roles in self.by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return roles
+        return None
+
+
+def parse_keys(entries: list[tuple[str, list[str]]], dev_mode: bool) -> ApiKeys:
+    """Check every key and role; refuse weak keys outside dev mode."""
+    if not entries:
+        raise KeyConfigError(f"no API keys: set {KEYS_ENV}='key:role,...' or serving.api_keys_file")
+    keys: dict[bytes, frozenset[str]] = {}
+    for index, (key, roles) in enumerate(entries, start=1):
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown or not roles:
+            raise KeyConfigError(
+                f"API key #{index}: roles {unknown or roles} are not among {', '.join(ROLES)}"
+            )
+        weak = key.lower() in PLACEHOLDERS or len(key) < MIN_KEY_LENGTH
+        if weak and not dev_mode:
+            raise KeyConfigError(
+                f"API key #{index} is a placeholder or shorter than {MIN_KEY_LENGTH} characters: "
+                "refusing to start (use serving.dev_mode only on a development machine)"
+            )
+        keys[_digest(key)] = frozenset(roles)
+    return ApiKeys(keys)
+
+
+def load_keys(keys_file: Path | None, dev_mode: bool) -> ApiKeys:
+    """Keys from the secrets file and the environment together."""
+    entries: list[tuple[str, list[str]]] = []
+    if keys_file is not None:
+        document = yaml.safe_load(Path(keys_file).read_text()) or {}
+        for item in document.get("keys", []):
+            entries.append((str(item["key"]), [str(r) for r in item.get("roles", [])]))
+    for item in filter(None, os.environ.get(KEYS_ENV, "").split(",")):
+        key, _, roles = item.strip().partition(":")
+        entries.append((key, [r for r in roles.split("+") if r]))
+    return parse_keys(entries, dev_mode)

@@ -1,0 +1,30 @@
+"""The app as uvicorn starts it (`retain serve`): settings from configs/ and the environment."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from features.settings import FeatureSettings
+from features.store import open_store
+from retain.settings import load_settings
+from serving.app import ServingState, create_app, load_serving_state
+from serving.auth import load_keys
+from serving.scoring import Scorer, load_champion
+from serving.settings import ServingSettings
+from training.settings import TrainingSettings
+
+
+def build_app() -> FastAPI:
+    """An app factory for uvicorn: keys are checked now, so a bad key stops the start."""
+    settings = load_settings(ServingSettings)
+    keys = load_keys(settings.api_keys_file, settings.dev_mode)
+    features = load_settings(FeatureSettings)
+    tracking = load_settings(TrainingSettings)
+
+    def open_scorer() -> Scorer:
+        return Scorer(load_champion(settings, tracking), open_store(features), settings)
+
+    def load_state() -> ServingState:
+        return load_serving_state(settings, open_scorer, keys)
+
+    return create_app(settings, load_state)

@@ -1,0 +1,185 @@
+"""The scoring API over real HTTP: scores, reasons, errors, auth, readiness."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from features.store import open_store
+from retain.cli import app as cli
+from serving.app import create_app
+from serving.auth import KeyConfigError, parse_keys
+from serving.scoring import ModelLoadError, Scorer, load_champion
+from tests.serving.conftest import KEYS, Served, not_ready_state, open_scorer, running
+
+CRM = {"X-API-Key": KEYS["crm"]}
+
+
+def _known_ids(served: Served, count: int) -> list[str]:
+    profile = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet")
+    activity = pd.read_parquet(
+        served.features.tables_dir / "customer_activity.parquet",
+        columns=["customer_id", "event_timestamp"],
+    )
+    latest = activity[activity["event_timestamp"] == activity["event_timestamp"].max()]
+    return sorted(set(profile["customer_id"]) & set(latest["customer_id"]))[:count]
+
+
+def test_health_readiness_and_model(api: str, served: Served) -> None:
+    assert requests.get(f"{api}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{api}/readyz", timeout=10)
+    assert ready.status_code == 200 and ready.json()["model"] == "churn v1"
+    model = requests.get(f"{api}/v1/model", headers=CRM, timeout=10).json()
+    assert model["name"] == "churn" and model["version"] == "1"
+    assert model["feature_service"] == "churn_v1" and len(model["run_id"]) == 32
+    assert requests.get(f"{api}/openapi.json", timeout=10).json()["info"]["version"] == "1"
+
+
+def test_score_returns_calibrated_risk_band_and_reasons(api: str, served: Served) -> None:
+    ids = _known_ids(served, 20)
+    at = "2026-11-02T09:00:00+00:00"
+    response = requests.post(
+        f"{api}/v1/score",
+        json={"customer_ids": ids, "context": {"channel": "call_centre", "timestamp": at}},
+        headers=CRM,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["customer_id"] for r in body["results"]] == ids
+    # the same features, read online and scored by the champion directly
+    scorer = open_scorer(served)
+    frame = scorer.online_features(ids, pd.Timestamp(at))
+    expected = scorer.loaded.model.predict_proba(frame)
+    got = np.array([r["churn_probability"] for r in body["results"]])
+    assert np.allclose(got, expected, atol=1e-6)
+    bands = served.settings.risk_bands
+    for result, row in zip(body["results"], frame.itertuples(index=False), strict=True):
+        assert result["risk_band"] == bands.band(result["churn_probability"])
+        reasons = result["reasons"]
+        assert 1 <= len(reasons) <= served.settings.top_reasons
+        contributions = [r["contribution"] for r in reasons]
+        assert contributions == sorted(contributions, reverse=True) and min(contributions) > 0
+        for reason in reasons:
+            assert (
+                reason["text"] and reason["value"] == pytest.approx(getattr(row, reason["feature"]))
+            ) or reason["value"] == getattr(row, reason["feature"])
+
+
+def test_an_unknown_customer_is_an_item_error_not_a_failed_request(
+    api: str, served: Served
+) -> None:
+    known = _known_ids(served, 1)[0]
+    response = requests.post(
+        f"{api}/v1/score", json={"customer_ids": [known, "C99999999"]}, headers=CRM, timeout=30
+    )
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["customer_id"] == known and 0 <= first["churn_probability"] <= 1
+    assert second == {
+        "customer_id": "C99999999",
+        "error": {
+            "code": "unknown_customer",
+            "message": "no features for this customer in the online store",
+        },
+    }
+
+
+def test_more_than_1000_ids_is_413(api: str) -> None:
+    ids = [f"C{i:08d}" for i in range(1001)]
+    response = requests.post(f"{api}/v1/score", json={"customer_ids": ids}, headers=CRM, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_many_customers"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "body.customer_ids"),
+        ({"customer_ids": []}, "body.customer_ids"),
+        ({"customer_ids": ["ok", "no spaces"]}, "body.customer_ids.1"),
+        ({"customer_ids": ["C1"], "context": {"channel": "fax"}}, "body.context.channel"),
+        ({"customer_ids": ["C1"], "context": {"timestamp": "yesterday"}}, "body.context.timestamp"),
+    ],
+)
+def test_a_malformed_payload_is_422_naming_the_field(
+    api: str, payload: dict[str, object], field: str
+) -> None:
+    response = requests.post(f"{api}/v1/score", json=payload, headers=CRM, timeout=10)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in [f["field"] for f in error["fields"]] and field in error["message"]
+
+
+def test_a_naive_timestamp_is_refused(api: str) -> None:
+    response = requests.post(
+        f"{api}/v1/score",
+        json={"customer_ids": ["C1"], "context": {"timestamp": "2026-11-02T09:00:00"}},
+        headers=CRM,
+        timeout=10,
+    )
+    assert response.status_code == 422 and "timezone" in response.json()["error"]["message"]
+
+
+def test_keys_and_roles(api: str) -> None:
+    payload = {"customer_ids": ["C00000001"]}
+    missing = requests.post(f"{api}/v1/score", json=payload, timeout=10)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthenticated"
+    wrong = requests.post(
+        f"{api}/v1/score", json=payload, headers={"X-API-Key": "x" * 20}, timeout=10
+    )
+    assert wrong.status_code == 401
+    ops = requests.post(
+        f"{api}/v1/score", json=payload, headers={"X-API-Key": KEYS["ops"]}, timeout=10
+    )
+    assert ops.status_code == 403 and ops.json()["error"]["code"] == "forbidden"
+    admin = requests.post(
+        f"{api}/v1/score",
+        json=payload,
+        headers={"Authorization": f"Bearer {KEYS['admin']}"},
+        timeout=10,
+    )
+    assert admin.status_code == 200
+
+
+def test_placeholder_or_short_keys_stop_the_server_outside_dev_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(KeyConfigError, match="placeholder or shorter than 16"):
+        parse_keys([("changeme", ["crm"])], dev_mode=False)
+    with pytest.raises(KeyConfigError, match="roles"):
+        parse_keys([("a-long-enough-key-123", ["sales"])], dev_mode=False)
+    assert parse_keys([("changeme", ["crm"])], dev_mode=True).roles("changeme") == {"crm"}
+    monkeypatch.setenv("RETAIN_API_KEYS", "changeme:crm")
+    result = CliRunner().invoke(cli, ["serve", "--port", "1"])
+    assert result.exit_code == 2 and "refusing to start" in result.output
+
+
+def test_without_a_loadable_model_the_api_is_up_but_not_ready(served: Served) -> None:
+    app = create_app(
+        served.settings, lambda: not_ready_state(served.keys, "model churn@champion: not found")
+    )
+    with running(app) as url:
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        ready = requests.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 503 and "not found" in ready.json()["error"]["message"]
+        score = requests.post(
+            f"{url}/v1/score", json={"customer_ids": ["C1"]}, headers=CRM, timeout=10
+        )
+        assert score.status_code == 503 and score.json()["error"]["code"] == "model_unavailable"
+
+
+def test_a_model_whose_features_are_not_served_is_refused_at_load(served: Served) -> None:
+    loaded = load_champion(served.settings, served.tracking)
+    schema = dataclasses.replace(
+        loaded.model.schema, numeric=[*loaded.model.schema.numeric, "shoe_size"]
+    )
+    odd = dataclasses.replace(loaded, model=dataclasses.replace(loaded.model, schema=schema))
+    with pytest.raises(ModelLoadError, match="shoe_size"):
+        Scorer(odd, open_store(served.features), served.settings)
