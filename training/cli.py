@@ -269,5 +269,5 @@ def forecast_command(
         f"{len(tables['surges'])} surging region-package weeks, "
         f"{len(tables['campaign_candidates'])} campaign candidates, callback capacity for "
         f"{tables['callback_capacity']['date'].nunique()} days; written to "
-        f"{result.folder.resolve()} (MLflow run {result.run_id})"
+        f"{result.folder.absolute()} (MLflow run {result.run_id})"
     )
