@@ -80,6 +80,11 @@ def customer_profile(customers: pd.DataFrame) -> pd.DataFrame:
             "paperless_billing": customers["paperless_billing"],
             "large_print": customers["large_print"],
             "has_account_manager": customers["account_manager_id"].notna(),
+            # contact permissions: read by the action engine, never by a model
+            "consent_sms": customers["consent_sms"],
+            "consent_app_push": customers["consent_app_push"],
+            "consent_email": customers["consent_email"],
+            "consent_phone": customers["consent_phone"],
         }
     )
 

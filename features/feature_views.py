@@ -45,6 +45,28 @@ customer_profile = FeatureView(
     description="Who the customer is and what they signed.",
 )
 
+customer_contact = FeatureView(
+    name="customer_contact",
+    entities=[customer],
+    ttl=timedelta(0),
+    schema=[
+        *_fields(String, "segment", "region", "cell_site_id", "contract_type"),
+        *_fields(Float64, "monthly_fee"),
+        *_fields(
+            Bool,
+            "has_account_manager",
+            "consent_sms",
+            "consent_app_push",
+            "consent_email",
+            "consent_phone",
+        ),
+    ],
+    source=customer_profile_source,
+    online=True,
+    description="What the action engine needs to contact a customer: consent per channel, "
+    "segment and value, home cell. Not a model input.",
+)
+
 customer_activity = FeatureView(
     name="customer_activity",
     entities=[customer],

@@ -46,6 +46,7 @@ def definitions() -> list[Any]:
         data_sources.region_weekly_demand_source,
         data_sources.request_time,
         feature_views.customer_profile,
+        feature_views.customer_contact,
         feature_views.customer_activity,
         feature_views.customer_request_time,
         feature_views.cell_site_quality,

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from serving.auth import ApiKeys
+from serving.contact import check
+from serving.policy import propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
 from serving.settings import ServingSettings
 
@@ -53,11 +55,35 @@ class ReasonOut(BaseModel):
     contribution: float
 
 
+class SuppressionOut(BaseModel):
+    code: str
+    message: str
+    channel: str | None = None
+
+
+class VerdictOut(BaseModel):
+    allowed: bool
+    channel: str | None
+    send_after: datetime | None
+    suppressions: list[SuppressionOut]
+
+
+class ActionOut(BaseModel):
+    action_type: str
+    expected_value: float
+    reason: str
+    details: dict[str, Any]
+    priority: float
+    due_at: datetime | None
+    verdict: VerdictOut
+
+
 class ScoreOut(BaseModel):
     customer_id: str
     churn_probability: float
     risk_band: Literal["high", "medium", "low"]
     reasons: list[ReasonOut]
+    actions: list[ActionOut]
 
 
 class ItemError(BaseModel):
@@ -208,6 +234,7 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
             raise ApiError(422, "invalid_request", "context.timestamp: needs a timezone")
         scorer = _scorer(request)
         results: list[ScoreOut | ItemErrorOut] = []
+        now = at.tz_convert("UTC").to_pydatetime()
         for item in scorer.score(body.customer_ids, at.tz_convert("UTC")):
             if isinstance(item, CustomerScore):
                 results.append(
@@ -216,6 +243,7 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
                         churn_probability=round(item.churn_probability, 6),
                         risk_band=item.risk_band,  # type: ignore[arg-type]
                         reasons=[ReasonOut(**vars(r)) for r in item.reasons],
+                        actions=_actions(item, settings, now),
                     )
                 )
             else:
@@ -233,6 +261,30 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
         )
 
     return app
+
+
+def _actions(item: CustomerScore, settings: ServingSettings, now: datetime) -> list[ActionOut]:
+    """Proposals for the customer, each with the contact policy's verdict (nothing sent)."""
+    out = []
+    for proposal in propose(item, item.contact, settings.actions, now):
+        verdict = check(proposal, item.contact, [], settings.contact, now)
+        out.append(
+            ActionOut(
+                action_type=proposal.action_type,
+                expected_value=proposal.expected_value,
+                reason=proposal.reason,
+                details=proposal.details,
+                priority=proposal.priority,
+                due_at=proposal.due_at,
+                verdict=VerdictOut(
+                    allowed=verdict.allowed,
+                    channel=verdict.channel,
+                    send_after=verdict.send_after,
+                    suppressions=[SuppressionOut(**vars(x)) for x in verdict.suppressions],
+                ),
+            )
+        )
+    return out
 
 
 def load_serving_state(

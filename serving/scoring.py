@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from features.request_time import REQUEST_TIME_FIELD
 from features.training_set import service_features
 from serving.reasons import Reason, top_reasons
-from serving.settings import ServingSettings
+from serving.settings import Channel, ServingSettings
 from training.model import ChurnModel
 from training.settings import TrainingSettings
 from training.tracking import connect
@@ -57,12 +57,52 @@ def load_champion(serving: ServingSettings, tracking: TrainingSettings) -> Loade
     return LoadedModel(model, serving.model_name, str(version.version), run.info.run_id, service)
 
 
+CONTACT_VIEW = "customer_contact"
+CHANNEL_CONSENT: dict[Channel, str] = {
+    "sms": "consent_sms",
+    "app_push": "consent_app_push",
+    "email": "consent_email",
+    "phone": "consent_phone",
+}
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What the action engine knows about reaching a customer (the customer_contact view)."""
+
+    customer_id: str
+    segment: str
+    region: str
+    cell_site_id: str
+    contract_type: str
+    monthly_fee: float
+    has_account_manager: bool
+    consent: dict[Channel, bool]
+
+    @classmethod
+    def from_row(cls, row: pd.Series) -> Contact:
+        return cls(
+            customer_id=str(row["customer_id"]),
+            segment=str(row["segment"]),
+            region=str(row["region"]),
+            cell_site_id=str(row["cell_site_id"]),
+            contract_type=str(row["contract_type"]),
+            monthly_fee=float(row["monthly_fee"]),
+            has_account_manager=bool(row["has_account_manager"]),
+            consent={
+                channel: bool(row[column]) if pd.notna(row[column]) else False
+                for channel, column in CHANNEL_CONSENT.items()
+            },
+        )
+
+
 @dataclass(frozen=True)
 class CustomerScore:
     customer_id: str
     churn_probability: float
     risk_band: str
     reasons: list[Reason]
+    contact: Contact
 
 
 @dataclass(frozen=True)
@@ -88,11 +128,22 @@ class Scorer:
         # a customer is known when the profile view (the service's first) has a row
         profile = self.service.feature_view_projections[0]
         self.presence = [f.name for f in profile.features]
+        # the model's features and the contact profile, read in one online lookup
+        contact = store.get_feature_view(CONTACT_VIEW)
+        model_refs = [
+            f"{projection.name_to_use()}:{f.name}"
+            for projection in self.service.feature_view_projections
+            for f in projection.features
+        ]
+        offered_names = {ref.split(":")[1] for ref in model_refs}
+        self.refs = model_refs + [
+            f"{CONTACT_VIEW}:{f.name}" for f in contact.features if f.name not in offered_names
+        ]
 
     def online_features(self, customer_ids: Sequence[str], at: pd.Timestamp) -> pd.DataFrame:
         at_s = int(at.timestamp())
         rows = [{"customer_id": c, REQUEST_TIME_FIELD: at_s} for c in customer_ids]
-        return self.store.get_online_features(features=self.service, entity_rows=rows).to_df()
+        return self.store.get_online_features(features=self.refs, entity_rows=rows).to_df()
 
     def score(
         self, customer_ids: Sequence[str], at: pd.Timestamp
@@ -116,5 +167,6 @@ class Scorer:
                     reasons=top_reasons(
                         rows.loc[index], contributions.iloc[position], self.settings.top_reasons
                     ),
+                    contact=Contact.from_row(rows.loc[index]),
                 )
         return results

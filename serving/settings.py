@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -29,6 +30,102 @@ class RiskBands(BaseModel):
         return "medium" if probability >= self.medium else "low"
 
 
+Channel = Literal["sms", "app_push", "email", "phone"]
+MESSAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")  # in order of preference
+WEEKLY_CAPS: dict[Channel, int] = {"sms": 2, "app_push": 3, "email": 2, "phone": 1}
+
+
+class Offer(BaseModel):
+    """A retention offer in the catalogue."""
+
+    id: str
+    cost: float = Field(ge=0, description="What the offer costs us if accepted.")
+    save_rate: dict[str, float] = Field(
+        description="P(offer keeps a would-be churner) per segment; 'default' for the rest."
+    )
+    contract_types: list[str] | None = Field(None, description="Eligible contracts (None: all).")
+    segments: list[str] | None = Field(None, description="Eligible segments (None: all).")
+    channels: list[Channel] = Field(default_factory=lambda: list(MESSAGE_CHANNELS))
+
+    def rate(self, segment: str) -> float:
+        return self.save_rate.get(segment, self.save_rate.get("default", 0.0))
+
+
+def _default_offers() -> list[Offer]:
+    return [
+        Offer(id="data_boost", cost=5.0, save_rate={"default": 0.08, "enterprise": 0.04}),
+        Offer(
+            id="loyalty_discount",
+            cost=30.0,
+            save_rate={"default": 0.25, "enterprise": 0.15},
+            contract_types=["month_to_month", "one_year"],
+        ),
+        Offer(
+            id="contract_upgrade_bonus",
+            cost=60.0,
+            save_rate={"default": 0.35, "enterprise": 0.3},
+            contract_types=["month_to_month"],
+        ),
+    ]
+
+
+class Callbacks(BaseModel):
+    """Account-manager callbacks: for valuable customers whose risk comes from complaints."""
+
+    min_probability: float = Field(0.08, ge=0, le=1)
+    min_value: float = Field(1500.0, ge=0, description="Customer value that earns a callback.")
+    complaint_features: list[str] = Field(
+        default_factory=lambda: [
+            "tickets_complaint_90d",
+            "repeat_complaints_90d",
+            "unresolved_tickets",
+            "tickets_billing_dispute_90d",
+            "tickets_network_fault_90d",
+            "sentiment_min_90d",
+            "sentiment_mean_90d",
+            "days_since_last_complaint",
+            "home_cell_outage_hours_30d",
+        ],
+        description="A reason among these makes the risk complaint-driven.",
+    )
+    save_rate: float = Field(0.4, ge=0, le=1, description="P(a callback keeps a churner).")
+    cost: float = Field(15.0, ge=0, description="An account manager's time per callback.")
+    urgent_hours: float = Field(4.0, gt=0, description="Due time at high risk.")
+    normal_hours: float = Field(24.0, gt=0)
+    default_daily_capacity: int = Field(
+        40, ge=0, description="Per region, when no demand forecast gives one."
+    )
+    capacity_file: Path = Field(
+        Path("data/forecasts/callback_capacity.parquet"),
+        description="`retain forecast`'s callback capacity per region and day.",
+    )
+
+
+class ActionPolicy(BaseModel):
+    """How a score becomes actions (the design card's expected-value rule)."""
+
+    value_months: float = Field(36.0, gt=0, description="Months of fee a kept customer is worth...")
+    margin: float = Field(0.5, gt=0, le=1, description="...at this margin.")
+    offers: list[Offer] = Field(default_factory=_default_offers)
+    callbacks: Callbacks = Callbacks()
+
+    def customer_value(self, monthly_fee: float) -> float:
+        return monthly_fee * self.value_months * self.margin
+
+
+class ContactPolicy(BaseModel):
+    """Guards every outbound message."""
+
+    timezone: str = Field("UTC", description="The customers' local time zone (IANA name).")
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 0)
+    weekly_caps: dict[Channel, int] = Field(
+        default_factory=lambda: dict(WEEKLY_CAPS),
+        description="Marketing messages per channel per 7 days; service messages do not count.",
+    )
+    offer_cooldown_days: int = Field(30, ge=0, description="No new offer this soon after one.")
+
+
 class ServingSettings(StageSettings):
     """Where the API listens, which model it serves, who may call it."""
 
@@ -45,5 +142,11 @@ class ServingSettings(StageSettings):
     risk_bands: RiskBands = RiskBands()
     api_keys_file: Path | None = Field(
         None, description="YAML {keys: [{key, roles}]}; RETAIN_API_KEYS='key:role+role,...' too."
+    )
+    actions: ActionPolicy = ActionPolicy()
+    contact: ContactPolicy = ContactPolicy()
+    action_db_url: str = Field(
+        "sqlite:///data/actions/actions.db",
+        description="The action log and outbox: SQLite by default, any SQLAlchemy URL.",
     )
     dev_mode: bool = Field(False, description="Allow placeholder API keys (never in production).")

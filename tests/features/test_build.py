@@ -18,22 +18,22 @@ _DTYPE_OF = {Int64: "int64", Float64: "float64", String: "object", Bool: "bool"}
 
 
 @pytest.mark.parametrize(
-    "view",
+    "views",
     [
-        feature_views.customer_profile,
-        feature_views.customer_activity,
-        feature_views.cell_site_quality,
-        feature_views.region_weekly_demand,
+        [feature_views.customer_profile, feature_views.customer_contact],  # one table, two views
+        [feature_views.customer_activity],
+        [feature_views.cell_site_quality],
+        [feature_views.region_weekly_demand],
     ],
-    ids=lambda v: v.name,
+    ids=lambda views: views[0].name,
 )
-def test_feature_view_schemas_match_the_built_tables(built_project: Path, view: object) -> None:
-    table = pd.read_parquet(project_settings(built_project).tables_dir / f"{view.name}.parquet")
-    declared = {f.name: _DTYPE_OF[f.dtype] for f in view.features}
+def test_feature_view_schemas_match_the_built_tables(built_project: Path, views: list) -> None:
+    table = pd.read_parquet(project_settings(built_project).tables_dir / f"{views[0].name}.parquet")
+    declared = {f.name: _DTYPE_OF[f.dtype] for view in views for f in view.features}
     built = {c: str(t) for c, t in table.dtypes.items()}
     assert {name: built.get(name) for name in declared} == declared
     join_keys = {"customer": "customer_id", "cell_site": "cell_site_id", "region": "region"}
-    keys = {join_keys[e] for e in view.entities} | {"event_timestamp", "week_start"}
+    keys = {join_keys[e] for e in views[0].entities} | {"event_timestamp", "week_start"}
     assert set(built) - keys - set(declared) == set()  # nothing built and left out of Feast
 
 

@@ -183,3 +183,43 @@ def test_a_model_whose_features_are_not_served_is_refused_at_load(served: Served
     odd = dataclasses.replace(loaded, model=dataclasses.replace(loaded.model, schema=schema))
     with pytest.raises(ModelLoadError, match="shoe_size"):
         Scorer(odd, open_store(served.features), served.settings)
+
+
+def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
+    api: str, served: Served
+) -> None:
+    ids = _known_ids(served, 300)
+    response = requests.post(
+        f"{api}/v1/score",
+        json={"customer_ids": ids, "context": {"timestamp": "2026-11-02T12:00:00+00:00"}},
+        headers=CRM,
+        timeout=60,
+    )
+    results = response.json()["results"]
+    fees = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet").set_index(
+        "customer_id"
+    )["monthly_fee"]
+    policy = served.settings.actions
+    for result in results:
+        value = policy.customer_value(fees[result["customer_id"]])
+        best = max(  # the best any offer could do for this customer, eligibility aside
+            result["churn_probability"] * value * offer.rate("consumer") - offer.cost
+            for offer in policy.offers
+        )
+        offers = [a for a in result["actions"] if a["action_type"] == "retention_offer"]
+        assert len(offers) <= 1
+        if best <= 0:
+            assert not offers  # nothing pays for itself: nothing is offered
+        elif offers:
+            assert 0 < offers[0]["expected_value"] <= best + 0.01
+    assert any(a["action_type"] == "retention_offer" for r in results for a in r["actions"])
+    for result in results:
+        values = [a["expected_value"] for a in result["actions"]]
+        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+        for action in result["actions"]:
+            verdict = action["verdict"]
+            assert verdict["allowed"] == (verdict["channel"] is not None)
+            for suppression in verdict["suppressions"]:
+                assert suppression["code"] in {"no_consent", "frequency_cap", "no_channel"}
+    low = [r for r in results if r["risk_band"] == "low"]
+    assert all(not r["actions"] or r["actions"][0]["expected_value"] > 0 for r in low)

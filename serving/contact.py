@@ -1,0 +1,134 @@
+"""The contact policy: may this proposal reach this customer now, and on which channel?
+
+Every rule that stops a channel or an action leaves a suppression with a stable code
+and a message, so the CRM (and the action log) can show why nothing was sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from serving.policy import MANDATORY, Proposal
+from serving.scoring import Contact
+from serving.settings import Channel, ContactPolicy
+
+
+@dataclass(frozen=True)
+class PastAction:
+    """An earlier action of the customer, as the action log holds it."""
+
+    action_type: str
+    channel: str | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Suppression:
+    code: str  # no_consent, frequency_cap, offer_cooldown, duplicate_today, no_channel
+    message: str
+    channel: Channel | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    channel: Channel | None
+    send_after: datetime | None  # set when quiet hours defer the message
+    suppressions: list[Suppression] = field(default_factory=list)
+
+
+SENT = frozenset({"queued", "deferred", "waiting_capacity", "delivered", "accepted", "declined"})
+
+
+def quiet_until(now: datetime, policy: ContactPolicy) -> datetime | None:
+    """When the quiet hours running at `now` end (customer local time), or None."""
+    local = now.astimezone(ZoneInfo(policy.timezone))
+    start, end, clock = policy.quiet_start, policy.quiet_end, local.time()
+    overnight = start > end
+    inside = (clock >= start or clock < end) if overnight else (start <= clock < end)
+    if not inside:
+        return None
+    day = local.date() if clock < end else local.date() + timedelta(days=1)
+    resume = datetime.combine(day, end, tzinfo=local.tzinfo)
+    return resume.astimezone(now.tzinfo)
+
+
+def check(
+    proposal: Proposal,
+    contact: Contact,
+    history: list[PastAction],
+    policy: ContactPolicy,
+    now: datetime,
+    respect_quiet_hours: bool = True,
+) -> Verdict:
+    """Apply de-duplication, cooldown, consent, frequency caps and quiet hours.
+
+    Mandatory service messages (outage notices) need no marketing consent and are not
+    capped; quiet hours defer them unless the caller says otherwise (a critical outage).
+    """
+    mandatory = proposal.action_type in MANDATORY
+    sent = [a for a in history if a.status in SENT]
+    today = now.astimezone(ZoneInfo(policy.timezone)).date()
+    same_today = [
+        a
+        for a in sent
+        if a.action_type == proposal.action_type
+        and a.created_at.astimezone(ZoneInfo(policy.timezone)).date() == today
+    ]
+    if same_today:
+        return Verdict(
+            False,
+            None,
+            None,
+            [Suppression("duplicate_today", f"a {proposal.action_type} was already made today")],
+        )
+    if proposal.action_type == "retention_offer" and policy.offer_cooldown_days:
+        since = now - timedelta(days=policy.offer_cooldown_days)
+        recent = [a for a in sent if a.action_type == "retention_offer" and a.created_at >= since]
+        if recent:
+            last = max(a.created_at for a in recent)
+            return Verdict(
+                False,
+                None,
+                None,
+                [
+                    Suppression(
+                        "offer_cooldown",
+                        f"an offer was made {(now - last).days} days ago "
+                        f"(cooldown {policy.offer_cooldown_days} days)",
+                    )
+                ],
+            )
+    suppressions: list[Suppression] = []
+    week_ago = now - timedelta(days=7)
+    chosen: Channel | None = None
+    for channel in proposal.channels:
+        if not mandatory and not contact.consent.get(channel, False):
+            suppressions.append(Suppression("no_consent", f"no consent for {channel}", channel))
+            continue
+        if not mandatory:
+            used = sum(
+                1
+                for a in sent
+                if a.channel == channel
+                and a.action_type not in MANDATORY
+                and a.created_at >= week_ago
+            )
+            cap = policy.weekly_caps.get(channel)
+            if cap is not None and used >= cap:
+                suppressions.append(
+                    Suppression(
+                        "frequency_cap", f"{used} {channel} messages in 7 days (cap {cap})", channel
+                    )
+                )
+                continue
+        chosen = channel
+        break
+    if chosen is None:
+        suppressions.append(Suppression("no_channel", "no channel may carry this action"))
+        return Verdict(False, None, None, suppressions)
+    send_after = quiet_until(now, policy) if respect_quiet_hours else None
+    return Verdict(True, chosen, send_after, suppressions)

@@ -1,0 +1,90 @@
+"""From a score to proposed actions: the expected-value rule of the design card.
+
+Pure functions: a customer's score and contact profile in, proposals out. Whether a
+proposal may be sent, and on which channel, is the contact policy's decision
+(`serving.contact`); whether it is recorded and queued is the action log's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from serving.scoring import Contact, CustomerScore
+from serving.settings import ActionPolicy, Channel
+
+ActionType = Literal["retention_offer", "callback", "outage_notice", "seasonal_package"]
+MANDATORY: frozenset[str] = frozenset({"outage_notice"})  # service messages, not marketing
+
+
+@dataclass(frozen=True)
+class Proposal:
+    action_type: ActionType
+    expected_value: float  # currency units, net of the action's cost
+    channels: tuple[Channel, ...]  # in order of preference
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    priority: float = 0.0
+    due_at: datetime | None = None
+
+
+def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> Proposal | None:
+    """The eligible offer with the largest P(churn) x value x save rate - cost, if positive."""
+    value = policy.customer_value(contact.monthly_fee)
+    best: Proposal | None = None
+    for offer in policy.offers:
+        if offer.contract_types is not None and contact.contract_type not in offer.contract_types:
+            continue
+        if offer.segments is not None and contact.segment not in offer.segments:
+            continue
+        rate = offer.rate(contact.segment)
+        net = score.churn_probability * value * rate - offer.cost
+        if net > 0 and (best is None or net > best.expected_value):
+            best = Proposal(
+                "retention_offer",
+                round(net, 2),
+                tuple(offer.channels),
+                f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
+                f"{rate:.0%} - cost {offer.cost:.0f}",
+                {"offer_id": offer.id, "cost": offer.cost, "save_rate": rate},
+            )
+    return best
+
+
+def callback(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+) -> Proposal | None:
+    """An account-manager call for valuable customers whose risk comes from complaints."""
+    rule = policy.callbacks
+    value = policy.customer_value(contact.monthly_fee)
+    valuable = (
+        contact.segment == "enterprise" or contact.has_account_manager or (value >= rule.min_value)
+    )
+    drivers = [r.feature for r in score.reasons if r.feature in rule.complaint_features]
+    if not (valuable and drivers and score.churn_probability >= rule.min_probability):
+        return None
+    net = score.churn_probability * value * rule.save_rate - rule.cost
+    if net <= 0:
+        return None
+    urgent = score.risk_band == "high"
+    due = now + timedelta(hours=rule.urgent_hours if urgent else rule.normal_hours)
+    return Proposal(
+        "callback",
+        round(net, 2),
+        ("phone",),
+        f"complaint-driven risk ({', '.join(drivers)}) of a customer worth {value:.0f}",
+        {"drivers": drivers},
+        priority=round(score.churn_probability * value, 2),
+        due_at=due,
+    )
+
+
+def propose(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+) -> list[Proposal]:
+    """Every action worth taking for this customer now, best expected value first."""
+    found = [
+        p for p in (best_offer(score, contact, policy), callback(score, contact, policy, now)) if p
+    ]
+    return sorted(found, key=lambda p: p.expected_value, reverse=True)
