@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from serving.auth import ApiKeys
 from serving.contact import check
+from serving.engine import ActionEngine
 from serving.policy import propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
 from serving.settings import ServingSettings
@@ -110,6 +111,60 @@ class ScoreResponse(BaseModel):
     results: list[ScoreOut | ItemErrorOut]
 
 
+class ActionRecordOut(BaseModel):
+    id: str
+    customer_id: str
+    action_type: str
+    status: str
+    channel: str | None
+    expected_value: float | None
+    priority: float | None
+    due_at: datetime | None
+    send_after: datetime | None
+    details: dict[str, Any]
+    suppressions: list[SuppressionOut]
+    created_at: datetime
+    updated_at: datetime
+    existing: bool = Field(False, description="Made earlier today: returned, not queued again.")
+
+
+class DecideOut(BaseModel):
+    customer_id: str
+    churn_probability: float
+    risk_band: Literal["high", "medium", "low"]
+    reasons: list[ReasonOut]
+    actions: list[ActionRecordOut]
+
+
+class DecideResponse(BaseModel):
+    model: ModelOut
+    decided_at: datetime
+    results: list[DecideOut | ItemErrorOut]
+
+
+class OutageEvent(BaseModel):
+    event_id: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    sites: list[CustomerId] = Field(min_length=1, max_length=10_000)
+    start: datetime
+    expected_end: datetime | None = None
+    severity: Literal["minor", "major", "critical"]
+
+
+class OutageOut(BaseModel):
+    event_id: str
+    duplicate: bool = Field(description="The event was posted before: nobody is notified again.")
+    affected: int
+    notified: int
+    deferred: int
+    callbacks: int
+    unreachable: int
+    already_notified: int
+
+
+class OutcomeIn(BaseModel):
+    outcome: Literal["accepted", "declined", "no_answer", "delivered", "failed"]
+
+
 @dataclass
 class ServingState:
     """What the app serves; `scorer` is None until a model loads (see /readyz)."""
@@ -117,6 +172,7 @@ class ServingState:
     keys: ApiKeys
     scorer: Scorer | None
     load_error: str | None = None
+    engine: ActionEngine | None = None
 
 
 def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
@@ -222,13 +278,7 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
     )
     def score(request: Request, body: ScoreRequest) -> ScoreResponse:
         """Risk, band and top reasons per customer, from live features. Sends nothing."""
-        if len(body.customer_ids) > settings.max_customers:
-            raise ApiError(
-                413,
-                "too_many_customers",
-                f"{len(body.customer_ids)} customer ids; at most {settings.max_customers} "
-                "per request",
-            )
+        _check_size(body.customer_ids)
         at = pd.Timestamp(body.context.timestamp or pd.Timestamp.now(tz="UTC"))
         if at.tzinfo is None:
             raise ApiError(422, "invalid_request", "context.timestamp: needs a timezone")
@@ -247,20 +297,121 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
                     )
                 )
             else:
-                results.append(
-                    ItemErrorOut(
-                        customer_id=item.customer_id,
-                        error=ItemError(
-                            code="unknown_customer",
-                            message="no features for this customer in the online store",
-                        ),
-                    )
-                )
+                results.append(_unknown(item.customer_id))
         return ScoreResponse(
             model=_model_out(scorer), scored_at=at.to_pydatetime(), results=results
         )
 
+    def _engine(request: Request) -> ActionEngine:
+        engine = state(request).engine
+        if engine is None:
+            raise ApiError(503, "model_unavailable", state(request).load_error or "no model")
+        return engine
+
+    def _check_size(ids: list[str]) -> None:
+        if len(ids) > settings.max_customers:
+            raise ApiError(
+                413,
+                "too_many_customers",
+                f"{len(ids)} customer ids; at most {settings.max_customers} per request",
+            )
+
+    @app.post(
+        "/v1/decide",
+        response_model=DecideResponse,
+        tags=["actions"],
+        dependencies=[Depends(require("crm"))],
+    )
+    def decide(request: Request, body: ScoreRequest) -> DecideResponse:
+        """Score, choose actions, record them and queue them for delivery.
+
+        Idempotent per customer, action type and day: a repeated call returns the action
+        already made (`existing: true`) instead of queueing another.
+        """
+        _check_size(body.customer_ids)
+        engine = _engine(request)
+        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        results: list[DecideOut | ItemErrorOut] = []
+        for item in engine.decide(body.customer_ids, now):
+            if isinstance(item.score, CustomerScore):
+                results.append(
+                    DecideOut(
+                        customer_id=item.score.customer_id,
+                        churn_probability=round(item.score.churn_probability, 6),
+                        risk_band=item.score.risk_band,  # type: ignore[arg-type]
+                        reasons=[ReasonOut(**vars(r)) for r in item.score.reasons],
+                        actions=[_record(row, created) for row, created in item.actions],
+                    )
+                )
+            else:
+                results.append(_unknown(item.score.customer_id))
+        return DecideResponse(model=_model_out(engine.scorer), decided_at=now, results=results)
+
+    @app.post(
+        "/v1/events/outage",
+        response_model=OutageOut,
+        tags=["operations"],
+        dependencies=[Depends(require("ops"))],
+    )
+    def outage(request: Request, body: OutageEvent) -> OutageOut:
+        """Notify every active customer homed on the sites; callbacks for the valuable at risk.
+
+        Outage notices are service messages: no marketing consent or frequency cap applies;
+        quiet hours defer them unless the outage is critical. Posting the same event again
+        notifies nobody twice.
+        """
+        for name, moment in (("start", body.start), ("expected_end", body.expected_end)):
+            if moment is not None and moment.tzinfo is None:
+                raise ApiError(422, "invalid_request", f"{name}: needs a timezone")
+        if body.expected_end is not None and body.expected_end < body.start:
+            raise ApiError(422, "invalid_request", "expected_end: before start")
+        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        counts, duplicate = _engine(request).outage(
+            body.event_id, body.sites, body.start, body.expected_end, body.severity, now
+        )
+        return OutageOut(event_id=body.event_id, duplicate=duplicate, **counts)
+
+    @app.post(
+        "/v1/actions/{action_id}/outcome",
+        response_model=ActionRecordOut,
+        tags=["actions"],
+        dependencies=[Depends(require("crm"))],
+    )
+    def outcome(request: Request, action_id: str, body: OutcomeIn) -> ActionRecordOut:
+        """What happened: accepted, declined, no_answer, delivered or failed."""
+        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        row = _engine(request).log.set_outcome(action_id, body.outcome, now)
+        if row is None:
+            raise ApiError(404, "action_not_found", f"no action {action_id}")
+        return _record(row, False)
+
+    @app.get(
+        "/v1/customers/{customer_id}/actions",
+        response_model=list[ActionRecordOut],
+        tags=["actions"],
+        dependencies=[Depends(require("crm"))],
+    )
+    def customer_actions(request: Request, customer_id: CustomerId) -> list[ActionRecordOut]:
+        """Every action for the customer, newest first, suppressions included."""
+        return [_record(r, False) for r in _engine(request).log.customer_actions(customer_id)]
+
     return app
+
+
+def _unknown(customer_id: str) -> ItemErrorOut:
+    return ItemErrorOut(
+        customer_id=customer_id,
+        error=ItemError(
+            code="unknown_customer", message="no features for this customer in the online store"
+        ),
+    )
+
+
+def _record(row: dict[str, Any], created: bool) -> ActionRecordOut:
+    return ActionRecordOut(
+        **{k: row[k] for k in ActionRecordOut.model_fields if k in row and k != "existing"},
+        existing=not created,
+    )
 
 
 def _actions(item: CustomerScore, settings: ServingSettings, now: datetime) -> list[ActionOut]:
@@ -288,11 +439,14 @@ def _actions(item: CustomerScore, settings: ServingSettings, now: datetime) -> l
 
 
 def load_serving_state(
-    settings: ServingSettings, open_scorer: Callable[[], Scorer], keys: ApiKeys
+    keys: ApiKeys,
+    open_scorer: Callable[[], Scorer],
+    open_engine: Callable[[Scorer], ActionEngine],
 ) -> ServingState:
     """Keys are required; a model that fails to load leaves the API up but not ready."""
     try:
-        return ServingState(keys, open_scorer())
+        scorer = open_scorer()
     except ModelLoadError as error:
         log.error("model not loaded: %s", error)
         return ServingState(keys, None, str(error))
+    return ServingState(keys, scorer, None, open_engine(scorer))

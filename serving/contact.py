@@ -78,7 +78,7 @@ def check(
         if a.action_type == proposal.action_type
         and a.created_at.astimezone(ZoneInfo(policy.timezone)).date() == today
     ]
-    if same_today:
+    if same_today and not mandatory:  # a service message is de-duplicated per event instead
         return Verdict(
             False,
             None,

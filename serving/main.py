@@ -9,6 +9,7 @@ from features.store import open_store
 from retain.settings import load_settings
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import load_keys
+from serving.engine import ActionEngine, action_engine
 from serving.scoring import Scorer, load_champion
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
@@ -24,7 +25,10 @@ def build_app() -> FastAPI:
     def open_scorer() -> Scorer:
         return Scorer(load_champion(settings, tracking), open_store(features), settings)
 
+    def open_engine(scorer: Scorer) -> ActionEngine:
+        return action_engine(scorer, settings, features.tables_dir)
+
     def load_state() -> ServingState:
-        return load_serving_state(settings, open_scorer, keys)
+        return load_serving_state(keys, open_scorer, open_engine)
 
     return create_app(settings, load_state)

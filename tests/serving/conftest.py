@@ -20,6 +20,7 @@ from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import ApiKeys, parse_keys
+from serving.engine import action_engine
 from serving.scoring import Scorer, load_champion
 from serving.settings import ServingSettings
 from tests.features.conftest import AS_OF, project_settings
@@ -65,7 +66,13 @@ def served(
     log_training_run(train_churn(small_training_set, LABEL, tracking), small_training_set, tracking)
     assert promote(tracking).promoted
     keys = parse_keys([(key, [role]) for role, key in KEYS.items()], dev_mode=False)
-    return Served(features, tracking, ServingSettings(), keys)
+    settings = ServingSettings.model_validate(
+        {
+            "action_db_url": f"sqlite:///{root / 'actions' / 'actions.db'}",
+            "actions": {"callbacks": {"capacity_file": root / "no-forecast.parquet"}},
+        }
+    )
+    return Served(features, tracking, settings, keys)
 
 
 def open_scorer(served: Served) -> Scorer:
@@ -108,7 +115,11 @@ def api(served: Served) -> Iterator[str]:
     """The API serving the project's champion."""
     app = create_app(
         served.settings,
-        lambda: load_serving_state(served.settings, lambda: open_scorer(served), served.keys),
+        lambda: load_serving_state(
+            served.keys,
+            lambda: open_scorer(served),
+            lambda scorer: action_engine(scorer, served.settings, served.features.tables_dir),
+        ),
     )
     with running(app) as url:
         yield url

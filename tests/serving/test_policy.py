@@ -128,9 +128,13 @@ def test_offer_cooldown_and_daily_duplicates_are_suppressed() -> None:
         PastAction("retention_offer", None, "suppressed", NOON - timedelta(hours=1))
     ]
     assert check(OFFER, _contact(), suppressed_earlier, policy, NOON).allowed  # nothing was sent
-    today = [PastAction("outage_notice", "sms", "queued", NOON - timedelta(hours=2))]
-    again = check(NOTICE, _contact(), today, policy, NOON)
+    season = Proposal("seasonal_package", 3.0, ("app_push",), "test")
+    today = [PastAction("seasonal_package", "app_push", "queued", NOON - timedelta(hours=2))]
+    again = check(season, _contact(), today, policy, NOON)
     assert not again.allowed and again.suppressions[0].code == "duplicate_today"
+    # a second outage the same day is another event: de-duplicated per event, not per day
+    earlier = [PastAction("outage_notice", "sms", "queued", NOON - timedelta(hours=2))]
+    assert check(NOTICE, _contact(), earlier, policy, NOON).allowed
 
 
 def test_outage_notices_bypass_consent_and_caps_but_not_quiet_hours() -> None:

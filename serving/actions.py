@@ -1,0 +1,345 @@
+"""The action log and outbox: every decision, suppression and outcome, durably.
+
+SQLite (WAL) by default, any SQLAlchemy URL (PostgreSQL) by configuration. One row per
+(customer, action type, dedupe key): the key is the customer's local day for marketing
+actions and the event for outage notices, so a repeated call finds the existing action
+instead of queueing a second one. An action that is to be delivered gets an outbox row in
+the same transaction; the delivery worker marks it delivered only after the channel has
+accepted it (at-least-once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from serving.contact import PastAction
+
+metadata = MetaData()
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("action_type", String(32), nullable=False),
+    Column("dedupe_key", String(80), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("channel", String(16)),
+    Column("expected_value", Float),
+    Column("priority", Float),
+    Column("region", String(64)),
+    Column("due_at", DateTime(timezone=True)),
+    Column("send_after", DateTime(timezone=True)),
+    Column("details", JSON),
+    Column("suppressions", JSON),
+    Column("source", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("customer_id", "action_type", "dedupe_key", name="one_action_per_key"),
+)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("action_id", String(36), ForeignKey("actions.id"), primary_key=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+)
+outage_events = Table(
+    "outage_events",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("payload", JSON, nullable=False),
+    Column("counts", JSON),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_id", String(36), ForeignKey("actions.id"), nullable=False, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+TO_DELIVER = frozenset({"queued", "deferred"})
+OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class NewAction:
+    customer_id: str
+    action_type: str
+    dedupe_key: str
+    status: str  # queued, deferred, waiting_capacity, suppressed
+    source: str  # decide, outage, campaign
+    channel: str | None = None
+    expected_value: float | None = None
+    priority: float | None = None
+    region: str | None = None
+    due_at: datetime | None = None
+    send_after: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    suppressions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for the action log; SQLite files get WAL and a busy timeout."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class ActionLog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # both dialects' inserts offer ON CONFLICT DO NOTHING; the generic one does not
+        dialects: dict[str, Callable[[Table], Any]] = {
+            "sqlite": sqlite.insert,
+            "postgresql": postgresql.insert,
+        }
+        if engine.dialect.name not in dialects:
+            raise ValueError(
+                f"action log on {engine.dialect.name}: only SQLite and PostgreSQL are supported"
+            )
+        self._insert = dialects[engine.dialect.name]
+
+    def record(self, new: Sequence[NewAction], now: datetime) -> list[tuple[dict[str, Any], bool]]:
+        """Insert the actions not already there (one transaction); return each stored row
+        and whether this call created it."""
+        created_ids: set[str] = set()
+        with self.engine.begin() as connection:
+            for item in new:
+                action_id = str(uuid.uuid4())
+                statement = (
+                    self._insert(actions)
+                    .values(
+                        id=action_id,
+                        customer_id=item.customer_id,
+                        action_type=item.action_type,
+                        dedupe_key=item.dedupe_key,
+                        status=item.status,
+                        channel=item.channel,
+                        expected_value=item.expected_value,
+                        priority=item.priority,
+                        region=item.region,
+                        due_at=item.due_at,
+                        send_after=item.send_after,
+                        details=item.details,
+                        suppressions=item.suppressions,
+                        source=item.source,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(
+                        index_elements=["customer_id", "action_type", "dedupe_key"]
+                    )
+                )
+                if connection.execute(statement).rowcount == 1:
+                    created_ids.add(action_id)
+                    if item.status in TO_DELIVER:
+                        connection.execute(
+                            outbox.insert().values(
+                                action_id=action_id,
+                                attempts=0,
+                                next_attempt_at=item.send_after or now,
+                            )
+                        )
+            stored = []
+            for item in new:
+                row = connection.execute(
+                    select(actions).where(
+                        actions.c.customer_id == item.customer_id,
+                        actions.c.action_type == item.action_type,
+                        actions.c.dedupe_key == item.dedupe_key,
+                    )
+                ).one()
+                stored.append((self._row(row._mapping), row.id in created_ids))
+        return stored
+
+    @staticmethod
+    def _row(mapping: Any) -> dict[str, Any]:
+        row = dict(mapping)
+        for column in ("due_at", "send_after", "created_at", "updated_at"):
+            row[column] = _utc(row[column])
+        return row
+
+    def history(
+        self, customer_ids: Iterable[str], now: datetime, days: int = 35
+    ) -> dict[str, list[PastAction]]:
+        """Each customer's actions of the last `days` days, for the contact policy."""
+        ids = list(dict.fromkeys(customer_ids))
+        found: dict[str, list[PastAction]] = {c: [] for c in ids}
+        since = now - timedelta(days=days)
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                rows = connection.execute(
+                    select(
+                        actions.c.customer_id,
+                        actions.c.action_type,
+                        actions.c.channel,
+                        actions.c.status,
+                        actions.c.created_at,
+                    ).where(
+                        actions.c.customer_id.in_(ids[start : start + 500]),
+                        actions.c.created_at >= since,
+                    )
+                )
+                for row in rows:
+                    created = _utc(row.created_at)
+                    assert created is not None
+                    found[row.customer_id].append(
+                        PastAction(row.action_type, row.channel, row.status, created)
+                    )
+        return found
+
+    def callbacks_booked(self, region: str, day: str) -> int:
+        """Callbacks queued for a region on a day (the day's capacity they use)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions.c.id).where(
+                    actions.c.action_type == "callback",
+                    actions.c.region == region,
+                    actions.c.status == "queued",
+                    actions.c.dedupe_key == day,
+                )
+            ).all()
+        return len(rows)
+
+    def customer_actions(self, customer_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions)
+                .where(actions.c.customer_id == customer_id)
+                .order_by(actions.c.created_at.desc())
+            ).all()
+        return [self._row(r._mapping) for r in rows]
+
+    def set_outcome(self, action_id: str, outcome: str, now: datetime) -> dict[str, Any] | None:
+        """Record what happened to an action; None when there is no such action."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(actions)
+                .where(actions.c.id == action_id)
+                .values(status=outcome, updated_at=now)
+            ).rowcount
+            if not changed:
+                return None
+            connection.execute(
+                outcomes.insert().values(action_id=action_id, outcome=outcome, recorded_at=now)
+            )
+            row = connection.execute(select(actions).where(actions.c.id == action_id)).one()
+        return self._row(row._mapping)
+
+    def outage(self, event_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(outage_events).where(outage_events.c.event_id == event_id)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def record_outage(
+        self, event_id: str, payload: dict[str, Any], counts: dict[str, int], now: datetime
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                self._insert(outage_events)
+                .values(event_id=event_id, payload=payload, counts=counts, received_at=now)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+            )
+
+    # --- delivery ---------------------------------------------------------------------------
+    def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Outbox messages whose time has come, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions, outbox.c.attempts)
+                .join(outbox, outbox.c.action_id == actions.c.id)
+                .where(outbox.c.delivered_at.is_(None), outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.next_attempt_at)
+                .limit(limit)
+            ).all()
+        return [self._row(r._mapping) for r in rows]
+
+    def mark_delivered(self, action_id: str, now: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(outbox).where(outbox.c.action_id == action_id).values(delivered_at=now)
+            )
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == action_id, actions.c.status.in_(TO_DELIVER))
+                .values(status="delivered", updated_at=now)
+            )
+
+    def mark_failed(
+        self, action_id: str, error: str, retry_at: datetime | None, now: datetime
+    ) -> None:
+        """Count a failed attempt; with no `retry_at` the message is given up as failed."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.action_id == action_id)
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    last_error=error[:1000],
+                    next_attempt_at=retry_at or now,
+                    delivered_at=None,
+                )
+            )
+            if retry_at is None:
+                connection.execute(
+                    update(outbox).where(outbox.c.action_id == action_id).values(delivered_at=now)
+                )
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == action_id)
+                    .values(status="failed", updated_at=now)
+                )

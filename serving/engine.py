@@ -1,0 +1,243 @@
+"""The action engine: scores become recorded, policy-checked actions.
+
+`decide` is `/v1/score` plus a write: each proposal passes the contact policy and is
+stored in the action log (queued for delivery, deferred to the end of quiet hours,
+waiting for callback capacity, or suppressed with its reasons). `outage` turns a network
+event into a notice for every active customer homed on the affected sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from serving.actions import ActionLog, NewAction, open_engine
+from serving.contact import PastAction, Verdict, check
+from serving.policy import Proposal, propose
+from serving.scoring import CustomerScore, Scorer, UnknownCustomer
+from serving.settings import ServingSettings
+
+Severity = Literal["minor", "major", "critical"]
+
+
+class CallbackCapacity:
+    """Account-manager callbacks per region and day, from `retain forecast` when present."""
+
+    def __init__(self, path: Path, default: int) -> None:
+        self.default = default
+        self.by_day: dict[tuple[str, str], int] = {}
+        if path.exists():
+            table = pd.read_parquet(path)
+            days = pd.to_datetime(table["date"], utc=True).dt.strftime("%Y-%m-%d")
+            self.by_day = dict(
+                zip(
+                    zip(table["region"], days, strict=True),
+                    table["callbacks_available"],
+                    strict=True,
+                )
+            )
+
+    def for_day(self, region: str, day: str) -> int:
+        return int(self.by_day.get((region, day), self.default))
+
+
+class HomeCells:
+    """Which active customers are homed on each cell site (latest feature snapshot)."""
+
+    def __init__(self, tables_dir: Path) -> None:
+        profile = pd.read_parquet(
+            tables_dir / "customer_profile.parquet", columns=["customer_id", "cell_site_id"]
+        )
+        latest = pd.read_parquet(
+            tables_dir / "customer_activity.parquet", columns=["customer_id", "event_timestamp"]
+        )
+        latest = latest[latest["event_timestamp"] == latest["event_timestamp"].max()]
+        active = profile[profile["customer_id"].isin(latest["customer_id"])]
+        self.by_site = active.groupby("cell_site_id")["customer_id"].apply(list).to_dict()
+
+    def customers(self, sites: Sequence[str]) -> list[str]:
+        return sorted({c for site in sites for c in self.by_site.get(site, [])})
+
+
+@dataclass(frozen=True)
+class Decided:
+    score: CustomerScore | UnknownCustomer
+    actions: list[tuple[dict[str, Any], bool]]  # stored row, created by this call
+
+
+class ActionEngine:
+    def __init__(
+        self,
+        scorer: Scorer,
+        log: ActionLog,
+        settings: ServingSettings,
+        capacity: CallbackCapacity,
+        home_cells: HomeCells | None,
+    ) -> None:
+        self.scorer = scorer
+        self.log = log
+        self.settings = settings
+        self.capacity = capacity
+        self.home_cells = home_cells
+        self.zone = ZoneInfo(settings.contact.timezone)
+
+    def local_day(self, moment: datetime) -> str:
+        return moment.astimezone(self.zone).date().isoformat()
+
+    def plan(
+        self, item: CustomerScore, history: list[PastAction], now: datetime
+    ) -> list[tuple[Proposal, Verdict]]:
+        return [
+            (p, check(p, item.contact, history, self.settings.contact, now))
+            for p in propose(item, item.contact, self.settings.actions, now)
+        ]
+
+    def _new_action(
+        self,
+        item: CustomerScore,
+        proposal: Proposal,
+        verdict: Verdict,
+        now: datetime,
+        source: str,
+        dedupe_key: str | None = None,
+    ) -> NewAction:
+        status = "suppressed"
+        if verdict.allowed:
+            status = "deferred" if verdict.send_after else "queued"
+        if status == "queued" and proposal.action_type == "callback":
+            day = self.local_day(proposal.due_at or now)
+            capacity = self.capacity.for_day(item.contact.region, day)
+            if self.log.callbacks_booked(item.contact.region, day) >= capacity:
+                status = "waiting_capacity"  # queued by priority for the next free slot
+        return NewAction(
+            customer_id=item.customer_id,
+            action_type=proposal.action_type,
+            dedupe_key=dedupe_key or self.local_day(now),
+            status=status,
+            source=source,
+            channel=verdict.channel,
+            expected_value=proposal.expected_value,
+            priority=proposal.priority,
+            region=item.contact.region,
+            due_at=proposal.due_at,
+            send_after=verdict.send_after,
+            details={"reason": proposal.reason, **proposal.details},
+            suppressions=[vars(s) for s in verdict.suppressions],
+        )
+
+    def _outage_actions(
+        self,
+        item: CustomerScore,
+        history: list[PastAction],
+        details: dict[str, Any],
+        now: datetime,
+    ) -> list[NewAction]:
+        """A notice (a service message: quiet hours wait unless critical), and a callback for
+        customers both at high risk and valuable."""
+        event_id = details["event_id"]
+        notice = Proposal(
+            "outage_notice",
+            0.0,
+            ("sms", "app_push"),
+            f"network outage {event_id} at the customer's home cell",
+            dict(details),
+        )
+        critical = details["severity"] == "critical"
+        verdict = check(notice, item.contact, history, self.settings.contact, now, not critical)
+        found = [self._new_action(item, notice, verdict, now, "outage", f"outage:{event_id}")]
+        rule = self.settings.actions.callbacks
+        value = self.settings.actions.customer_value(item.contact.monthly_fee)
+        valuable = item.contact.segment == "enterprise" or value >= rule.min_value
+        if item.risk_band == "high" and valuable:
+            call = Proposal(
+                "callback",
+                0.0,
+                ("phone",),
+                f"high-risk, high-value customer hit by outage {event_id}",
+                {"event_id": event_id},
+                priority=round(item.churn_probability * value, 2),
+                due_at=now + timedelta(hours=rule.urgent_hours),
+            )
+            verdict = check(call, item.contact, history, self.settings.contact, now)
+            found.append(self._new_action(item, call, verdict, now, "outage"))
+        return found
+
+    def decide(self, customer_ids: Sequence[str], now: datetime) -> list[Decided]:
+        scores = self.scorer.score(customer_ids, pd.Timestamp(now))
+        known = [s for s in scores if isinstance(s, CustomerScore)]
+        history = self.log.history([s.customer_id for s in known], now)
+        decided = []
+        for item in scores:
+            if not isinstance(item, CustomerScore):
+                decided.append(Decided(item, []))
+                continue
+            new = [
+                self._new_action(item, proposal, verdict, now, "decide")
+                for proposal, verdict in self.plan(item, history[item.customer_id], now)
+            ]
+            decided.append(Decided(item, self.log.record(new, now) if new else []))
+        return decided
+
+    def outage(
+        self,
+        event_id: str,
+        sites: Sequence[str],
+        start: datetime,
+        expected_end: datetime | None,
+        severity: Severity,
+        now: datetime,
+    ) -> tuple[dict[str, int], bool]:
+        """Notify every active customer homed on `sites`; (counts, whether already known)."""
+        known = self.log.outage(event_id)
+        if known is not None:
+            return dict(known["counts"]), True
+        if self.home_cells is None:
+            raise RuntimeError("no customer-to-cell index: the feature tables were not found")
+        affected = self.home_cells.customers(sites)
+        counts = dict.fromkeys(
+            ("notified", "deferred", "callbacks", "unreachable", "already_notified"), 0
+        )
+        counts["affected"] = len(affected)
+        details = {
+            "event_id": event_id,
+            "sites": list(sites),
+            "start": start.isoformat(),
+            "expected_end": expected_end.isoformat() if expected_end else None,
+            "severity": severity,
+        }
+        for chunk in range(0, len(affected), self.settings.max_customers):
+            ids = affected[chunk : chunk + self.settings.max_customers]
+            scores = self.scorer.score(ids, pd.Timestamp(now))
+            history = self.log.history(ids, now)
+            new = []
+            for item in scores:
+                if isinstance(item, CustomerScore):
+                    new += self._outage_actions(item, history[item.customer_id], details, now)
+                else:
+                    counts["unreachable"] += 1
+            for row, created in self.log.record(new, now) if new else []:
+                if row["action_type"] == "callback":
+                    counts["callbacks"] += int(created and row["status"] != "suppressed")
+                elif not created:
+                    counts["already_notified"] += 1
+                elif row["status"] == "deferred":
+                    counts["deferred"] += 1
+                elif row["status"] == "queued":
+                    counts["notified"] += 1
+        self.log.record_outage(event_id, details, counts, now)
+        return counts, False
+
+
+def action_engine(scorer: Scorer, settings: ServingSettings, tables_dir: Path) -> ActionEngine:
+    """The engine over the configured action log, callback capacity and home-cell index."""
+    log = ActionLog(open_engine(settings.action_db_url))
+    rule = settings.actions.callbacks
+    capacity = CallbackCapacity(rule.capacity_file, rule.default_daily_capacity)
+    cells = HomeCells(tables_dir) if (tables_dir / "customer_profile.parquet").exists() else None
+    return ActionEngine(scorer, log, settings, capacity, cells)

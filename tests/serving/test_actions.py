@@ -1,0 +1,169 @@
+"""Deciding and recording actions over HTTP: idempotency, outages, outcomes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import requests
+from sqlalchemy import func, select
+
+from serving.actions import ActionLog, actions, open_engine, outbox
+from tests.serving.conftest import KEYS, Served
+
+CRM = {"X-API-Key": KEYS["crm"]}
+OPS = {"X-API-Key": KEYS["ops"]}
+
+
+def _log(served: Served) -> ActionLog:
+    return ActionLog(open_engine(served.settings.action_db_url))
+
+
+def _with_proposals(api: str, served: Served, skip: int, count: int) -> list[str]:
+    """Customers for whom the policy proposes something (highest risk first)."""
+    activity = pd.read_parquet(
+        served.features.tables_dir / "customer_activity.parquet",
+        columns=["customer_id", "event_timestamp"],
+    )
+    latest = sorted(
+        activity.loc[
+            activity["event_timestamp"] == activity["event_timestamp"].max(), "customer_id"
+        ]
+    )
+    scored = requests.post(
+        f"{api}/v1/score", json={"customer_ids": latest[:1000]}, headers=CRM, timeout=60
+    ).json()["results"]
+    chosen = [r["customer_id"] for r in scored if r.get("actions")]
+    assert len(chosen) >= skip + count, f"only {len(chosen)} customers with proposals"
+    return chosen[skip : skip + count]
+
+
+def test_decide_records_once_per_customer_action_and_day(api: str, served: Served) -> None:
+    ids = _with_proposals(api, served, 0, 5)
+    first = requests.post(f"{api}/v1/decide", json={"customer_ids": ids}, headers=CRM, timeout=60)
+    assert first.status_code == 200, first.text
+    made = {
+        (r["customer_id"], a["action_type"]): a
+        for r in first.json()["results"]
+        for a in r["actions"]
+    }
+    assert made and not any(a["existing"] for a in made.values())
+    for action in made.values():
+        assert action["status"] in {"queued", "deferred", "suppressed", "waiting_capacity"}
+        assert (action["status"] == "suppressed") == (action["channel"] is None)
+    again = requests.post(f"{api}/v1/decide", json={"customer_ids": ids}, headers=CRM, timeout=60)
+    repeated = {
+        (r["customer_id"], a["action_type"]): a
+        for r in again.json()["results"]
+        for a in r["actions"]
+    }
+    assert repeated.keys() == made.keys()
+    assert all(a["existing"] and a["id"] == made[k]["id"] for k, a in repeated.items())
+    with _log(served).engine.connect() as connection:
+        rows = connection.execute(
+            select(actions.c.customer_id, func.count())
+            .where(actions.c.customer_id.in_(ids))
+            .group_by(actions.c.customer_id)
+        ).all()
+        queued = connection.execute(
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.action_id.in_([a["id"] for a in made.values()]))
+        ).scalar()
+    assert sum(n for _, n in rows) == len(made)
+    assert queued == sum(a["status"] in {"queued", "deferred"} for a in made.values())
+    history = requests.get(f"{api}/v1/customers/{ids[0]}/actions", headers=CRM, timeout=10).json()
+    assert {a["id"] for a in history} == {a["id"] for k, a in made.items() if k[0] == ids[0]}
+
+
+def test_concurrent_decides_for_one_customer_queue_one_action(api: str, served: Served) -> None:
+    customer = _with_proposals(api, served, 5, 1)[0]
+
+    def call(_: int) -> list[str]:
+        body = requests.post(
+            f"{api}/v1/decide", json={"customer_ids": [customer]}, headers=CRM, timeout=60
+        ).json()
+        return [a["id"] for a in body["results"][0]["actions"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(16)))
+    assert all(answer == answers[0] for answer in answers)  # everyone got the same actions
+    stored = _log(served).customer_actions(customer)
+    assert sorted(a["id"] for a in stored) == sorted(answers[0])
+
+
+def test_an_outage_notifies_exactly_the_active_customers_homed_there(
+    api: str, served: Served
+) -> None:
+    profile = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet")
+    activity = pd.read_parquet(
+        served.features.tables_dir / "customer_activity.parquet",
+        columns=["customer_id", "event_timestamp"],
+    )
+    active = set(
+        activity.loc[
+            activity["event_timestamp"] == activity["event_timestamp"].max(), "customer_id"
+        ]
+    )
+    homed = (
+        profile[profile["customer_id"].isin(active)]
+        .groupby("cell_site_id")["customer_id"]
+        .apply(set)
+    )
+    site = homed.map(len).idxmax()
+    event = {
+        "event_id": "NOC-2026-11-02-001",
+        "sites": [site],
+        "start": "2026-11-02T10:00:00+00:00",
+        "expected_end": "2026-11-02T14:00:00+00:00",
+        "severity": "major",
+    }
+    posted = requests.post(f"{api}/v1/events/outage", json=event, headers=OPS, timeout=120)
+    assert posted.status_code == 200, posted.text
+    counts = posted.json()
+    assert counts["affected"] == len(homed[site]) and not counts["duplicate"]
+    assert counts["notified"] + counts["deferred"] + counts["unreachable"] == counts["affected"]
+    with _log(served).engine.connect() as connection:
+        notified = {
+            row.customer_id
+            for row in connection.execute(
+                select(actions.c.customer_id).where(
+                    actions.c.action_type == "outage_notice",
+                    actions.c.dedupe_key == f"outage:{event['event_id']}",
+                )
+            )
+        }
+    assert notified == homed[site]
+    again = requests.post(f"{api}/v1/events/outage", json=event, headers=OPS, timeout=60).json()
+    assert again["duplicate"] and again["affected"] == counts["affected"]
+    crm = requests.post(f"{api}/v1/events/outage", json=event, headers=CRM, timeout=10)
+    assert crm.status_code == 403
+
+
+def test_outcomes_are_recorded_and_unknown_actions_are_404(api: str, served: Served) -> None:
+    customer = _with_proposals(api, served, 6, 1)[0]
+    body = requests.post(
+        f"{api}/v1/decide", json={"customer_ids": [customer]}, headers=CRM, timeout=60
+    ).json()
+    action = body["results"][0]["actions"][0]
+    done = requests.post(
+        f"{api}/v1/actions/{action['id']}/outcome",
+        json={"outcome": "accepted"},
+        headers=CRM,
+        timeout=10,
+    )
+    assert done.status_code == 200 and done.json()["status"] == "accepted"
+    missing = requests.post(
+        f"{api}/v1/actions/no-such-action/outcome",
+        json={"outcome": "accepted"},
+        headers=CRM,
+        timeout=10,
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "action_not_found"
+    bad = requests.post(
+        f"{api}/v1/actions/{action['id']}/outcome",
+        json={"outcome": "maybe"},
+        headers=CRM,
+        timeout=10,
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "body.outcome"
