@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from serving.auth import ApiKeys
 from serving.contact import check
+from serving.delivery import DeliveryWorker, open_sink
 from serving.engine import ActionEngine
 from serving.policy import propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
@@ -188,7 +189,14 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         app.state.serving = load_state()
+        engine = app.state.serving.engine
+        worker = None
+        if engine is not None and settings.delivery.enabled:
+            sink = open_sink(settings.delivery)
+            worker = DeliveryWorker(engine.log, sink, settings.delivery).start()
         yield
+        if worker is not None:
+            worker.stop()
 
     app = FastAPI(
         title="retain scoring API",

@@ -117,13 +117,37 @@ class ContactPolicy(BaseModel):
     """Guards every outbound message."""
 
     timezone: str = Field("UTC", description="The customers' local time zone (IANA name).")
-    quiet_start: time = time(21, 0)
+    quiet_start: time = Field(time(21, 0), description="Equal start and end: no quiet hours.")
     quiet_end: time = time(8, 0)
     weekly_caps: dict[Channel, int] = Field(
         default_factory=lambda: dict(WEEKLY_CAPS),
         description="Marketing messages per channel per 7 days; service messages do not count.",
     )
     offer_cooldown_days: int = Field(30, ge=0, description="No new offer this soon after one.")
+
+
+class Delivery(BaseModel):
+    """The worker that drains the outbox to a channel, at least once."""
+
+    enabled: bool = True
+    sink: Literal["file", "webhook"] = "file"
+    file_path: Path = Field(
+        Path("data/actions/delivered.jsonl"), description="The file sink: one JSON line a message."
+    )
+    webhook_url: str | None = Field(None, description="The CRM endpoint for the webhook sink.")
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    interval_s: float = Field(1.0, gt=0, description="Pause between drains when idle.")
+    batch: int = Field(100, ge=1)
+    max_attempts: int = Field(8, ge=1)
+    base_backoff_s: float = Field(5.0, gt=0, description="Retry after 5 s, 10 s, 20 s, ...")
+    max_backoff_s: float = Field(3600.0, gt=0)
+    lease_s: float = Field(60.0, gt=0, description="A claimed message is retried after this.")
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> Delivery:
+        if self.sink == "webhook" and not self.webhook_url:
+            raise ValueError("delivery.webhook_url is required for the webhook sink")
+        return self
 
 
 class ServingSettings(StageSettings):
@@ -145,6 +169,7 @@ class ServingSettings(StageSettings):
     )
     actions: ActionPolicy = ActionPolicy()
     contact: ContactPolicy = ContactPolicy()
+    delivery: Delivery = Delivery()
     action_db_url: str = Field(
         "sqlite:///data/actions/actions.db",
         description="The action log and outbox: SQLite by default, any SQLAlchemy URL.",

@@ -69,7 +69,10 @@ def served(
     settings = ServingSettings.model_validate(
         {
             "action_db_url": f"sqlite:///{root / 'actions' / 'actions.db'}",
+            "delivery": {"file_path": root / "actions" / "delivered.jsonl", "interval_s": 0.2},
             "actions": {"callbacks": {"capacity_file": root / "no-forecast.parquet"}},
+            # no quiet hours: what a test queues must not depend on the hour it runs at
+            "contact": {"quiet_start": "00:00", "quiet_end": "00:00"},
         }
     )
     return Served(features, tracking, settings, keys)

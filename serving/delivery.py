@@ -1,0 +1,160 @@
+"""Drain the outbox to a channel: at least once, with retries and backoff.
+
+A message is claimed (its next attempt pushed a lease into the future, so a second
+worker or process skips it), sent, and only then marked delivered. A crash after the
+channel accepted a message but before it was marked means it is sent again: every
+message carries its action id, which the receiver uses to drop repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from sqlalchemy import update
+
+from serving.actions import ActionLog, outbox
+from serving.settings import Delivery
+
+log = logging.getLogger("retain.delivery")
+
+
+class Sink(Protocol):
+    def send(self, message: dict[str, Any]) -> None:
+        """Hand the message over; raise if the channel did not accept it."""
+
+
+class FileSink:
+    """One JSON line per message, flushed and synced before the message counts as sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, default=str, sort_keys=True) + "\n"
+        with self._lock, self.path.open("a") as out:
+            out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+class WebhookSink:
+    """POST the message as JSON; any 2xx is acceptance."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url, self.timeout_s = url, timeout_s
+        self.session = requests.Session()
+
+    def send(self, message: dict[str, Any]) -> None:
+        response = self.session.post(
+            self.url,
+            json=json.loads(json.dumps(message, default=str)),
+            headers={"Idempotency-Key": message["action_id"]},
+            timeout=self.timeout_s,
+        )
+        response.raise_for_status()
+
+
+def open_sink(settings: Delivery) -> Sink:
+    if settings.sink == "webhook":
+        assert settings.webhook_url is not None  # checked by the settings model
+        return WebhookSink(settings.webhook_url, settings.webhook_timeout_s)
+    return FileSink(settings.file_path)
+
+
+def message(row: dict[str, Any]) -> dict[str, Any]:
+    """What the channel receives for an action."""
+    return {
+        "action_id": row["id"],
+        "customer_id": row["customer_id"],
+        "action_type": row["action_type"],
+        "channel": row["channel"],
+        "due_at": row["due_at"],
+        "details": row["details"],
+    }
+
+
+def backoff(attempts: int, settings: Delivery) -> timedelta:
+    return timedelta(seconds=min(settings.max_backoff_s, settings.base_backoff_s * 2**attempts))
+
+
+@dataclass
+class Drained:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def claim(action_log: ActionLog, action_id: str, now: datetime, lease: timedelta) -> bool:
+    """Take a due message for this worker; False if another worker took it first."""
+    with action_log.engine.begin() as connection:
+        taken = connection.execute(
+            update(outbox)
+            .where(
+                outbox.c.action_id == action_id,
+                outbox.c.delivered_at.is_(None),
+                outbox.c.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + lease)
+        ).rowcount
+    return taken == 1
+
+
+def drain_once(action_log: ActionLog, sink: Sink, settings: Delivery, now: datetime) -> Drained:
+    """Send every message due now (up to a batch)."""
+    result = Drained()
+    lease = timedelta(seconds=settings.lease_s)
+    for row in action_log.due(now, settings.batch):
+        if not claim(action_log, row["id"], now, lease):
+            continue
+        try:
+            sink.send(message(row))
+        except Exception as error:  # any channel failure: retry later, then give up
+            attempts = int(row["attempts"]) + 1
+            if attempts >= settings.max_attempts:
+                action_log.mark_failed(row["id"], repr(error), None, now)
+                result.failed += 1
+            else:
+                retry_at = now + backoff(attempts - 1, settings)
+                action_log.mark_failed(row["id"], repr(error), retry_at, now)
+                result.retried += 1
+            continue
+        action_log.mark_delivered(row["id"], now)
+        result.delivered += 1
+    return result
+
+
+class DeliveryWorker:
+    """Drains the outbox in a background thread until stopped."""
+
+    def __init__(self, action_log: ActionLog, sink: Sink, settings: Delivery) -> None:
+        self.action_log, self.sink, self.settings = action_log, sink, settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+
+    def start(self) -> DeliveryWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                drained = drain_once(self.action_log, self.sink, self.settings, datetime.now(UTC))
+            except Exception:  # the database is briefly unavailable: try again later
+                log.exception("delivery drain failed")
+                drained = Drained()
+            if drained.delivered + drained.retried + drained.failed < self.settings.batch:
+                self._stop.wait(self.settings.interval_s)
