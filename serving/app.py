@@ -104,6 +104,9 @@ class ModelOut(BaseModel):
     run_id: str
     feature_service: str
     loaded_at: datetime
+    reload_error: str | None = Field(
+        None, description="Why a newer champion is not served yet (the old one still is)."
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -174,6 +177,7 @@ class ServingState:
     scorer: Scorer | None
     load_error: str | None = None
     engine: ActionEngine | None = None
+    reload_error: str | None = None  # a newer champion that could not be loaded
 
 
 def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
@@ -183,8 +187,13 @@ def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | 
     return JSONResponse({"error": body}, status_code=status)
 
 
-def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]) -> FastAPI:
-    """The API; `load_state` runs at start-up (keys, champion model, feature store)."""
+def create_app(
+    settings: ServingSettings,
+    load_state: Callable[[], ServingState],
+    start_watching: Callable[[ServingState], Any] | None = None,
+) -> FastAPI:
+    """The API; `load_state` runs at start-up (keys, champion model, feature store);
+    `start_watching` starts following the champion alias (`serving.reload`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -194,7 +203,10 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
         if engine is not None and settings.delivery.enabled:
             sink = open_sink(settings.delivery)
             worker = DeliveryWorker(engine.log, sink, settings.delivery).start()
+        watcher = start_watching(app.state.serving) if start_watching else None
         yield
+        if watcher is not None:
+            watcher.stop()
         if worker is not None:
             worker.stop()
 
@@ -253,7 +265,10 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
         if current.scorer is None:
             return _error(503, "not_ready", current.load_error or "no model loaded")  # type: ignore[no-any-return]
         loaded = current.scorer.loaded
-        return JSONResponse({"status": "ready", "model": f"{loaded.name} v{loaded.version}"})
+        body = {"status": "ready", "model": f"{loaded.name} v{loaded.version}"}
+        if current.reload_error:
+            body["reload_error"] = current.reload_error
+        return JSONResponse(body)
 
     def _scorer(request: Request) -> Scorer:
         scorer = state(request).scorer
@@ -276,7 +291,9 @@ def create_app(settings: ServingSettings, load_state: Callable[[], ServingState]
     )
     def model(request: Request) -> ModelOut:
         """The champion being served: version, run and FeatureService."""
-        return _model_out(_scorer(request))
+        out = _model_out(_scorer(request))
+        out.reload_error = state(request).reload_error
+        return out
 
     @app.post(
         "/v1/score",

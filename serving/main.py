@@ -10,7 +10,8 @@ from retain.settings import load_settings
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import load_keys
 from serving.engine import ActionEngine, action_engine
-from serving.scoring import Scorer, load_champion
+from serving.reload import ModelWatcher
+from serving.scoring import Scorer, alias_version, load_champion
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
 
@@ -31,4 +32,14 @@ def build_app() -> FastAPI:
     def load_state() -> ServingState:
         return load_serving_state(keys, open_scorer, open_engine)
 
-    return create_app(settings, load_state)
+    def start_watching(state: ServingState) -> ModelWatcher | None:
+        if not settings.reload_interval_s:
+            return None
+        return ModelWatcher(
+            state,
+            lambda: alias_version(settings, tracking),
+            open_scorer,
+            settings.reload_interval_s,
+        ).start()
+
+    return create_app(settings, load_state, start_watching)

@@ -50,7 +50,7 @@ def load_champion(serving: ServingSettings, tracking: TrainingSettings) -> Loade
         raise ModelLoadError(
             f"model {serving.model_name}@{serving.model_alias}: {error.message}"
         ) from error
-    model = pyfunc.unwrap_python_model().model
+    model = getattr(pyfunc.unwrap_python_model(), "model", None)
     if not isinstance(model, ChurnModel):
         raise ModelLoadError(f"model {serving.model_name} v{version.version} is not a churn model")
     service = run.data.tags.get("feature_service") or tracking.feature_service
@@ -94,6 +94,13 @@ class Contact:
                 for channel, column in CHANNEL_CONSENT.items()
             },
         )
+
+
+def alias_version(serving: ServingSettings, tracking: TrainingSettings) -> str:
+    """The version the serving alias points at now."""
+    client: MlflowClient = connect(tracking)
+    version = client.get_model_version_by_alias(serving.model_name, serving.model_alias)
+    return str(version.version)
 
 
 @dataclass(frozen=True)

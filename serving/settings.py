@@ -162,6 +162,9 @@ class ServingSettings(StageSettings):
     model_name: str = "churn"
     model_alias: str = "champion"
     max_customers: int = Field(1000, ge=1, description="Customer ids per request at most.")
+    reload_interval_s: float = Field(
+        30.0, ge=0, description="How often to check the alias for a new champion (0: never)."
+    )
     top_reasons: int = Field(3, ge=1, le=10)
     risk_bands: RiskBands = RiskBands()
     api_keys_file: Path | None = Field(

@@ -1,0 +1,76 @@
+"""Follow the champion alias: serve a newly promoted model without a restart.
+
+A background thread asks the registry which version the alias points at. When it moves,
+the new model is loaded and checked against the online features *beside* the serving
+one; only a model that loads and matches replaces it, in one reference swap, so requests
+in flight finish on the model they started with. A model that fails keeps the old one
+serving and the error visible on /readyz and /v1/model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from serving.app import ServingState
+from serving.scoring import Scorer
+
+log = logging.getLogger("retain.reload")
+
+
+class ModelWatcher:
+    def __init__(
+        self,
+        state: ServingState,
+        alias_version: Callable[[], str],
+        open_scorer: Callable[[], Scorer],
+        interval_s: float,
+    ) -> None:
+        self.state = state
+        self.alias_version = alias_version
+        self.open_scorer = open_scorer
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._failed_version: str | None = None
+
+    def poll_once(self) -> bool:
+        """Swap in the alias's model if it moved and loads; True when swapped."""
+        try:
+            wanted = self.alias_version()
+        except Exception as error:  # the registry is unreachable: keep serving
+            self.state.reload_error = f"cannot read the model registry: {error}"
+            return False
+        current = self.state.scorer.loaded.version if self.state.scorer else None
+        if wanted == current or wanted == self._failed_version:
+            return False
+        try:
+            scorer = self.open_scorer()
+        except Exception as error:  # any failure: the old model keeps serving
+            self._failed_version = wanted
+            self.state.reload_error = (
+                f"version {wanted} not loaded, still serving {current}: {error}"
+            )
+            log.error("%s", self.state.reload_error)
+            return False
+        self.state.scorer = scorer
+        if self.state.engine is not None:
+            self.state.engine.scorer = scorer
+        self.state.reload_error = None
+        self.state.load_error = None
+        self._failed_version = None
+        log.info("now serving model version %s (was %s)", wanted, current)
+        return True
+
+    def start(self) -> ModelWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.poll_once()
