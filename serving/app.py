@@ -24,6 +24,7 @@ from serving.auth import ApiKeys
 from serving.contact import check
 from serving.delivery import DeliveryWorker, open_sink
 from serving.engine import ActionEngine
+from serving.metrics import ApiMetrics
 from serving.policy import propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
 from serving.settings import ServingSettings
@@ -217,6 +218,10 @@ def create_app(
         lifespan=lifespan,
     )
 
+    metrics = ApiMetrics()
+    metrics.install(app)
+    app.state.metrics = metrics
+
     def state(request: Request) -> ServingState:
         return request.app.state.serving  # type: ignore[no-any-return]
 
@@ -278,6 +283,8 @@ def create_app(
 
     def _model_out(scorer: Scorer) -> ModelOut:
         loaded = scorer.loaded
+        metrics.model.clear()
+        metrics.model.labels(loaded.name, loaded.version).set(1)
         return ModelOut(
             name=loaded.name,
             version=loaded.version,
@@ -357,7 +364,12 @@ def create_app(
         engine = _engine(request)
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
         results: list[DecideOut | ItemErrorOut] = []
-        for item in engine.decide(body.customer_ids, now):
+        decided = engine.decide(body.customer_ids, now)
+        for item in decided:
+            for row, created in item.actions:
+                if created:
+                    metrics.actions.labels(row["action_type"], row["status"]).inc()
+        for item in decided:
             if isinstance(item.score, CustomerScore):
                 results.append(
                     DecideOut(

@@ -223,3 +223,18 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
                 assert suppression["code"] in {"no_consent", "frequency_cap", "no_channel"}
     low = [r for r in results if r["risk_band"] == "low"]
     assert all(not r["actions"] or r["actions"][0]["expected_value"] > 0 for r in low)
+
+
+def test_prometheus_metrics_count_requests_by_route_without_customer_ids(
+    api: str, served: Served
+) -> None:
+    customer = _known_ids(served, 1)[0]
+    requests.post(f"{api}/v1/score", json={"customer_ids": [customer]}, headers=CRM, timeout=30)
+    requests.get(f"{api}/v1/customers/{customer}/actions", headers=CRM, timeout=10)
+    requests.get(f"{api}/v1/model", headers=CRM, timeout=10)
+    text = requests.get(f"{api}/metrics", timeout=10).text
+    assert 'retain_http_requests_total{method="POST",route="/v1/score",status="200"}' in text
+    assert 'route="/v1/customers/{customer_id}/actions"' in text
+    assert 'retain_model_info{name="churn",version="1"} 1.0' in text
+    assert "retain_http_request_seconds_bucket" in text
+    assert customer not in text
