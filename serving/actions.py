@@ -53,6 +53,7 @@ actions = Table(
     Column("priority", Float),
     Column("region", String(64)),
     Column("due_at", DateTime(timezone=True)),
+    Column("capacity_day", String(10)),  # callbacks: the day whose capacity they use
     Column("send_after", DateTime(timezone=True)),
     Column("details", JSON),
     Column("suppressions", JSON),
@@ -69,6 +70,15 @@ outbox = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    Column("claim", String(36)),  # the worker holding the message; only it may settle it
+)
+callback_capacity = Table(
+    "callback_capacity",
+    metadata,
+    Column("region", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("capacity", Integer, nullable=False),
+    Column("booked", Integer, nullable=False, default=0),
 )
 outage_events = Table(
     "outage_events",
@@ -89,6 +99,16 @@ outcomes = Table(
 
 TO_DELIVER = frozenset({"queued", "deferred"})
 OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
+# which outcomes may follow which status; anything else is refused (409)
+PENDING = frozenset({"queued", "deferred", "waiting_capacity"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    **{status: frozenset(OUTCOMES) for status in PENDING},
+    "delivered": frozenset({"accepted", "declined", "no_answer", "failed"}),
+}
+
+
+class TransitionError(ValueError):
+    """An outcome that cannot follow the action's current status."""
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -96,6 +116,11 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Store UTC: SQLite keeps the clock time and drops the offset."""
+    return None if value is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -113,13 +138,16 @@ class NewAction:
     send_after: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
     suppressions: list[dict[str, Any]] = field(default_factory=list)
+    capacity_day: str | None = None  # callbacks: book a slot of this region-day ...
+    capacity: int | None = None  # ... of this many, or wait
 
 
 def open_engine(url: str) -> Engine:
     """An engine for the action log; SQLite files get WAL and a busy timeout."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: customer ids in a failed statement must not reach the logs
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
@@ -130,7 +158,7 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     metadata.create_all(engine)
     return engine
 
@@ -151,7 +179,13 @@ class ActionLog:
 
     def record(self, new: Sequence[NewAction], now: datetime) -> list[tuple[dict[str, Any], bool]]:
         """Insert the actions not already there (one transaction); return each stored row
-        and whether this call created it."""
+        and whether this call created it.
+
+        A new callback books a slot of its region-day's capacity with one conditional
+        UPDATE (atomic across requests and processes); without a free slot it is stored as
+        `waiting_capacity`, not dropped.
+        """
+        now = now.astimezone(UTC)
         created_ids: set[str] = set()
         with self.engine.begin() as connection:
             for item in new:
@@ -168,8 +202,9 @@ class ActionLog:
                         expected_value=item.expected_value,
                         priority=item.priority,
                         region=item.region,
-                        due_at=item.due_at,
-                        send_after=item.send_after,
+                        due_at=_as_utc(item.due_at),
+                        capacity_day=item.capacity_day,
+                        send_after=_as_utc(item.send_after),
                         details=item.details,
                         suppressions=item.suppressions,
                         source=item.source,
@@ -180,16 +215,26 @@ class ActionLog:
                         index_elements=["customer_id", "action_type", "dedupe_key"]
                     )
                 )
-                if connection.execute(statement).rowcount == 1:
-                    created_ids.add(action_id)
-                    if item.status in TO_DELIVER:
-                        connection.execute(
-                            outbox.insert().values(
-                                action_id=action_id,
-                                attempts=0,
-                                next_attempt_at=item.send_after or now,
-                            )
+                if connection.execute(statement).rowcount != 1:
+                    continue  # made earlier: returned below as it is
+                created_ids.add(action_id)
+                status = item.status
+                booking = status == "queued" and item.capacity is not None and item.capacity_day
+                if booking and not self._book(
+                    connection, item.region or "", str(item.capacity_day), int(item.capacity or 0)
+                ):
+                    status = "waiting_capacity"
+                    connection.execute(
+                        update(actions).where(actions.c.id == action_id).values(status=status)
+                    )
+                if status in TO_DELIVER:
+                    connection.execute(
+                        outbox.insert().values(
+                            action_id=action_id,
+                            attempts=0,
+                            next_attempt_at=_as_utc(item.send_after) or now,
                         )
+                    )
             stored = []
             for item in new:
                 row = connection.execute(
@@ -201,6 +246,24 @@ class ActionLog:
                 ).one()
                 stored.append((self._row(row._mapping), row.id in created_ids))
         return stored
+
+    def _book(self, connection: Any, region: str, day: str, capacity: int) -> bool:
+        """Take one callback slot of the region-day if one is free."""
+        connection.execute(
+            self._insert(callback_capacity)
+            .values(region=region, day=day, capacity=capacity, booked=0)
+            .on_conflict_do_nothing(index_elements=["region", "day"])
+        )
+        taken = connection.execute(
+            update(callback_capacity)
+            .where(
+                callback_capacity.c.region == region,
+                callback_capacity.c.day == day,
+                callback_capacity.c.booked < callback_capacity.c.capacity,
+            )
+            .values(booked=callback_capacity.c.booked + 1)
+        ).rowcount
+        return bool(taken == 1)
 
     @staticmethod
     def _row(mapping: Any) -> dict[str, Any]:
@@ -238,19 +301,6 @@ class ActionLog:
                     )
         return found
 
-    def callbacks_booked(self, region: str, day: str) -> int:
-        """Callbacks queued for a region on a day (the day's capacity they use)."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(actions.c.id).where(
-                    actions.c.action_type == "callback",
-                    actions.c.region == region,
-                    actions.c.status == "queued",
-                    actions.c.dedupe_key == day,
-                )
-            ).all()
-        return len(rows)
-
     def customer_actions(self, customer_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -261,20 +311,37 @@ class ActionLog:
         return [self._row(r._mapping) for r in rows]
 
     def set_outcome(self, action_id: str, outcome: str, now: datetime) -> dict[str, Any] | None:
-        """Record what happened to an action; None when there is no such action."""
+        """Record what happened to an action; None when there is no such action.
+
+        Only outcomes that can follow the current status are taken (`TRANSITIONS`); the same
+        outcome twice is a no-op. An outcome for a message still waiting in the outbox
+        settles it there, so it is not sent afterwards.
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        now = now.astimezone(UTC)
         with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(actions)
-                .where(actions.c.id == action_id)
-                .values(status=outcome, updated_at=now)
-            ).rowcount
-            if not changed:
+            current = connection.execute(
+                select(actions.c.status).where(actions.c.id == action_id)
+            ).scalar()
+            if current is None:
                 return None
-            connection.execute(
-                outcomes.insert().values(action_id=action_id, outcome=outcome, recorded_at=now)
-            )
+            if current != outcome:
+                if outcome not in TRANSITIONS.get(current, frozenset()):
+                    raise TransitionError(f"action {action_id} is {current}: cannot be {outcome}")
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == action_id)
+                    .values(status=outcome, updated_at=now)
+                )
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.action_id == action_id, outbox.c.delivered_at.is_(None))
+                    .values(delivered_at=now, last_error=f"settled by outcome {outcome}")
+                )
+                connection.execute(
+                    outcomes.insert().values(action_id=action_id, outcome=outcome, recorded_at=now)
+                )
             row = connection.execute(select(actions).where(actions.c.id == action_id)).one()
         return self._row(row._mapping)
 
@@ -308,38 +375,66 @@ class ActionLog:
             ).all()
         return [self._row(r._mapping) for r in rows]
 
-    def mark_delivered(self, action_id: str, now: datetime) -> None:
+    def claim(self, action_id: str, now: datetime, lease: timedelta) -> str | None:
+        """Take a due message for one worker until `now + lease`; its claim token, or None
+        when another worker took it first."""
+        token = str(uuid.uuid4())
         with self.engine.begin() as connection:
-            connection.execute(
-                update(outbox).where(outbox.c.action_id == action_id).values(delivered_at=now)
-            )
+            taken = connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.action_id == action_id,
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.next_attempt_at <= now.astimezone(UTC),
+                )
+                .values(next_attempt_at=(now + lease).astimezone(UTC), claim=token)
+            ).rowcount
+        return token if taken == 1 else None
+
+    def mark_delivered(self, action_id: str, claim: str, now: datetime) -> bool:
+        """Settle a claimed message as delivered; False if the claim was lost meanwhile."""
+        now = now.astimezone(UTC)
+        with self.engine.begin() as connection:
+            settled = connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.action_id == action_id,
+                    outbox.c.claim == claim,
+                    outbox.c.delivered_at.is_(None),
+                )
+                .values(delivered_at=now)
+            ).rowcount
             connection.execute(
                 update(actions)
                 .where(actions.c.id == action_id, actions.c.status.in_(TO_DELIVER))
                 .values(status="delivered", updated_at=now)
-            )
+            )  # the channel took it, whoever settles: status follows what happened
+        return bool(settled == 1)
 
     def mark_failed(
-        self, action_id: str, error: str, retry_at: datetime | None, now: datetime
-    ) -> None:
-        """Count a failed attempt; with no `retry_at` the message is given up as failed."""
+        self, action_id: str, claim: str, error: str, retry_at: datetime | None, now: datetime
+    ) -> bool:
+        """Count a failed attempt of a claimed message; with no `retry_at` give it up.
+
+        Only the claim's holder may do this, and never to a delivered message.
+        """
+        now = now.astimezone(UTC)
         with self.engine.begin() as connection:
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.action_id == action_id)
-                .values(
-                    attempts=outbox.c.attempts + 1,
-                    last_error=error[:1000],
-                    next_attempt_at=retry_at or now,
-                    delivered_at=None,
-                )
+            mine = (
+                outbox.c.action_id == action_id,
+                outbox.c.claim == claim,
+                outbox.c.delivered_at.is_(None),
             )
+            values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error[:1000]}
             if retry_at is None:
-                connection.execute(
-                    update(outbox).where(outbox.c.action_id == action_id).values(delivered_at=now)
-                )
+                values["delivered_at"] = now  # settled: given up
+            else:
+                values["next_attempt_at"] = retry_at.astimezone(UTC)
+            settled = connection.execute(update(outbox).where(*mine).values(**values)).rowcount
+            if settled == 1 and retry_at is None:
                 connection.execute(
                     update(actions)
-                    .where(actions.c.id == action_id)
+                    .where(actions.c.id == action_id, actions.c.status.in_(TO_DELIVER))
                     .values(status="failed", updated_at=now)
                 )
+        return bool(settled == 1)

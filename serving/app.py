@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from serving.actions import ActionLog, TransitionError
 from serving.auth import ApiKeys
-from serving.contact import check
+from serving.contact import PastAction, check
 from serving.delivery import DeliveryWorker, open_sink
-from serving.engine import ActionEngine
+from serving.engine import ActionEngine, OutageIndexError
 from serving.metrics import ApiMetrics
 from serving.policy import propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
@@ -179,6 +180,16 @@ class ServingState:
     load_error: str | None = None
     engine: ActionEngine | None = None
     reload_error: str | None = None  # a newer champion that could not be loaded
+    action_log: ActionLog | None = None  # open even while no model is: delivery goes on
+    engine_factory: Callable[[Scorer], ActionEngine] | None = None
+
+    def serve(self, scorer: Scorer) -> None:
+        """Start serving `scorer` (a reference swap: requests in flight keep theirs)."""
+        if self.engine is None and self.engine_factory is not None:
+            self.engine = self.engine_factory(scorer)
+        elif self.engine is not None:
+            self.engine.scorer = scorer
+        self.scorer = scorer
 
 
 def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
@@ -199,11 +210,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         app.state.serving = load_state()
-        engine = app.state.serving.engine
+        action_log = app.state.serving.action_log
         worker = None
-        if engine is not None and settings.delivery.enabled:
+        if action_log is not None and settings.delivery.enabled:
             sink = open_sink(settings.delivery)
-            worker = DeliveryWorker(engine.log, sink, settings.delivery).start()
+            worker = DeliveryWorker(action_log, sink, settings.delivery).start()
         watcher = start_watching(app.state.serving) if start_watching else None
         yield
         if watcher is not None:
@@ -248,6 +259,11 @@ def create_app(
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return _error(error.status_code, code, str(error.detail))  # type: ignore[no-any-return]
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error")  # details stay in the server log
+        return _error(500, "internal_error", "internal error; see the server log")  # type: ignore[no-any-return]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -317,7 +333,11 @@ def create_app(
         scorer = _scorer(request)
         results: list[ScoreOut | ItemErrorOut] = []
         now = at.tz_convert("UTC").to_pydatetime()
-        for item in scorer.score(body.customer_ids, at.tz_convert("UTC")):
+        scored = scorer.score(body.customer_ids, at.tz_convert("UTC"))
+        engine = state(request).engine
+        known = [i.customer_id for i in scored if isinstance(i, CustomerScore)]
+        history = engine.log.history(known, now, engine.history_days) if engine else {}
+        for item in scored:
             if isinstance(item, CustomerScore):
                 results.append(
                     ScoreOut(
@@ -325,7 +345,7 @@ def create_app(
                         churn_probability=round(item.churn_probability, 6),
                         risk_band=item.risk_band,  # type: ignore[arg-type]
                         reasons=[ReasonOut(**vars(r)) for r in item.reasons],
-                        actions=_actions(item, settings, now),
+                        actions=_actions(item, settings, history.get(item.customer_id, []), now),
                     )
                 )
             else:
@@ -362,9 +382,10 @@ def create_app(
         """
         _check_size(body.customer_ids)
         engine = _engine(request)
+        scorer = engine.scorer  # one model for the whole request, even across a reload
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
         results: list[DecideOut | ItemErrorOut] = []
-        decided = engine.decide(body.customer_ids, now)
+        decided = engine.decide(body.customer_ids, now, scorer)
         for item in decided:
             for row, created in item.actions:
                 if created:
@@ -382,7 +403,7 @@ def create_app(
                 )
             else:
                 results.append(_unknown(item.score.customer_id))
-        return DecideResponse(model=_model_out(engine.scorer), decided_at=now, results=results)
+        return DecideResponse(model=_model_out(scorer), decided_at=now, results=results)
 
     @app.post(
         "/v1/events/outage",
@@ -403,9 +424,12 @@ def create_app(
         if body.expected_end is not None and body.expected_end < body.start:
             raise ApiError(422, "invalid_request", "expected_end: before start")
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        counts, duplicate = _engine(request).outage(
-            body.event_id, body.sites, body.start, body.expected_end, body.severity, now
-        )
+        try:
+            counts, duplicate = _engine(request).outage(
+                body.event_id, body.sites, body.start, body.expected_end, body.severity, now
+            )
+        except OutageIndexError as error:
+            raise ApiError(503, "outage_index_unavailable", str(error)) from error
         return OutageOut(event_id=body.event_id, duplicate=duplicate, **counts)
 
     @app.post(
@@ -417,7 +441,10 @@ def create_app(
     def outcome(request: Request, action_id: str, body: OutcomeIn) -> ActionRecordOut:
         """What happened: accepted, declined, no_answer, delivered or failed."""
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        row = _engine(request).log.set_outcome(action_id, body.outcome, now)
+        try:
+            row = _engine(request).log.set_outcome(action_id, body.outcome, now)
+        except TransitionError as error:
+            raise ApiError(409, "invalid_transition", str(error)) from error
         if row is None:
             raise ApiError(404, "action_not_found", f"no action {action_id}")
         return _record(row, False)
@@ -451,11 +478,14 @@ def _record(row: dict[str, Any], created: bool) -> ActionRecordOut:
     )
 
 
-def _actions(item: CustomerScore, settings: ServingSettings, now: datetime) -> list[ActionOut]:
-    """Proposals for the customer, each with the contact policy's verdict (nothing sent)."""
+def _actions(
+    item: CustomerScore, settings: ServingSettings, history: list[PastAction], now: datetime
+) -> list[ActionOut]:
+    """Proposals for the customer, each with the contact policy's verdict given what the
+    action log holds (nothing is recorded or sent)."""
     out = []
     for proposal in propose(item, item.contact, settings.actions, now):
-        verdict = check(proposal, item.contact, [], settings.contact, now)
+        verdict = check(proposal, item.contact, history, settings.contact, now)
         out.append(
             ActionOut(
                 action_type=proposal.action_type,
@@ -478,12 +508,15 @@ def _actions(item: CustomerScore, settings: ServingSettings, now: datetime) -> l
 def load_serving_state(
     keys: ApiKeys,
     open_scorer: Callable[[], Scorer],
-    open_engine: Callable[[Scorer], ActionEngine],
+    action_log: ActionLog,
+    engine_factory: Callable[[Scorer], ActionEngine],
 ) -> ServingState:
-    """Keys are required; a model that fails to load leaves the API up but not ready."""
+    """Keys are required; a model that fails to load leaves the API up but not ready (the
+    model watcher may load one later) and the outbox still draining."""
+    state = ServingState(keys, None, action_log=action_log, engine_factory=engine_factory)
     try:
-        scorer = open_scorer()
+        state.serve(open_scorer())
     except ModelLoadError as error:
         log.error("model not loaded: %s", error)
-        return ServingState(keys, None, str(error))
-    return ServingState(keys, scorer, None, open_engine(scorer))
+        state.load_error = str(error)
+    return state

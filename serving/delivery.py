@@ -1,7 +1,8 @@
 """Drain the outbox to a channel: at least once, with retries and backoff.
 
-A message is claimed (its next attempt pushed a lease into the future, so a second
-worker or process skips it), sent, and only then marked delivered. A crash after the
+A message is claimed with a token (its next attempt pushed a lease into the future, so a
+second worker or process skips it), sent, and only then marked delivered; only the holder
+of the claim may settle it, and a delivered message is never reopened. A crash after the
 channel accepted a message but before it was marked means it is sent again: every
 message carries its action id, which the receiver uses to drop repeats.
 """
@@ -18,9 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
-from sqlalchemy import update
 
-from serving.actions import ActionLog, outbox
+from serving.actions import ActionLog
 from serving.settings import Delivery
 
 log = logging.getLogger("retain.delivery")
@@ -94,41 +94,34 @@ class Drained:
     failed: int = 0
 
 
-def claim(action_log: ActionLog, action_id: str, now: datetime, lease: timedelta) -> bool:
-    """Take a due message for this worker; False if another worker took it first."""
-    with action_log.engine.begin() as connection:
-        taken = connection.execute(
-            update(outbox)
-            .where(
-                outbox.c.action_id == action_id,
-                outbox.c.delivered_at.is_(None),
-                outbox.c.next_attempt_at <= now,
-            )
-            .values(next_attempt_at=now + lease)
-        ).rowcount
-    return taken == 1
+def drain_once(
+    action_log: ActionLog, sink: Sink, settings: Delivery, now: datetime | None = None
+) -> Drained:
+    """Send every message due now (up to a batch).
 
-
-def drain_once(action_log: ActionLog, sink: Sink, settings: Delivery, now: datetime) -> Drained:
-    """Send every message due now (up to a batch)."""
+    Each message is claimed at the moment it is sent, with a lease from that moment: a
+    slow channel cannot let a claim run out before its message is even tried.
+    """
+    clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     result = Drained()
     lease = timedelta(seconds=settings.lease_s)
-    for row in action_log.due(now, settings.batch):
-        if not claim(action_log, row["id"], now, lease):
-            continue
+    for row in action_log.due(clock(), settings.batch):
+        claim = action_log.claim(row["id"], clock(), lease)
+        if claim is None:
+            continue  # another worker has it
         try:
             sink.send(message(row))
         except Exception as error:  # any channel failure: retry later, then give up
             attempts = int(row["attempts"]) + 1
             if attempts >= settings.max_attempts:
-                action_log.mark_failed(row["id"], repr(error), None, now)
-                result.failed += 1
+                if action_log.mark_failed(row["id"], claim, repr(error), None, clock()):
+                    result.failed += 1
             else:
-                retry_at = now + backoff(attempts - 1, settings)
-                action_log.mark_failed(row["id"], repr(error), retry_at, now)
-                result.retried += 1
+                retry_at = clock() + backoff(attempts - 1, settings)
+                if action_log.mark_failed(row["id"], claim, repr(error), retry_at, clock()):
+                    result.retried += 1
             continue
-        action_log.mark_delivered(row["id"], now)
+        action_log.mark_delivered(row["id"], claim, clock())
         result.delivered += 1
     return result
 

@@ -17,13 +17,17 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from serving.actions import ActionLog, NewAction, open_engine
+from serving.actions import ActionLog, NewAction
 from serving.contact import PastAction, Verdict, check
 from serving.policy import Proposal, propose
 from serving.scoring import CustomerScore, Scorer, UnknownCustomer
 from serving.settings import ServingSettings
 
 Severity = Literal["minor", "major", "critical"]
+
+
+class OutageIndexError(RuntimeError):
+    """Affected customers cannot be found: the feature tables are missing."""
 
 
 class CallbackCapacity:
@@ -86,6 +90,8 @@ class ActionEngine:
         self.capacity = capacity
         self.home_cells = home_cells
         self.zone = ZoneInfo(settings.contact.timezone)
+        # the contact policy looks back over a week of caps and the offer cooldown
+        self.history_days = max(8, settings.contact.offer_cooldown_days + 1)
 
     def local_day(self, moment: datetime) -> str:
         return moment.astimezone(self.zone).date().isoformat()
@@ -110,11 +116,10 @@ class ActionEngine:
         status = "suppressed"
         if verdict.allowed:
             status = "deferred" if verdict.send_after else "queued"
-        if status == "queued" and proposal.action_type == "callback":
-            day = self.local_day(proposal.due_at or now)
-            capacity = self.capacity.for_day(item.contact.region, day)
-            if self.log.callbacks_booked(item.contact.region, day) >= capacity:
-                status = "waiting_capacity"  # queued by priority for the next free slot
+        capacity_day = capacity = None
+        if proposal.action_type == "callback":  # the log books the slot, atomically
+            capacity_day = self.local_day(proposal.due_at or now)
+            capacity = self.capacity.for_day(item.contact.region, capacity_day)
         return NewAction(
             customer_id=item.customer_id,
             action_type=proposal.action_type,
@@ -129,6 +134,8 @@ class ActionEngine:
             send_after=verdict.send_after,
             details={"reason": proposal.reason, **proposal.details},
             suppressions=[vars(s) for s in verdict.suppressions],
+            capacity_day=capacity_day,
+            capacity=capacity,
         )
 
     def _outage_actions(
@@ -168,10 +175,13 @@ class ActionEngine:
             found.append(self._new_action(item, call, verdict, now, "outage"))
         return found
 
-    def decide(self, customer_ids: Sequence[str], now: datetime) -> list[Decided]:
-        scores = self.scorer.score(customer_ids, pd.Timestamp(now))
+    def decide(
+        self, customer_ids: Sequence[str], now: datetime, scorer: Scorer | None = None
+    ) -> list[Decided]:
+        """Score (with `scorer`, default the engine's), plan, check and record."""
+        scores = (scorer or self.scorer).score(customer_ids, pd.Timestamp(now))
         known = [s for s in scores if isinstance(s, CustomerScore)]
-        history = self.log.history([s.customer_id for s in known], now)
+        history = self.log.history([s.customer_id for s in known], now, self.history_days)
         decided = []
         for item in scores:
             if not isinstance(item, CustomerScore):
@@ -198,7 +208,10 @@ class ActionEngine:
         if known is not None:
             return dict(known["counts"]), True
         if self.home_cells is None:
-            raise RuntimeError("no customer-to-cell index: the feature tables were not found")
+            raise OutageIndexError(
+                "no customer-to-cell index: the feature tables (customer_profile, "
+                "customer_activity) were not found; run `retain features build`"
+            )
         affected = self.home_cells.customers(sites)
         counts = dict.fromkeys(
             ("notified", "deferred", "callbacks", "unreachable", "already_notified"), 0
@@ -214,7 +227,7 @@ class ActionEngine:
         for chunk in range(0, len(affected), self.settings.max_customers):
             ids = affected[chunk : chunk + self.settings.max_customers]
             scores = self.scorer.score(ids, pd.Timestamp(now))
-            history = self.log.history(ids, now)
+            history = self.log.history(ids, now, self.history_days)
             new = []
             for item in scores:
                 if isinstance(item, CustomerScore):
@@ -234,10 +247,12 @@ class ActionEngine:
         return counts, False
 
 
-def action_engine(scorer: Scorer, settings: ServingSettings, tables_dir: Path) -> ActionEngine:
-    """The engine over the configured action log, callback capacity and home-cell index."""
-    log = ActionLog(open_engine(settings.action_db_url))
+def action_engine(
+    scorer: Scorer, log: ActionLog, settings: ServingSettings, tables_dir: Path
+) -> ActionEngine:
+    """The engine over the action log, callback capacity and home-cell index."""
     rule = settings.actions.callbacks
     capacity = CallbackCapacity(rule.capacity_file, rule.default_daily_capacity)
-    cells = HomeCells(tables_dir) if (tables_dir / "customer_profile.parquet").exists() else None
+    tables = ("customer_profile.parquet", "customer_activity.parquet")
+    cells = HomeCells(tables_dir) if all((tables_dir / t).exists() for t in tables) else None
     return ActionEngine(scorer, log, settings, capacity, cells)

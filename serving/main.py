@@ -7,9 +7,10 @@ from fastapi import FastAPI
 from features.settings import FeatureSettings
 from features.store import open_store
 from retain.settings import load_settings
+from serving.actions import ActionLog, open_engine
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import load_keys
-from serving.engine import ActionEngine, action_engine
+from serving.engine import action_engine
 from serving.reload import ModelWatcher
 from serving.scoring import Scorer, alias_version, load_champion
 from serving.settings import ServingSettings
@@ -26,11 +27,14 @@ def build_app() -> FastAPI:
     def open_scorer() -> Scorer:
         return Scorer(load_champion(settings, tracking), open_store(features), settings)
 
-    def open_engine(scorer: Scorer) -> ActionEngine:
-        return action_engine(scorer, settings, features.tables_dir)
-
     def load_state() -> ServingState:
-        return load_serving_state(keys, open_scorer, open_engine)
+        action_log = ActionLog(open_engine(settings.action_db_url))
+        return load_serving_state(
+            keys,
+            open_scorer,
+            action_log,
+            lambda scorer: action_engine(scorer, action_log, settings, features.tables_dir),
+        )
 
     def start_watching(state: ServingState) -> ModelWatcher | None:
         if not settings.reload_interval_s:

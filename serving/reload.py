@@ -17,6 +17,7 @@ from serving.app import ServingState
 from serving.scoring import Scorer
 
 log = logging.getLogger("retain.reload")
+RETRY_FAILED_AFTER = 10  # polls before a version that failed to load is tried again
 
 
 class ModelWatcher:
@@ -34,6 +35,7 @@ class ModelWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
         self._failed_version: str | None = None
+        self._skips = 0
 
     def poll_once(self) -> bool:
         """Swap in the alias's model if it moved and loads; True when swapped."""
@@ -43,20 +45,22 @@ class ModelWatcher:
             self.state.reload_error = f"cannot read the model registry: {error}"
             return False
         current = self.state.scorer.loaded.version if self.state.scorer else None
-        if wanted == current or wanted == self._failed_version:
+        if wanted == current:
+            self.state.reload_error = None
+            return False
+        if wanted == self._failed_version and self._skips < RETRY_FAILED_AFTER:
+            self._skips += 1  # a version that failed is tried again now and then, not each poll
             return False
         try:
             scorer = self.open_scorer()
         except Exception as error:  # any failure: the old model keeps serving
-            self._failed_version = wanted
+            self._failed_version, self._skips = wanted, 0
             self.state.reload_error = (
                 f"version {wanted} not loaded, still serving {current}: {error}"
             )
             log.error("%s", self.state.reload_error)
             return False
-        self.state.scorer = scorer
-        if self.state.engine is not None:
-            self.state.engine.scorer = scorer
+        self.state.serve(scorer)
         self.state.reload_error = None
         self.state.load_error = None
         self._failed_version = None

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
+from serving.actions import ActionLog, open_engine
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import ApiKeys, parse_keys
 from serving.engine import action_engine
@@ -118,14 +120,25 @@ def api(served: Served) -> Iterator[str]:
     """The API serving the project's champion."""
     app = create_app(
         served.settings,
-        lambda: load_serving_state(
-            served.keys,
-            lambda: open_scorer(served),
-            lambda scorer: action_engine(scorer, served.settings, served.features.tables_dir),
-        ),
+        lambda: serving_state(served),
     )
     with running(app) as url:
         yield url
+
+
+def serving_state(
+    served: Served, settings: ServingSettings | None = None, scorer: Any = None
+) -> ServingState:
+    """What `retain serve` loads, for a served project (optionally other settings or a
+    scorer factory)."""
+    settings = settings or served.settings
+    action_log = ActionLog(open_engine(settings.action_db_url))
+    return load_serving_state(
+        served.keys,
+        scorer or (lambda: open_scorer(served)),
+        action_log,
+        lambda s: action_engine(s, action_log, settings, served.features.tables_dir),
+    )
 
 
 def not_ready_state(keys: ApiKeys, error: str) -> ServingState:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import requests
 from sqlalchemy import func, select
 
-from serving.actions import ActionLog, actions, open_engine, outbox
+from serving.actions import ActionLog, NewAction, actions, open_engine, outbox
 from tests.serving.conftest import KEYS, Served
 
 CRM = {"X-API-Key": KEYS["crm"]}
@@ -141,19 +143,26 @@ def test_an_outage_notifies_exactly_the_active_customers_homed_there(
     assert crm.status_code == 403
 
 
-def test_outcomes_are_recorded_and_unknown_actions_are_404(api: str, served: Served) -> None:
+def test_outcomes_follow_the_action_and_unknown_actions_are_404(api: str, served: Served) -> None:
     customer = _with_proposals(api, served, 6, 1)[0]
     body = requests.post(
         f"{api}/v1/decide", json={"customer_ids": [customer]}, headers=CRM, timeout=60
     ).json()
-    action = body["results"][0]["actions"][0]
-    done = requests.post(
-        f"{api}/v1/actions/{action['id']}/outcome",
-        json={"outcome": "accepted"},
-        headers=CRM,
-        timeout=10,
-    )
+    sent = [a for a in body["results"][0]["actions"] if a["status"] != "suppressed"]
+    assert sent, body
+    action = sent[0]
+    url = f"{api}/v1/actions/{action['id']}/outcome"
+    done = requests.post(url, json={"outcome": "accepted"}, headers=CRM, timeout=10)
     assert done.status_code == 200 and done.json()["status"] == "accepted"
+    same = requests.post(url, json={"outcome": "accepted"}, headers=CRM, timeout=10)
+    assert same.status_code == 200  # the same outcome twice is no change
+    other = requests.post(url, json={"outcome": "declined"}, headers=CRM, timeout=10)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "invalid_transition"
+    with _log(served).engine.connect() as connection:  # settled: the outbox will not send it
+        delivered_at = connection.execute(
+            select(outbox.c.delivered_at).where(outbox.c.action_id == action["id"])
+        ).scalar()
+    assert delivered_at is not None
     missing = requests.post(
         f"{api}/v1/actions/no-such-action/outcome",
         json={"outcome": "accepted"},
@@ -161,10 +170,32 @@ def test_outcomes_are_recorded_and_unknown_actions_are_404(api: str, served: Ser
         timeout=10,
     )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "action_not_found"
-    bad = requests.post(
-        f"{api}/v1/actions/{action['id']}/outcome",
-        json={"outcome": "maybe"},
-        headers=CRM,
-        timeout=10,
-    )
+    bad = requests.post(url, json={"outcome": "maybe"}, headers=CRM, timeout=10)
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "body.outcome"
+
+
+def test_score_verdicts_reflect_what_decide_recorded(api: str, served: Served) -> None:
+    customer = _with_proposals(api, served, 8, 1)[0]
+    requests.post(f"{api}/v1/decide", json={"customer_ids": [customer]}, headers=CRM, timeout=60)
+    scored = requests.post(
+        f"{api}/v1/score", json={"customer_ids": [customer]}, headers=CRM, timeout=60
+    ).json()["results"][0]
+    codes = {s["code"] for a in scored["actions"] for s in a["verdict"]["suppressions"]}
+    assert codes & {"duplicate_today", "offer_cooldown"}  # already made today: not again
+
+
+def test_callbacks_beyond_the_days_capacity_wait_instead_of_being_dropped(tmp_path: Path) -> None:
+    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    now = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+    def callback(customer: str) -> NewAction:
+        return NewAction(customer, "callback", "2026-11-02", "queued", "decide", "phone",
+                         region="harbour", capacity_day="2026-11-03", capacity=2)  # fmt: skip
+
+    first = log.record([callback("A"), callback("B"), callback("C")], now)
+    assert [row["status"] for row, _ in first] == ["queued", "queued", "waiting_capacity"]
+    again = log.record([callback("A")], now)  # a repeat books no second slot
+    assert again[0][0]["status"] == "queued" and not again[0][1]
+    assert log.record([callback("D")], now)[0][0]["status"] == "waiting_capacity"
+    due = {row["customer_id"] for row in log.due(now)}
+    assert due == {"A", "B"}  # waiting callbacks are not sent

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.store import open_store
 from retain.cli import app as cli
+from serving.actions import ActionLog, open_engine
 from serving.app import create_app
 from serving.auth import KeyConfigError, parse_keys
 from serving.scoring import ModelLoadError, Scorer, load_champion
@@ -189,6 +190,8 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
     api: str, served: Served
 ) -> None:
     ids = _known_ids(served, 300)
+    log = ActionLog(open_engine(served.settings.action_db_url))
+    before = sum(len(log.customer_actions(c)) for c in ids)
     response = requests.post(
         f"{api}/v1/score",
         json={"customer_ids": ids, "context": {"timestamp": "2026-11-02T12:00:00+00:00"}},
@@ -213,6 +216,7 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
         elif offers:
             assert 0 < offers[0]["expected_value"] <= best + 0.01
     assert any(a["action_type"] == "retention_offer" for r in results for a in r["actions"])
+    assert sum(len(log.customer_actions(c)) for c in ids) == before  # scoring records nothing
     for result in results:
         values = [a["expected_value"] for a in result["actions"]]
         assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
@@ -220,7 +224,9 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
             verdict = action["verdict"]
             assert verdict["allowed"] == (verdict["channel"] is not None)
             for suppression in verdict["suppressions"]:
-                assert suppression["code"] in {"no_consent", "frequency_cap", "no_channel"}
+                assert suppression["code"] in {
+                    "no_consent", "frequency_cap", "no_channel", "offer_cooldown", "duplicate_today"
+                }  # fmt: skip
     low = [r for r in results if r["risk_band"] == "low"]
     assert all(not r["actions"] or r["actions"][0]["expected_value"] > 0 for r in low)
 

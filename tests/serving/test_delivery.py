@@ -104,3 +104,17 @@ def test_the_server_delivers_decided_actions_to_the_file_sink(api: str, served: 
         for action in log.customer_actions(customer):
             if action["id"] in queued:
                 assert action["status"] == "delivered"
+
+
+def test_a_late_worker_cannot_reopen_or_fail_a_message_another_delivered(tmp_path: Path) -> None:
+    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    action = _queue(log, "C1")
+    lease = timedelta(seconds=60)
+    slow = log.claim(action, NOW, lease)  # worker A claims, then stalls past its lease
+    assert slow is not None and log.claim(action, NOW, lease) is None  # nobody else meanwhile
+    fast = log.claim(action, NOW + timedelta(seconds=61), lease)  # worker B takes it over
+    assert fast is not None and log.mark_delivered(action, fast, NOW + timedelta(seconds=62))
+    assert not log.mark_failed(action, slow, "timeout", None, NOW + timedelta(seconds=63))
+    assert not log.mark_failed(action, slow, "timeout", NOW + timedelta(hours=1), NOW)
+    assert log.customer_actions("C1")[0]["status"] == "delivered"
+    assert log.due(NOW + timedelta(days=1)) == []  # never due again

@@ -15,11 +15,10 @@ import requests
 from mlflow.pyfunc import PythonModel
 
 from features.store import open_store
-from serving.app import ServingState, create_app, load_serving_state
-from serving.engine import action_engine
+from serving.app import ServingState, create_app
 from serving.reload import ModelWatcher
 from serving.scoring import Scorer, alias_version, load_champion
-from tests.serving.conftest import KEYS, Served, running
+from tests.serving.conftest import KEYS, Served, running, serving_state
 from tests.serving.test_api import _known_ids
 from tests.training.conftest import LABEL
 from training.churn import train_churn
@@ -62,15 +61,7 @@ def test_the_api_follows_the_champion_alias(
             state, lambda: alias_version(settings, tracking), open_scorer, 0.2
         ).start()
 
-    app = create_app(
-        settings,
-        lambda: load_serving_state(
-            served.keys,
-            open_scorer,
-            lambda s: action_engine(s, settings, served.features.tables_dir),
-        ),
-        watch,
-    )
+    app = create_app(settings, lambda: serving_state(served, settings, open_scorer), watch)
     ids = _known_ids(served, 5)
     failures: list[int] = []
     stop = threading.Event()
@@ -112,3 +103,38 @@ def test_the_api_follows_the_champion_alias(
             stop.set()
             load.join()
     assert failures == []
+
+
+def test_a_model_found_after_a_failed_start_brings_up_the_action_engine() -> None:
+    """Started without a loadable champion, the API becomes fully usable once one appears."""
+
+    class Loaded:
+        version = "4"
+
+    class FakeScorer:
+        loaded = Loaded()
+
+    from serving.auth import parse_keys
+
+    made: list[object] = []
+    state = ServingState(
+        parse_keys([("k" * 20, ["crm"])], dev_mode=False),
+        None,
+        load_error="no champion",
+        engine_factory=lambda scorer: made.append(scorer) or "engine",  # type: ignore[func-returns-value,arg-type,return-value]
+    )
+    attempts = iter([RuntimeError("registry busy"), FakeScorer()])
+
+    def open_scorer() -> Any:
+        outcome = next(attempts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    watcher = ModelWatcher(state, lambda: "4", open_scorer, interval_s=60)
+    assert not watcher.poll_once() and "registry busy" in str(state.reload_error)
+    for _ in range(10):  # a failed version is retried after a few polls, not every poll
+        assert not watcher.poll_once()
+    assert watcher.poll_once()
+    assert state.scorer is not None and state.engine == "engine" and len(made) == 1
+    assert state.reload_error is None and state.load_error is None
