@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import requests
 
 from serving.actions import ActionLog
+from serving.background import BackgroundLoop
 from serving.settings import Delivery
 
 log = logging.getLogger("retain.delivery")
@@ -126,28 +127,20 @@ def drain_once(
     return result
 
 
-class DeliveryWorker:
+class DeliveryWorker(BackgroundLoop):
     """Drains the outbox in a background thread until stopped."""
+
+    name = "delivery"
 
     def __init__(self, action_log: ActionLog, sink: Sink, settings: Delivery) -> None:
         self.action_log, self.sink, self.settings = action_log, sink, settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+        super().__init__()
 
-    def start(self) -> DeliveryWorker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                drained = drain_once(self.action_log, self.sink, self.settings, datetime.now(UTC))
-            except Exception:  # the database is briefly unavailable: try again later
-                log.exception("delivery drain failed")
-                drained = Drained()
-            if drained.delivered + drained.retried + drained.failed < self.settings.batch:
-                self._stop.wait(self.settings.interval_s)
+    def step(self) -> float:
+        try:
+            drained = drain_once(self.action_log, self.sink, self.settings)
+        except Exception:  # the database is briefly unavailable: try again later
+            log.exception("delivery drain failed")
+            return self.settings.interval_s
+        busy = drained.delivered + drained.retried + drained.failed >= self.settings.batch
+        return 0.0 if busy else self.settings.interval_s

@@ -10,17 +10,19 @@ serving and the error visible on /readyz and /v1/model.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from serving.app import ServingState
+from serving.background import BackgroundLoop
 from serving.scoring import Scorer
 
 log = logging.getLogger("retain.reload")
 RETRY_FAILED_AFTER = 10  # polls before a version that failed to load is tried again
 
 
-class ModelWatcher:
+class ModelWatcher(BackgroundLoop):
+    name = "model-watcher"
+
     def __init__(
         self,
         state: ServingState,
@@ -32,10 +34,9 @@ class ModelWatcher:
         self.alias_version = alias_version
         self.open_scorer = open_scorer
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
         self._failed_version: str | None = None
         self._skips = 0
+        super().__init__()
 
     def poll_once(self) -> bool:
         """Swap in the alias's model if it moved and loads; True when swapped."""
@@ -67,14 +68,6 @@ class ModelWatcher:
         log.info("now serving model version %s (was %s)", wanted, current)
         return True
 
-    def start(self) -> ModelWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.poll_once()
+    def step(self) -> float:
+        self.poll_once()
+        return self.interval_s

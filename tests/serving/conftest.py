@@ -80,6 +80,16 @@ def served(
     return Served(features, tracking, settings, keys)
 
 
+def active_ids(served: Served) -> list[str]:
+    """Customers active at the latest feature snapshot (they have online features), sorted."""
+    activity = pd.read_parquet(
+        served.features.tables_dir / "customer_activity.parquet",
+        columns=["customer_id", "event_timestamp"],
+    )
+    latest = activity["event_timestamp"] == activity["event_timestamp"].max()
+    return sorted(activity.loc[latest, "customer_id"])
+
+
 def open_scorer(served: Served) -> Scorer:
     return Scorer(
         load_champion(served.settings, served.tracking),

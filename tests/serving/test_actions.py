@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import func, select
 
 from serving.actions import ActionLog, NewAction, actions, open_engine, outbox
-from tests.serving.conftest import KEYS, Served
+from tests.serving.conftest import KEYS, Served, active_ids
 
 CRM = {"X-API-Key": KEYS["crm"]}
 OPS = {"X-API-Key": KEYS["ops"]}
@@ -23,15 +23,7 @@ def _log(served: Served) -> ActionLog:
 
 def _with_proposals(api: str, served: Served, skip: int, count: int) -> list[str]:
     """Customers for whom the policy proposes something (highest risk first)."""
-    activity = pd.read_parquet(
-        served.features.tables_dir / "customer_activity.parquet",
-        columns=["customer_id", "event_timestamp"],
-    )
-    latest = sorted(
-        activity.loc[
-            activity["event_timestamp"] == activity["event_timestamp"].max(), "customer_id"
-        ]
-    )
+    latest = active_ids(served)
     scored = requests.post(
         f"{api}/v1/score", json={"customer_ids": latest[:1000]}, headers=CRM, timeout=60
     ).json()["results"]
@@ -98,15 +90,7 @@ def test_an_outage_notifies_exactly_the_active_customers_homed_there(
     api: str, served: Served
 ) -> None:
     profile = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet")
-    activity = pd.read_parquet(
-        served.features.tables_dir / "customer_activity.parquet",
-        columns=["customer_id", "event_timestamp"],
-    )
-    active = set(
-        activity.loc[
-            activity["event_timestamp"] == activity["event_timestamp"].max(), "customer_id"
-        ]
-    )
+    active = set(active_ids(served))
     homed = (
         profile[profile["customer_id"].isin(active)]
         .groupby("cell_site_id")["customer_id"]

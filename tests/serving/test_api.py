@@ -16,19 +16,13 @@ from serving.actions import ActionLog, open_engine
 from serving.app import create_app
 from serving.auth import KeyConfigError, parse_keys
 from serving.scoring import ModelLoadError, Scorer, load_champion
-from tests.serving.conftest import KEYS, Served, not_ready_state, open_scorer, running
+from tests.serving.conftest import KEYS, Served, active_ids, not_ready_state, open_scorer, running
 
 CRM = {"X-API-Key": KEYS["crm"]}
 
 
 def _known_ids(served: Served, count: int) -> list[str]:
-    profile = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet")
-    activity = pd.read_parquet(
-        served.features.tables_dir / "customer_activity.parquet",
-        columns=["customer_id", "event_timestamp"],
-    )
-    latest = activity[activity["event_timestamp"] == activity["event_timestamp"].max()]
-    return sorted(set(profile["customer_id"]) & set(latest["customer_id"]))[:count]
+    return active_ids(served)[:count]
 
 
 def test_health_readiness_and_model(api: str, served: Served) -> None:
