@@ -299,8 +299,7 @@ def create_app(
 
     def _model_out(scorer: Scorer) -> ModelOut:
         loaded = scorer.loaded
-        metrics.model.clear()
-        metrics.model.labels(loaded.name, loaded.version).set(1)
+        metrics.serving(loaded.name, loaded.version)
         return ModelOut(
             name=loaded.name,
             version=loaded.version,

@@ -43,6 +43,16 @@ class ApiMetrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self._served: tuple[str, str] | None = None
+
+    def serving(self, name: str, version: str) -> None:
+        """Mark the served model: 1 for it, 0 for the one before."""
+        previous = self._served
+        if previous is not None and previous != (name, version):
+            self.model.labels(*previous).set(0)
+        self.model.labels(name, version).set(1)
+        self._served = (name, version)
+
     def install(self, app: FastAPI) -> None:
         @app.middleware("http")
         async def measure(
