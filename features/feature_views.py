@@ -45,21 +45,23 @@ customer_profile = FeatureView(
     description="Who the customer is and what they signed.",
 )
 
+CONTACT_PROFILE_FIELDS = (
+    "segment",
+    "region",
+    "cell_site_id",
+    "contract_type",
+    "monthly_fee",
+    "has_account_manager",
+)
+
 customer_contact = FeatureView(
     name="customer_contact",
     entities=[customer],
     ttl=timedelta(0),
     schema=[
-        *_fields(String, "segment", "region", "cell_site_id", "contract_type"),
-        *_fields(Float64, "monthly_fee"),
-        *_fields(
-            Bool,
-            "has_account_manager",
-            "consent_sms",
-            "consent_app_push",
-            "consent_email",
-            "consent_phone",
-        ),
+        # the profile's own columns (same source), defined once there
+        *(f for f in customer_profile.schema if f.name in CONTACT_PROFILE_FIELDS),
+        *_fields(Bool, "consent_sms", "consent_app_push", "consent_email", "consent_phone"),
     ],
     source=customer_profile_source,
     online=True,

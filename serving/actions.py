@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,13 @@ class NewAction:
     capacity: int | None = None  # ... of this many, or wait
 
 
+def _columns(item: NewAction) -> dict[str, Any]:
+    """The action's row values (the capacity is booked, not stored)."""
+    values = {f.name: getattr(item, f.name) for f in fields(item) if f.name != "capacity"}
+    values["due_at"], values["send_after"] = _as_utc(item.due_at), _as_utc(item.send_after)
+    return values
+
+
 def open_engine(url: str) -> Engine:
     """An engine for the action log; SQLite files get WAL and a busy timeout."""
     if url.startswith("sqlite:///"):
@@ -192,25 +199,7 @@ class ActionLog:
                 action_id = str(uuid.uuid4())
                 statement = (
                     self._insert(actions)
-                    .values(
-                        id=action_id,
-                        customer_id=item.customer_id,
-                        action_type=item.action_type,
-                        dedupe_key=item.dedupe_key,
-                        status=item.status,
-                        channel=item.channel,
-                        expected_value=item.expected_value,
-                        priority=item.priority,
-                        region=item.region,
-                        due_at=_as_utc(item.due_at),
-                        capacity_day=item.capacity_day,
-                        send_after=_as_utc(item.send_after),
-                        details=item.details,
-                        suppressions=item.suppressions,
-                        source=item.source,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    .values(id=action_id, **_columns(item), created_at=now, updated_at=now)
                     .on_conflict_do_nothing(
                         index_elements=["customer_id", "action_type", "dedupe_key"]
                     )

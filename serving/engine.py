@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -52,18 +53,26 @@ class CallbackCapacity:
 
 
 class HomeCells:
-    """Which active customers are homed on each cell site (latest feature snapshot)."""
+    """Which active customers are homed on each cell site (latest feature snapshot).
+
+    Built at the first outage, not at start-up: reading the snapshot is outage work.
+    """
 
     def __init__(self, tables_dir: Path) -> None:
+        self.tables_dir = tables_dir
+
+    @cached_property
+    def by_site(self) -> dict[str, list[str]]:
         profile = pd.read_parquet(
-            tables_dir / "customer_profile.parquet", columns=["customer_id", "cell_site_id"]
+            self.tables_dir / "customer_profile.parquet", columns=["customer_id", "cell_site_id"]
         )
         latest = pd.read_parquet(
-            tables_dir / "customer_activity.parquet", columns=["customer_id", "event_timestamp"]
+            self.tables_dir / "customer_activity.parquet",
+            columns=["customer_id", "event_timestamp"],
         )
         latest = latest[latest["event_timestamp"] == latest["event_timestamp"].max()]
         active = profile[profile["customer_id"].isin(latest["customer_id"])]
-        self.by_site = active.groupby("cell_site_id")["customer_id"].apply(list).to_dict()
+        return active.groupby("cell_site_id")["customer_id"].apply(list).to_dict()  # type: ignore[no-any-return]
 
     def customers(self, sites: Sequence[str]) -> list[str]:
         return sorted({c for site in sites for c in self.by_site.get(site, [])})

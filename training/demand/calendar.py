@@ -11,16 +11,24 @@ from training.demand.settings import DemandCalendar
 MAX_WEEKS_AWAY = 26.0  # an event further than half a year away says nothing more
 
 
-def signed_weeks_to_nearest(week_starts: pd.Series, events: pd.DatetimeIndex) -> np.ndarray:
-    """Weeks from each week's start to the nearest event (negative: the event has passed)."""
-    starts = week_starts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    moments = np.sort(events.as_unit("ns").asi8)
+def _nearest(moments: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Index of the moment (sorted ns) nearest to each start (ns); ties go to the later."""
     after = np.clip(np.searchsorted(moments, starts), 0, len(moments) - 1)
     before = np.clip(after - 1, 0, len(moments) - 1)
-    day_ns = 86_400 * 10**9
-    to_after = (moments[after] - starts) / (7 * day_ns)
-    to_before = (moments[before] - starts) / (7 * day_ns)
-    nearest = np.where(np.abs(to_after) <= np.abs(to_before), to_after, to_before)
+    closer = np.abs(moments[before] - starts) < np.abs(moments[after] - starts)
+    return np.where(closer, before, after)
+
+
+def _ns(week_starts: pd.Series) -> np.ndarray:
+    naive = week_starts.dt.tz_localize(None) if week_starts.dt.tz else week_starts
+    return naive.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def signed_weeks_to_nearest(week_starts: pd.Series, events: pd.DatetimeIndex) -> np.ndarray:
+    """Weeks from each week's start to the nearest event (negative: the event has passed)."""
+    starts = _ns(week_starts)
+    moments = np.sort(events.as_unit("ns").asi8)
+    nearest = (moments[_nearest(moments, starts)] - starts) / (7 * 86_400 * 10**9)
     return np.clip(nearest, -MAX_WEEKS_AWAY, MAX_WEEKS_AWAY)
 
 
@@ -79,14 +87,10 @@ def seasonal_lag_weeks(
     before, it is the week at the same distance from last year's festival instead: the
     festival moves by up to three weeks a year, and the travel peak moves with it.
     """
-    naive = week_starts.dt.tz_localize(None) if week_starts.dt.tz else week_starts
     festivals = np.sort(pd.DatetimeIndex(calendar.spring_festival).as_unit("ns").asi8)
-    starts = naive.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    starts = _ns(week_starts)
     week_ns = 7 * 86_400 * 10**9
-    after = np.clip(np.searchsorted(festivals, starts), 0, len(festivals) - 1)
-    before = np.clip(after - 1, 0, len(festivals) - 1)
-    closer = np.abs(festivals[before] - starts) < np.abs(festivals[after] - starts)
-    this_year = np.where(closer, before, after)
+    this_year = _nearest(festivals, starts)
     last_year = np.clip(this_year - 1, 0, None)
     near = (np.abs(festivals[this_year] - starts) <= window * week_ns) | (
         np.abs(festivals[last_year] - (starts - season * week_ns)) <= window * week_ns

@@ -100,13 +100,22 @@ def load_demand_model(settings: DemandSettings, alias: str = CHAMPION) -> tuple[
     return pyfunc.unwrap_python_model().model, str(version.version)
 
 
+# what promotion compares: name -> (scope, method, metric) of the backtest
+HEADLINE = {
+    "package_wape": (HEADLINE_SCOPE, "model", "wape"),
+    "package_coverage": (HEADLINE_SCOPE, "model", "coverage_p10_p90"),
+    "service_load_wape": ("service_load", "model", "wape"),
+    "package_seasonal_naive_wape": (HEADLINE_SCOPE, "seasonal_naive", "wape"),
+}
+
+
 def _headline(result: BacktestResult) -> dict[str, float]:
-    return {
-        "package_wape": result.figure(HEADLINE_SCOPE, "model", "wape"),
-        "package_coverage": result.figure(HEADLINE_SCOPE, "model", "coverage_p10_p90"),
-        "service_load_wape": result.figure("service_load", "model", "wape"),
-        "package_seasonal_naive_wape": result.figure(HEADLINE_SCOPE, "seasonal_naive", "wape"),
-    }
+    return {name: result.figure(*where) for name, where in HEADLINE.items()}
+
+
+def _logged_headline(metrics: dict[str, float]) -> dict[str, float]:
+    """The same figures as a training run logged them (`BacktestResult.flat_metrics`)."""
+    return {name: metrics["_".join(where)] for name, where in HEADLINE.items()}
 
 
 def promote_demand(settings: DemandSettings) -> Decision:
@@ -118,12 +127,7 @@ def promote_demand(settings: DemandSettings) -> Decision:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train demand` first")
     challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
     run = client.get_run(str(challenger.run_id))
-    new = {
-        "package_wape": run.data.metrics["package_model_wape"],
-        "package_coverage": run.data.metrics["package_model_coverage_p10_p90"],
-        "service_load_wape": run.data.metrics["service_load_model_wape"],
-        "package_seasonal_naive_wape": run.data.metrics["package_seasonal_naive_wape"],
-    }
+    new = _logged_headline(run.data.metrics)
     low, high = settings.promotion.coverage_band
     covered = low <= new["package_coverage"] <= high
     new_version = str(challenger.version)
