@@ -7,9 +7,11 @@ exact TreeSHAP values), worded for a call-centre agent, with the value behind it
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # feature -> wording; `{v}` is the customer's value
@@ -72,16 +74,23 @@ def describe(feature: str, value: Any) -> str:
         return f"{feature.replace('_', ' ')}: {value}"
 
 
-def top_reasons(features: pd.Series, contributions: pd.Series, count: int) -> list[Reason]:
-    """The `count` features raising this customer's risk the most, largest first."""
-    raising = contributions.drop(labels="bias", errors="ignore")
-    raising = raising[raising > 0].sort_values(ascending=False).head(count)
-    return [
-        Reason(
-            name, describe(name, _plain(features.get(name))), _plain(features.get(name)), float(c)
-        )
-        for name, c in raising.items()
-    ]
+def top_reasons(
+    values: Mapping[str, Any], names: Sequence[str], contributions: np.ndarray, count: int
+) -> list[Reason]:
+    """The `count` features raising this customer's risk the most, largest first.
+
+    `contributions[j]` is feature `names[j]`'s (a trailing bias term is ignored); ties
+    keep the model's column order.
+    """
+    scores = np.asarray(contributions[: len(names)], dtype="float64")
+    order = np.argsort(-scores, kind="stable")[:count]
+    reasons = []
+    for j in order:
+        if not scores[j] > 0:
+            break
+        value = _plain(values.get(names[j]))
+        reasons.append(Reason(names[j], describe(names[j], value), value, float(scores[j])))
+    return reasons
 
 
 def _plain(value: Any) -> Any:

@@ -8,16 +8,19 @@ does not provide is refused at load time, not at the first request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from mlflow import MlflowClient
 
-from features.request_time import REQUEST_TIME_FIELD
+from features.online_rows import RowReader, row_reader
 from features.training_set import service_features
+from serving.explain import CachedContributions
 from serving.reasons import Reason, top_reasons
 from serving.settings import Channel, ServingSettings
 from training.model import ChurnModel
@@ -80,17 +83,18 @@ class Contact:
     consent: dict[Channel, bool]
 
     @classmethod
-    def from_row(cls, row: pd.Series) -> Contact:
+    def from_values(cls, customer_id: str, values: Mapping[str, Any]) -> Contact:
+        """From one customer's online row; unknown consent counts as no consent."""
         return cls(
-            customer_id=str(row["customer_id"]),
-            segment=str(row["segment"]),
-            region=str(row["region"]),
-            cell_site_id=str(row["cell_site_id"]),
-            contract_type=str(row["contract_type"]),
-            monthly_fee=float(row["monthly_fee"]),
-            has_account_manager=bool(row["has_account_manager"]),
+            customer_id=customer_id,
+            segment=str(values["segment"]),
+            region=str(values["region"]),
+            cell_site_id=str(values["cell_site_id"]),
+            contract_type=str(values["contract_type"]),
+            monthly_fee=float(values["monthly_fee"]),
+            has_account_manager=bool(values["has_account_manager"]),
             consent={
-                channel: bool(row[column]) if pd.notna(row[column]) else False
+                channel: bool(values[column]) if pd.notna(values[column]) else False
                 for channel, column in CHANNEL_CONSENT.items()
             },
         )
@@ -118,62 +122,80 @@ class UnknownCustomer:
 
 
 class Scorer:
-    """Online features in, calibrated probability, band and reasons out."""
+    """Online features in, calibrated probability, band and reasons out.
 
-    def __init__(self, loaded: LoadedModel, store: FeatureStore, settings: ServingSettings):
+    Features come through `features.online_rows.row_reader` (straight from our SQLite
+    online store when it is the configured one, through Feast otherwise), become one
+    float64 matrix, and go to the booster as numpy; exact contributions come from
+    `CachedContributions`. No pandas on the request path.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        store: FeatureStore,
+        settings: ServingSettings,
+        reader: RowReader | None = None,
+    ):
         self.loaded = loaded
-        self.store = store
         self.settings = settings
-        self.service = store.get_feature_service(loaded.feature_service)
+        model = loaded.model
+        service = store.get_feature_service(loaded.feature_service)
         offered = set(service_features(store, loaded.feature_service))
-        missing = sorted(set(loaded.model.schema.columns) - offered)
+        missing = sorted(set(model.schema.columns) - offered)
         if missing:
             raise ModelLoadError(
                 f"model {loaded.name} v{loaded.version} needs feature(s) "
                 f"{', '.join(missing)} that {loaded.feature_service} does not serve"
             )
+        trained_levels = model.booster.pandas_categorical or []
+        if [list(levels) for levels in trained_levels] != list(model.schema.categories.values()):
+            raise ModelLoadError(
+                f"model {loaded.name} v{loaded.version}: the booster's categories differ "
+                "from its feature schema's"
+            )
         # a customer is known when the profile view (the service's first) has a row
-        profile = self.service.feature_view_projections[0]
-        self.presence = [f.name for f in profile.features]
+        profile = service.feature_view_projections[0].name_to_use()
         # the model's features and the contact profile, read in one online lookup
         contact = store.get_feature_view(CONTACT_VIEW)
         model_refs = [
             f"{projection.name_to_use()}:{f.name}"
-            for projection in self.service.feature_view_projections
+            for projection in service.feature_view_projections
             for f in projection.features
         ]
         offered_names = {ref.split(":")[1] for ref in model_refs}
         self.refs = model_refs + [
             f"{CONTACT_VIEW}:{f.name}" for f in contact.features if f.name not in offered_names
         ]
-
-    def online_features(self, customer_ids: Sequence[str], at: pd.Timestamp) -> pd.DataFrame:
-        at_s = int(at.timestamp())
-        rows = [{"customer_id": c, REQUEST_TIME_FIELD: at_s} for c in customer_ids]
-        return self.store.get_online_features(features=self.refs, entity_rows=rows).to_df()
+        self.presence_view = profile
+        self.reader = reader or row_reader(store, self.refs, profile)
+        self.columns = model.schema.columns
+        self.contributions = CachedContributions(model.booster, settings.explanation_cache)
 
     def score(
         self, customer_ids: Sequence[str], at: pd.Timestamp
     ) -> list[CustomerScore | UnknownCustomer]:
-        frame = self.online_features(customer_ids, at)
-        known = frame[self.presence].notna().any(axis=1)
+        rows = self.reader.read(customer_ids, at)
         results: list[CustomerScore | UnknownCustomer] = [UnknownCustomer(c) for c in customer_ids]
-        if known.any():
-            rows = frame[known]
-            model = self.loaded.model
-            probabilities = model.predict_proba(rows)
-            contributions = model.contributions(rows)
-            bands = self.settings.risk_bands
-            for position, (index, probability) in enumerate(
-                zip(rows.index, probabilities, strict=True)
-            ):
-                results[index] = CustomerScore(
-                    customer_id=str(rows.at[index, "customer_id"]),
-                    churn_probability=float(probability),
-                    risk_band=bands.band(float(probability)),
-                    reasons=top_reasons(
-                        rows.loc[index], contributions.iloc[position], self.settings.top_reasons
-                    ),
-                    contact=Contact.from_row(rows.loc[index]),
-                )
+        positions = [int(i) for i in np.flatnonzero(rows.known)]
+        if not positions:
+            return results
+        model = self.loaded.model
+        columns = {name: [rows.columns[name][i] for i in positions] for name in self.columns}
+        matrix = model.schema.matrix(columns)
+        probabilities = model.calibrate(np.asarray(model.booster.predict(matrix)))
+        contributions = self.contributions(matrix)
+        bands = self.settings.risk_bands
+        for k, i in enumerate(positions):
+            values = rows.row(i)
+            probability = float(probabilities[k])
+            results[i] = CustomerScore(
+                customer_id=customer_ids[i],
+                churn_probability=probability,
+                risk_band=bands.band(probability),
+                reasons=top_reasons(
+                    values, self.columns, contributions[k], self.settings.top_reasons
+                ),
+                contact=Contact.from_values(customer_ids[i], values),
+            )
         return results

@@ -166,6 +166,9 @@ class ServingSettings(StageSettings):
         30.0, ge=0, description="How often to check the alias for a new champion (0: never)."
     )
     top_reasons: int = Field(3, ge=1, le=10)
+    explanation_cache: int = Field(
+        50_000, ge=0, description="Decision paths whose exact contributions are kept; 0: none."
+    )
     risk_bands: RiskBands = RiskBands()
     api_keys_file: Path | None = Field(
         None, description="YAML {keys: [{key, roles}]}; RETAIN_API_KEYS='key:role+role,...' too."

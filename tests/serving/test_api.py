@@ -10,6 +10,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from features.request_time import REQUEST_TIME_FIELD
 from features.store import open_store
 from retain.cli import app as cli
 from serving.actions import ActionLog, open_engine
@@ -47,9 +48,9 @@ def test_score_returns_calibrated_risk_band_and_reasons(api: str, served: Served
     assert response.status_code == 200, response.text
     body = response.json()
     assert [r["customer_id"] for r in body["results"]] == ids
-    # the same features, read online and scored by the champion directly
+    # the same features read through Feast (not the server's direct path) and the champion
     scorer = open_scorer(served)
-    frame = scorer.online_features(ids, pd.Timestamp(at))
+    frame = served_store_frame(served, scorer, ids, pd.Timestamp(at))
     expected = scorer.loaded.model.predict_proba(frame)
     got = np.array([r["churn_probability"] for r in body["results"]])
     assert np.allclose(got, expected, atol=1e-6)
@@ -64,6 +65,14 @@ def test_score_returns_calibrated_risk_band_and_reasons(api: str, served: Served
             assert (
                 reason["text"] and reason["value"] == pytest.approx(getattr(row, reason["feature"]))
             ) or reason["value"] == getattr(row, reason["feature"])
+
+
+def served_store_frame(
+    served: Served, scorer: Scorer, ids: list[str], at: pd.Timestamp
+) -> pd.DataFrame:
+    rows = [{"customer_id": c, REQUEST_TIME_FIELD: int(at.timestamp())} for c in ids]
+    store = open_store(served.features)
+    return store.get_online_features(features=scorer.refs, entity_rows=rows).to_df()
 
 
 def test_an_unknown_customer_is_an_item_error_not_a_failed_request(
