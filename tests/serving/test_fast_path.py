@@ -31,7 +31,8 @@ def test_direct_rows_equal_feast_rows_value_for_value(served: Served, scorer: Sc
     assert isinstance(scorer.reader, DirectRows)
     store = open_store(served.features)
     feast = FeastRows(store, scorer.refs, scorer.presence_view)
-    ids = active_ids(served)[:400] + ["C99999999", "nobody"] + active_ids(served)[:3]  # repeats
+    first = active_ids(served)
+    ids = [*first[:400], "C99999999", "nobody", *first[:3]]  # unknowns and repeats
     for at in MOMENTS:
         direct, reference = scorer.reader.read(ids, at), feast.read(ids, at)
         assert direct.known.tolist() == reference.known.tolist()
@@ -53,7 +54,7 @@ def test_fast_scores_and_reasons_equal_the_reference_path(served: Served, scorer
     reference = Scorer(
         scorer.loaded, store, uncached, FeastRows(store, scorer.refs, scorer.presence_view)
     )
-    ids = active_ids(served)[:300] + ["C99999999"]
+    ids = [*active_ids(served)[:300], "C99999999"]
     for at in MOMENTS:
         for _ in range(2):  # the second round is served from the contribution cache
             fast, slow = scorer.score(ids, at), reference.score(ids, at)
