@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
     update,
 )
@@ -167,7 +168,30 @@ def open_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     metadata.create_all(engine)
+    check_schema(engine)
     return engine
+
+
+class ActionLogSchemaError(RuntimeError):
+    """The action log was made by another version of this code."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse an existing action log whose tables lack columns this version writes.
+
+    `create_all` creates missing tables but never alters existing ones, so an older log
+    would fail at the first write; better to stop at start-up and say what to do.
+    """
+    existing = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in existing.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise ActionLogSchemaError(
+                f"action log {engine.url.render_as_string(hide_password=True)}: table "
+                f"{table.name} lacks column(s) {', '.join(missing)} (made by an older "
+                "version): migrate it, or move it aside to start a new log"
+            )
 
 
 class ActionLog:

@@ -32,5 +32,8 @@ def serve_command(
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # uvicorn's default (5 s) kills workers still importing MLflow and Feast on a
+        # busy 2-core machine, over and over
+        timeout_worker_healthcheck=settings.worker_start_timeout_s,
         access_log=False,
     )

@@ -25,6 +25,23 @@ from cachetools import LRUCache
 _ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero ("missing" for Zero)
 
 
+SMALL_BATCH = 64  # rows; fewer are predicted on the calling thread
+
+
+def threads_for(rows: int) -> int:
+    """LightGBM's num_threads for a prediction of `rows` rows: a request's few rows on the
+    calling thread (an OpenMP team for one row costs more than the row, and its spinning
+    threads steal the other workers' cores), a batch on all cores (0: OpenMP's default)."""
+    return 1 if rows <= SMALL_BATCH else 0
+
+
+def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """LightGBM's exact TreeSHAP contributions (log-odds), features then bias."""
+    return np.asarray(
+        booster.predict(matrix, pred_contrib=True, num_threads=threads_for(len(matrix)))
+    )
+
+
 class DecisionSignature:
     """Which side of each distinct numeric threshold a row falls on, where it is NaN or zero,
     and its categorical codes: equal signatures make equal decisions at every node."""
@@ -84,7 +101,7 @@ class CachedContributions:
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         if self.signature is None or len(matrix) == 0:
-            return np.asarray(self.booster.predict(matrix, pred_contrib=True))
+            return contributions(self.booster, matrix)
         keys = self.signature(matrix)
         out = np.empty((len(matrix), matrix.shape[1] + 1), dtype="float64")
         todo: list[int] = []
@@ -98,7 +115,7 @@ class CachedContributions:
             self.hits += len(keys) - len(todo)
             self.misses += len(todo)
         if todo:
-            computed = np.asarray(self.booster.predict(matrix[todo], pred_contrib=True))
+            computed = contributions(self.booster, matrix[todo])
             out[todo] = computed
             with self.lock:
                 for i, values in zip(todo, computed, strict=True):

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from features.online_rows import RowReader, row_reader
 from features.training_set import service_features
-from serving.explain import CachedContributions
+from serving.explain import CachedContributions, threads_for
 from serving.reasons import Reason, top_reasons
 from serving.settings import Channel, ServingSettings
 from training.model import ChurnModel
@@ -183,7 +183,8 @@ class Scorer:
         model = self.loaded.model
         columns = {name: [rows.columns[name][i] for i in positions] for name in self.columns}
         matrix = model.schema.matrix(columns)
-        probabilities = model.calibrate(np.asarray(model.booster.predict(matrix)))
+        raw = model.booster.predict(matrix, num_threads=threads_for(len(matrix)))
+        probabilities = model.calibrate(np.asarray(raw))
         contributions = self.contributions(matrix)
         bands = self.settings.risk_bands
         for k, i in enumerate(positions):

@@ -159,6 +159,12 @@ class ServingSettings(StageSettings):
     host: str = Field("127.0.0.1", description="Loopback by default; 0.0.0.0 to expose it.")
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)
+    worker_start_timeout_s: int = Field(
+        120,
+        ge=5,
+        description="How long a worker may take to start (imports, model and store loading) "
+        "before uvicorn's supervisor counts it as hung and replaces it.",
+    )
     model_name: str = "churn"
     model_alias: str = "champion"
     max_customers: int = Field(1000, ge=1, description="Customer ids per request at most.")

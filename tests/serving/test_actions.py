@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import requests
 from sqlalchemy import func, select
 
-from serving.actions import ActionLog, NewAction, actions, open_engine, outbox
+from serving.actions import (
+    ActionLog,
+    ActionLogSchemaError,
+    NewAction,
+    actions,
+    open_engine,
+    outbox,
+)
 from tests.serving.conftest import KEYS, Served, active_ids
 
 CRM = {"X-API-Key": KEYS["crm"]}
@@ -183,3 +192,20 @@ def test_callbacks_beyond_the_days_capacity_wait_instead_of_being_dropped(tmp_pa
     assert log.record([callback("D")], now)[0][0]["status"] == "waiting_capacity"
     due = {row["customer_id"] for row in log.due(now)}
     assert due == {"A", "B"}  # waiting callbacks are not sent
+
+
+def test_an_action_log_from_an_older_version_is_refused_with_the_missing_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:  # the actions table as it was before capacity
+        connection.execute(
+            "CREATE TABLE actions (id TEXT PRIMARY KEY, customer_id TEXT, action_type TEXT)"
+        )
+        connection.execute("INSERT INTO actions VALUES ('a1', 'C1', 'retention_offer')")
+    with pytest.raises(ActionLogSchemaError, match=r"table actions lacks column\(s\) .*status"):
+        open_engine(f"sqlite:///{path}")
+    with sqlite3.connect(path) as connection:  # nothing stored was touched
+        assert connection.execute("SELECT * FROM actions").fetchall() == [
+            ("a1", "C1", "retention_offer")
+        ]
