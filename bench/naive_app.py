@@ -21,10 +21,10 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from features.request_time import REQUEST_TIME_FIELD  # noqa: E402
-from features.settings import FeatureSettings  # noqa: E402
-from features.store import open_store  # noqa: E402
-from retain.settings import load_settings  # noqa: E402
+from features.request_time import REQUEST_TIME_FIELD
+from features.settings import FeatureSettings
+from features.store import open_store
+from retain.settings import load_settings
 
 
 class ScoreRequest(BaseModel):

@@ -222,7 +222,7 @@ def main() -> None:
     model_uri = f"models:/{serving.model_name}@{serving.model_alias}"
     ids = active_sample(features, args.customers, args.seed)
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    ours_bodies, naive_bodies, mlflow_bodies, _ = write_bodies(folder, ids, scorer)
+    ours_bodies, naive_bodies, mlflow_bodies = write_bodies(folder, ids, scorer)
     del scorer
     workers = str(args.workers)
     ours_env = {
@@ -264,9 +264,8 @@ def main() -> None:
             start(system, folder)
         for system in systems.values():
             wait_ready(system)
-        print(
-            f"largest |probability difference| vs ours: {probabilities(systems, ids[:50], mlflow_bodies)}"
-        )
+        agreement = probabilities(systems, ids[:50], mlflow_bodies)
+        print(f"largest |probability difference| vs ours over 50 customers: {agreement}")
 
         saturated: dict[str, dict[str, Any]] = {}
         for name, system in systems.items():
