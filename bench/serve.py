@@ -91,27 +91,18 @@ def active_sample(features: FeatureSettings, count: int, seed: int) -> list[str]
     return random.Random(seed).sample(ids, min(count, len(ids)))
 
 
-def write_bodies(
-    folder: Path, ids: list[str], scorer: Scorer
-) -> tuple[Path, Path, Path, dict[str, Any]]:
+def write_bodies(folder: Path, ids: list[str], scorer: Scorer) -> tuple[Path, Path, Path]:
     """One request body per line and system; mlflow's carry the customer's features."""
     columns = scorer.loaded.model.schema.columns
     rows = scorer.reader.read(ids, pd.Timestamp.now(tz="UTC"))
-    ours, naive, mlflow_bodies = (
-        folder / "ours.jsonl",
-        folder / "naive.jsonl",
-        folder / "mlflow.jsonl",
-    )
-    first_mlflow: dict[str, Any] = {}
-    with ours.open("w") as a, naive.open("w") as b, mlflow_bodies.open("w") as c:
+    ours, naive, served = (folder / f"{name}.jsonl" for name in ("ours", "naive", "mlflow"))
+    with ours.open("w") as a, naive.open("w") as b, served.open("w") as c:
         for i, customer in enumerate(ids):
             a.write(json.dumps({"customer_ids": [customer]}) + "\n")
             b.write(json.dumps({"customer_id": customer}) + "\n")
-            record = {name: rows.columns[name][i] for name in columns}
-            body = {"dataframe_split": {"columns": columns, "data": [list(record.values())]}}
-            first_mlflow = first_mlflow or body
-            c.write(json.dumps(body) + "\n")
-    return ours, naive, mlflow_bodies, first_mlflow
+            values = [rows.columns[name][i] for name in columns]
+            c.write(json.dumps({"dataframe_split": {"columns": columns, "data": [values]}}) + "\n")
+    return ours, naive, served
 
 
 def start(system: System, log_dir: Path) -> None:
