@@ -72,7 +72,7 @@ class FeastRows:
 
 
 class DirectRows:
-    """Rows read by entity key from `RetainSqliteOnlineStore`'s tables, one query per view.
+    """Rows read by entity key from `RetainSqliteOnlineStore`'s tables in one joined query.
 
     Same values as Feast returns (the stored typed columns, booleans as bool, NULL as
     None) and the same request-time features. A customer is known when the presence
@@ -118,6 +118,29 @@ class DirectRows:
             self.views.append((f"{config.project}_{name}", features, is_bool))
         self.views.sort(key=lambda table: table[0] != f"{config.project}_{presence_view}")
         self.local = threading.local()
+        self._queries: dict[int, str] = {}
+
+    def _query(self, count: int) -> str:
+        """One statement for all views: the presence view's rows, the others joined by key
+        (a customer without a presence row is unknown, whatever the other views hold)."""
+        query = self._queries.get(count)
+        if query is None:
+            tables = [f"t{k}" for k in range(len(self.views))]
+            select = ", ".join(
+                ["t0.entity_key"]
+                + [f'{t}."{f}"' for t, (_, features, _) in zip(tables, self.views, strict=True)
+                   for f in features]
+            )  # fmt: skip
+            joins = " ".join(
+                f'LEFT JOIN "{table}" {t} ON {t}.entity_key = t0.entity_key'
+                for t, (table, _, _) in zip(tables[1:], self.views[1:], strict=True)
+            )
+            query = (
+                f'SELECT {select} FROM "{self.views[0][0]}" t0 {joins} '
+                f"WHERE t0.entity_key IN ({', '.join('?' * count)})"
+            )
+            self._queries[count] = query
+        return query
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
@@ -130,25 +153,19 @@ class DirectRows:
         keys = [self.serialize(c) for c in customer_ids]
         position = {key: i for i, key in enumerate(keys)}  # repeats: the last one is filled
         n = len(keys)
-        columns: dict[str, list[Any]] = {}
+        names = [name for _, features, _ in self.views for name in features]
+        is_bool = [flag for _, _, flags in self.views for flag in flags]
+        found: list[list[Any]] = [[None] * n for _ in names]
         known = np.zeros(n, dtype=bool)
         conn = self._connection()
-        for index, (table, features, is_bool) in enumerate(self.views):
-            found: list[list[Any]] = [[None] * n for _ in features]
-            select = ", ".join(['"entity_key"', *(f'"{f}"' for f in features)])
-            for start in range(0, n, _MAX_PARAMS):
-                chunk = keys[start : start + _MAX_PARAMS]
-                query = (
-                    f'SELECT {select} FROM "{table}" '
-                    f"WHERE entity_key IN ({', '.join('?' * len(chunk))})"
-                )
-                for key, *values in conn.execute(query, chunk):
-                    i = position[key]
-                    if index == 0:
-                        known[i] = True
-                    for column, value, flag in zip(found, values, is_bool, strict=True):
-                        column[i] = bool(value) if flag and value is not None else value
-            columns.update(zip(features, found, strict=True))
+        for start in range(0, n, _MAX_PARAMS):
+            chunk = keys[start : start + _MAX_PARAMS]
+            for key, *values in conn.execute(self._query(len(chunk)), chunk):
+                i = position[key]
+                known[i] = True
+                for column, value, flag in zip(found, values, is_bool, strict=True):
+                    column[i] = bool(value) if flag and value is not None else value
+        columns = dict(zip(names, found, strict=True))
         if len(position) < n:  # the same customer twice: copy the filled position
             for i, key in enumerate(keys):
                 j = position[key]
