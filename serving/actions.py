@@ -102,6 +102,7 @@ TO_DELIVER = frozenset({"queued", "deferred"})
 OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
 # which outcomes may follow which status; anything else is refused (409)
 PENDING = frozenset({"queued", "deferred", "waiting_capacity"})
+WAITING = "waiting_capacity"
 TRANSITIONS: dict[str, frozenset[str]] = {
     **{status: frozenset(OUTCOMES) for status in PENDING},
     "delivered": frozenset({"accepted", "declined", "no_answer", "failed"}),
@@ -233,13 +234,23 @@ class ActionLog:
                 created_ids.add(action_id)
                 status = item.status
                 booking = status == "queued" and item.capacity is not None and item.capacity_day
-                if booking and not self._book(
-                    connection, item.region or "", str(item.capacity_day), int(item.capacity or 0)
-                ):
-                    status = "waiting_capacity"
-                    connection.execute(
-                        update(actions).where(actions.c.id == action_id).values(status=status)
+                if booking:
+                    region, day = item.region or "", str(item.capacity_day)
+                    slots = int(item.capacity or 0)
+                    # those already waiting with a higher priority take the free slots first
+                    self._promote(
+                        connection,
+                        day,
+                        lambda _region, _day, slots=slots: slots,  # type: ignore[misc]
+                        now,
+                        region=region,
+                        above=item.priority or 0.0,
                     )
+                    if not self._book(connection, region, day, slots):
+                        status = WAITING
+                        connection.execute(
+                            update(actions).where(actions.c.id == action_id).values(status=status)
+                        )
                 if status in TO_DELIVER:
                     connection.execute(
                         outbox.insert().values(
@@ -259,6 +270,96 @@ class ActionLog:
                 ).one()
                 stored.append((self._row(row._mapping), row.id in created_ids))
         return stored
+
+    def promote_waiting(
+        self,
+        day: str,
+        capacity: Callable[[str, str], int],
+        now: datetime,
+        expire_before: datetime,
+    ) -> tuple[int, int]:
+        """Give the free callback slots of `day` to waiting callbacks, highest priority
+        first, and expire those waiting since before `expire_before`; (promoted, expired).
+
+        Safe to run from several processes at once: a callback is claimed by a conditional
+        UPDATE before its slot is booked.
+        """
+        now = now.astimezone(UTC)
+        with self.engine.begin() as connection:
+            stale = connection.execute(
+                select(actions.c.id, actions.c.suppressions).where(
+                    actions.c.status == WAITING, actions.c.created_at < _as_utc(expire_before)
+                )
+            ).all()
+            expired = 0
+            for row in stale:
+                note = {
+                    "code": "capacity_expired",
+                    "message": "no callback slot came free in time",
+                    "channel": "phone",
+                }
+                expired += connection.execute(
+                    update(actions)
+                    .where(actions.c.id == row.id, actions.c.status == WAITING)
+                    .values(
+                        status="expired",
+                        suppressions=[*(row.suppressions or []), note],
+                        updated_at=now,
+                    )
+                ).rowcount
+            promoted = self._promote(connection, day, capacity, now)
+        return promoted, expired
+
+    def waiting_callbacks(self) -> list[dict[str, Any]]:
+        """Callbacks waiting for capacity, in the order they will get it."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions)
+                .where(actions.c.status == WAITING)
+                .order_by(actions.c.priority.desc(), actions.c.created_at, actions.c.id)
+            ).all()
+        return [self._row(r._mapping) for r in rows]
+
+    def _promote(
+        self,
+        connection: Any,
+        day: str,
+        capacity: Callable[[str, str], int],
+        now: datetime,
+        region: str | None = None,
+        above: float | None = None,
+    ) -> int:
+        """Book `day`'s free slots for waiting callbacks (of `region`, with a priority
+        above `above`), highest priority first; the number promoted."""
+        query = select(actions.c.id, actions.c.region).where(actions.c.status == WAITING)
+        if region is not None:
+            query = query.where(actions.c.region == region)
+        if above is not None:
+            query = query.where(actions.c.priority > above)
+        query = query.order_by(actions.c.priority.desc(), actions.c.created_at, actions.c.id)
+        full: set[str] = set()
+        promoted = 0
+        for row in connection.execute(query).all():
+            if row.region in full:
+                continue
+            claimed = connection.execute(
+                update(actions)
+                .where(actions.c.id == row.id, actions.c.status == WAITING)
+                .values(status="queued", capacity_day=day, updated_at=now)
+            ).rowcount
+            if claimed != 1:
+                continue  # another process promoted it
+            if not self._book(connection, row.region or "", day, capacity(row.region or "", day)):
+                connection.execute(
+                    update(actions).where(actions.c.id == row.id).values(status=WAITING)
+                )
+                full.add(row.region)
+                continue
+            connection.execute(
+                outbox.insert().values(action_id=row.id, attempts=0, next_attempt_at=now)
+            )
+            promoted += 1
+        return promoted
 
     def _book(self, connection: Any, region: str, day: str, capacity: int) -> bool:
         """Take one callback slot of the region-day if one is free."""

@@ -25,7 +25,7 @@ from serving.actions import ActionLog, TransitionError
 from serving.auth import ApiKeys
 from serving.contact import PastAction, check
 from serving.delivery import DeliveryWorker, open_sink
-from serving.engine import ActionEngine, OutageIndexError
+from serving.engine import ActionEngine, CallbackPromoter, OutageIndexError
 from serving.metrics import ApiMetrics
 from serving.policy import Proposal, propose
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
@@ -217,6 +217,11 @@ def create_app(
             sink = open_sink(settings.delivery)
             worker = DeliveryWorker(action_log, sink, settings.delivery).start()
         watcher = start_watching(app.state.serving) if start_watching else None
+        promoter = None
+        if action_log is not None:
+            promoter = CallbackPromoter(
+                lambda: app.state.serving.engine, settings.actions.callbacks.promote_interval_s
+            ).start()
         # Everything loaded so far (MLflow, Feast, the model) lives as long as the process:
         # out of the garbage collector's sight, a full collection no longer walks it in
         # the middle of a request (the largest part of the tail latency otherwise).
@@ -225,6 +230,8 @@ def create_app(
         yield
         if watcher is not None:
             watcher.stop()
+        if promoter is not None:
+            promoter.stop()
         if worker is not None:
             worker.stop()
 

@@ -8,9 +8,10 @@ event into a notice for every active customer homed on the affected sites.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +20,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from serving.actions import ActionLog, NewAction
+from serving.background import BackgroundLoop
 from serving.contact import PastAction, Verdict, check
 from serving.policy import Proposal, propose
 from serving.scoring import CustomerScore, Scorer, UnknownCustomer
 from serving.settings import ServingSettings
 
+log = logging.getLogger("retain.serving")
 Severity = Literal["minor", "major", "critical"]
 
 
@@ -203,6 +206,16 @@ class ActionEngine:
             decided.append(Decided(item, self.log.record(new, now) if new else []))
         return decided
 
+    def promote_waiting(self, now: datetime) -> tuple[int, int]:
+        """Today's free callback slots to the waiting, by priority; (promoted, expired)."""
+        rule = self.settings.actions.callbacks
+        return self.log.promote_waiting(
+            self.local_day(now),
+            self.capacity.for_day,
+            now,
+            expire_before=now - timedelta(days=rule.max_wait_days),
+        )
+
     def outage(
         self,
         event_id: str,
@@ -254,6 +267,26 @@ class ActionEngine:
                     counts["notified"] += 1
         self.log.record_outage(event_id, details, counts, now)
         return counts, False
+
+
+class CallbackPromoter(BackgroundLoop):
+    """Offers each day's free callback slots to the waiting callbacks, by priority, and
+    expires those that waited too long (a background thread of the API)."""
+
+    name = "callback-promoter"
+
+    def __init__(self, engine: Callable[[], ActionEngine | None], interval_s: float) -> None:
+        self.engine, self.interval_s = engine, interval_s
+        super().__init__()
+
+    def step(self) -> float:
+        engine = self.engine()
+        if engine is not None:
+            try:
+                engine.promote_waiting(datetime.now(UTC))
+            except Exception:  # the database is briefly unavailable: try again later
+                log.exception("callback promotion failed")
+        return self.interval_s
 
 
 def action_engine(

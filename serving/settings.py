@@ -99,6 +99,12 @@ class Callbacks(BaseModel):
         Path("data/forecasts/callback_capacity.parquet"),
         description="`retain forecast`'s callback capacity per region and day.",
     )
+    max_wait_days: int = Field(
+        3, ge=1, description="A callback waiting for capacity longer than this expires."
+    )
+    promote_interval_s: float = Field(
+        60.0, gt=0, description="How often waiting callbacks are offered free slots."
+    )
 
 
 class ActionPolicy(BaseModel):

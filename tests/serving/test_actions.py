@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +13,11 @@ import requests
 from sqlalchemy import func, select
 
 from serving.actions import (
+    WAITING,
     ActionLog,
     ActionLogSchemaError,
     NewAction,
+    TransitionError,
     actions,
     open_engine,
     outbox,
@@ -209,3 +211,70 @@ def test_an_action_log_from_an_older_version_is_refused_with_the_missing_columns
         assert connection.execute("SELECT * FROM actions").fetchall() == [
             ("a1", "C1", "retention_offer")
         ]
+
+
+def _waiting_callback(customer: str, priority: float, day: str, capacity: int) -> NewAction:
+    return NewAction(customer, "callback", day, "queued", "decide", "phone", priority=priority,
+                     region="harbour", capacity_day=day, capacity=capacity)  # fmt: skip
+
+
+def test_waiting_callbacks_get_free_slots_by_priority_and_expire_when_they_wait_too_long(
+    tmp_path: Path,
+) -> None:
+    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    day1, day2, day3 = "2026-11-02", "2026-11-03", "2026-11-04"
+    now = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    first = log.record(
+        [_waiting_callback(c, p, day1, 2) for c, p in (("A", 10), ("B", 5), ("C", 1), ("E", 20))],
+        now,
+    )
+    assert [row["status"] for row, _ in first] == ["queued", "queued", WAITING, WAITING]
+    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["E", "C"]  # by priority
+
+    # the next day has one slot: the most urgent waiting callback takes it
+    morning = datetime(2026, 11, 3, 8, tzinfo=UTC)
+    assert log.promote_waiting(day2, lambda region, day: 1, morning, now) == (1, 0)
+    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["C"]
+    promoted = log.customer_actions("E")[0]
+    assert promoted["status"] == "queued" and promoted["capacity_day"] == day2
+    assert "E" in {row["customer_id"] for row in log.due(morning)}  # now it is sent
+
+    # a new callback does not jump the queue: those waiting with a higher priority go first
+    later = datetime(2026, 11, 4, 9, tzinfo=UTC)
+    low = log.record([_waiting_callback("H", 0.1, day3, 1)], later)[0][0]
+    assert low["status"] == WAITING
+    assert log.customer_actions("C")[0]["status"] == "queued"  # C (priority 1) got day 3's slot
+    # ... while a more urgent one than everybody waiting books directly
+    urgent = log.record([_waiting_callback("G", 50, "2026-11-05", 1)], later)[0][0]
+    assert urgent["status"] == "queued"
+
+    # waiting past the limit: expired, with the reason, and no outcome can follow
+    past_limit = later + timedelta(seconds=1)
+    assert log.promote_waiting(day3, lambda region, day: 0, past_limit, past_limit) == (0, 1)
+    expired = log.customer_actions("H")[0]
+    assert expired["status"] == "expired"
+    assert expired["suppressions"][-1]["code"] == "capacity_expired"
+    with pytest.raises(TransitionError):
+        log.set_outcome(expired["id"], "accepted", later)
+    assert not log.waiting_callbacks()
+
+
+def test_concurrent_promotions_never_book_more_than_the_capacity(tmp_path: Path) -> None:
+    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    now = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    log.record([_waiting_callback(f"C{i}", i, "2026-11-02", 0) for i in range(12)], now)
+    assert len(log.waiting_callbacks()) == 12
+    morning = datetime(2026, 11, 3, 8, tzinfo=UTC)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: log.promote_waiting("2026-11-03", lambda r, d: 3, morning, now), range(8)
+            )
+        )
+    assert sum(promoted for promoted, _ in results) == 3
+    queued = [
+        c for c in (f"C{i}" for i in range(12)) if log.customer_actions(c)[0]["status"] == "queued"
+    ]
+    assert sorted(queued) == ["C10", "C11", "C9"]  # the three highest priorities
+    with log.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(outbox)).scalar() == 3
