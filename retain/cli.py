@@ -25,6 +25,7 @@ app.add_typer(training_cli.train_app, name="train")
 app.add_typer(training_cli.promote_app, name="promote")
 app.command("forecast")(training_cli.forecast_command)
 app.command("serve")(serving_cli.serve_command)
+app.command("campaign")(serving_cli.campaign_command)
 
 
 @app.command()

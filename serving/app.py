@@ -352,7 +352,9 @@ def create_app(
         scored = scorer.score(body.customer_ids, at.tz_convert("UTC"))
         engine = state(request).engine
         proposals = {
-            item.customer_id: propose(item, item.contact, settings.actions, now)
+            item.customer_id: engine.proposals(item, now)
+            if engine
+            else propose(item, item.contact, settings.actions, now)
             for item in scored
             if isinstance(item, CustomerScore)
         }

@@ -9,12 +9,15 @@ event into a notice for every active customer homed on the affected sites.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -22,16 +25,60 @@ import pandas as pd
 from serving.actions import ActionLog, NewAction
 from serving.background import BackgroundLoop
 from serving.contact import PastAction, Verdict, check
-from serving.policy import Proposal, propose
+from serving.policy import PackageCandidate, Proposal, propose, seasonal_package
 from serving.scoring import CustomerScore, Scorer, UnknownCustomer
 from serving.settings import ServingSettings
 
 log = logging.getLogger("retain.serving")
 Severity = Literal["minor", "major", "critical"]
+T = TypeVar("T")
 
 
 class OutageIndexError(RuntimeError):
     """Affected customers cannot be found: the feature tables are missing."""
+
+
+class Refreshing(Generic[T]):
+    """A value read from a file and read again when the file changes: `retain forecast`
+    republishes its folder daily, and a running API must follow without a restart.
+
+    The file's identity (resolved path, size, modification time) is checked at most every
+    `every_s` seconds; a missing file gives `empty`.
+    """
+
+    def __init__(
+        self, path: Path, load: Callable[[Path], T], empty: T, every_s: float = 30.0
+    ) -> None:
+        self.path, self.load, self.empty, self.every_s = path, load, empty, every_s
+        self._value: T = empty
+        self._identity: tuple[Any, ...] | None = None
+        self._checked = -math.inf
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        now = time.monotonic()
+        if now - self._checked < self.every_s:
+            return self._value
+        with self._lock:
+            self._checked = now
+            try:
+                resolved = self.path.resolve(strict=True)
+                stat = resolved.stat()
+                identity: tuple[Any, ...] | None = (resolved, stat.st_size, stat.st_mtime_ns)
+            except OSError:
+                identity = None
+            if identity != self._identity:
+                self._value = self.load(self.path) if identity is not None else self.empty
+                self._identity = identity
+        return self._value
+
+
+def _capacity_table(path: Path) -> dict[tuple[str, str], int]:
+    table = pd.read_parquet(path)
+    days = pd.to_datetime(table["date"], utc=True).dt.strftime("%Y-%m-%d")
+    return dict(
+        zip(zip(table["region"], days, strict=True), table["callbacks_available"], strict=True)
+    )
 
 
 class CallbackCapacity:
@@ -39,20 +86,26 @@ class CallbackCapacity:
 
     def __init__(self, path: Path, default: int) -> None:
         self.default = default
-        self.by_day: dict[tuple[str, str], int] = {}
-        if path.exists():
-            table = pd.read_parquet(path)
-            days = pd.to_datetime(table["date"], utc=True).dt.strftime("%Y-%m-%d")
-            self.by_day = dict(
-                zip(
-                    zip(table["region"], days, strict=True),
-                    table["callbacks_available"],
-                    strict=True,
-                )
-            )
+        self.table: Refreshing[dict[tuple[str, str], int]] = Refreshing(path, _capacity_table, {})
 
     def for_day(self, region: str, day: str) -> int:
-        return int(self.by_day.get((region, day), self.default))
+        return int(self.table.get().get((region, day), self.default))
+
+
+def _candidates(path: Path) -> dict[str, list[PackageCandidate]]:
+    table = pd.read_parquet(
+        path, columns=["customer_id", "package", "region", "week_start", "propensity"]
+    )
+    found: dict[str, list[PackageCandidate]] = {}
+    for row in table.itertuples(index=False):
+        week = pd.Timestamp(row.week_start)
+        week = week.tz_localize("UTC") if week.tzinfo is None else week.tz_convert("UTC")
+        found.setdefault(str(row.customer_id), []).append(
+            PackageCandidate(
+                str(row.package), str(row.region), week.to_pydatetime(), float(row.propensity)
+            )
+        )
+    return found
 
 
 class HomeCells:
@@ -101,6 +154,9 @@ class ActionEngine:
         self.settings = settings
         self.capacity = capacity
         self.home_cells = home_cells
+        self.candidates: Refreshing[dict[str, list[PackageCandidate]]] = Refreshing(
+            settings.actions.packages.candidates_file, _candidates, {}
+        )
         self.zone = ZoneInfo(settings.contact.timezone)
         # the contact policy looks back over a week of caps and the offer cooldown
         self.history_days = max(8, settings.contact.offer_cooldown_days + 1)
@@ -108,12 +164,17 @@ class ActionEngine:
     def local_day(self, moment: datetime) -> str:
         return moment.astimezone(self.zone).date().isoformat()
 
+    def proposals(self, item: CustomerScore, now: datetime) -> list[Proposal]:
+        """What the policy proposes for the customer now, seasonal packages included."""
+        candidates = self.candidates.get().get(item.customer_id, [])
+        return propose(item, item.contact, self.settings.actions, now, candidates)
+
     def plan(
         self, item: CustomerScore, history: list[PastAction], now: datetime
     ) -> list[tuple[Proposal, Verdict]]:
         return [
             (p, check(p, item.contact, history, self.settings.contact, now))
-            for p in propose(item, item.contact, self.settings.actions, now)
+            for p in self.proposals(item, now)
         ]
 
     def _new_action(
@@ -132,10 +193,12 @@ class ActionEngine:
         if proposal.action_type == "callback":  # the log books the slot, atomically
             capacity_day = self.local_day(proposal.due_at or now)
             capacity = self.capacity.for_day(item.contact.region, capacity_day)
+        # once per customer and day; a seasonal package once per campaign
+        key = dedupe_key or proposal.details.get("campaign") or self.local_day(now)
         return NewAction(
             customer_id=item.customer_id,
             action_type=proposal.action_type,
-            dedupe_key=dedupe_key or self.local_day(now),
+            dedupe_key=key,
             status=status,
             source=source,
             channel=verdict.channel,
@@ -205,6 +268,45 @@ class ActionEngine:
             ]
             decided.append(Decided(item, self.log.record(new, now) if new else []))
         return decided
+
+    def campaign(self, now: datetime, package: str | None = None) -> dict[str, int]:
+        """Notify the candidates of every seasonal-package campaign due now (or of one
+        package) under the contact policy; counts by outcome. Running it again notifies
+        nobody twice: an action is recorded once per customer and campaign."""
+        table = self.candidates.get()
+        chosen = {
+            customer: [c for c in found if package is None or c.package == package]
+            for customer, found in table.items()
+        }
+        ids = sorted(customer for customer, found in chosen.items() if found)
+        counts = dict.fromkeys(
+            ("candidates", "queued", "deferred", "suppressed", "already", "unknown"), 0
+        )
+        counts["candidates"] = len(ids)
+        for start in range(0, len(ids), self.settings.max_customers):
+            chunk = ids[start : start + self.settings.max_customers]
+            scores = self.scorer.score(chunk, pd.Timestamp(now))
+            history = self.log.history(chunk, now, self.history_days)
+            new = []
+            for item in scores:
+                if not isinstance(item, CustomerScore):
+                    counts["unknown"] += 1
+                    continue
+                for candidate in chosen[item.customer_id]:
+                    proposal = seasonal_package(candidate, self.settings.actions, now)
+                    if proposal is None:
+                        continue
+                    verdict = check(
+                        proposal,
+                        item.contact,
+                        history[item.customer_id],
+                        self.settings.contact,
+                        now,
+                    )
+                    new.append(self._new_action(item, proposal, verdict, now, "campaign"))
+            for row, created in self.log.record(new, now) if new else []:
+                counts["already" if not created else row["status"]] += 1
+        return counts
 
     def promote_waiting(self, now: datetime) -> tuple[int, int]:
         """Today's free callback slots to the waiting, by priority; (promoted, expired)."""

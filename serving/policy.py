@@ -7,6 +7,7 @@ proposal may be sent, and on which channel, is the contact policy's decision
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -80,11 +81,58 @@ def callback(
     )
 
 
+@dataclass(frozen=True)
+class PackageCandidate:
+    """A customer among the likeliest buyers of `package` before its surge in `region`."""
+
+    package: str
+    region: str
+    week_start: datetime
+    propensity: float
+
+    @property
+    def campaign(self) -> str:
+        """The campaign's key: one notification per customer and campaign, ever."""
+        return f"{self.package}:{self.week_start.date().isoformat()}"
+
+
+def seasonal_package(
+    candidate: PackageCandidate, policy: ActionPolicy, now: datetime
+) -> Proposal | None:
+    """A notification of the package ahead of its surge, if it is time and worth it."""
+    rule = policy.packages
+    surge_ends = candidate.week_start + timedelta(days=7)
+    if not candidate.week_start - timedelta(days=rule.lead_days) <= now < surge_ends:
+        return None
+    net = candidate.propensity * rule.value.get(candidate.package, 0.0) - rule.message_cost
+    if net <= 0:
+        return None
+    return Proposal(
+        "seasonal_package",
+        round(net, 2),
+        tuple(rule.channels),
+        f"{candidate.package.replace('_', ' ')}: demand surge expected in {candidate.region} "
+        f"from {candidate.week_start:%d %b}; purchase propensity {candidate.propensity:.0%}",
+        {
+            "package": candidate.package,
+            "week_start": candidate.week_start.date().isoformat(),
+            "propensity": round(candidate.propensity, 4),
+            "campaign": candidate.campaign,
+        },
+    )
+
+
 def propose(
-    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+    score: CustomerScore,
+    contact: Contact,
+    policy: ActionPolicy,
+    now: datetime,
+    candidates: Sequence[PackageCandidate] = (),
 ) -> list[Proposal]:
     """Every action worth taking for this customer now, best expected value first."""
     found = [
-        p for p in (best_offer(score, contact, policy), callback(score, contact, policy, now)) if p
+        best_offer(score, contact, policy),
+        callback(score, contact, policy, now),
+        *(seasonal_package(c, policy, now) for c in candidates),
     ]
-    return sorted(found, key=lambda p: p.expected_value, reverse=True)
+    return sorted((p for p in found if p), key=lambda p: p.expected_value, reverse=True)

@@ -32,6 +32,7 @@ class RiskBands(BaseModel):
 
 Channel = Literal["sms", "app_push", "email", "phone"]
 MESSAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")  # in order of preference
+PACKAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")
 WEEKLY_CAPS: dict[Channel, int] = {"sms": 2, "app_push": 3, "email": 2, "phone": 1}
 
 
@@ -107,6 +108,29 @@ class Callbacks(BaseModel):
     )
 
 
+class SeasonalPackages(BaseModel):
+    """A package offered to the customers most likely to buy it, ahead of its demand surge
+    (`retain forecast` writes the surges and the ranked candidates)."""
+
+    candidates_file: Path = Field(
+        Path("data/forecasts/campaign_candidates.parquet"),
+        description="`retain forecast`'s campaign candidates (region, package, week, customer).",
+    )
+    value: dict[str, float] = Field(
+        default_factory=lambda: {
+            "campus_data_pack": 12.0,
+            "roaming_pack": 25.0,
+            "daily_pass": 2.0,
+            "family_upgrade": 40.0,
+        },
+        description="Margin of one purchase per package; expected value = propensity x this "
+        "- message cost.",
+    )
+    message_cost: float = Field(0.05, ge=0)
+    lead_days: int = Field(21, ge=0, description="Notify from this many days before the surge.")
+    channels: list[Channel] = Field(default_factory=lambda: list(PACKAGE_CHANNELS))
+
+
 class ActionPolicy(BaseModel):
     """How a score becomes actions (the design card's expected-value rule)."""
 
@@ -114,6 +138,7 @@ class ActionPolicy(BaseModel):
     margin: float = Field(0.5, gt=0, le=1, description="...at this margin.")
     offers: list[Offer] = Field(default_factory=_default_offers)
     callbacks: Callbacks = Callbacks()
+    packages: SeasonalPackages = SeasonalPackages()
 
     def customer_value(self, monthly_fee: float) -> float:
         return monthly_fee * self.value_months * self.margin

@@ -72,7 +72,10 @@ def served(
         {
             "action_db_url": f"sqlite:///{root / 'actions' / 'actions.db'}",
             "delivery": {"file_path": root / "actions" / "delivered.jsonl", "interval_s": 0.2},
-            "actions": {"callbacks": {"capacity_file": root / "no-forecast.parquet"}},
+            "actions": {
+                "callbacks": {"capacity_file": root / "no-forecast.parquet"},
+                "packages": {"candidates_file": root / "no-candidates.parquet"},
+            },
             # no quiet hours: what a test queues must not depend on the hour it runs at
             "contact": {"quiet_start": "00:00", "quiet_end": "00:00"},
         }
