@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast lint lock bench clean
+.PHONY: help install system-deps run test test-fast lint lock bench bench-serve clean
 
 ## help: list the targets
 help:
@@ -31,15 +31,19 @@ $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 ## install: create or refresh .venv with the pinned dependencies
 install: $(STAMP)
 
-## system-deps: Debian packages the tests use (redis-server), installed when missing and root
+## system-deps: Debian packages the tests use (redis-server, postgresql), installed when missing and root
 system-deps:
-	@command -v redis-server >/dev/null || { \
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-			echo "installing redis-server (Debian package) for the Redis round-trip test"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			echo "installing$$missing (Debian packages) for the Redis and PostgreSQL tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "warning: redis-server is missing and cannot be installed here: the Redis test will be skipped"; \
-		fi; }
+			echo "warning:$$missing missing and cannot be installed here: those tests will be skipped"; \
+		fi; \
+	fi
 
 ## run: the main job end to end on embedded defaults
 run: $(STAMP)
@@ -69,6 +73,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/materialize.py
 	$(BIN)/python bench/online_read.py
+
+## bench-serve: the scoring API against mlflow models serve and a naive Feast app (after make run)
+bench-serve: $(STAMP)
+	@command -v wrk >/dev/null || { \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+		else echo "wrk is missing: install Debian's wrk package" >&2; exit 1; fi; }
+	$(BIN)/python bench/serve.py
 
 ## clean: remove generated data, tracking runs and the virtualenv
 clean:

@@ -228,8 +228,11 @@ class ActionLog:
                     .on_conflict_do_nothing(
                         index_elements=["customer_id", "action_type", "dedupe_key"]
                     )
+                    # RETURNING tells whether a row went in: psycopg reports no rowcount
+                    # (-1) for INSERT ... ON CONFLICT DO NOTHING
+                    .returning(actions.c.id)
                 )
-                if connection.execute(statement).rowcount != 1:
+                if connection.execute(statement).first() is None:
                     continue  # made earlier: returned below as it is
                 created_ids.add(action_id)
                 status = item.status

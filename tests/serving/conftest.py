@@ -27,6 +27,7 @@ from serving.scoring import Scorer, load_champion
 from serving.settings import ServingSettings
 from tests.features.conftest import AS_OF, project_settings
 from tests.features.conftest import built_project as built_project  # the fixture, re-exported
+from tests.postgres import fresh_database, postgres_cluster
 from tests.training.conftest import LABEL
 from tests.training.conftest import small_training_set as small_training_set
 from training.churn import train_churn
@@ -156,3 +157,18 @@ def serving_state(
 
 def not_ready_state(keys: ApiKeys, error: str) -> ServingState:
     return ServingState(keys, None, error)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL on loopback for the session (skipped where not installed)."""
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def action_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty action log database: SQLite (the default) and PostgreSQL (the scale path)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'actions.db'}"
+    return fresh_database(request.getfixturevalue("postgres_server"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,9 @@ from serving.actions import (
     open_engine,
     outbox,
 )
-from tests.serving.conftest import KEYS, Served, active_ids
+from serving.app import create_app
+from tests.postgres import fresh_database
+from tests.serving.conftest import KEYS, Served, active_ids, running, serving_state
 
 CRM = {"X-API-Key": KEYS["crm"]}
 OPS = {"X-API-Key": KEYS["ops"]}
@@ -179,8 +183,10 @@ def test_score_verdicts_reflect_what_decide_recorded(api: str, served: Served) -
     assert codes & {"duplicate_today", "offer_cooldown"}  # already made today: not again
 
 
-def test_callbacks_beyond_the_days_capacity_wait_instead_of_being_dropped(tmp_path: Path) -> None:
-    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+def test_callbacks_beyond_the_days_capacity_wait_instead_of_being_dropped(
+    action_db_url: str,
+) -> None:
+    log = ActionLog(open_engine(action_db_url))
     now = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
     def callback(customer: str) -> NewAction:
@@ -219,9 +225,9 @@ def _waiting_callback(customer: str, priority: float, day: str, capacity: int) -
 
 
 def test_waiting_callbacks_get_free_slots_by_priority_and_expire_when_they_wait_too_long(
-    tmp_path: Path,
+    action_db_url: str,
 ) -> None:
-    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    log = ActionLog(open_engine(action_db_url))
     day1, day2, day3 = "2026-11-02", "2026-11-03", "2026-11-04"
     now = datetime(2026, 11, 2, 9, tzinfo=UTC)
     first = log.record(
@@ -259,8 +265,8 @@ def test_waiting_callbacks_get_free_slots_by_priority_and_expire_when_they_wait_
     assert not log.waiting_callbacks()
 
 
-def test_concurrent_promotions_never_book_more_than_the_capacity(tmp_path: Path) -> None:
-    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+def test_concurrent_promotions_never_book_more_than_the_capacity(action_db_url: str) -> None:
+    log = ActionLog(open_engine(action_db_url))
     now = datetime(2026, 11, 2, 9, tzinfo=UTC)
     log.record([_waiting_callback(f"C{i}", i, "2026-11-02", 0) for i in range(12)], now)
     assert len(log.waiting_callbacks()) == 12
@@ -278,3 +284,49 @@ def test_concurrent_promotions_never_book_more_than_the_capacity(tmp_path: Path)
     assert sorted(queued) == ["C10", "C11", "C9"]  # the three highest priorities
     with log.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(outbox)).scalar() == 3
+
+
+def test_the_api_on_postgresql_records_each_action_once_and_delivers_it(
+    api: str, served: Served, postgres_server: str, tmp_path: Path
+) -> None:
+    """The scale path end to end: the real server with its action log on PostgreSQL."""
+    out = tmp_path / "delivered.jsonl"
+    settings = served.settings.model_copy(
+        update={
+            "action_db_url": fresh_database(postgres_server),
+            "delivery": served.settings.delivery.model_copy(update={"file_path": out}),
+        }
+    )
+    customer = _with_proposals(api, served, 3, 1)[0]
+    log = ActionLog(open_engine(settings.action_db_url))
+    with running(create_app(settings, lambda: serving_state(served, settings))) as url:
+
+        def decide(_: int) -> dict[str, str]:
+            response = requests.post(
+                f"{url}/v1/decide", json={"customer_ids": [customer]}, headers=CRM, timeout=60
+            )
+            assert response.status_code == 200, response.text
+            return {a["action_type"]: a["id"] for a in response.json()["results"][0]["actions"]}
+
+        with ThreadPoolExecutor(8) as pool:
+            made = list(pool.map(decide, range(16)))
+        assert made[0] and all(m == made[0] for m in made)  # one set of actions, 16 answers
+        stored = log.customer_actions(customer)
+        assert {a["id"] for a in stored} == set(made[0].values())
+        sent = {a["id"] for a in stored if a["status"] == "queued"}
+        assert sent, "nothing to deliver: pick a customer with a queued action"
+        deadline = time.monotonic() + 30  # the delivery worker drains the PostgreSQL outbox
+        while time.monotonic() < deadline:
+            if all(a["status"] == "delivered" for a in log.customer_actions(customer)
+                   if a["id"] in sent):  # fmt: skip
+                break
+            time.sleep(0.2)
+        delivered = [json.loads(line)["action_id"] for line in out.read_text().splitlines()]
+        assert sorted(delivered) == sorted(sent)  # each once
+        accepted = requests.post(
+            f"{url}/v1/actions/{sorted(sent)[0]}/outcome",
+            json={"outcome": "accepted"},
+            headers=CRM,
+            timeout=10,
+        )
+        assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"

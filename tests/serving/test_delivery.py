@@ -38,8 +38,8 @@ class Flaky:
         self.sent.append(message)
 
 
-def test_a_message_is_retried_with_backoff_then_delivered(tmp_path: Path) -> None:
-    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+def test_a_message_is_retried_with_backoff_then_delivered(action_db_url: str) -> None:
+    log = ActionLog(open_engine(action_db_url))
     action = _queue(log, "C1")
     settings = Delivery(base_backoff_s=10, max_attempts=5)
     sink = Flaky(failures=2)
@@ -106,8 +106,10 @@ def test_the_server_delivers_decided_actions_to_the_file_sink(api: str, served: 
                 assert action["status"] == "delivered"
 
 
-def test_a_late_worker_cannot_reopen_or_fail_a_message_another_delivered(tmp_path: Path) -> None:
-    log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+def test_a_late_worker_cannot_reopen_or_fail_a_message_another_delivered(
+    action_db_url: str,
+) -> None:
+    log = ActionLog(open_engine(action_db_url))
     action = _queue(log, "C1")
     lease = timedelta(seconds=60)
     slow = log.claim(action, NOW, lease)  # worker A claims, then stalls past its lease
