@@ -19,7 +19,7 @@ three systems' probabilities for the same customers are compared.
 
 Needs the demo project (`make run`: data, materialized online store, champion).
 
-    .venv/bin/python bench/serve.py                  # about 4 minutes
+    .venv/bin/python bench/serve.py                  # about 5 minutes
     .venv/bin/python bench/serve.py --seconds 5 --paced-seconds 8
 """
 
@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8, help="connections at saturation")
     parser.add_argument("--seconds", type=float, default=10, help="saturation run per system")
     parser.add_argument("--warmup", type=float, default=4, help="warm-up per system")
+    parser.add_argument("--rounds", type=int, default=2, help="saturation rounds")
     parser.add_argument("--paced-connections", type=int, default=4)
     parser.add_argument("--paced-seconds", type=float, default=15, help="half-load run")
     parser.add_argument("--seed", type=int, default=1)
@@ -258,11 +259,15 @@ def main() -> None:
         agreement = probabilities(systems, ids[:50], mlflow_bodies)
         print(f"largest |probability difference| vs ours over 50 customers: {agreement}")
 
-        saturated: dict[str, dict[str, Any]] = {}
-        for name, system in systems.items():
-            wrk(system, args.warmup, args.connections)
-            saturated[name] = wrk(system, args.seconds, args.connections)
-            print(f"saturation {name:15s} {saturated[name]['rps']:8.1f} req/s")
+        # rounds interleave the systems, so a slow spell of this shared machine hits all;
+        # each system's best round is its maximum
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
+        for round_number in range(1, args.rounds + 1):
+            for name, system in systems.items():
+                wrk(system, args.warmup, args.connections)
+                rounds[name].append(wrk(system, args.seconds, args.connections))
+                print(f"round {round_number} {name:15s} {rounds[name][-1]['rps']:8.1f} req/s")
+        saturated = {name: max(found, key=lambda r: r["rps"]) for name, found in rounds.items()}
 
         half = 0.5 * min(result["rps"] for result in saturated.values())
         paced: dict[str, dict[str, Any]] = {}
@@ -291,7 +296,7 @@ def main() -> None:
             ratio = saturated[ours]["rps"] / saturated[peer]["rps"]
             print(f"throughput {ours} / {peer}: {ratio:.1f}x")
     if args.json:
-        args.json.write_text(json.dumps({"half_load_rps": half, "saturated": saturated,
+        args.json.write_text(json.dumps({"half_load_rps": half, "saturated": rounds,
                                          "paced": paced}, indent=2))  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
 
