@@ -12,8 +12,8 @@ Systems, each with the same number of uvicorn worker processes, on loopback:
 
 The load generator is wrk (Debian package `wrk`) on the same machine, with
 bench/wrk/score.lua choosing a random customer of the sample per request. For each
-system: a warm-up, then saturation (closed loop, `--connections`) for the maximum
-throughput; then all systems at half the slowest system's maximum (connections with
+system, in `--rounds` interleaved rounds: a warm-up, then saturation (closed loop,
+`--connections`); its best round is its maximum throughput. Then all systems at half the slowest system's maximum (connections with
 think time, calibrated in a first pass) for p50/p99 latency. Before any load, the
 three systems' probabilities for the same customers are compared.
 

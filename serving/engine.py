@@ -140,20 +140,12 @@ class Decided:
     actions: list[tuple[dict[str, Any], bool]]  # stored row, created by this call
 
 
-class ActionEngine:
-    def __init__(
-        self,
-        scorer: Scorer,
-        log: ActionLog,
-        settings: ServingSettings,
-        capacity: CallbackCapacity,
-        home_cells: HomeCells | None,
-    ) -> None:
-        self.scorer = scorer
-        self.log = log
+class DecisionPolicy:
+    """What to propose to a scored customer and what the contact policy lets out: one
+    implementation behind the API, `retain campaign` and the daily risk list."""
+
+    def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
-        self.capacity = capacity
-        self.home_cells = home_cells
         self.candidates: Refreshing[dict[str, list[PackageCandidate]]] = Refreshing(
             settings.actions.packages.candidates_file, _candidates, {}
         )
@@ -172,10 +164,32 @@ class ActionEngine:
     def plan(
         self, item: CustomerScore, history: list[PastAction], now: datetime
     ) -> list[tuple[Proposal, Verdict]]:
+        """Each proposal with the contact policy's verdict, given the customer's history."""
         return [
             (p, check(p, item.contact, history, self.settings.contact, now))
             for p in self.proposals(item, now)
         ]
+
+
+class ActionEngine:
+    def __init__(
+        self,
+        scorer: Scorer,
+        log: ActionLog,
+        settings: ServingSettings,
+        capacity: CallbackCapacity,
+        home_cells: HomeCells | None,
+    ) -> None:
+        self.scorer = scorer
+        self.log = log
+        self.settings = settings
+        self.capacity = capacity
+        self.home_cells = home_cells
+        self.policy = DecisionPolicy(settings)
+        self.history_days = self.policy.history_days
+        self.local_day = self.policy.local_day
+        self.proposals = self.policy.proposals
+        self.plan = self.policy.plan
 
     def _new_action(
         self,
@@ -273,7 +287,7 @@ class ActionEngine:
         """Notify the candidates of every seasonal-package campaign due now (or of one
         package) under the contact policy; counts by outcome. Running it again notifies
         nobody twice: an action is recorded once per customer and campaign."""
-        table = self.candidates.get()
+        table = self.policy.candidates.get()
         chosen = {
             customer: [c for c in found if package is None or c.package == package]
             for customer, found in table.items()
