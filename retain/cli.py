@@ -26,6 +26,7 @@ app.add_typer(training_cli.promote_app, name="promote")
 app.command("forecast")(training_cli.forecast_command)
 app.command("serve")(serving_cli.serve_command)
 app.command("campaign")(serving_cli.campaign_command)
+app.command("daily")(serving_cli.daily_command)
 
 
 @app.command()

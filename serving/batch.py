@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from feast import FeatureStore, FileSource
+from feast import FeatureStore, FeatureView, FileSource
 
 from features.online_rows import ENTITY, REQUEST_TIME_VIEW
 from features.request_time import request_time_values
@@ -38,8 +38,12 @@ class BatchFeatures:
     frame: pd.DataFrame  # one row per active customer: customer_id and every requested feature
 
 
-def _source_file(view_source: FileSource, tables_dir: Path) -> Path:
-    return tables_dir / Path(view_source.path).name
+def _source_file(view: FeatureView, tables_dir: Path) -> Path:
+    """The view's parquet file in `tables_dir` (the FileSource names it relative to the repo)."""
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise SnapshotError(f"{view.name}: the batch path reads file sources only")
+    return tables_dir / Path(source.path).name
 
 
 def _latest_snapshot(path: Path, at: pd.Timestamp) -> pd.Timestamp:
@@ -65,13 +69,13 @@ def latest_features(
     at = at.tz_convert("UTC")
     wanted: dict[str, list[str]] = {}
     for ref in refs:
-        view, feature = ref.split(":", 1)
-        wanted.setdefault(view, []).append(feature)
+        view_name, feature = ref.split(":", 1)
+        wanted.setdefault(view_name, []).append(feature)
     request_time = wanted.pop(REQUEST_TIME_VIEW, [])
     if active_view not in wanted:
         wanted[active_view] = []
     active = store.get_feature_view(active_view)
-    path = _source_file(active.batch_source, tables_dir)
+    path = _source_file(active, tables_dir)
     snapshot = _latest_snapshot(path, at)
     if active.ttl and active.ttl > timedelta(0) and at - snapshot > active.ttl:
         raise SnapshotError(
@@ -92,7 +96,7 @@ def latest_features(
         if name == active_view:
             continue
         view = store.get_feature_view(name)
-        source = _source_file(view.batch_source, tables_dir)
+        source = _source_file(view, tables_dir)
         present = set(pq.read_schema(source).names)
         extra = [c for c in inputs if c in present and c not in frame.columns]
         columns = list(dict.fromkeys([ENTITY, TIMESTAMP, *features, *extra]))
@@ -102,7 +106,7 @@ def latest_features(
         if view.ttl and view.ttl > timedelta(0):
             rows = rows[rows[TIMESTAMP] > at - view.ttl]
         latest = rows.sort_values(TIMESTAMP).drop_duplicates(ENTITY, keep="last")
-        keep = [c for c in latest.columns if c != TIMESTAMP and c not in frame.columns]
+        keep = [ENTITY, *(c for c in latest.columns if c not in (TIMESTAMP, *frame.columns))]
         frame = frame.merge(latest[keep], on=ENTITY, how="left")
     if request_time:
         tenure, days_left = request_time_values(

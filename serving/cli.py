@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,9 +14,11 @@ from features.store import open_store
 from retain.settings import load_settings
 from serving.actions import ActionLog, open_engine
 from serving.auth import KeyConfigError, load_keys
+from serving.batch import SnapshotError
+from serving.daily import run_daily
 from serving.engine import action_engine
 from serving.scoring import ModelLoadError, Scorer, load_champion
-from serving.settings import ServingSettings
+from serving.settings import DailySettings, ServingSettings
 from training.settings import TrainingSettings
 
 
@@ -66,3 +69,38 @@ def campaign_command(
     engine = action_engine(scorer, log, settings, features.tables_dir)
     counts = engine.campaign(datetime.now(UTC), package)
     typer.echo(", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+def daily_command(
+    day: Annotated[
+        str | None, typer.Option("--date", help="The list's day, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+) -> None:
+    """Score every active customer, explain and match the at-risk ones with an action, and
+    publish risk_lists/<date>/ (parquet, csv, report.html); logged to MLflow."""
+    try:
+        when = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    except ValueError as error:
+        typer.echo(f"error: --date {day!r}: expected YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from error
+    serving = load_settings(ServingSettings)
+    daily = load_settings(DailySettings)
+    features = load_settings(FeatureSettings)
+    tracking = load_settings(TrainingSettings)
+    action_log = None
+    if serving.action_db_url.startswith("sqlite:///"):
+        exists = Path(serving.action_db_url.removeprefix("sqlite:///")).exists()
+        action_log = ActionLog(open_engine(serving.action_db_url)) if exists else None
+    else:
+        action_log = ActionLog(open_engine(serving.action_db_url))
+    try:
+        risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log)
+    except (ModelLoadError, SnapshotError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    summary = risk.summary
+    typer.echo(
+        f"{summary['date']}: {summary['scored']:,} customers scored, "
+        f"{summary['at_risk']['high']:,} high and {summary['at_risk']['medium']:,} medium risk; "
+        f"{folder / 'report.html'} (MLflow run {run_id})"
+    )

@@ -75,7 +75,7 @@ def callback(
         round(net, 2),
         ("phone",),
         f"complaint-driven risk ({', '.join(drivers)}) of a customer worth {value:.0f}",
-        {"drivers": drivers},
+        {"drivers": drivers, "cost": rule.cost},
         priority=round(score.churn_probability * value, 2),
         due_at=due,
     )
@@ -118,6 +118,7 @@ def seasonal_package(
             "week_start": candidate.week_start.date().isoformat(),
             "propensity": round(candidate.propensity, 4),
             "campaign": candidate.campaign,
+            "cost": rule.message_cost,
         },
     )
 

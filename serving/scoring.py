@@ -121,6 +121,23 @@ class UnknownCustomer:
     customer_id: str
 
 
+def scoring_refs(store: FeatureStore, feature_service: str) -> tuple[list[str], str]:
+    """What scoring reads ("view:feature"): the service's features, then the contact
+    fields it lacks; and the view whose row makes a customer known (the service's first)."""
+    service = store.get_feature_service(feature_service)
+    model_refs = [
+        f"{projection.name_to_use()}:{f.name}"
+        for projection in service.feature_view_projections
+        for f in projection.features
+    ]
+    offered = {ref.split(":")[1] for ref in model_refs}
+    contact = store.get_feature_view(CONTACT_VIEW)
+    refs = model_refs + [
+        f"{CONTACT_VIEW}:{f.name}" for f in contact.features if f.name not in offered
+    ]
+    return refs, service.feature_view_projections[0].name_to_use()
+
+
 class Scorer:
     """Online features in, calibrated probability, band and reasons out.
 
@@ -140,7 +157,6 @@ class Scorer:
         self.loaded = loaded
         self.settings = settings
         model = loaded.model
-        service = store.get_feature_service(loaded.feature_service)
         offered = set(service_features(store, loaded.feature_service))
         missing = sorted(set(model.schema.columns) - offered)
         if missing:
@@ -154,21 +170,8 @@ class Scorer:
                 f"model {loaded.name} v{loaded.version}: the booster's categories differ "
                 "from its feature schema's"
             )
-        # a customer is known when the profile view (the service's first) has a row
-        profile = service.feature_view_projections[0].name_to_use()
-        # the model's features and the contact profile, read in one online lookup
-        contact = store.get_feature_view(CONTACT_VIEW)
-        model_refs = [
-            f"{projection.name_to_use()}:{f.name}"
-            for projection in service.feature_view_projections
-            for f in projection.features
-        ]
-        offered_names = {ref.split(":")[1] for ref in model_refs}
-        self.refs = model_refs + [
-            f"{CONTACT_VIEW}:{f.name}" for f in contact.features if f.name not in offered_names
-        ]
-        self.presence_view = profile
-        self.reader = reader or row_reader(store, self.refs, profile)
+        self.refs, self.presence_view = scoring_refs(store, loaded.feature_service)
+        self.reader = reader or row_reader(store, self.refs, self.presence_view)
         self.columns = model.schema.columns
         self.contributions = CachedContributions(model.booster, settings.explanation_cache)
 

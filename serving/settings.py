@@ -32,6 +32,8 @@ class RiskBands(BaseModel):
 
 Channel = Literal["sms", "app_push", "email", "phone"]
 MESSAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")  # in order of preference
+Band = Literal["high", "medium", "low"]
+LISTED_BANDS: tuple[Band, ...] = ("high", "medium")
 PACKAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")
 WEEKLY_CAPS: dict[Channel, int] = {"sms": 2, "app_push": 3, "email": 2, "phone": 1}
 
@@ -218,3 +220,24 @@ class ServingSettings(StageSettings):
         description="The action log and outbox: SQLite by default, any SQLAlchemy URL.",
     )
     dev_mode: bool = Field(False, description="Allow placeholder API keys (never in production).")
+
+
+class DailySettings(StageSettings):
+    """The daily risk list (`retain daily`): who is at risk, why, and what to do."""
+
+    config_file: ClassVar[str] = "daily.yaml"
+    model_config = SettingsConfigDict(env_prefix="RETAIN_DAILY_")
+
+    output_dir: Path = Field(
+        Path("risk_lists"), description="risk_lists/<date>/ holds each day's list and report."
+    )
+    list_bands: list[Band] = Field(
+        default_factory=lambda: list(LISTED_BANDS),
+        description="Risk bands on the list (and explained, and matched with an action).",
+    )
+    table_rows: int = Field(500, ge=10, description="Customers in the report's table.")
+    trend_days: int = Field(30, ge=1, description="Earlier lists shown in the trend plot.")
+    active_view: str = Field(
+        "customer_activity", description="Customers in this view's latest snapshot are active."
+    )
+    experiment: str = Field("retain-daily", description="MLflow experiment of the daily runs.")

@@ -81,6 +81,16 @@ class FeatureSchema:
             ]
         return out
 
+    def frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """`matrix` for a whole frame, vectorized: `transform`, then categories as codes."""
+        prepared = self.transform(frame)
+        out = np.empty((len(prepared), len(self.columns)), dtype="float64")
+        out[:, : len(self.numeric)] = prepared[self.numeric].to_numpy(dtype="float64")
+        for j, name in enumerate(self.categories, start=len(self.numeric)):
+            codes = prepared[name].cat.codes.to_numpy()
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        return out
+
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)

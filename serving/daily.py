@@ -1,0 +1,299 @@
+"""`retain daily --date D`: the day's risk list for marketing and retention teams.
+
+Every customer active on D is scored from the latest features (the columnar batch path,
+`serving.batch`), with the champion the API serves. Customers in the listed bands get
+their exact reasons and the action the API would choose for them (the same
+`DecisionPolicy` and contact policy, read-only: the list suggests, `/v1/decide` acts).
+The list and its report are published to `risk_lists/D/` atomically and logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.settings import FeatureSettings
+from features.store import open_store
+from retain.publish import publish_folder
+from serving.actions import ActionLog
+from serving.batch import BatchFeatures, latest_features
+from serving.contact import PastAction
+from serving.engine import DecisionPolicy
+from serving.explain import contributions
+from serving.reasons import top_reasons
+from serving.report import render_report
+from serving.scoring import Contact, CustomerScore, LoadedModel, load_champion, scoring_refs
+from serving.settings import DailySettings, RiskBands, ServingSettings
+from training.settings import TrainingSettings
+from training.tracking import connect
+
+log = logging.getLogger("retain.daily")
+History = Callable[[list[str], datetime], dict[str, list[PastAction]]]
+
+LIST_FILE, CSV_FILE, REPORT_FILE, SUMMARY_FILE = (
+    "risk_list.parquet",
+    "risk_list.csv",
+    "report.html",
+    "summary.json",
+)
+
+
+def scoring_instant(day: date, serving: ServingSettings) -> datetime:
+    """The list is for the working day D: scored when D's quiet hours end (customer time),
+    so the contact verdicts are those of the day's first allowed moment."""
+    zone = ZoneInfo(serving.contact.timezone)
+    return datetime.combine(day, serving.contact.quiet_end or time(8), tzinfo=zone)
+
+
+@dataclass(frozen=True)
+class RiskList:
+    day: date
+    at: datetime
+    snapshot: pd.Timestamp
+    model: LoadedModel
+    scored: pd.DataFrame  # every active customer: id, probability, band, profile columns
+    listed: pd.DataFrame  # the listed bands, with reasons and the suggested action
+    summary: dict[str, Any]
+    bands: RiskBands
+
+
+PROFILE_COLUMNS = ["segment", "region", "contract_type", "plan_id", "monthly_fee"]
+
+
+def score_all(
+    features: BatchFeatures, loaded: LoadedModel, serving: ServingSettings
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every customer's calibrated probability and band; also the model matrix."""
+    model = loaded.model
+    matrix = model.schema.frame_matrix(features.frame)
+    probability = model.calibrate(np.asarray(model.booster.predict(matrix)))
+    bands = serving.risk_bands
+    scored = features.frame[["customer_id", *PROFILE_COLUMNS]].copy()
+    scored["churn_probability"] = probability
+    scored["risk_band"] = np.where(
+        probability >= bands.high, "high", np.where(probability >= bands.medium, "medium", "low")
+    )
+    scored["revenue_at_risk"] = probability * scored["monthly_fee"].astype("float64")
+    return scored, matrix
+
+
+def _suggestion(plan: list[Any]) -> dict[str, Any]:
+    """The action the API would take: the best allowed proposal, else the best one and why
+    it may not go out, else nothing."""
+    allowed = [(p, v) for p, v in plan if v.allowed]
+    chosen = allowed[0] if allowed else (plan[0] if plan else None)
+    if chosen is None:
+        return {"action_type": None, "action_allowed": False}
+    proposal, verdict = chosen
+    cost = proposal.details.get("cost")
+    return {
+        "action_type": proposal.action_type,
+        "action_detail": proposal.details.get("offer_id") or proposal.details.get("package"),
+        "action_expected_value": proposal.expected_value,
+        "action_cost": float(cost) if cost is not None else None,
+        "action_allowed": verdict.allowed,
+        "action_channel": verdict.channel,
+        "action_blocked_by": ", ".join(s.code for s in verdict.suppressions if not verdict.allowed)
+        or None,
+        "action_reason": proposal.reason,
+    }
+
+
+def explain_and_decide(
+    features: BatchFeatures,
+    scored: pd.DataFrame,
+    matrix: np.ndarray,
+    loaded: LoadedModel,
+    serving: ServingSettings,
+    daily: DailySettings,
+    policy: DecisionPolicy,
+    history: History,
+    at: datetime,
+) -> pd.DataFrame:
+    """The listed customers, riskiest first, with reasons and the suggested action."""
+    chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
+    chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
+    columns = loaded.model.schema.columns
+    contrib = contributions(loaded.model.booster, matrix[chosen])
+    records = features.frame.iloc[chosen].to_dict("records")
+    ids = [str(r["customer_id"]) for r in records]
+    past = history(ids, at)
+    rows = []
+    for k, values in enumerate(records):
+        customer = ids[k]
+        probability = float(scored["churn_probability"].iat[chosen[k]])
+        reasons = top_reasons(values, columns, contrib[k], serving.top_reasons)
+        item = CustomerScore(
+            customer,
+            probability,
+            str(scored["risk_band"].iat[chosen[k]]),
+            reasons,
+            Contact.from_values(customer, values),
+        )
+        row = {
+            "customer_id": customer,
+            "churn_probability": probability,
+            "risk_band": item.risk_band,
+            **{c: values[c] for c in PROFILE_COLUMNS},
+            "revenue_at_risk": probability * float(values["monthly_fee"]),
+            "reasons": " | ".join(r.text for r in reasons),
+            "reason_features": ",".join(r.feature for r in reasons),
+        }
+        row.update(_suggestion(policy.plan(item, past.get(customer, []), at)))
+        rows.append(row)
+    listed = pd.DataFrame(rows)
+    if listed.empty:
+        listed = pd.DataFrame(columns=["customer_id", "churn_probability", "risk_band"])
+    return listed
+
+
+def summarize(
+    day: date,
+    snapshot: pd.Timestamp,
+    loaded: LoadedModel,
+    scored: pd.DataFrame,
+    listed: pd.DataFrame,
+) -> dict[str, Any]:
+    """The headline figures of the day (the report's top, the MLflow metrics, the trend)."""
+    bands = scored["risk_band"].value_counts()
+    actions: dict[str, dict[str, float]] = {}
+    if "action_type" in listed:
+        for kind, group in listed[listed["action_allowed"].astype(bool)].groupby("action_type"):
+            cost = group["action_cost"].fillna(0.0).astype("float64")
+            net = group["action_expected_value"].astype("float64")
+            actions[str(kind)] = {
+                "count": len(group),
+                "cost": round(float(cost.sum()), 2),
+                "expected_saved_value": round(float((net + cost).sum()), 2),
+            }
+    blocked = 0
+    if "action_allowed" in listed:
+        blocked = int(
+            (listed["action_type"].notna() & ~listed["action_allowed"].astype(bool)).sum()
+        )
+    return {
+        "date": day.isoformat(),
+        "snapshot": snapshot.isoformat(),
+        "model": f"{loaded.name} v{loaded.version}",
+        "run_id": loaded.run_id,
+        "scored": len(scored),
+        "at_risk": {band: int(bands.get(band, 0)) for band in ("high", "medium", "low")},
+        "listed": len(listed),
+        "monthly_revenue_at_risk": round(float(scored["revenue_at_risk"].sum()), 2),
+        "listed_monthly_revenue_at_risk": round(
+            float(listed.get("revenue_at_risk", pd.Series(dtype=float)).sum()), 2
+        ),
+        "actions": actions,
+        "actions_blocked_by_contact_policy": blocked,
+    }
+
+
+def earlier_summaries(output_dir: Path, day: date, count: int) -> list[dict[str, Any]]:
+    """The summaries of the lists published before `day` (for the trend), oldest first."""
+    found = []
+    for path in sorted(output_dir.glob(f"*/{SUMMARY_FILE}")):
+        try:
+            summary = json.loads(path.read_text())
+            if date.fromisoformat(summary["date"]) < day:
+                found.append(summary)
+        except (ValueError, KeyError, OSError):
+            log.warning("skipping unreadable summary %s", path)
+    return found[-count:]
+
+
+def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) -> Path:
+    """Write risk_lists/D/ as one atomic swap: readers see the old list or the new one."""
+    trend = earlier_summaries(daily.output_dir, risk.day, daily.trend_days)
+
+    def write(folder: Path) -> None:
+        risk.listed.to_parquet(folder / LIST_FILE, index=False)
+        risk.listed.to_csv(folder / CSV_FILE, index=False)
+        (folder / SUMMARY_FILE).write_text(json.dumps(risk.summary, indent=2))
+        (folder / REPORT_FILE).write_text(render(risk, trend, daily.table_rows))
+
+    return publish_folder(daily.output_dir / risk.day.isoformat(), write)
+
+
+def log_daily_run(
+    risk: RiskList, folder: Path, daily: DailySettings, tracking: TrainingSettings
+) -> str:
+    """The run in MLflow: the day's figures as metrics, the files as artifacts."""
+    client = connect(tracking)  # sets the tracking URI and creates the experiment's home
+    del client
+    mlflow.set_experiment(daily.experiment)
+    summary = risk.summary
+    with mlflow.start_run(run_name=f"daily-{risk.day.isoformat()}") as run:
+        mlflow.log_params(
+            {
+                "date": risk.day.isoformat(),
+                "snapshot": summary["snapshot"],
+                "model": summary["model"],
+                "model_run_id": risk.model.run_id,
+            }
+        )
+        metrics = {
+            "scored": summary["scored"],
+            "listed": summary["listed"],
+            "monthly_revenue_at_risk": summary["monthly_revenue_at_risk"],
+            **{f"at_risk_{band}": n for band, n in summary["at_risk"].items()},
+            **{f"actions_{kind}": v["count"] for kind, v in summary["actions"].items()},
+            "actions_cost": sum(v["cost"] for v in summary["actions"].values()),
+            "actions_expected_saved_value": sum(
+                v["expected_saved_value"] for v in summary["actions"].values()
+            ),
+        }
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.log_artifacts(str(folder.resolve()), artifact_path="risk_list")
+        return str(run.info.run_id)
+
+
+def history_from(action_log: ActionLog | None, days: int) -> History:
+    """The contact history the verdicts need (none when there is no action log yet)."""
+    if action_log is None:
+        return lambda ids, at: {}
+    return lambda ids, at: action_log.history(ids, at, days)
+
+
+def run_daily(
+    day: date,
+    serving: ServingSettings,
+    daily: DailySettings,
+    features: FeatureSettings,
+    tracking: TrainingSettings,
+    action_log: ActionLog | None,
+) -> tuple[RiskList, Path, str]:
+    """Score, explain, decide, publish and log the list for `day`; (list, folder, run id)."""
+    store = open_store(features)
+    loaded = load_champion(serving, tracking)
+    refs, _ = scoring_refs(store, loaded.feature_service)
+    at = scoring_instant(day, serving)
+    batch = latest_features(store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view)
+    scored, matrix = score_all(batch, loaded, serving)
+    policy = DecisionPolicy(serving)
+    listed = explain_and_decide(
+        batch,
+        scored,
+        matrix,
+        loaded,
+        serving,
+        daily,
+        policy,
+        history_from(action_log, policy.history_days),
+        at,
+    )
+    risk = RiskList(
+        day, at, batch.snapshot, loaded, scored, listed,
+        summarize(day, batch.snapshot, loaded, scored, listed), serving.risk_bands,
+    )  # fmt: skip
+    folder = publish(risk, daily, render_report)
+    return risk, folder, log_daily_run(risk, folder, daily, tracking)

@@ -1,0 +1,178 @@
+"""The daily risk list as one self-contained HTML page for marketing analysts.
+
+No server, no internet: styles and the table's script are inline, the plots are inline SVG
+drawn by matplotlib, and the table's rows travel as JSON inside the page. It opens from
+disk and is what `/risk-list` serves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import markupsafe
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to strings
+import matplotlib.pyplot as plt
+import pandas as pd
+
+if TYPE_CHECKING:
+    from serving.daily import RiskList
+
+BAND_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
+TABLE_COLUMNS = [
+    ("customer_id", "Customer"),
+    ("churn_probability", "Risk"),
+    ("risk_band", "Band"),
+    ("segment", "Segment"),
+    ("region", "Region"),
+    ("contract_type", "Contract"),
+    ("monthly_fee", "Monthly fee"),
+    ("revenue_at_risk", "Revenue at risk / month"),
+    ("reasons", "Why"),
+    ("action", "Suggested action"),
+    ("action_expected_value", "Expected value"),
+]
+
+
+def _svg(figure: plt.Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
+
+
+def risk_distribution(scored: pd.DataFrame, high: float, medium: float) -> str:
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.hist(scored["churn_probability"], bins=50, color="#34495e")
+    for threshold, band in ((medium, "medium"), (high, "high")):
+        axis.axvline(
+            threshold,
+            color=BAND_COLOURS[band],
+            linestyle="--",
+            label=f"{band} from {threshold:.0%}",
+        )
+    axis.set_yscale("log")
+    axis.set_xlabel("P(churn within 30 days)")
+    axis.set_ylabel("customers (log scale)")
+    axis.legend(frameon=False)
+    return _svg(figure)
+
+
+def risk_by(scored: pd.DataFrame, column: str) -> str:
+    share = (
+        scored.assign(at_risk=scored["risk_band"] != "low")
+        .groupby(column)["at_risk"]
+        .mean()
+        .sort_values()
+    )
+    figure, axis = plt.subplots(figsize=(6, 0.35 * len(share) + 0.8))
+    axis.barh([str(i) for i in share.index], share.to_numpy() * 100, color="#2c3e50")
+    axis.set_xlabel(f"% of customers at risk (high or medium), by {column}")
+    return _svg(figure)
+
+
+def frequent_reasons(listed: pd.DataFrame, count: int = 10) -> str:
+    tally: Counter[str] = Counter()
+    for features in listed.get("reason_features", pd.Series(dtype=str)).dropna():
+        tally.update(f for f in str(features).split(",") if f)
+    common = tally.most_common(count)[::-1]
+    figure, axis = plt.subplots(figsize=(6, 0.35 * max(len(common), 1) + 0.8))
+    axis.barh(
+        [name.replace("_", " ") for name, _ in common], [n for _, n in common], color="#16a085"
+    )
+    axis.set_xlabel("listed customers with this among their top reasons")
+    return _svg(figure)
+
+
+def trend(summaries: list[dict[str, Any]]) -> str:
+    dates = [pd.Timestamp(s["date"]) for s in summaries]
+    figure, axis = plt.subplots(figsize=(6, 3))
+    for band in ("high", "medium"):
+        axis.plot(dates, [s["at_risk"][band] for s in summaries], marker="o",
+                  color=BAND_COLOURS[band], label=band)  # fmt: skip
+    axis.set_ylabel("customers at risk")
+    axis.legend(frameon=False)
+    figure.autofmt_xdate()
+    return _svg(figure)
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _table_rows(listed: pd.DataFrame, rows: int) -> list[dict[str, Any]]:
+    top = listed.head(rows)
+    out = []
+    for record in top.to_dict("records"):
+        action = record.get("action_type")
+        if action:
+            detail = record.get("action_detail")
+            label = f"{action.replace('_', ' ')}{f' ({detail})' if isinstance(detail, str) else ''}"
+            if not record.get("action_allowed"):
+                label += f" - blocked: {record.get('action_blocked_by')}"
+        else:
+            label = "none worth its cost"
+        out.append(
+            {
+                "customer_id": record["customer_id"],
+                "churn_probability": round(float(record["churn_probability"]), 4),
+                "risk_band": record["risk_band"],
+                "segment": record.get("segment"),
+                "region": record.get("region"),
+                "contract_type": record.get("contract_type"),
+                "monthly_fee": round(float(record.get("monthly_fee") or 0), 2),
+                "revenue_at_risk": round(float(record.get("revenue_at_risk") or 0), 2),
+                "reasons": record.get("reasons") or "",
+                "action": label,
+                "action_expected_value": (
+                    None
+                    if pd.isna(record.get("action_expected_value"))
+                    else round(float(record["action_expected_value"]), 2)
+                ),
+            }
+        )
+    return out
+
+
+def _script_json(value: Any) -> str:
+    """JSON to sit inside a <script> element: "</" would end the element early."""
+    return json.dumps(value).replace("</", "<\\/")
+
+
+def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int) -> str:
+    """The page: headline figures, plots, and a sortable, filterable table."""
+    summary = risk.summary
+    bands = risk.bands
+    actions = summary["actions"]
+    plots = [
+        ("Risk distribution", risk_distribution(risk.scored, bands.high, bands.medium)),
+        ("Risk by segment", risk_by(risk.scored, "segment")),
+        ("Risk by region", risk_by(risk.scored, "region")),
+        ("Most frequent reasons", frequent_reasons(risk.listed)),
+    ]
+    if earlier:
+        plots.append(("Trend", trend([*earlier, summary])))
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("serving", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["money"] = _money
+    return environment.get_template("risk_list.html.j2").render(
+        summary=summary,
+        actions=sorted(actions.items()),
+        total_cost=sum(v["cost"] for v in actions.values()),
+        total_saved=sum(v["expected_saved_value"] for v in actions.values()),
+        plots=[(title, markupsafe.Markup(svg)) for title, svg in plots],
+        has_trend=bool(earlier),
+        colours=BAND_COLOURS,
+        table_rows=min(table_rows, summary["listed"]),
+        rows=markupsafe.Markup(_script_json(_table_rows(risk.listed, table_rows))),
+        columns=markupsafe.Markup(json.dumps(TABLE_COLUMNS)),
+    )
