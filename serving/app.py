@@ -11,13 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -204,9 +205,11 @@ def create_app(
     settings: ServingSettings,
     load_state: Callable[[], ServingState],
     start_watching: Callable[[ServingState], Any] | None = None,
+    risk_lists: Path = Path("risk_lists"),
 ) -> FastAPI:
     """The API; `load_state` runs at start-up (keys, champion model, feature store);
-    `start_watching` starts following the champion alias (`serving.reload`)."""
+    `start_watching` starts following the champion alias (`serving.reload`); `risk_lists`
+    holds `retain daily`'s lists, served at /risk-list."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -478,6 +481,39 @@ def create_app(
         if row is None:
             raise ApiError(404, "action_not_found", f"no action {action_id}")
         return _record(row, False)
+
+    @app.get(
+        "/risk-list",
+        response_class=HTMLResponse,
+        tags=["marketing"],
+        dependencies=[Depends(require("marketing"))],
+    )
+    def risk_list(
+        day: Annotated[
+            date | None, Query(alias="date", description="The list's day (default: the latest).")
+        ] = None,
+        kind: Annotated[Literal["html", "csv"], Query(alias="format")] = "html",
+    ) -> Response:
+        """The daily risk list `retain daily` published: the report page, or the list as CSV."""
+        published = sorted(
+            p.name for p in risk_lists.glob("????-??-??") if (p / "report.html").exists()
+        )
+        if not published:
+            raise ApiError(404, "no_risk_list", "no risk list yet: run `retain daily`")
+        wanted = day.isoformat() if day else published[-1]
+        if wanted not in published:
+            raise ApiError(
+                404,
+                "no_risk_list",
+                f"no risk list for {wanted}; lists exist for {', '.join(published[-7:])}"
+                + (" (latest 7)" if len(published) > 7 else ""),
+            )
+        folder = risk_lists / wanted
+        if kind == "csv":
+            return FileResponse(
+                folder / "risk_list.csv", media_type="text/csv", filename=f"risk_list_{wanted}.csv"
+            )
+        return FileResponse(folder / "report.html", media_type="text/html")
 
     @app.get(
         "/v1/customers/{customer_id}/actions",

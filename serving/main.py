@@ -13,7 +13,7 @@ from serving.auth import load_keys
 from serving.engine import action_engine
 from serving.reload import ModelWatcher
 from serving.scoring import Scorer, alias_version, load_champion
-from serving.settings import ServingSettings
+from serving.settings import DailySettings, ServingSettings
 from training.settings import TrainingSettings
 
 
@@ -46,4 +46,4 @@ def build_app() -> FastAPI:
             settings.reload_interval_s,
         ).start()
 
-    return create_app(settings, load_state, start_watching)
+    return create_app(settings, load_state, start_watching, load_settings(DailySettings).output_dir)

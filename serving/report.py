@@ -41,7 +41,9 @@ TABLE_COLUMNS = [
 
 def _svg(figure: plt.Figure) -> str:
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    # no metadata block: it only names matplotlib and the render date
+    metadata = {"Creator": None, "Date": None, "Format": None, "Type": None}
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata=metadata)
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML

@@ -38,6 +38,7 @@ KEYS = {
     "crm": "crm-test-key-0123456789",
     "ops": "ops-test-key-0123456789",
     "admin": "admin-test-key-0123456789",
+    "marketing": "marketing-test-key-0123456789",
 }
 
 
