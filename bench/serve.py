@@ -13,9 +13,10 @@ Systems, each with the same number of uvicorn worker processes, on loopback:
 The load generator is wrk (Debian package `wrk`) on the same machine, with
 bench/wrk/score.lua choosing a random customer of the sample per request. For each
 system, in `--rounds` interleaved rounds: a warm-up, then saturation (closed loop,
-`--connections`); its best round is its maximum throughput. Then all systems at half the slowest system's maximum (connections with
-think time, calibrated in a first pass) for p50/p99 latency. Before any load, the
-three systems' probabilities for the same customers are compared.
+`--connections`); its best round is its maximum throughput. Then all systems at half
+the slowest system's maximum (connections with think time, calibrated in a first pass)
+for p50/p99 latency. Before any load, the three systems' probabilities for the same
+customers must agree (within our response's rounding).
 
 Needs the demo project (`make run`: data, materialized online store, champion).
 
@@ -175,6 +176,7 @@ def probabilities(systems: dict[str, System], ids: list[str], mlflow_bodies: Pat
             timeout=30,
         ).json()["results"][0]
         naive = requests.post(systems["naive"].url, json={"customer_id": customer}, timeout=30)
+        naive.raise_for_status()
         served = requests.post(
             systems["mlflow"].url,
             data=mlflow_body,
@@ -187,7 +189,10 @@ def probabilities(systems: dict[str, System], ids: list[str], mlflow_bodies: Pat
         worst["naive"] = max(
             worst["naive"], abs(ours["churn_probability"] - naive.json()["churn_probability"])
         )
-        assert ours["reasons"], f"no reasons for {customer}"
+        if not ours["reasons"]:
+            raise SystemExit(f"ours gave no reasons for {customer}")
+    if max(worst.values()) > 1e-6:  # ours rounds to 6 decimals
+        raise SystemExit(f"the systems disagree on probabilities: {worst}")
     return ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
 
 

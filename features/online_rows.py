@@ -29,6 +29,11 @@ ENTITY = "customer_id"
 REQUEST_TIME_VIEW = "customer_request_time"
 _REQUEST_TIME_INPUTS = ("signup_epoch_s", "contract_type")
 _REQUEST_TIME_OUTPUTS = ("tenure_days", "days_to_contract_end")
+# types SQLite holds as they are and Feast returns as they are
+_PLAIN_TYPES = frozenset(
+    {ValueType.FLOAT, ValueType.DOUBLE, ValueType.INT32, ValueType.INT64, ValueType.BOOL,
+     ValueType.STRING}
+)  # fmt: skip
 log = logging.getLogger("retain.features")
 _MAX_PARAMS = 900  # below SQLite's default limit on bound parameters per statement
 
@@ -101,6 +106,9 @@ class DirectRows:
         if presence_view not in wanted:
             raise ValueError(f"presence view {presence_view} is not among the refs")
         if self.request_time:  # its inputs come from the profile, read with the rest
+            profile = {f.name for f in store.get_feature_view(presence_view).features}
+            if not set(_REQUEST_TIME_INPUTS) <= profile:
+                raise ValueError(f"{presence_view} lacks the inputs of {REQUEST_TIME_VIEW}")
             for name in _REQUEST_TIME_INPUTS:
                 if name not in wanted.setdefault(presence_view, []):
                     wanted[presence_view].append(name)
@@ -114,6 +122,9 @@ class DirectRows:
             unknown = [f for f in features if f not in types]
             if unknown:
                 raise ValueError(f"{name} has no feature(s) {', '.join(unknown)}")
+            odd = [f for f in features if types[f] not in _PLAIN_TYPES]
+            if odd:  # stored as protobuf bytes or raw epochs: Feast decodes those
+                raise ValueError(f"{name}: no direct path for {', '.join(odd)}")
             is_bool = [types[f] == ValueType.BOOL for f in features]
             self.views.append((f"{config.project}_{name}", features, is_bool))
         self.views.sort(key=lambda table: table[0] != f"{config.project}_{presence_view}")
@@ -145,7 +156,8 @@ class DirectRows:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=True)
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"  # as_uri escapes ? # and %
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=True)
             self.local.conn = conn
         return conn
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 from pydantic import ValidationError
 
 from features import cli as features_cli
+from features.feature_views import customer_activity
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
@@ -36,7 +39,8 @@ def run() -> None:
     Generate and validate the lifecycle data, build the feature tables, apply the Feast
     repository, materialize the latest values into the online store, train the churn and
     demand models (registered as challengers) and promote each if it beats its champion,
-    then forecast the next 8 weeks of demand with the champion.
+    then forecast the next 8 weeks of demand with the champion, and publish today's risk
+    list (risk_lists/<date>/).
     """
     data = load_settings(DataSettings)
     summary = data_cli.run_generation(data)
@@ -54,6 +58,12 @@ def run() -> None:
     training_cli.promote_demand_command()
     horizon = load_settings(DemandSettings).horizon_weeks
     training_cli.forecast_command(weeks=min(8, horizon))
+    # today's list; the simulated world ends at `as_of`, so once today is past what the
+    # activity features may serve (their TTL), the list is the one for that last day
+    today = datetime.now(UTC).date()
+    last_day = data.as_of.astimezone(UTC).date()
+    usable = customer_activity.ttl is None or today - last_day <= customer_activity.ttl
+    serving_cli.daily_command(day=(today if usable else last_day).isoformat())
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

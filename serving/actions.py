@@ -10,12 +10,13 @@ accepted it (at-least-once).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from serving.contact import PastAction
 
@@ -103,6 +105,8 @@ OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
 # which outcomes may follow which status; anything else is refused (409)
 PENDING = frozenset({"queued", "deferred", "waiting_capacity"})
 WAITING = "waiting_capacity"
+RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
+T = TypeVar("T")
 TRANSITIONS: dict[str, frozenset[str]] = {
     **{status: frozenset(OUTCOMES) for status in PENDING},
     "delivered": frozenset({"accepted", "declined", "no_answer", "failed"}),
@@ -215,64 +219,81 @@ class ActionLog:
 
         A new callback books a slot of its region-day's capacity with one conditional
         UPDATE (atomic across requests and processes); without a free slot it is stored as
-        `waiting_capacity`, not dropped.
+        `waiting_capacity`, not dropped. Callbacks book by priority, highest first, within
+        the call too.
         """
         now = now.astimezone(UTC)
+        return self._retrying(lambda connection: self._record(connection, new, now))
+
+    def _record(
+        self, connection: Any, new: Sequence[NewAction], now: datetime
+    ) -> list[tuple[dict[str, Any], bool]]:
         created_ids: set[str] = set()
-        with self.engine.begin() as connection:
-            for item in new:
-                action_id = str(uuid.uuid4())
-                statement = (
-                    self._insert(actions)
-                    .values(id=action_id, **_columns(item), created_at=now, updated_at=now)
-                    .on_conflict_do_nothing(
-                        index_elements=["customer_id", "action_type", "dedupe_key"]
-                    )
-                    # RETURNING tells whether a row went in: psycopg reports no rowcount
-                    # (-1) for INSERT ... ON CONFLICT DO NOTHING
-                    .returning(actions.c.id)
+        for item in sorted(new, key=lambda action: -(action.priority or 0.0)):  # stable
+            action_id = str(uuid.uuid4())
+            statement = (
+                self._insert(actions)
+                .values(id=action_id, **_columns(item), created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["customer_id", "action_type", "dedupe_key"])
+                # RETURNING tells whether a row went in: psycopg reports no rowcount
+                # (-1) for INSERT ... ON CONFLICT DO NOTHING
+                .returning(actions.c.id)
+            )
+            if connection.execute(statement).first() is None:
+                continue  # made earlier: returned below as it is
+            created_ids.add(action_id)
+            status = item.status
+            booking = status == "queued" and item.capacity is not None and item.capacity_day
+            if booking:
+                region, day = item.region or "", str(item.capacity_day)
+                slots = int(item.capacity or 0)
+                # those already waiting with a higher priority take the free slots first
+                self._promote(
+                    connection,
+                    day,
+                    lambda _region, _day, slots=slots: slots,  # type: ignore[misc]
+                    now,
+                    region=region,
+                    above=item.priority or 0.0,
                 )
-                if connection.execute(statement).first() is None:
-                    continue  # made earlier: returned below as it is
-                created_ids.add(action_id)
-                status = item.status
-                booking = status == "queued" and item.capacity is not None and item.capacity_day
-                if booking:
-                    region, day = item.region or "", str(item.capacity_day)
-                    slots = int(item.capacity or 0)
-                    # those already waiting with a higher priority take the free slots first
-                    self._promote(
-                        connection,
-                        day,
-                        lambda _region, _day, slots=slots: slots,  # type: ignore[misc]
-                        now,
-                        region=region,
-                        above=item.priority or 0.0,
-                    )
-                    if not self._book(connection, region, day, slots):
-                        status = WAITING
-                        connection.execute(
-                            update(actions).where(actions.c.id == action_id).values(status=status)
-                        )
-                if status in TO_DELIVER:
+                if not self._book(connection, region, day, slots):
+                    status = WAITING
                     connection.execute(
-                        outbox.insert().values(
-                            action_id=action_id,
-                            attempts=0,
-                            next_attempt_at=_as_utc(item.send_after) or now,
-                        )
+                        update(actions).where(actions.c.id == action_id).values(status=status)
                     )
-            stored = []
-            for item in new:
-                row = connection.execute(
-                    select(actions).where(
-                        actions.c.customer_id == item.customer_id,
-                        actions.c.action_type == item.action_type,
-                        actions.c.dedupe_key == item.dedupe_key,
+            if status in TO_DELIVER:
+                connection.execute(
+                    outbox.insert().values(
+                        action_id=action_id,
+                        attempts=0,
+                        next_attempt_at=_as_utc(item.send_after) or now,
                     )
-                ).one()
-                stored.append((self._row(row._mapping), row.id in created_ids))
+                )
+        stored = []
+        for item in new:
+            row = connection.execute(
+                select(actions).where(
+                    actions.c.customer_id == item.customer_id,
+                    actions.c.action_type == item.action_type,
+                    actions.c.dedupe_key == item.dedupe_key,
+                )
+            ).one()
+            stored.append((self._row(row._mapping), row.id in created_ids))
         return stored
+
+    def _retrying(self, work: Callable[[Any], T], attempts: int = 4) -> T:
+        """Run `work` in a transaction, again when PostgreSQL aborted it as a deadlock
+        victim or a serialization failure (nothing of it was kept)."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            except OperationalError as error:
+                code = getattr(error.orig, "sqlstate", None)
+                if code not in RETRYABLE or attempt == attempts - 1:
+                    raise
+                time.sleep(0.02 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def promote_waiting(
         self,
@@ -288,29 +309,42 @@ class ActionLog:
         UPDATE before its slot is booked.
         """
         now = now.astimezone(UTC)
-        with self.engine.begin() as connection:
-            stale = connection.execute(
-                select(actions.c.id, actions.c.suppressions).where(
-                    actions.c.status == WAITING, actions.c.created_at < _as_utc(expire_before)
+        return self._retrying(
+            lambda connection: self._promote_and_expire(
+                connection, day, capacity, now, expire_before
+            )
+        )
+
+    def _promote_and_expire(
+        self,
+        connection: Any,
+        day: str,
+        capacity: Callable[[str, str], int],
+        now: datetime,
+        expire_before: datetime | None,
+    ) -> tuple[int, int]:
+        stale = connection.execute(
+            select(actions.c.id, actions.c.suppressions).where(
+                actions.c.status == WAITING, actions.c.created_at < expire_before
+            )
+        ).all()
+        expired = 0
+        for row in stale:
+            note = {
+                "code": "capacity_expired",
+                "message": "no callback slot came free in time",
+                "channel": "phone",
+            }
+            expired += connection.execute(
+                update(actions)
+                .where(actions.c.id == row.id, actions.c.status == WAITING)
+                .values(
+                    status="expired",
+                    suppressions=[*(row.suppressions or []), note],
+                    updated_at=now,
                 )
-            ).all()
-            expired = 0
-            for row in stale:
-                note = {
-                    "code": "capacity_expired",
-                    "message": "no callback slot came free in time",
-                    "channel": "phone",
-                }
-                expired += connection.execute(
-                    update(actions)
-                    .where(actions.c.id == row.id, actions.c.status == WAITING)
-                    .values(
-                        status="expired",
-                        suppressions=[*(row.suppressions or []), note],
-                        updated_at=now,
-                    )
-                ).rowcount
-            promoted = self._promote(connection, day, capacity, now)
+            ).rowcount
+        promoted = self._promote(connection, day, capacity, now)
         return promoted, expired
 
     def waiting_callbacks(self) -> list[dict[str, Any]]:
@@ -334,7 +368,9 @@ class ActionLog:
     ) -> int:
         """Book `day`'s free slots for waiting callbacks (of `region`, with a priority
         above `above`), highest priority first; the number promoted."""
-        query = select(actions.c.id, actions.c.region).where(actions.c.status == WAITING)
+        query = select(actions.c.id, actions.c.region, actions.c.capacity_day).where(
+            actions.c.status == WAITING
+        )
         if region is not None:
             query = query.where(actions.c.region == region)
         if above is not None:
@@ -354,7 +390,9 @@ class ActionLog:
                 continue  # another process promoted it
             if not self._book(connection, row.region or "", day, capacity(row.region or "", day)):
                 connection.execute(
-                    update(actions).where(actions.c.id == row.id).values(status=WAITING)
+                    update(actions)
+                    .where(actions.c.id == row.id)
+                    .values(status=WAITING, capacity_day=row.capacity_day)
                 )
                 full.add(row.region)
                 continue
@@ -366,10 +404,14 @@ class ActionLog:
 
     def _book(self, connection: Any, region: str, day: str, capacity: int) -> bool:
         """Take one callback slot of the region-day if one is free."""
+        # the day's capacity is the latest forecast's: a republished one takes effect
+        insert = self._insert(callback_capacity).values(
+            region=region, day=day, capacity=capacity, booked=0
+        )
         connection.execute(
-            self._insert(callback_capacity)
-            .values(region=region, day=day, capacity=capacity, booked=0)
-            .on_conflict_do_nothing(index_elements=["region", "day"])
+            insert.on_conflict_do_update(
+                index_elements=["region", "day"], set_={"capacity": insert.excluded.capacity}
+            )
         )
         taken = connection.execute(
             update(callback_capacity)

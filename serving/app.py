@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
@@ -24,15 +25,16 @@ from starlette.exceptions import HTTPException
 
 from serving.actions import ActionLog, TransitionError
 from serving.auth import ApiKeys
-from serving.contact import PastAction, check
+from serving.contact import Verdict
 from serving.delivery import DeliveryWorker, open_sink
-from serving.engine import ActionEngine, CallbackPromoter, OutageIndexError
+from serving.engine import ActionEngine, CallbackPromoter, DecisionPolicy, OutageIndexError
 from serving.metrics import ApiMetrics
-from serving.policy import Proposal, propose
+from serving.policy import Proposal
 from serving.scoring import CustomerScore, ModelLoadError, Scorer
 from serving.settings import ServingSettings
 
 log = logging.getLogger("retain.serving")
+INLINE_CUSTOMERS = 8  # a /v1/score this small runs on the event loop
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -231,6 +233,7 @@ def create_app(
         gc.collect()
         gc.freeze()
         yield
+        gc.unfreeze()  # what this app held may be collected once it is gone
         if watcher is not None:
             watcher.stop()
         if promoter is not None:
@@ -245,6 +248,7 @@ def create_app(
         lifespan=lifespan,
     )
 
+    fallback_policy = DecisionPolicy(settings)  # until an engine exists
     metrics = ApiMetrics()
     metrics.install(app)
     app.state.metrics = metrics
@@ -342,43 +346,47 @@ def create_app(
     )
     async def score(request: Request, body: ScoreRequest) -> ScoreResponse:
         """Risk, band and top reasons per customer, from live features. Sends nothing."""
-        # Runs on the event loop: about half a millisecond of CPU per customer (reads by
-        # key from the local online store and the action log), which a thread-pool hop
-        # would only lengthen; parallelism comes from worker processes.
         _check_size(body.customer_ids)
         at = pd.Timestamp(body.context.timestamp or pd.Timestamp.now(tz="UTC"))
         if at.tzinfo is None:
             raise ApiError(422, "invalid_request", "context.timestamp: needs a timezone")
-        scorer = _scorer(request)
-        results: list[ScoreOut | ItemErrorOut] = []
+        scorer, engine = _scorer(request), state(request).engine
+        # A few customers read from the local stores cost well under a millisecond: on the
+        # event loop, a thread-pool hop would only lengthen them (parallelism comes from
+        # worker processes). Larger batches, Feast's path or a networked action log might
+        # block the loop for long: those go to the thread pool.
+        local_log = engine is None or engine.log.engine.dialect.name == "sqlite"
+        if len(body.customer_ids) <= INLINE_CUSTOMERS and scorer.direct and local_log:
+            return _score(scorer, engine, body.customer_ids, at)
+        return await run_in_threadpool(_score, scorer, engine, body.customer_ids, at)
+
+    def _score(
+        scorer: Scorer, engine: ActionEngine | None, ids: list[str], at: pd.Timestamp
+    ) -> ScoreResponse:
         now = at.tz_convert("UTC").to_pydatetime()
-        scored = scorer.score(body.customer_ids, at.tz_convert("UTC"))
-        engine = state(request).engine
+        scored = scorer.score(ids, at.tz_convert("UTC"))
+        policy = engine.policy if engine else fallback_policy
         proposals = {
-            item.customer_id: engine.proposals(item, now)
-            if engine
-            else propose(item, item.contact, settings.actions, now)
+            item.customer_id: policy.proposals(item, now)
             for item in scored
             if isinstance(item, CustomerScore)
         }
         # the contact verdicts need the history of those with something to propose only
         wanted = [customer for customer, proposed in proposals.items() if proposed]
         history = engine.log.history(wanted, now, engine.history_days) if engine and wanted else {}
+        results: list[ScoreOut | ItemErrorOut] = []
         for item in scored:
             if isinstance(item, CustomerScore):
+                planned = policy.check_all(
+                    item, proposals[item.customer_id], history.get(item.customer_id, []), now
+                )
                 results.append(
                     ScoreOut(
                         customer_id=item.customer_id,
                         churn_probability=round(item.churn_probability, 6),
                         risk_band=item.risk_band,  # type: ignore[arg-type]
                         reasons=[ReasonOut(**vars(r)) for r in item.reasons],
-                        actions=_actions(
-                            item,
-                            proposals[item.customer_id],
-                            settings,
-                            history.get(item.customer_id, []),
-                            now,
-                        ),
+                        actions=[_action_out(p, v) for p, v in planned],
                     )
                 )
             else:
@@ -544,35 +552,22 @@ def _record(row: dict[str, Any], created: bool) -> ActionRecordOut:
     )
 
 
-def _actions(
-    item: CustomerScore,
-    proposals: list[Proposal],
-    settings: ServingSettings,
-    history: list[PastAction],
-    now: datetime,
-) -> list[ActionOut]:
-    """The proposals for the customer, each with the contact policy's verdict given what
-    the action log holds (nothing is recorded or sent)."""
-    out = []
-    for proposal in proposals:
-        verdict = check(proposal, item.contact, history, settings.contact, now)
-        out.append(
-            ActionOut(
-                action_type=proposal.action_type,
-                expected_value=proposal.expected_value,
-                reason=proposal.reason,
-                details=proposal.details,
-                priority=proposal.priority,
-                due_at=proposal.due_at,
-                verdict=VerdictOut(
-                    allowed=verdict.allowed,
-                    channel=verdict.channel,
-                    send_after=verdict.send_after,
-                    suppressions=[SuppressionOut(**vars(x)) for x in verdict.suppressions],
-                ),
-            )
-        )
-    return out
+def _action_out(proposal: Proposal, verdict: Verdict) -> ActionOut:
+    """A proposal and the contact policy's verdict on it (nothing is recorded or sent)."""
+    return ActionOut(
+        action_type=proposal.action_type,
+        expected_value=proposal.expected_value,
+        reason=proposal.reason,
+        details=proposal.details,
+        priority=proposal.priority,
+        due_at=proposal.due_at,
+        verdict=VerdictOut(
+            allowed=verdict.allowed,
+            channel=verdict.channel,
+            send_after=verdict.send_after,
+            suppressions=[SuppressionOut(**vars(x)) for x in verdict.suppressions],
+        ),
+    )
 
 
 def load_serving_state(

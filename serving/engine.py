@@ -67,9 +67,14 @@ class Refreshing(Generic[T]):
                 identity: tuple[Any, ...] | None = (resolved, stat.st_size, stat.st_mtime_ns)
             except OSError:
                 identity = None
-            if identity != self._identity:
-                self._value = self.load(self.path) if identity is not None else self.empty
-                self._identity = identity
+            if identity == self._identity:
+                return self._value
+            try:  # the file checked, not whatever the link points to a moment later
+                value = self.load(identity[0]) if identity is not None else self.empty
+            except Exception:  # a bad file must not fail requests: keep the last good one
+                log.exception("cannot read %s; keeping what was read before", self.path)
+                return self._value
+            self._value, self._identity = value, identity
         return self._value
 
 
@@ -165,10 +170,25 @@ class DecisionPolicy:
         self, item: CustomerScore, history: list[PastAction], now: datetime
     ) -> list[tuple[Proposal, Verdict]]:
         """Each proposal with the contact policy's verdict, given the customer's history."""
-        return [
-            (p, check(p, item.contact, history, self.settings.contact, now))
-            for p in self.proposals(item, now)
-        ]
+        return self.check_all(item, self.proposals(item, now), history, now)
+
+    def check_all(
+        self,
+        item: CustomerScore,
+        proposals: list[Proposal],
+        history: list[PastAction],
+        now: datetime,
+    ) -> list[tuple[Proposal, Verdict]]:
+        """The verdicts in order: what an earlier proposal sends now counts against the
+        caps and the one-a-day rule of the later ones."""
+        seen = list(history)
+        planned = []
+        for proposal in proposals:
+            verdict = check(proposal, item.contact, seen, self.settings.contact, now)
+            planned.append((proposal, verdict))
+            if verdict.allowed:
+                seen.append(PastAction(proposal.action_type, verdict.channel, "queued", now))
+        return planned
 
 
 class ActionEngine:
@@ -207,8 +227,12 @@ class ActionEngine:
         if proposal.action_type == "callback":  # the log books the slot, atomically
             capacity_day = self.local_day(proposal.due_at or now)
             capacity = self.capacity.for_day(item.contact.region, capacity_day)
-        # once per customer and day; a seasonal package once per campaign
-        key = dedupe_key or proposal.details.get("campaign") or self.local_day(now)
+        # once per customer and day; a seasonal package once per campaign, but one the
+        # contact policy stopped today may go out on a later day of the campaign
+        campaign = proposal.details.get("campaign")
+        if campaign and status == "suppressed":
+            campaign = f"{campaign}:suppressed:{self.local_day(now)}"
+        key = dedupe_key or campaign or self.local_day(now)
         return NewAction(
             customer_id=item.customer_id,
             action_type=proposal.action_type,
@@ -306,17 +330,16 @@ class ActionEngine:
                 if not isinstance(item, CustomerScore):
                     counts["unknown"] += 1
                     continue
-                for candidate in chosen[item.customer_id]:
-                    proposal = seasonal_package(candidate, self.settings.actions, now)
-                    if proposal is None:
-                        continue
-                    verdict = check(
-                        proposal,
-                        item.contact,
-                        history[item.customer_id],
-                        self.settings.contact,
-                        now,
+                proposals = [
+                    p
+                    for p in (
+                        seasonal_package(c, self.settings.actions, now)
+                        for c in chosen[item.customer_id]
                     )
+                    if p
+                ]
+                past = history[item.customer_id]
+                for proposal, verdict in self.policy.check_all(item, proposals, past, now):
                     new.append(self._new_action(item, proposal, verdict, now, "campaign"))
             for row, created in self.log.record(new, now) if new else []:
                 counts["already" if not created else row["status"]] += 1
@@ -413,4 +436,7 @@ def action_engine(
     capacity = CallbackCapacity(rule.capacity_file, rule.default_daily_capacity)
     tables = ("customer_profile.parquet", "customer_activity.parquet")
     cells = HomeCells(tables_dir) if all((tables_dir / t).exists() for t in tables) else None
-    return ActionEngine(scorer, log, settings, capacity, cells)
+    engine = ActionEngine(scorer, log, settings, capacity, cells)
+    capacity.table.get()  # read the forecast files now, not in the first request
+    engine.policy.candidates.get()
+    return engine

@@ -22,7 +22,9 @@ import lightgbm as lgb
 import numpy as np
 from cachetools import LRUCache
 
-_ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero ("missing" for Zero)
+# LightGBM's kZeroThreshold is the float 1e-35f widened to double (1.00000002e-35): a dense
+# row's |x| at or below it is read as 0, "missing" for splits of missing type Zero
+_ZERO = float(np.float32(1e-35))
 
 
 SMALL_BATCH = 64  # rows; fewer are predicted on the calling thread
@@ -119,6 +121,7 @@ class CachedContributions:
             out[todo] = computed
             with self.lock:
                 for i, values in zip(todo, computed, strict=True):
-                    values.setflags(write=False)
-                    self.cache[keys[i]] = values
+                    kept = values.copy()  # not a view: it would keep the whole batch alive
+                    kept.setflags(write=False)
+                    self.cache[keys[i]] = kept
         return out

@@ -18,7 +18,7 @@ import pandas as pd
 from feast import FeatureStore
 from mlflow import MlflowClient
 
-from features.online_rows import RowReader, row_reader
+from features.online_rows import DirectRows, RowReader, row_reader
 from features.training_set import service_features
 from serving.explain import CachedContributions, threads_for
 from serving.reasons import Reason, top_reasons
@@ -172,6 +172,7 @@ class Scorer:
             )
         self.refs, self.presence_view = scoring_refs(store, loaded.feature_service)
         self.reader = reader or row_reader(store, self.refs, self.presence_view)
+        self.direct = isinstance(self.reader, DirectRows)  # local reads, no Feast
         self.columns = model.schema.columns
         self.contributions = CachedContributions(model.booster, settings.explanation_cache)
 

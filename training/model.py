@@ -73,7 +73,7 @@ class FeatureSchema:
         n = len(next(iter(columns.values()))) if columns else 0
         out = np.empty((n, len(self.columns)), dtype="float64")
         for j, name in enumerate(self.numeric):
-            out[:, j] = [np.nan if _missing(v) else float(v) for v in columns[name]]
+            out[:, j] = [_number(v) for v in columns[name]]
         for j, (name, levels) in enumerate(self.categories.items(), start=len(self.numeric)):
             codes = _level_codes(tuple(levels))
             out[:, j] = [
@@ -90,6 +90,17 @@ class FeatureSchema:
             codes = prepared[name].cat.codes.to_numpy()
             out[:, j] = np.where(codes < 0, np.nan, codes)
         return out
+
+
+def _number(value: Any) -> float:
+    """A numeric feature's value as `transform` reads it: text that is not a number (and
+    anything missing) is NaN."""
+    if _missing(value):
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _missing(value: Any) -> bool:

@@ -234,16 +234,17 @@ def test_waiting_callbacks_get_free_slots_by_priority_and_expire_when_they_wait_
         [_waiting_callback(c, p, day1, 2) for c, p in (("A", 10), ("B", 5), ("C", 1), ("E", 20))],
         now,
     )
-    assert [row["status"] for row, _ in first] == ["queued", "queued", WAITING, WAITING]
-    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["E", "C"]  # by priority
+    # the most urgent book first, whatever their order in the call
+    assert [row["status"] for row, _ in first] == ["queued", WAITING, WAITING, "queued"]
+    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["B", "C"]  # by priority
 
     # the next day has one slot: the most urgent waiting callback takes it
     morning = datetime(2026, 11, 3, 8, tzinfo=UTC)
     assert log.promote_waiting(day2, lambda region, day: 1, morning, now) == (1, 0)
     assert [r["customer_id"] for r in log.waiting_callbacks()] == ["C"]
-    promoted = log.customer_actions("E")[0]
+    promoted = log.customer_actions("B")[0]
     assert promoted["status"] == "queued" and promoted["capacity_day"] == day2
-    assert "E" in {row["customer_id"] for row in log.due(morning)}  # now it is sent
+    assert "B" in {row["customer_id"] for row in log.due(morning)}  # now it is sent
 
     # a new callback does not jump the queue: those waiting with a higher priority go first
     later = datetime(2026, 11, 4, 9, tzinfo=UTC)
@@ -339,3 +340,18 @@ def test_the_api_on_postgresql_records_each_action_once_and_delivers_it(
             timeout=10,
         )
         assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+
+
+def test_callbacks_of_one_call_book_by_priority_and_follow_a_republished_capacity(
+    action_db_url: str,
+) -> None:
+    log = ActionLog(open_engine(action_db_url))
+    now = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    day = "2026-11-02"
+    stored = log.record(
+        [_waiting_callback("LOW", 1, day, 1), _waiting_callback("HIGH", 9, day, 1)], now
+    )
+    assert [row["status"] for row, _ in stored] == [WAITING, "queued"]  # in the call's order
+    # the forecast is republished with more callbacks for the day: the waiting one gets one
+    assert log.promote_waiting(day, lambda region, d: 3, now, now - timedelta(days=3)) == (1, 0)
+    assert log.customer_actions("LOW")[0]["status"] == "queued"

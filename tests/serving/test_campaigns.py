@@ -12,8 +12,10 @@ import requests
 
 from serving.actions import ActionLog, open_engine
 from serving.app import create_app
-from serving.engine import Refreshing, action_engine
+from serving.contact import PastAction
+from serving.engine import DecisionPolicy, Refreshing, action_engine
 from serving.policy import PackageCandidate, seasonal_package
+from serving.scoring import CustomerScore
 from serving.settings import ActionPolicy, ServingSettings
 from tests.serving.conftest import KEYS, Served, active_ids, open_scorer, running, serving_state
 
@@ -104,14 +106,16 @@ def test_a_campaign_notifies_each_candidate_once_under_the_contact_policy(
     for customer in ids:
         rows = [r for r in log.customer_actions(customer) if r["action_type"] == "seasonal_package"]
         assert len(rows) == 1 and rows[0]["source"] == "campaign"
-        assert rows[0]["dedupe_key"] == "roaming_pack:2026-12-07"
+        assert rows[0]["dedupe_key"].startswith("roaming_pack:2026-12-07")
         if rows[0]["status"] == "suppressed":  # no consent on any package channel
             assert {s["code"] for s in rows[0]["suppressions"]} >= {"no_consent", "no_channel"}
         else:
             assert rows[0]["channel"] in {"app_push", "sms", "email"}
-    # the next day (and any later run of the same campaign): nobody is notified again
+    # the next day (and any later run of the same campaign): nobody is notified again;
+    # those the contact policy stopped are looked at again (consent may have come)
     again = engine.campaign(now + timedelta(days=1))
-    assert again["already"] == 12 and again["queued"] == 0
+    assert again["already"] == first["queued"] and again["queued"] == 0
+    assert again["suppressed"] == first["suppressed"]
     assert engine.campaign(now, package="campus_data_pack")["candidates"] == 0
 
 
@@ -133,3 +137,29 @@ def test_refreshing_follows_a_republished_file(tmp_path: Path) -> None:
     assert value.get() == "tuesday!"
     path.unlink()
     assert value.get() == "nothing"
+
+
+def test_one_call_cannot_exceed_a_cap_or_send_two_of_a_kind(served: Served) -> None:
+    """Two proposals on one channel: the first sent counts against the second's cap."""
+    policy = DecisionPolicy(served.settings)
+    scorer = open_scorer(served)
+    item = next(
+        s
+        for s in scorer.score(active_ids(served)[:200], pd.Timestamp(SURGE))
+        if isinstance(s, CustomerScore) and s.contact.consent["app_push"]
+    )
+    now = SURGE - timedelta(days=2)
+    cap = served.settings.contact.weekly_caps["app_push"]
+    history = [
+        PastAction("retention_offer", "app_push", "delivered", now - timedelta(days=2 + i))
+        for i in range(cap - 1)
+    ]  # one app_push left this week
+    packages = [
+        seasonal_package(PackageCandidate(name, "metro_central", SURGE, 0.5), ActionPolicy(), now)
+        for name in ("roaming_pack", "family_upgrade")
+    ]
+    planned = policy.check_all(item, [p for p in packages if p], history, now)
+    assert planned[0][1].allowed and planned[0][1].channel == "app_push"
+    second = planned[1][1]
+    assert second.channel != "app_push"  # the cap is used up by the first
+    assert not second.allowed and {s.code for s in second.suppressions} == {"duplicate_today"}
