@@ -29,7 +29,7 @@ from serving.actions import ActionLog
 from serving.batch import BatchFeatures, latest_features
 from serving.contact import PastAction
 from serving.engine import DecisionPolicy
-from serving.explain import contributions
+from serving.explain import batch_contributions
 from serving.reasons import top_reasons
 from serving.report import render_report
 from serving.scoring import Contact, CustomerScore, LoadedModel, load_champion, scoring_refs
@@ -124,7 +124,7 @@ def explain_and_decide(
     chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
     chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
     columns = loaded.model.schema.columns
-    contrib = contributions(loaded.model.booster, matrix[chosen])
+    contrib = batch_contributions(loaded.model.booster, matrix[chosen])
     records = features.frame.iloc[chosen].to_dict("records")
     ids = [str(r["customer_id"]) for r in records]
     past = history(ids, at)

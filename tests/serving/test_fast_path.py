@@ -10,7 +10,7 @@ import pytest
 
 from features.online_rows import DirectRows, FeastRows, row_reader
 from features.store import open_store
-from serving.explain import CachedContributions, DecisionSignature
+from serving.explain import CachedContributions, DecisionSignature, batch_contributions
 from serving.scoring import CustomerScore, Scorer
 from tests.serving.conftest import Served, active_ids, open_scorer
 
@@ -149,3 +149,20 @@ def test_another_on_demand_view_falls_back_to_feast(served: Served, scorer: Scor
     with pytest.raises(ValueError, match="some_other_odfv"):
         DirectRows(store, refs, scorer.presence_view)
     assert isinstance(row_reader(store, refs, scorer.presence_view), FeastRows)
+
+
+def test_batch_contributions_are_treeshap_tree_by_tree(served: Served, scorer: Scorer) -> None:
+    booster = scorer.loaded.model.booster
+    matrix = _model_rows(served, scorer, 400)
+    schema = scorer.loaded.model.schema
+    matrix[0, :] = np.nan  # all missing
+    matrix[1, schema.numeric.index("monthly_fee")] = 0.0
+    matrix[2, schema.columns.index("contract_type")] = np.nan  # an unseen category
+    matrix = np.concatenate([matrix, matrix[:50]])  # repeated rows
+    stock = booster.predict(matrix, pred_contrib=True)
+    fast = batch_contributions(booster, matrix)
+    assert fast.shape == stock.shape
+    assert np.allclose(fast, stock, rtol=0, atol=1e-12)
+    assert np.array_equal(np.argsort(-fast[:, :-1], axis=1)[:, :3],
+                          np.argsort(-stock[:, :-1], axis=1)[:, :3])  # fmt: skip
+    assert batch_contributions(booster, matrix[:0]).shape == (0, matrix.shape[1] + 1)
