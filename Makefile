@@ -47,9 +47,10 @@ system-deps:
 		fi; \
 	fi
 
-## run: the main job end to end on embedded defaults
+## run: the main job end to end on embedded defaults, then the API on localhost:8000
 run: $(STAMP)
 	$(BIN)/retain run
+	$(BIN)/retain serve --local-keys data/api_keys.yaml
 
 ## test: the whole test suite
 test: $(STAMP) system-deps

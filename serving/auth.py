@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +81,21 @@ def load_keys(keys_file: Path | None, dev_mode: bool) -> ApiKeys:
         key, _, roles = item.strip().partition(":")
         entries.append((key, [r for r in roles.split("+") if r]))
     return parse_keys(entries, dev_mode)
+
+
+ROLE_NAMES: tuple[str, ...] = get_args(Role)
+
+
+def write_keys_file(
+    path: Path, roles: tuple[str, ...] = ("crm", "marketing", "ops", "admin")
+) -> dict[str, str]:
+    """A secrets file with one new random key per role (readable by its owner only);
+    returns role -> key. An existing file is never overwritten."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists: keys are never overwritten")
+    keys = {role: f"{role}-{secrets.token_hex(16)}" for role in roles}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"keys": [{"key": key, "roles": [role]} for role, key in keys.items()]}
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        yaml.safe_dump(document, out)
+    return keys

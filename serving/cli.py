@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,7 @@ from features.settings import FeatureSettings
 from features.store import open_store
 from retain.settings import load_settings
 from serving.actions import ActionLog, open_engine
-from serving.auth import KeyConfigError, load_keys
+from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.batch import SnapshotError
 from serving.daily import run_daily
 from serving.engine import action_engine
@@ -26,15 +27,41 @@ def serve_command(
     host: Annotated[str | None, typer.Option(help="Interface (default: loopback).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    local_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="A keys file for this machine: created with a new key per role if missing "
+            "(mode 0600), and used as serving.api_keys_file (what `make run` does)."
+        ),
+    ] = None,
 ) -> None:
     """Start the scoring API (OpenAPI docs at /docs)."""
-    settings = load_settings(ServingSettings, {"host": host, "port": port, "workers": workers})
+    overrides: dict[str, object] = {"host": host, "port": port, "workers": workers}
+    if local_keys is not None:
+        if not local_keys.exists():
+            write_keys_file(local_keys)
+            typer.echo(f"new API keys, one per role, in {local_keys} (readable by you only)")
+        overrides["api_keys_file"] = local_keys
+        os.environ["RETAIN_SERVING_API_KEYS_FILE"] = str(local_keys)  # for the workers
+    settings = load_settings(ServingSettings, overrides)
     try:
         load_keys(settings.api_keys_file, settings.dev_mode)  # refuse before binding a port
     except (KeyConfigError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"serving on http://{settings.host}:{settings.port} (docs at /docs)")
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"serving on {base}")
+    typer.echo(f"  API docs:   {base}/docs")
+    typer.echo(f"  risk list:  {base}/risk-list (marketing key in X-API-Key), e.g.")
+    typer.echo(f"              curl -H 'X-API-Key: <marketing key>' {base}/risk-list > report.html")
+    daily = load_settings(DailySettings)
+    latest = sorted(daily.output_dir.glob("????-??-??/report.html"))
+    if latest:
+        typer.echo(f"              or open {latest[-1].absolute()} (no server needed)")
+    tracking = load_settings(TrainingSettings)
+    typer.echo(f"  MLflow UI:  mlflow ui --backend-store-uri {tracking.resolved_tracking_uri()}")
+    if settings.api_keys_file:
+        typer.echo(f"  API keys:   {settings.api_keys_file}")
     # no access log: request paths can carry customer ids, which are never logged in clear
     uvicorn.run(
         "serving.main:build_app",

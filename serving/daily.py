@@ -103,8 +103,9 @@ def _suggestion(plan: list[Any]) -> dict[str, Any]:
         "action_cost": float(cost) if cost is not None else None,
         "action_allowed": verdict.allowed,
         "action_channel": verdict.channel,
-        "action_blocked_by": ", ".join(s.code for s in verdict.suppressions if not verdict.allowed)
-        or None,
+        "action_blocked_by": None
+        if verdict.allowed
+        else ", ".join(dict.fromkeys(s.code for s in verdict.suppressions)),
         "action_reason": proposal.reason,
     }
 

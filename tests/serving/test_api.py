@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from features.store import open_store
 from retain.cli import app as cli
 from serving.actions import ActionLog, open_engine
 from serving.app import create_app
-from serving.auth import KeyConfigError, parse_keys
+from serving.auth import KeyConfigError, load_keys, parse_keys, write_keys_file
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from tests.serving.conftest import KEYS, Served, active_ids, not_ready_state, open_scorer, running
 
@@ -247,3 +248,15 @@ def test_prometheus_metrics_count_requests_by_route_without_customer_ids(
     assert 'retain_model_info{name="churn",version="1"} 1.0' in text
     assert "retain_http_request_seconds_bucket" in text
     assert customer not in text
+
+
+def test_local_keys_are_made_once_private_and_usable(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "api_keys.yaml"
+    keys = write_keys_file(path)
+    assert set(keys) == {"crm", "marketing", "ops", "admin"}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    loaded = load_keys(path, dev_mode=False)  # long random keys: no dev mode needed
+    assert loaded.roles(keys["marketing"]) == frozenset({"marketing"})
+    with pytest.raises(FileExistsError):
+        write_keys_file(path)  # never overwritten
+    assert load_keys(path, dev_mode=False).roles(keys["crm"]) == frozenset({"crm"})
