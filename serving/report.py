@@ -14,14 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 import markupsafe
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to strings
-import matplotlib.pyplot as plt
 import pandas as pd
+
+# Figures built directly, not through pyplot: no global backend is set (a notebook
+# importing this keeps its inline plots) and no figure is left open.
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from serving.daily import RiskList
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
+    """pyplot.subplots without pyplot: a figure and its axes."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid, **options)
+
 
 BAND_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
 TABLE_COLUMNS = [
@@ -39,18 +46,17 @@ TABLE_COLUMNS = [
 ]
 
 
-def _svg(figure: plt.Figure) -> str:
+def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
     # no metadata block: it only names matplotlib and the render date
     metadata = {"Creator": None, "Date": None, "Format": None, "Type": None}
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata=metadata)
-    plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
 
 
 def risk_distribution(scored: pd.DataFrame, high: float, medium: float) -> str:
-    figure, axis = plt.subplots(figsize=(6, 3))
+    figure, axis = _subplots(figsize=(6, 3))
     axis.hist(scored["churn_probability"], bins=50, color="#34495e")
     for threshold, band in ((medium, "medium"), (high, "high")):
         axis.axvline(
@@ -73,7 +79,7 @@ def risk_by(scored: pd.DataFrame, column: str) -> str:
         .mean()
         .sort_values()
     )
-    figure, axis = plt.subplots(figsize=(6, 0.35 * len(share) + 0.8))
+    figure, axis = _subplots(figsize=(6, 0.35 * len(share) + 0.8))
     axis.barh([str(i) for i in share.index], share.to_numpy() * 100, color="#2c3e50")
     axis.set_xlabel(f"% of customers at risk (high or medium), by {column}")
     return _svg(figure)
@@ -84,7 +90,7 @@ def frequent_reasons(listed: pd.DataFrame, count: int = 10) -> str:
     for features in listed.get("reason_features", pd.Series(dtype=str)).dropna():
         tally.update(f for f in str(features).split(",") if f)
     common = tally.most_common(count)[::-1]
-    figure, axis = plt.subplots(figsize=(6, 0.35 * max(len(common), 1) + 0.8))
+    figure, axis = _subplots(figsize=(6, 0.35 * max(len(common), 1) + 0.8))
     axis.barh(
         [name.replace("_", " ") for name, _ in common], [n for _, n in common], color="#16a085"
     )
@@ -94,7 +100,7 @@ def frequent_reasons(listed: pd.DataFrame, count: int = 10) -> str:
 
 def trend(summaries: list[dict[str, Any]]) -> str:
     dates = [pd.Timestamp(s["date"]) for s in summaries]
-    figure, axis = plt.subplots(figsize=(6, 3))
+    figure, axis = _subplots(figsize=(6, 3))
     for band in ("high", "medium"):
         axis.plot(dates, [s["at_risk"][band] for s in summaries], marker="o",
                   color=BAND_COLOURS[band], label=band)  # fmt: skip

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+# Figures built directly, not through pyplot: no global backend is set (a notebook
+# importing this keeps its inline plots) and no figure is left open.
+from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from training.metrics import reliability
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
+    """pyplot.subplots without pyplot: a figure and its axes."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid, **options)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def roc(labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     for name, values in scores.items():
         fpr, tpr, _ = roc_curve(labels, values)
         ax.plot(fpr, tpr, label=name)
@@ -34,7 +40,7 @@ def roc(labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
 
 
 def precision_recall(labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     for name, values in scores.items():
         precision, recall, _ = precision_recall_curve(labels, values)
         ax.plot(recall, precision, label=name)
@@ -45,7 +51,7 @@ def precision_recall(labels: np.ndarray, scores: dict[str, np.ndarray], path: Pa
 
 
 def calibration(labels: np.ndarray, calibrated: np.ndarray, raw: np.ndarray, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _subplots(figsize=(5, 5))
     for name, values in (("calibrated", calibrated), ("raw LightGBM", raw)):
         curve = reliability(labels, values)
         ax.plot(curve["mean_predicted"], curve["observed_rate"], "o-", label=name)
@@ -64,7 +70,7 @@ def gains_and_lift(labels: np.ndarray, scores: np.ndarray, path: Path) -> Path:
     order = np.argsort(-scores, kind="stable")
     share = np.arange(1, len(labels) + 1) / len(labels)
     captured = np.cumsum(labels[order]) / max(labels.sum(), 1)
-    fig, (gains, lift) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig, (gains, lift) = _subplots(1, 2, figsize=(10, 4.5))
     gains.plot(share, captured, label="model")
     gains.plot([0, 1], [0, 1], "k:", lw=1, label="random")
     gains.set(
@@ -81,7 +87,7 @@ def gains_and_lift(labels: np.ndarray, scores: np.ndarray, path: Path) -> Path:
 
 def feature_importance(importance: pd.Series, path: Path, top: int = 25) -> Path:
     values = importance.sort_values().tail(top)
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1))
+    fig, ax = _subplots(figsize=(7, 0.3 * len(values) + 1))
     ax.barh(values.index, values.to_numpy())
     ax.set(xlabel="total gain", title="Feature importance (gain)")
     return _save(fig, path)
@@ -93,7 +99,7 @@ def shap_summary(
     """Per feature, each row's contribution to the log-odds, coloured by its value's rank."""
     contributions = contributions.drop(columns="bias")
     order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(order) + 1.5))
+    fig, ax = _subplots(figsize=(8, 0.4 * len(order) + 1.5))
     rng = np.random.default_rng(0)
     for position, column in enumerate(order):
         values = features[column]
@@ -124,7 +130,7 @@ def forecast_vs_actual(forecasts: pd.DataFrame, series: str, path: Path, horizon
     regions = sorted(part["region"].unique())
     columns = 4
     rows = int(np.ceil(len(regions) / columns))
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, columns, figsize=(4 * columns, 2.6 * rows), sharex=True, squeeze=False
     )
     for ax, region in zip(axes.flat, regions, strict=False):
