@@ -87,4 +87,4 @@ bench-serve: $(STAMP)
 
 ## clean: remove generated data, tracking runs and the virtualenv
 clean:
-	rm -rf $(VENV) data mlruns .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) data mlruns risk_lists .pytest_cache .ruff_cache .mypy_cache

@@ -136,13 +136,13 @@ def child(kind: str, root: Path) -> dict[str, float]:
         policy = DecisionPolicy(serving)
         log = ActionLog(open_engine(f"sqlite:///{root / 'actions.db'}"))
         mark = time.perf_counter()
-        listed = explain_and_decide(
+        listed, actions = explain_and_decide(
             batch, scored, matrix, loaded, serving, daily, policy,
             history_from(log, policy.history_days), at,
         )  # fmt: skip
         times["reasons_and_decisions"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        summary = summarize(DAY, batch.snapshot, loaded, scored, listed)
+        summary = summarize(DAY, batch.snapshot, loaded, scored, listed, actions)
         risk = RiskList(
             DAY, at, batch.snapshot, loaded, scored, listed, summary, serving.risk_bands
         )

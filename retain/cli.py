@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 import typer
 from pydantic import ValidationError
 
 from features import cli as features_cli
-from features.feature_views import customer_activity
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
@@ -58,12 +57,14 @@ def run() -> None:
     training_cli.promote_demand_command()
     horizon = load_settings(DemandSettings).horizon_weeks
     training_cli.forecast_command(weeks=min(8, horizon))
-    # today's list; the simulated world ends at `as_of`, so once today is past what the
-    # activity features may serve (their TTL), the list is the one for that last day
-    today = datetime.now(UTC).date()
-    last_day = data.as_of.astimezone(UTC).date()
-    usable = customer_activity.ttl is None or today - last_day <= customer_activity.ttl
-    serving_cli.daily_command(day=(today if usable else last_day).isoformat())
+    # today's list; the simulated world ends at `as_of`: once its features are too old
+    # for today (the activity TTL), the list is the one for the world's last day
+    try:
+        serving_cli.daily_command(day=None)
+    except typer.Exit:
+        last_day = data.as_of.astimezone(UTC).date()
+        typer.echo(f"(the demo data ends at {last_day}: the list for that day instead)")
+        serving_cli.daily_command(day=last_day.isoformat())
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

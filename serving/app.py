@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from serving.actions import ActionLog, TransitionError
@@ -516,12 +518,21 @@ def create_app(
                 f"no risk list for {wanted}; lists exist for {', '.join(published[-7:])}"
                 + (" (latest 7)" if len(published) > 7 else ""),
             )
-        folder = risk_lists / wanted
-        if kind == "csv":
-            return FileResponse(
-                folder / "risk_list.csv", media_type="text/csv", filename=f"risk_list_{wanted}.csv"
-            )
-        return FileResponse(folder / "report.html", media_type="text/html")
+        # open the published version once: a re-publication swaps the link and removes
+        # the old version, and an open file is read whole regardless
+        name = "risk_list.csv" if kind == "csv" else "report.html"
+        handle = open(os.path.realpath(risk_lists / wanted / name), "rb")  # noqa: SIM115
+        headers = (
+            {"Content-Disposition": f'attachment; filename="risk_list_{wanted}.csv"'}
+            if kind == "csv"
+            else {}
+        )
+        return StreamingResponse(
+            iter(lambda: handle.read(1 << 16), b""),
+            media_type="text/csv" if kind == "csv" else "text/html; charset=utf-8",
+            headers=headers,
+            background=BackgroundTask(handle.close),
+        )
 
     @app.get(
         "/v1/customers/{customer_id}/actions",

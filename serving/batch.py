@@ -104,7 +104,7 @@ def latest_features(
             source, columns=columns, filters=[(TIMESTAMP, "<=", at.to_pydatetime())]
         ).to_pandas()
         if view.ttl and view.ttl > timedelta(0):
-            rows = rows[rows[TIMESTAMP] > at - view.ttl]
+            rows = rows[rows[TIMESTAMP] >= at - view.ttl]  # as Feast's offline join
         latest = rows.sort_values(TIMESTAMP).drop_duplicates(ENTITY, keep="last")
         keep = [ENTITY, *(c for c in latest.columns if c not in (TIMESTAMP, *frame.columns))]
         frame = frame.merge(latest[keep], on=ENTITY, how="left")

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 import uvicorn
@@ -98,19 +99,28 @@ def campaign_command(
     typer.echo(", ".join(f"{name} {count}" for name, count in counts.items()))
 
 
+def today(serving: ServingSettings) -> date:
+    """Today in the customers' time zone."""
+    return datetime.now(ZoneInfo(serving.contact.timezone)).date()
+
+
 def daily_command(
     day: Annotated[
-        str | None, typer.Option("--date", help="The list's day, YYYY-MM-DD (default: today, UTC).")
+        str | None,
+        typer.Option(
+            "--date",
+            help="The list's day, YYYY-MM-DD (default: today in the customers' time zone).",
+        ),
     ] = None,
 ) -> None:
     """Score every active customer, explain and match the at-risk ones with an action, and
     publish risk_lists/<date>/ (parquet, csv, report.html); logged to MLflow."""
-    try:
-        when = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    serving = load_settings(ServingSettings)
+    try:  # "today" is the customers' day (the contact policy's time zone), not UTC's
+        when = date.fromisoformat(day) if day else today(serving)
     except ValueError as error:
         typer.echo(f"error: --date {day!r}: expected YYYY-MM-DD", err=True)
         raise typer.Exit(2) from error
-    serving = load_settings(ServingSettings)
     daily = load_settings(DailySettings)
     features = load_settings(FeatureSettings)
     tracking = load_settings(TrainingSettings)

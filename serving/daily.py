@@ -68,6 +68,13 @@ class RiskList:
 
 
 PROFILE_COLUMNS = ["segment", "region", "contract_type", "plan_id", "monthly_fee"]
+ACTION_COLUMNS = ["customer_id", "action_type", "cost", "expected_value"]
+LIST_COLUMNS = [  # the list's schema, the same on a day with nothing to suggest
+    "customer_id", "churn_probability", "risk_band", *PROFILE_COLUMNS, "revenue_at_risk",
+    "reasons", "reason_features", "action_type", "action_detail", "action_expected_value",
+    "action_cost", "action_allowed", "action_channel", "action_blocked_by", "action_reason",
+    "all_actions",
+]  # fmt: skip
 
 
 def score_all(
@@ -85,6 +92,20 @@ def score_all(
     )
     scored["revenue_at_risk"] = probability * scored["monthly_fee"].astype("float64")
     return scored, matrix
+
+
+def _allowed(customer: str, plan: list[Any]) -> list[dict[str, Any]]:
+    """Every action `/v1/decide` would queue for the customer now (not only the first)."""
+    return [
+        {
+            "customer_id": customer,
+            "action_type": proposal.action_type,
+            "cost": float(proposal.details.get("cost") or 0.0),
+            "expected_value": proposal.expected_value,
+        }
+        for proposal, verdict in plan
+        if verdict.allowed
+    ]
 
 
 def _suggestion(plan: list[Any]) -> dict[str, Any]:
@@ -120,8 +141,9 @@ def explain_and_decide(
     policy: DecisionPolicy,
     history: History,
     at: datetime,
-) -> pd.DataFrame:
-    """The listed customers, riskiest first, with reasons and the suggested action."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The listed customers, riskiest first, with reasons and the suggested action; and
+    every action the API would queue for them (a customer may get more than one)."""
     chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
     chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
     columns = loaded.model.schema.columns
@@ -130,6 +152,7 @@ def explain_and_decide(
     ids = [str(r["customer_id"]) for r in records]
     past = history(ids, at)
     rows = []
+    actions: list[dict[str, Any]] = []
     for k, values in enumerate(records):
         customer = ids[k]
         probability = float(scored["churn_probability"].iat[chosen[k]])
@@ -150,12 +173,18 @@ def explain_and_decide(
             "reasons": " | ".join(r.text for r in reasons),
             "reason_features": ",".join(r.feature for r in reasons),
         }
-        row.update(_suggestion(policy.plan(item, past.get(customer, []), at)))
+        # the history up to the scoring instant: a list for an earlier day is reproducible
+        history_then = [a for a in past.get(customer, []) if a.created_at <= at]
+        plan = policy.plan(item, history_then, at)
+        row.update(_suggestion(plan))
+        allowed = _allowed(customer, plan)
+        row["all_actions"] = ",".join(a["action_type"] for a in allowed) or None
+        actions.extend(allowed)
         rows.append(row)
-    listed = pd.DataFrame(rows)
-    if listed.empty:
-        listed = pd.DataFrame(columns=["customer_id", "churn_probability", "risk_band"])
-    return listed
+    listed = pd.DataFrame(rows).reindex(columns=LIST_COLUMNS)
+    return listed, pd.DataFrame(
+        actions, columns=["customer_id", "action_type", "cost", "expected_value"]
+    )
 
 
 def summarize(
@@ -164,24 +193,24 @@ def summarize(
     loaded: LoadedModel,
     scored: pd.DataFrame,
     listed: pd.DataFrame,
+    actions: pd.DataFrame,
 ) -> dict[str, Any]:
-    """The headline figures of the day (the report's top, the MLflow metrics, the trend)."""
+    """The headline figures of the day (the report's top, the MLflow metrics, the trend).
+
+    The action figures count every action `/v1/decide` would queue for the listed
+    customers; expected saved value = net expected value + cost."""
     bands = scored["risk_band"].value_counts()
-    actions: dict[str, dict[str, float]] = {}
-    if "action_type" in listed:
-        for kind, group in listed[listed["action_allowed"].astype(bool)].groupby("action_type"):
-            cost = group["action_cost"].fillna(0.0).astype("float64")
-            net = group["action_expected_value"].astype("float64")
-            actions[str(kind)] = {
-                "count": len(group),
-                "cost": round(float(cost.sum()), 2),
-                "expected_saved_value": round(float((net + cost).sum()), 2),
-            }
-    blocked = 0
-    if "action_allowed" in listed:
-        blocked = int(
-            (listed["action_type"].notna() & ~listed["action_allowed"].astype(bool)).sum()
-        )
+    by_type = {
+        str(kind): {
+            "count": len(group),
+            "cost": round(float(group["cost"].sum()), 2),
+            "expected_saved_value": round(
+                float((group["expected_value"] + group["cost"]).sum()), 2
+            ),
+        }
+        for kind, group in actions.groupby("action_type")
+    }
+    blocked = int((listed["action_type"].notna() & ~listed["action_allowed"].astype(bool)).sum())
     return {
         "date": day.isoformat(),
         "snapshot": snapshot.isoformat(),
@@ -191,25 +220,23 @@ def summarize(
         "at_risk": {band: int(bands.get(band, 0)) for band in ("high", "medium", "low")},
         "listed": len(listed),
         "monthly_revenue_at_risk": round(float(scored["revenue_at_risk"].sum()), 2),
-        "listed_monthly_revenue_at_risk": round(
-            float(listed.get("revenue_at_risk", pd.Series(dtype=float)).sum()), 2
-        ),
-        "actions": actions,
+        "listed_monthly_revenue_at_risk": round(float(listed["revenue_at_risk"].sum()), 2),
+        "actions": by_type,
         "actions_blocked_by_contact_policy": blocked,
     }
 
 
 def earlier_summaries(output_dir: Path, day: date, count: int) -> list[dict[str, Any]]:
     """The summaries of the lists published before `day` (for the trend), oldest first."""
-    found = []
-    for path in sorted(output_dir.glob(f"*/{SUMMARY_FILE}")):
+    found: dict[str, dict[str, Any]] = {}
+    for path in output_dir.glob(f"????-??-??/{SUMMARY_FILE}"):  # the published links only
         try:
             summary = json.loads(path.read_text())
             if date.fromisoformat(summary["date"]) < day:
-                found.append(summary)
+                found[summary["date"]] = summary
         except (ValueError, KeyError, OSError):
             log.warning("skipping unreadable summary %s", path)
-    return found[-count:]
+    return [found[key] for key in sorted(found)][-count:]
 
 
 def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) -> Path:
@@ -229,9 +256,9 @@ def log_daily_run(
     risk: RiskList, folder: Path, daily: DailySettings, tracking: TrainingSettings
 ) -> str:
     """The run in MLflow: the day's figures as metrics, the files as artifacts."""
-    client = connect(tracking)  # sets the tracking URI and creates the experiment's home
-    del client
-    mlflow.set_experiment(daily.experiment)
+    # the daily experiment, with its artifacts beside the training ones (inside `mlflow
+    # run`, `connect` leaves the experiment to the run MLflow started)
+    connect(tracking.model_copy(update={"experiment": daily.experiment}))
     summary = risk.summary
     with mlflow.start_run(run_name=f"daily-{risk.day.isoformat()}") as run:
         mlflow.log_params(
@@ -281,7 +308,7 @@ def run_daily(
     batch = latest_features(store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view)
     scored, matrix = score_all(batch, loaded, serving)
     policy = DecisionPolicy(serving)
-    listed = explain_and_decide(
+    listed, actions = explain_and_decide(
         batch,
         scored,
         matrix,
@@ -294,7 +321,7 @@ def run_daily(
     )
     risk = RiskList(
         day, at, batch.snapshot, loaded, scored, listed,
-        summarize(day, batch.snapshot, loaded, scored, listed), serving.risk_bands,
+        summarize(day, batch.snapshot, loaded, scored, listed, actions), serving.risk_bands,
     )  # fmt: skip
     folder = publish(risk, daily, render_report)
     return risk, folder, log_daily_run(risk, folder, daily, tracking)

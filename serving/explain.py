@@ -182,7 +182,12 @@ def batch_contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     missing = np.isnan(columns)
     with np.errstate(invalid="ignore"):
         zero = np.abs(columns) <= _ZERO
-    codes = np.nan_to_num(columns, nan=-1.0).astype(np.int64) + 1  # categorical: >= 0
+    if booster.num_model_per_iteration() != 1:
+        raise ValueError("batch_contributions supports one tree per iteration (binary)")
+    # categorical codes + 1; NaN and negatives (LightGBM sends both the same way) are 0
+    with np.errstate(invalid="ignore"):
+        negative = np.isnan(columns) | (columns < 0)
+    codes = np.where(negative, 0, np.nan_to_num(columns, nan=0.0).astype(np.int64) + 1)
     rows = np.arange(n)
     for tree, (features, thresholds, kinds) in enumerate(tree_splits(booster)):
         if len(features) == 0:  # a single leaf: only its bias

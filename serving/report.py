@@ -114,6 +114,11 @@ def _money(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _round(value: Any) -> float | None:
+    missing = value is None or pd.isna(value)
+    return None if missing else round(float(value), 2)
+
+
 def _table_rows(listed: pd.DataFrame, rows: int) -> list[dict[str, Any]]:
     top = listed.head(rows)
     out = []
@@ -128,29 +133,37 @@ def _table_rows(listed: pd.DataFrame, rows: int) -> list[dict[str, Any]]:
             label = "none worth its cost"
         out.append(
             {
-                "customer_id": record["customer_id"],
-                "churn_probability": round(float(record["churn_probability"]), 4),
-                "risk_band": record["risk_band"],
-                "segment": record.get("segment"),
-                "region": record.get("region"),
-                "contract_type": record.get("contract_type"),
-                "monthly_fee": round(float(record.get("monthly_fee") or 0), 2),
-                "revenue_at_risk": round(float(record.get("revenue_at_risk") or 0), 2),
-                "reasons": record.get("reasons") or "",
-                "action": label,
-                "action_expected_value": (
-                    None
-                    if pd.isna(record.get("action_expected_value"))
-                    else round(float(record["action_expected_value"]), 2)
-                ),
+                key: _json_value(value)
+                for key, value in {
+                    "customer_id": record["customer_id"],
+                    "churn_probability": round(float(record["churn_probability"]), 4),
+                    "risk_band": record["risk_band"],
+                    "segment": record.get("segment"),
+                    "region": record.get("region"),
+                    "contract_type": record.get("contract_type"),
+                    "monthly_fee": _round(record.get("monthly_fee")),
+                    "revenue_at_risk": _round(record.get("revenue_at_risk")),
+                    "reasons": record.get("reasons") or "",
+                    "action": label,
+                    "action_expected_value": _round(record.get("action_expected_value")),
+                }.items()
             }
         )
     return out
 
 
 def _script_json(value: Any) -> str:
-    """JSON to sit inside a <script> element: "</" would end the element early."""
-    return json.dumps(value).replace("</", "<\\/")
+    """JSON to sit inside a <script> element: no raw <, > or & (a "</script>" or "<!--"
+    in a value would end or derail the element), and no NaN (not JSON)."""
+    text = json.dumps(value, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _json_value(value: Any) -> Any:
+    """None for anything missing (NaN, NA, NaT): the page's JSON must parse."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int) -> str:

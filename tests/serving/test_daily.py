@@ -105,6 +105,9 @@ def test_the_list_is_published_whole_and_logged(served: Served, published: tuple
     listed = pd.read_parquet(folder / "risk_list.parquet")
     assert summary["listed"] == len(listed) == len(pd.read_csv(folder / "risk_list.csv"))
     assert summary["at_risk"]["high"] + summary["at_risk"]["medium"] == len(listed)
+    # the action figures count every action decide would queue, not only the first
+    queued = listed["all_actions"].dropna().str.split(",").explode().value_counts()
+    assert {kind: v["count"] for kind, v in summary["actions"].items()} == queued.to_dict()
     page = (folder / "report.html").read_text()
     assert f"{summary['scored']:,}" in page
     # opens offline: nothing is fetched from anywhere
@@ -210,6 +213,15 @@ def test_the_report_shows_its_headline_and_table_in_headless_chromium(
         assert risk() == sorted(risk(), reverse=True)
         browser.find_elements(By.CSS_SELECTOR, "#customers thead th")[1].click()
         assert risk() == sorted(risk())
+        one = browser.find_element(By.CSS_SELECTOR, "#customers tbody tr td").text
+        search = browser.find_element(By.ID, "search")
+        search.send_keys(one)  # a customer id: exactly that row
+        assert [
+            r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "#customers tbody tr")
+        ] == [one]
+        search.clear()
+        search.send_keys(" ")
+        search.send_keys("\b")
         cells = browser.find_elements(By.CSS_SELECTOR, "#customers tbody tr td:nth-child(3)")
         bands = [cell.text for cell in cells]  # read now: filtering redraws the rows
         band = bands[0]  # the least risky row's band, after the ascending sort
