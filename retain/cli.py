@@ -13,6 +13,8 @@ from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
 from retain.settings import load_settings
 from serving import cli as serving_cli
+from serving.batch import SnapshotError
+from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
 
@@ -59,12 +61,13 @@ def run() -> None:
     training_cli.forecast_command(weeks=min(8, horizon))
     # today's list; the simulated world ends at `as_of`: once its features are too old
     # for today (the activity TTL), the list is the one for the world's last day
+    serving = load_settings(ServingSettings)
     try:
-        serving_cli.daily_command(day=None)
-    except typer.Exit:
+        serving_cli.publish_daily_list(serving_cli.today(serving), serving)
+    except SnapshotError as error:
         last_day = data.as_of.astimezone(UTC).date()
-        typer.echo(f"(the demo data ends at {last_day}: the list for that day instead)")
-        serving_cli.daily_command(day=last_day.isoformat())
+        typer.echo(f"({error}: the list for the data's last day, {last_day}, instead)")
+        serving_cli.publish_daily_list(last_day, serving)
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

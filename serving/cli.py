@@ -121,20 +121,24 @@ def daily_command(
     except ValueError as error:
         typer.echo(f"error: --date {day!r}: expected YYYY-MM-DD", err=True)
         raise typer.Exit(2) from error
-    daily = load_settings(DailySettings)
-    features = load_settings(FeatureSettings)
-    tracking = load_settings(TrainingSettings)
-    action_log = None
-    if serving.action_db_url.startswith("sqlite:///"):
-        exists = Path(serving.action_db_url.removeprefix("sqlite:///")).exists()
-        action_log = ActionLog(open_engine(serving.action_db_url)) if exists else None
-    else:
-        action_log = ActionLog(open_engine(serving.action_db_url))
     try:
-        risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log)
+        publish_daily_list(when, serving)
     except (ModelLoadError, SnapshotError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+def publish_daily_list(when: date, serving: ServingSettings) -> None:
+    """`retain daily` for `when`, with the configured settings; prints one summary line.
+    Raises SnapshotError when the features are too old for that day."""
+    daily = load_settings(DailySettings)
+    features = load_settings(FeatureSettings)
+    tracking = load_settings(TrainingSettings)
+    url = serving.action_db_url
+    # the contact history, when there is an action log (a SQLite file is not created here)
+    sqlite_missing = url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists()
+    action_log = None if sqlite_missing else ActionLog(open_engine(url))
+    risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log)
     summary = risk.summary
     typer.echo(
         f"{summary['date']}: {summary['scored']:,} customers scored, "

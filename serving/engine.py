@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -307,6 +307,17 @@ class ActionEngine:
             decided.append(Decided(item, self.log.record(new, now) if new else []))
         return decided
 
+    def _scored(
+        self, ids: Sequence[str], now: datetime
+    ) -> Iterator[tuple[list[CustomerScore | UnknownCustomer], dict[str, list[PastAction]]]]:
+        """The customers' scores and contact histories, a request's worth at a time."""
+        for start in range(0, len(ids), self.settings.max_customers):
+            chunk = ids[start : start + self.settings.max_customers]
+            yield (
+                self.scorer.score(chunk, pd.Timestamp(now)),
+                self.log.history(chunk, now, self.history_days),
+            )
+
     def campaign(self, now: datetime, package: str | None = None) -> dict[str, int]:
         """Notify the candidates of every seasonal-package campaign due now (or of one
         package) under the contact policy; counts by outcome. Running it again notifies
@@ -321,10 +332,7 @@ class ActionEngine:
             ("candidates", "queued", "deferred", "suppressed", "already", "unknown"), 0
         )
         counts["candidates"] = len(ids)
-        for start in range(0, len(ids), self.settings.max_customers):
-            chunk = ids[start : start + self.settings.max_customers]
-            scores = self.scorer.score(chunk, pd.Timestamp(now))
-            history = self.log.history(chunk, now, self.history_days)
+        for scores, history in self._scored(ids, now):
             new = []
             for item in scores:
                 if not isinstance(item, CustomerScore):
@@ -385,10 +393,7 @@ class ActionEngine:
             "expected_end": expected_end.isoformat() if expected_end else None,
             "severity": severity,
         }
-        for chunk in range(0, len(affected), self.settings.max_customers):
-            ids = affected[chunk : chunk + self.settings.max_customers]
-            scores = self.scorer.score(ids, pd.Timestamp(now))
-            history = self.log.history(ids, now, self.history_days)
+        for scores, history in self._scored(affected, now):
             new = []
             for item in scores:
                 if isinstance(item, CustomerScore):

@@ -45,35 +45,47 @@ def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     )
 
 
+Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, thresholds, decision types
+
+
+def tree_splits(booster: lgb.Booster) -> list[Split]:
+    """Each tree's splits as the model text holds them, one entry per tree (a single-leaf
+    tree has none). Thresholds are written with %.17g: they round-trip exactly."""
+    trees: list[dict[str, str]] = []
+    for line in booster.model_to_string().splitlines():
+        if line.startswith("end of trees"):
+            break
+        if line.startswith("Tree="):
+            trees.append({})
+        elif trees and "=" in line:
+            name, value = line.split("=", 1)
+            trees[-1][name] = value
+    return [
+        (
+            np.array(tree.get("split_feature", "").split(), dtype=np.intp),
+            np.array(tree.get("threshold", "").split(), dtype="float64"),
+            np.array(tree.get("decision_type", "").split(), dtype=np.int64),
+        )
+        for tree in trees
+    ]
+
+
 class DecisionSignature:
     """Which side of each distinct numeric threshold a row falls on, where it is NaN or zero,
     and its categorical codes: equal signatures make equal decisions at every node."""
 
     def __init__(self, booster: lgb.Booster) -> None:
-        features: list[int] = []
-        thresholds: list[float] = []
-        categorical: set[int] = set()
-        split_feature: list[int] = []
-        values: list[float] = []
-        for line in booster.model_to_string().splitlines():
-            # thresholds as the model text holds them (%.17g: they round-trip exactly)
-            if line.startswith("split_feature="):
-                split_feature = [int(v) for v in line.split("=", 1)[1].split()]
-            elif line.startswith("threshold="):
-                values = [float(v) for v in line.split("=", 1)[1].split()]
-            elif line.startswith("decision_type="):
-                kinds = [int(v) for v in line.split("=", 1)[1].split()]
-                for feature, threshold, kind in zip(split_feature, values, kinds, strict=True):
-                    if kind & 1:  # categorical split: the threshold indexes a category set
-                        categorical.add(feature)
-                    else:
-                        features.append(feature)
-                        thresholds.append(threshold)
-        pairs = sorted(set(zip(features, thresholds, strict=True)))
+        splits = tree_splits(booster)
+        features = np.concatenate([f for f, _, _ in splits]) if splits else np.empty(0, np.intp)
+        thresholds = np.concatenate([t for _, t, _ in splits]) if splits else np.empty(0)
+        kinds = np.concatenate([k for _, _, k in splits]) if splits else np.empty(0, np.int64)
+        numeric = (kinds & 1) == 0  # a categorical split's threshold indexes a category set
+        pairs = sorted(set(zip(features[numeric].tolist(), thresholds[numeric].tolist(),
+                               strict=True)))  # fmt: skip
         self.split_feature = np.array([f for f, _ in pairs], dtype=np.intp)
         self.split_threshold = np.array([t for _, t in pairs], dtype="float64")
-        self.numeric = np.array(sorted(set(features)), dtype=np.intp)
-        self.categorical = np.array(sorted(categorical), dtype=np.intp)
+        self.numeric = np.unique(features[numeric]).astype(np.intp)
+        self.categorical = np.unique(features[~numeric]).astype(np.intp)
 
     def __call__(self, matrix: np.ndarray) -> list[bytes]:
         numeric = matrix[:, self.numeric]
@@ -126,31 +138,6 @@ class CachedContributions:
                     kept.setflags(write=False)
                     self.cache[keys[i]] = kept
         return out
-
-
-Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, thresholds, decision types
-
-
-def tree_splits(booster: lgb.Booster) -> list[Split]:
-    """Each tree's splits as the model text holds them, one entry per tree (a single-leaf
-    tree has none)."""
-    trees: list[dict[str, str]] = []
-    for line in booster.model_to_string().splitlines():
-        if line.startswith("end of trees"):
-            break
-        if line.startswith("Tree="):
-            trees.append({})
-        elif trees and "=" in line:
-            name, value = line.split("=", 1)
-            trees[-1][name] = value
-    return [
-        (
-            np.array(tree.get("split_feature", "").split(), dtype=np.intp),
-            np.array(tree.get("threshold", "").split(), dtype="float64"),
-            np.array(tree.get("decision_type", "").split(), dtype=np.int64),
-        )
-        for tree in trees
-    ]
 
 
 def _tree_contributions(booster: lgb.Booster, matrix: np.ndarray, tree: int) -> np.ndarray:
