@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 
 from features.build import build_feature_tables
+from features.labels import label_column
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store, write_feature_tables
-from features.training_set import churn_training_set, label_column
+from features.training_set import churn_training_set
 from retain.settings import load_settings
 
 app = typer.Typer(

@@ -1,9 +1,8 @@
 """Point-in-time training sets from Feast, with the churn label attached.
 
-Rows are (customer, snapshot) for every customer active at a month-end snapshot whose
-label window is complete. Features come from `get_historical_features` on the model's
-FeatureService, so each row sees only feature rows stamped at or before its snapshot.
-The label is 1 when the customer churned in (snapshot, snapshot + H days].
+The labelled rows come from `features.labels`; features come from
+`get_historical_features` on the model's FeatureService, so each row sees only feature
+rows stamped at or before its snapshot.
 """
 
 from __future__ import annotations
@@ -14,47 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from features.build import active_at, demand_weeks, epoch_seconds, snapshot_times
+from features.build import demand_weeks
+from features.labels import SNAPSHOT, churn_entity_rows
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
-from features.request_time import REQUEST_TIME_FIELD
-
-SNAPSHOT = "event_timestamp"
-
-
-def label_column(horizon_days: int) -> str:
-    return f"churned_within_{horizon_days}d"
-
-
-def churn_entity_rows(
-    customers: pd.DataFrame,
-    churn: pd.DataFrame,
-    first_month: pd.Timestamp,
-    as_of: pd.Timestamp,
-    horizon_days: int,
-) -> pd.DataFrame:
-    """Active customers at each month-end snapshot whose label window ends by `as_of`, labelled."""
-    horizon = pd.Timedelta(days=horizon_days)
-    churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
-    frames = []
-    for t in snapshot_times(first_month, as_of):
-        if t + horizon > as_of or t.day != 1 or t.normalize() != t:
-            continue  # the label window is not over yet, or not a month end
-        active = active_at(customers, churn, t)
-        leaves = churned_at[active]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "customer_id": customers.loc[active, "customer_id"].to_numpy(),
-                    SNAPSHOT: t,
-                    label_column(horizon_days): ((leaves > t) & (leaves <= t + horizon)).to_numpy(),
-                }
-            )
-        )
-    rows = pd.concat(frames, ignore_index=True)
-    rows[REQUEST_TIME_FIELD] = epoch_seconds(rows[SNAPSHOT])
-    return rows
 
 
 def service_features(store: FeatureStore, feature_service: str) -> list[str]:

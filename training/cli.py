@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from features.labels import label_column
 from features.settings import FeatureSettings
 from features.store import open_store
-from features.training_set import churn_training_set, label_column
+from features.training_set import churn_training_set
 from retain.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from features.build import build_feature_tables
+from features.labels import churn_entity_rows, label_column
 from features.lifecycle.profile import load_tables
 from features.settings import FeatureSettings
 from features.store import apply, open_store, write_feature_tables
-from features.training_set import churn_entity_rows, label_column, training_set
+from features.training_set import training_set
 from tests.features.conftest import AS_OF
 
 DAY = pd.Timedelta(days=1)

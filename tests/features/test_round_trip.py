@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from features.build import build_feature_tables
+from features.labels import churn_entity_rows, label_column
 from features.lifecycle.profile import load_tables
 from features.online_store import RetainSqliteOnlineStore
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store, write_feature_tables
-from features.training_set import churn_entity_rows, label_column, training_set
+from features.training_set import training_set
 from tests.features.conftest import AS_OF, REPO
 
 FEATURES = ["tickets_180d", "bill_change_vs_prev_3m", "home_cell_outage_hours_90d", "offers_180d"]
