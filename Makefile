@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast lint lock bench bench-serve clean
+.PHONY: help install system-deps run test test-fast mutation lint lock bench bench-serve clean
 
 ## help: list the targets
 help:
@@ -60,6 +60,10 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
+## mutation: mutation scores of the critical modules (minutes; see tests/README.md)
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation
+
 ## lint: ruff and mypy
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -87,4 +91,4 @@ bench-serve: $(STAMP)
 
 ## clean: remove generated data, tracking runs and the virtualenv
 clean:
-	rm -rf $(VENV) data mlruns risk_lists .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) data mlruns risk_lists mutants .hypothesis .pytest_cache .ruff_cache .mypy_cache
