@@ -7,9 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import generate
+
+# Property-based tests draw the same examples on every run (CI and `make mutation` must not
+# depend on luck), keep no example database, and have no per-example deadline (a shared
+# 2-core CI machine is slow at times).
+settings.register_profile("retain", derandomize=True, database=None, deadline=None)
+settings.load_profile("retain")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
