@@ -40,7 +40,12 @@ class Verdict:
     suppressions: list[Suppression] = field(default_factory=list)
 
 
-SENT = frozenset({"queued", "deferred", "waiting_capacity", "delivered", "accepted", "declined"})
+# What reached the customer or is on its way: these count against caps, the cooldown and the
+# one-a-day rule. Not suppressed, expired or failed actions, which never reached anyone.
+SENT = frozenset(
+    {"queued", "deferred", "waiting_capacity", "delivered", "accepted", "declined", "no_answer"}
+)
+CAP_WINDOW = timedelta(days=7)
 
 
 def quiet_until(now: datetime, policy: ContactPolicy) -> datetime | None:
@@ -68,6 +73,9 @@ def check(
 
     Mandatory service messages (outage notices) need no marketing consent and are not
     capped; quiet hours defer them unless the caller says otherwise (a critical outage).
+    Windows look back from `now` and leave out their far edge: an offer made exactly
+    `offer_cooldown_days` ago no longer blocks one, a message sent exactly 7 days ago no
+    longer counts against the weekly cap. Missing consent is no consent.
     """
     mandatory = proposal.action_type in MANDATORY
     sent = [a for a in history if a.status in SENT]
@@ -87,7 +95,7 @@ def check(
         )
     if proposal.action_type == "retention_offer" and policy.offer_cooldown_days:
         since = now - timedelta(days=policy.offer_cooldown_days)
-        recent = [a for a in sent if a.action_type == "retention_offer" and a.created_at >= since]
+        recent = [a for a in sent if a.action_type == "retention_offer" and a.created_at > since]
         if recent:
             last = max(a.created_at for a in recent)
             return Verdict(
@@ -103,7 +111,7 @@ def check(
                 ],
             )
     suppressions: list[Suppression] = []
-    week_ago = now - timedelta(days=7)
+    week_ago = now - CAP_WINDOW
     chosen: Channel | None = None
     for channel in proposal.channels:
         if not mandatory and not contact.consent.get(channel, False):
@@ -115,7 +123,7 @@ def check(
                 for a in sent
                 if a.channel == channel
                 and a.action_type not in MANDATORY
-                and a.created_at >= week_ago
+                and a.created_at > week_ago
             )
             cap = policy.weekly_caps.get(channel)
             if cap is not None and used >= cap:

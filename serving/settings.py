@@ -154,9 +154,12 @@ class ContactPolicy(BaseModel):
     quiet_end: time = time(8, 0)
     weekly_caps: dict[Channel, int] = Field(
         default_factory=lambda: dict(WEEKLY_CAPS),
-        description="Marketing messages per channel per 7 days; service messages do not count.",
+        description="Marketing messages per channel in the 7 days before now (one sent exactly "
+        "7 days ago no longer counts); service messages do not count.",
     )
-    offer_cooldown_days: int = Field(30, ge=0, description="No new offer this soon after one.")
+    offer_cooldown_days: int = Field(
+        30, ge=0, description="No new offer sooner than this many days after one (0: none)."
+    )
 
 
 class Delivery(BaseModel):
