@@ -22,10 +22,17 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from serving.actions import ActionLog, NewAction
+from serving.actions import ActionLog, NewAction, dedupe_key, local_day
 from serving.background import BackgroundLoop
 from serving.contact import PastAction, Verdict, check
-from serving.policy import PackageCandidate, Proposal, propose, seasonal_package
+from serving.policy import (
+    PackageCandidate,
+    Proposal,
+    outage_callback,
+    outage_notice,
+    propose,
+    seasonal_package,
+)
 from serving.scoring import CustomerScore, Scorer, UnknownCustomer
 from serving.settings import ServingSettings
 
@@ -159,7 +166,7 @@ class DecisionPolicy:
         self.history_days = max(8, settings.contact.offer_cooldown_days + 1)
 
     def local_day(self, moment: datetime) -> str:
-        return moment.astimezone(self.zone).date().isoformat()
+        return local_day(moment, self.zone)
 
     def proposals(self, item: CustomerScore, now: datetime) -> list[Proposal]:
         """What the policy proposes for the customer now, seasonal packages included."""
@@ -218,7 +225,7 @@ class ActionEngine:
         verdict: Verdict,
         now: datetime,
         source: str,
-        dedupe_key: str | None = None,
+        event: str | None = None,
     ) -> NewAction:
         status = "suppressed"
         if verdict.allowed:
@@ -227,12 +234,13 @@ class ActionEngine:
         if proposal.action_type == "callback":  # the log books the slot, atomically
             capacity_day = self.local_day(proposal.due_at or now)
             capacity = self.capacity.for_day(item.contact.region, capacity_day)
-        # once per customer and day; a seasonal package once per campaign, but one the
-        # contact policy stopped today may go out on a later day of the campaign
-        campaign = proposal.details.get("campaign")
-        if campaign and status == "suppressed":
-            campaign = f"{campaign}:suppressed:{self.local_day(now)}"
-        key = dedupe_key or campaign or self.local_day(now)
+        key = dedupe_key(
+            now,
+            self.policy.zone,
+            event=event,
+            campaign=proposal.details.get("campaign"),
+            suppressed=status == "suppressed",
+        )
         return NewAction(
             customer_id=item.customer_id,
             action_type=proposal.action_type,
@@ -261,29 +269,12 @@ class ActionEngine:
         """A notice (a service message: quiet hours wait unless critical), and a callback for
         customers both at high risk and valuable."""
         event_id = details["event_id"]
-        notice = Proposal(
-            "outage_notice",
-            0.0,
-            ("sms", "app_push"),
-            f"network outage {event_id} at the customer's home cell",
-            dict(details),
-        )
+        notice = outage_notice(details)
         critical = details["severity"] == "critical"
         verdict = check(notice, item.contact, history, self.settings.contact, now, not critical)
         found = [self._new_action(item, notice, verdict, now, "outage", f"outage:{event_id}")]
-        rule = self.settings.actions.callbacks
-        value = self.settings.actions.customer_value(item.contact.monthly_fee)
-        valuable = item.contact.segment == "enterprise" or value >= rule.min_value
-        if item.risk_band == "high" and valuable:
-            call = Proposal(
-                "callback",
-                0.0,
-                ("phone",),
-                f"high-risk, high-value customer hit by outage {event_id}",
-                {"event_id": event_id},
-                priority=round(item.churn_probability * value, 2),
-                due_at=now + timedelta(hours=rule.urgent_hours),
-            )
+        call = outage_callback(item, item.contact, self.settings.actions, now, event_id)
+        if call is not None:
             verdict = check(call, item.contact, history, self.settings.contact, now)
             found.append(self._new_action(item, call, verdict, now, "outage"))
         return found

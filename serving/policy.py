@@ -53,17 +53,25 @@ def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> 
     return best
 
 
+def is_valuable(contact: Contact, policy: ActionPolicy) -> bool:
+    """Worth an account manager's time: an enterprise, a customer who already has an account
+    manager, or one whose value reaches the callback threshold. Each alone is enough."""
+    return (
+        contact.segment == "enterprise"
+        or contact.has_account_manager
+        or policy.customer_value(contact.monthly_fee) >= policy.callbacks.min_value
+    )
+
+
 def callback(
     score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
 ) -> Proposal | None:
     """An account-manager call for valuable customers whose risk comes from complaints."""
     rule = policy.callbacks
     value = policy.customer_value(contact.monthly_fee)
-    valuable = (
-        contact.segment == "enterprise" or contact.has_account_manager or (value >= rule.min_value)
-    )
     drivers = [r.feature for r in score.reasons if r.feature in rule.complaint_features]
-    if not (valuable and drivers and score.churn_probability >= rule.min_probability):
+    eligible = is_valuable(contact, policy) and score.churn_probability >= rule.min_probability
+    if not (eligible and drivers):
         return None
     net = score.churn_probability * value * rule.save_rate - rule.cost
     if net <= 0:
@@ -78,6 +86,38 @@ def callback(
         {"drivers": drivers, "cost": rule.cost},
         priority=round(score.churn_probability * value, 2),
         due_at=due,
+    )
+
+
+OUTAGE_CHANNELS: tuple[Channel, ...] = ("sms", "app_push")  # reach a phone without data too
+
+
+def outage_notice(details: dict[str, Any]) -> Proposal:
+    """The notice of an outage at the customer's home cell: a service message."""
+    return Proposal(
+        "outage_notice",
+        0.0,
+        OUTAGE_CHANNELS,
+        f"network outage {details['event_id']} at the customer's home cell",
+        dict(details),
+    )
+
+
+def outage_callback(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime, event_id: str
+) -> Proposal | None:
+    """An urgent account-manager call for a valuable customer at high risk hit by an outage."""
+    if score.risk_band != "high" or not is_valuable(contact, policy):
+        return None
+    value = policy.customer_value(contact.monthly_fee)
+    return Proposal(
+        "callback",
+        0.0,
+        ("phone",),
+        f"high-risk, high-value customer hit by outage {event_id}",
+        {"event_id": event_id},
+        priority=round(score.churn_probability * value, 2),
+        due_at=now + timedelta(hours=policy.callbacks.urgent_hours),
     )
 
 
