@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -113,6 +114,33 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+def local_day(moment: datetime, zone: ZoneInfo) -> str:
+    """`moment`'s calendar day where the customers live (YYYY-MM-DD)."""
+    return moment.astimezone(zone).date().isoformat()
+
+
+def dedupe_key(
+    now: datetime,
+    zone: ZoneInfo,
+    *,
+    event: str | None = None,
+    campaign: str | None = None,
+    suppressed: bool = False,
+) -> str:
+    """The idempotency key of an action: the log keeps one per customer, type and key.
+
+    An event's action (an outage notice) is keyed by its event; a seasonal package by its
+    campaign (once, ever), except that one the contact policy stopped is keyed to that
+    day, so a later day of the campaign may try again; anything else by the customers'
+    local day, so a repeated call that day finds the action it made.
+    """
+    if event is not None:
+        return event
+    if campaign is not None:
+        return f"{campaign}:suppressed:{local_day(now, zone)}" if suppressed else campaign
+    return local_day(now, zone)
+
+
 class TransitionError(ValueError):
     """An outcome that cannot follow the action's current status."""
 
@@ -155,23 +183,29 @@ def _columns(item: NewAction) -> dict[str, Any]:
     return values
 
 
+def log_engine(url: str) -> Engine:
+    """An engine for the action log (not connected yet); SQLite files get their folder, WAL,
+    a 30 s busy timeout and foreign keys, other databases a liveness check per checkout."""
+    # hide_parameters: customer ids in a failed statement must not reach the logs
+    if not url.startswith("sqlite:///"):
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
 def open_engine(url: str) -> Engine:
-    """An engine for the action log; SQLite files get WAL and a busy timeout."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # hide_parameters: customer ids in a failed statement must not reach the logs
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(connection: Any, _: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-    else:
-        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    """The action log's engine, its tables created where missing and their columns checked."""
+    engine = log_engine(url)
     metadata.create_all(engine)
     check_schema(engine)
     return engine
@@ -228,8 +262,9 @@ class ActionLog:
     def _record(
         self, connection: Any, new: Sequence[NewAction], now: datetime
     ) -> list[tuple[dict[str, Any], bool]]:
-        created_ids: set[str] = set()
-        for item in sorted(new, key=lambda action: -(action.priority or 0.0)):  # stable
+        created: set[int] = set()  # positions in `new`: a key twice in one call is made once
+        for position in sorted(range(len(new)), key=lambda i: -(new[i].priority or 0.0)):
+            item = new[position]  # highest priority first; the sort is stable
             action_id = str(uuid.uuid4())
             statement = (
                 self._insert(actions)
@@ -241,13 +276,14 @@ class ActionLog:
             )
             if connection.execute(statement).first() is None:
                 continue  # made earlier: returned below as it is
-            created_ids.add(action_id)
+            created.add(position)
             status = item.status
-            booking = status == "queued" and item.capacity is not None and item.capacity_day
+            # a callback deferred by quiet hours takes its slot like one queued now
+            booking = status in TO_DELIVER and item.capacity is not None and item.capacity_day
             if booking:
                 region, day = item.region or "", str(item.capacity_day)
                 slots = int(item.capacity or 0)
-                # those already waiting with a higher priority take the free slots first
+                # those already waiting with the same or a higher priority go first
                 self._promote(
                     connection,
                     day,
@@ -270,7 +306,7 @@ class ActionLog:
                     )
                 )
         stored = []
-        for item in new:
+        for position, item in enumerate(new):
             row = connection.execute(
                 select(actions).where(
                     actions.c.customer_id == item.customer_id,
@@ -278,22 +314,24 @@ class ActionLog:
                     actions.c.dedupe_key == item.dedupe_key,
                 )
             ).one()
-            stored.append((self._row(row._mapping), row.id in created_ids))
+            stored.append((self._row(row._mapping), position in created))
         return stored
 
     def _retrying(self, work: Callable[[Any], T], attempts: int = 4) -> T:
         """Run `work` in a transaction, again when PostgreSQL aborted it as a deadlock
-        victim or a serialization failure (nothing of it was kept)."""
-        for attempt in range(attempts):
+        victim or a serialization failure (nothing of it was kept), `attempts` times at
+        most, waiting 20 ms, 40 ms, 80 ms ... in between."""
+        attempt = 1
+        while True:
             try:
                 with self.engine.begin() as connection:
                     return work(connection)
             except OperationalError as error:
                 code = getattr(error.orig, "sqlstate", None)
-                if code not in RETRYABLE or attempt == attempts - 1:
+                if code not in RETRYABLE or attempt >= attempts:
                     raise
-                time.sleep(0.02 * 2**attempt)
-        raise AssertionError("unreachable")
+                time.sleep(0.02 * 2 ** (attempt - 1))
+                attempt += 1
 
     def promote_waiting(
         self,
@@ -366,15 +404,16 @@ class ActionLog:
         region: str | None = None,
         above: float | None = None,
     ) -> int:
-        """Book `day`'s free slots for waiting callbacks (of `region`, with a priority
-        above `above`), highest priority first; the number promoted."""
-        query = select(actions.c.id, actions.c.region, actions.c.capacity_day).where(
-            actions.c.status == WAITING
-        )
+        """Book `day`'s free slots for waiting callbacks (of `region`, with a priority of
+        at least `above`), highest priority first, then longest waiting; the number
+        promoted."""
+        query = select(
+            actions.c.id, actions.c.region, actions.c.capacity_day, actions.c.send_after
+        ).where(actions.c.status == WAITING)
         if region is not None:
             query = query.where(actions.c.region == region)
         if above is not None:
-            query = query.where(actions.c.priority > above)
+            query = query.where(actions.c.priority >= above)
         query = query.order_by(actions.c.priority.desc(), actions.c.created_at, actions.c.id)
         full: set[str] = set()
         promoted = 0
@@ -396,8 +435,10 @@ class ActionLog:
                 )
                 full.add(row.region)
                 continue
+            # not before the end of the quiet hours it was decided in, if they still run
+            send_at = max(now, _utc(row.send_after) or now)
             connection.execute(
-                outbox.insert().values(action_id=row.id, attempts=0, next_attempt_at=now)
+                outbox.insert().values(action_id=row.id, attempts=0, next_attempt_at=send_at)
             )
             promoted += 1
         return promoted
@@ -432,7 +473,7 @@ class ActionLog:
         return row
 
     def history(
-        self, customer_ids: Iterable[str], now: datetime, days: int = 35
+        self, customer_ids: Iterable[str], now: datetime, days: int
     ) -> dict[str, list[PastAction]]:
         """Each customer's actions of the last `days` days, for the contact policy."""
         ids = list(dict.fromkeys(customer_ids))
