@@ -8,35 +8,12 @@ import pytest
 
 from serving.contact import PastAction, check, quiet_until
 from serving.policy import Proposal, best_offer, callback, propose
-from serving.reasons import Reason
-from serving.scoring import Contact, CustomerScore
 from serving.settings import ActionPolicy, ContactPolicy, Offer
+from tests.serving.builders import NOON
+from tests.serving.builders import contact as _contact
+from tests.serving.builders import score as _score
 
-NOON = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
 POLICY = ActionPolicy(value_months=24, margin=0.5)  # value = 12 x fee
-
-
-def _contact(**changes: object) -> Contact:
-    base: dict[str, object] = {
-        "customer_id": "C1",
-        "segment": "consumer",
-        "region": "harbour",
-        "cell_site_id": "S1",
-        "contract_type": "month_to_month",
-        "monthly_fee": 100.0,
-        "has_account_manager": False,
-        "consent": {"sms": True, "app_push": True, "email": True, "phone": True},
-    }
-    return Contact(**{**base, **changes})  # type: ignore[arg-type]
-
-
-def _score(
-    p: float, reasons: tuple[str, ...] = ("days_to_contract_end",), **contact: object
-) -> CustomerScore:
-    band = "high" if p >= 0.1 else "medium" if p >= 0.04 else "low"
-    return CustomerScore(
-        "C1", p, band, [Reason(r, r, 1, 0.5) for r in reasons], _contact(**contact)
-    )
 
 
 def test_the_offer_with_the_largest_positive_expected_value_wins() -> None:

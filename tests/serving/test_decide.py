@@ -1,0 +1,155 @@
+"""The action engine over a real action log and a stand-in scorer: one action per customer,
+type and local day, outage notices per event, callbacks booked on the customers' day."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from serving.actions import ActionLog, open_engine
+from serving.engine import ActionEngine, CallbackCapacity, HomeCells
+from serving.scoring import CustomerScore, UnknownCustomer
+from serving.settings import ServingSettings
+from tests.serving.builders import score
+
+SHANGHAI_MIDNIGHT = datetime(2026, 11, 2, 16, 0, tzinfo=UTC)  # 00:00 on 3 November there
+SECOND = timedelta(seconds=1)
+COMPLAINT = ("tickets_complaint_90d",)
+
+
+class StandInScorer:
+    """Scores from a table: what the engine needs of a scorer, without a model."""
+
+    def __init__(self, scores: dict[str, CustomerScore]) -> None:
+        self.scores = scores
+
+    def score(
+        self, customer_ids: Sequence[str], at: pd.Timestamp
+    ) -> list[CustomerScore | UnknownCustomer]:
+        return [self.scores.get(c, UnknownCustomer(c)) for c in customer_ids]
+
+
+def _scored(
+    customer: str, p: float, reasons: tuple[str, ...] = COMPLAINT, **contact: Any
+) -> CustomerScore:
+    made = score(p, reasons, **contact)
+    return CustomerScore(customer, p, made.risk_band, made.reasons, made.contact)
+
+
+def _engine(tmp_path: Path, scores: list[CustomerScore], **contact: Any) -> ActionEngine:
+    settings = ServingSettings.model_validate(
+        {
+            "action_db_url": f"sqlite:///{tmp_path / 'actions.db'}",
+            "contact": {
+                "timezone": "Asia/Shanghai",
+                "quiet_start": "22:00",
+                "quiet_end": "08:00",
+                **contact,
+            },
+            "actions": {
+                "callbacks": {
+                    "capacity_file": tmp_path / "none.parquet",
+                    "default_daily_capacity": 5,
+                },
+                "packages": {"candidates_file": tmp_path / "none.parquet"},
+            },
+        }
+    )
+    log = ActionLog(open_engine(settings.action_db_url))
+    capacity = CallbackCapacity(tmp_path / "none.parquet", 5)
+    cells = HomeCells(tmp_path)
+    cells.__dict__["by_site"] = {"S1": [s.customer_id for s in scores]}  # the homed customers
+    return ActionEngine(
+        StandInScorer({s.customer_id: s for s in scores}), log, settings, capacity, cells
+    )  # type: ignore[arg-type]
+
+
+def _made(engine: ActionEngine, now: datetime, *ids: str) -> list[tuple[str, str, str, bool]]:
+    return [
+        (row["action_type"], row["dedupe_key"], row["status"], created)
+        for decided in engine.decide(list(ids), now)
+        for row, created in decided.actions
+    ]
+
+
+def test_decide_keeps_one_action_per_type_and_local_day_across_midnight(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, [_scored("C1", 0.3)], quiet_start="00:00", quiet_end="00:00")
+    first = _made(engine, SHANGHAI_MIDNIGHT - 2 * SECOND, "C1")
+    assert sorted(first) == [
+        ("callback", "2026-11-02", "queued", True),
+        ("retention_offer", "2026-11-02", "queued", True),
+    ]
+    repeated = _made(engine, SHANGHAI_MIDNIGHT - SECOND, "C1")
+    assert sorted(repeated) == [(t, k, s, False) for t, k, s, _ in sorted(first)]
+    next_day = dict(((t, k), (s, c)) for t, k, s, c in _made(engine, SHANGHAI_MIDNIGHT, "C1"))
+    assert next_day[("retention_offer", "2026-11-03")] == ("suppressed", True)  # cooldown
+    assert next_day[("callback", "2026-11-03")] == ("suppressed", True)  # a call a week
+    assert len(engine.log.customer_actions("C1")) == 4
+
+
+def test_a_callback_books_capacity_on_the_customers_day_of_its_due_time(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, [_scored("C1", 0.3)], quiet_start="00:00", quiet_end="00:00")
+    now = SHANGHAI_MIDNIGHT - timedelta(hours=2)  # 22:00 on the 2nd there; due 4 h later
+    (call,) = [
+        row
+        for d in engine.decide(["C1"], now)
+        for row, _ in d.actions
+        if row["action_type"] == "callback"
+    ]
+    assert call["due_at"] == now + timedelta(hours=4) and call["capacity_day"] == "2026-11-03"
+
+
+def test_unknown_customers_get_no_actions(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, [])
+    (decided,) = engine.decide(["C404"], SHANGHAI_MIDNIGHT)
+    assert isinstance(decided.score, UnknownCustomer) and decided.actions == []
+
+
+@pytest.mark.parametrize(
+    ("severity", "status", "key"),
+    [("major", "deferred", "notified"), ("critical", "queued", "notified")],
+)
+def test_an_outage_at_night_waits_for_the_morning_unless_critical(
+    tmp_path: Path, severity: str, status: str, key: str
+) -> None:
+    engine = _engine(
+        tmp_path,
+        [_scored("C1", 0.01), _scored("C2", 0.5, has_account_manager=True, monthly_fee=5.0)],
+    )
+    night = SHANGHAI_MIDNIGHT + timedelta(hours=1)  # 01:00 there
+    counts, known = engine.outage("NOC-9", ["S1"], night, None, severity, night)  # type: ignore[arg-type]
+    assert not known
+    notices = {c: engine.log.customer_actions(c) for c in ("C1", "C2")}
+    for customer, rows in notices.items():
+        (notice,) = [r for r in rows if r["action_type"] == "outage_notice"]
+        assert notice["status"] == ("deferred" if severity == "major" else "queued"), customer
+        assert notice["dedupe_key"] == "outage:NOC-9"
+        expected = datetime(2026, 11, 3, 0, 0, tzinfo=UTC) if severity == "major" else None
+        assert notice["send_after"] == expected
+    # the customer with an account manager at high risk is called, whatever the fee
+    assert [r["action_type"] for r in notices["C2"]].count("callback") == 1
+    assert [r["action_type"] for r in notices["C1"]].count("callback") == 0
+    assert counts["affected"] == 2 and counts["callbacks"] == 1
+    assert counts["deferred" if severity == "major" else "notified"] == 2
+    again, known = engine.outage("NOC-9", ["S1"], night, None, severity, night + SECOND)  # type: ignore[arg-type]
+    assert known and again == counts
+    assert len(engine.log.customer_actions("C1")) == 1
+
+
+def test_a_second_outage_the_same_day_notifies_again(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, [_scored("C1", 0.01)], quiet_start="00:00", quiet_end="00:00")
+    at = SHANGHAI_MIDNIGHT + timedelta(hours=10)
+    for event in ("NOC-1", "NOC-2"):
+        counts, _ = engine.outage(event, ["S1"], at, None, "minor", at)
+        assert counts["notified"] == 1
+    assert {r["dedupe_key"] for r in engine.log.customer_actions("C1")} == {
+        "outage:NOC-1",
+        "outage:NOC-2",
+    }
+    unhomed, _ = engine.outage("NOC-3", ["S404"], at, None, "minor", at)
+    assert unhomed["affected"] == 0
