@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from tests import postgres
+
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "mutants"
 EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.yaml"
@@ -40,6 +45,7 @@ KILLED_CODES = {1, 3, 37, -11, -9}  # a test failed, pytest crashed, the type ch
 TIMEOUT_CODES = {36, -24, 24, 152, 255}  # the tests ran past their time: an endless loop
 NO_TESTS_CODES = {5, 33}
 SKIPPED_CODES = {34}
+ALIVE = ("survived", "no tests", "not checked")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class Mutant:
     status: str  # killed, timeout, survived, no tests, skipped, not checked
     function: str  # e.g. check, ActionLog.record
     change: str  # "old line -> new line"
+
+
+def _key(mutant: Mutant) -> tuple[str, str, str]:
+    return mutant.module, mutant.function, mutant.change
 
 
 def critical_modules() -> list[str]:
@@ -90,8 +100,11 @@ def _function_sources(mutated: Path) -> dict[str, str]:
 
 def _change(original: str, variant: str) -> str:
     """The lines a mutation changed, as `old -> new` (whitespace-trimmed)."""
+    # the two differ in their function names (`x_f__mutmut_orig`, `x_f__mutmut_3`)
+    original = re.sub(r"__mutmut_\w+", "", original, count=1)
+    variant = re.sub(r"__mutmut_\w+", "", variant, count=1)
     removed, added = [], []
-    for line in difflib.ndiff(original.splitlines()[1:], variant.splitlines()[1:]):
+    for line in difflib.ndiff(original.splitlines(), variant.splitlines()):
         if line.startswith("- "):
             removed.append(line[2:].strip())
         elif line.startswith("+ "):
@@ -129,16 +142,25 @@ def load_equivalents() -> dict[tuple[str, str, str], str]:
 
 
 def run_mutmut(max_children: int, log: Path) -> int:
-    """mutmut over a clean copy; its progress display goes to `log`, not the terminal."""
+    """mutmut over a clean copy; its progress display goes to `log`, not the terminal.
+
+    The tests' PostgreSQL cases share one server started here, rather than starting a
+    cluster in each of the thousands of short test runs; without PostgreSQL installed
+    they are left out.
+    """
     shutil.rmtree(MUTANTS, ignore_errors=True)
     MUTANTS.mkdir()
-    with log.open("w") as out:
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    with contextlib.ExitStack() as stack:
+        environment = dict(os.environ)
+        if postgres.installed():
+            environment[postgres.SERVER_ENV] = stack.enter_context(postgres.postgres_cluster())
+        else:
+            print("PostgreSQL is not installed: its test cases are left out", file=sys.stderr)
+            environment["PYTEST_ADDOPTS"] = "-k 'not postgresql'"
+        out = stack.enter_context(log.open("w"))
         done = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
+            command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, check=False
         )
     return done.returncode
 
@@ -161,7 +183,8 @@ def report(
         equivalent = sum(
             1
             for m in mine
-            if m.status in ("survived", "no tests") and (m.module, m.function, m.change) in equivalents
+            if m.status in ("survived", "no tests")
+            and (m.module, m.function, m.change) in equivalents
         )
         score = caught / len(mine) if mine else 1.0
         scores[module] = caught / (len(mine) - equivalent) if len(mine) > equivalent else 1.0
@@ -195,18 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     equivalents = load_equivalents()
     failing = report(mutants, equivalents, args.fail_under)
-    seen = {(m.module, m.function, m.change) for m in mutants}
+    seen = {_key(m) for m in mutants}
     stale = [key for key in equivalents if key not in seen]
-    alive = [
-        m
-        for m in mutants
-        if m.status in ("survived", "no tests", "not checked")
-        and (m.module, m.function, m.change) not in equivalents
-    ]
+    alive = [m for m in mutants if m.status in ALIVE and _key(m) not in equivalents]
     if alive:
-        print(f"\n{len(alive)} surviving mutants not judged equivalent (bugs the tests let through):")
+        print(f"\n{len(alive)} surviving mutants not judged equivalent (bugs the tests miss):")
         for m in alive:
-            print(f"  {m.module} {m.function} [{m.status}] {m.name.rsplit('__mutmut_', 1)[1]}: {m.change}")
+            number = m.name.rsplit("__mutmut_", 1)[1]
+            print(f"  {m.module} {m.function} [{m.status}] {number}: {m.change}")
     if stale:
         print(f"\n{len(stale)} entries of {EQUIVALENTS.name} match no mutant (the code changed):")
         for module, function, change in stale:

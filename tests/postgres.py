@@ -3,6 +3,9 @@
 `make test` installs Debian's `postgresql` package when it is missing and it runs as
 root; without it the PostgreSQL cases are skipped with the reason printed. PostgreSQL
 refuses to run as root, so as root the cluster belongs to the `postgres` user.
+
+With `TEST_POSTGRES_URL` set (a superuser's URL), the tests use that server instead of
+starting their own: `make mutation` starts one for its thousands of short test runs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+SERVER_ENV = "TEST_POSTGRES_URL"
+
+
+def installed() -> bool:
+    return _binary("initdb") is not None and _binary("pg_ctl") is not None
 
 
 def _binary(name: str) -> str | None:
@@ -40,6 +49,10 @@ def postgres_cluster() -> Iterator[str]:
     """Start a cluster in a new temporary folder; yields the SQLAlchemy URL of a superuser's
     server, and removes the cluster afterwards. (Not under pytest's tmp_path: that is
     private to root, and the server runs as `postgres` when the tests run as root.)"""
+    given = os.environ.get(SERVER_ENV)
+    if given:
+        yield given
+        return
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         reason = "PostgreSQL is not installed (make test installs Debian's postgresql as root)"
