@@ -320,7 +320,10 @@ def manifest_as_of(directory: Path) -> pd.Timestamp | None:
     if not manifest.exists():
         return None
     try:
-        as_of = pd.Timestamp(json.loads(manifest.read_text())["as_of"])
+        recorded = json.loads(manifest.read_text())["as_of"]
+        as_of = pd.Timestamp(recorded)
+        if as_of is pd.NaT:  # null, "" or "NaT" parse to NaT: no instant at all
+            raise ValueError(f"as_of is {recorded!r}, not an instant")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ManifestError(f"{manifest}: no readable 'as_of' instant ({error!r})") from error
     return as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
