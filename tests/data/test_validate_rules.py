@@ -1265,6 +1265,41 @@ def test_relations_without_customers_or_churns_skip_only_what_needs_them(
     assert check_relations(no_events) == [before_signup]
 
 
+# (table, column): a column some relation reads
+RELATION_COLUMNS = [
+    ("customers", "customer_id"),
+    ("customers", "signup_at"),
+    ("customers", "cell_site_id"),
+    ("customers", "region"),
+    ("cell_sites", "cell_site_id"),
+    ("cell_sites", "region"),
+    ("usage_monthly", "customer_id"),
+    ("usage_monthly", "month"),
+    ("service_tickets", "customer_id"),
+    ("network_events", "cell_site_id"),
+    ("churn_events", "customer_id"),
+    ("churn_events", "churned_at"),
+]
+
+
+@pytest.mark.parametrize(("table", "column"), RELATION_COLUMNS)
+def test_a_relation_whose_column_is_missing_is_skipped_and_the_others_still_run(
+    tables: dict[str, pd.DataFrame], table: str, column: str
+) -> None:
+    """Missing or mistyped columns reach the relations as absent (already reported)."""
+    churned_at = tables["churn_events"].loc[0, "churned_at"]
+    changed(tables, "package_purchases", 1, purchased_at=churned_at + SECOND)
+    tables[table] = tables[table].drop(columns=[column])
+    after_churn = Violation(
+        "package_purchases",
+        "purchased_at",
+        "after the customer's churned_at",
+        1,
+        ("row 1 customer_id=C2",),
+    )
+    assert check_relations(tables) == ([] if table == "churn_events" else [after_churn])
+
+
 def test_relations_are_checked_on_the_files(
     tmp_path: Path, tables: dict[str, pd.DataFrame]
 ) -> None:
@@ -1350,6 +1385,15 @@ def test_row_numbers_count_from_zero_even_if_the_file_stores_an_index(
             ("row 2 customer_id=C2, month=2025-03-01T00:00:00+00:00",),
         ),
     )
+
+
+def test_a_file_that_also_stores_its_key_as_the_index_is_read_by_its_columns(
+    tmp_path: Path, tables: dict[str, pd.DataFrame]
+) -> None:
+    folder = write_tables(tmp_path / "lifecycle", tables)
+    tickets = tables["service_tickets"].set_index("ticket_id", drop=False)
+    tickets.to_parquet(folder / "service_tickets.parquet")
+    assert validate_directory(folder).violations == ()
 
 
 def test_validation_never_modifies_the_files(
