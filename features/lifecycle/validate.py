@@ -268,8 +268,8 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
         sites = (
             tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
         )
-        site_region = customers["cell_site_id"].map(sites)
-        bad = site_region.notna() & (site_region != customers["region"])
+        site_region, region = customers["cell_site_id"].map(sites), customers["region"]
+        bad = site_region.notna() & region.notna() & (site_region != region)
         violations += _bad_rows(
             "customers",
             "region",
