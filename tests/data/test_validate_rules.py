@@ -1082,6 +1082,13 @@ def test_a_region_other_than_the_home_cell_sites_is_reported(
     ]
 
 
+def test_a_null_region_is_a_null_not_a_region_other_than_the_home_cell_sites(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    tables["customers"] = with_null(tables["customers"], "region", row=1)
+    assert check_relations(tables) == []
+
+
 def test_duplicated_parents_do_not_stop_the_relations(tables: dict[str, pd.DataFrame]) -> None:
     """The duplicate key is reported by the table's own rules; the first row counts here."""
     customers, sites = tables["customers"], tables["cell_sites"]
