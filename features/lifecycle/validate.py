@@ -268,8 +268,8 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
         sites = (
             tables["cell_sites"].drop_duplicates("cell_site_id").set_index("cell_site_id")["region"]
         )
-        site_region = customers["cell_site_id"].map(sites)
-        bad = site_region.notna() & (site_region != customers["region"])
+        site_region, region = customers["cell_site_id"].map(sites), customers["region"]
+        bad = site_region.notna() & region.notna() & (site_region != region)
         violations += _bad_rows(
             "customers",
             "region",
@@ -320,7 +320,10 @@ def manifest_as_of(directory: Path) -> pd.Timestamp | None:
     if not manifest.exists():
         return None
     try:
-        as_of = pd.Timestamp(json.loads(manifest.read_text())["as_of"])
+        recorded = json.loads(manifest.read_text())["as_of"]
+        as_of = pd.Timestamp(recorded)
+        if as_of is pd.NaT:  # null, "" or "NaT" parse to NaT: no instant at all
+            raise ValueError(f"as_of is {recorded!r}, not an instant")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ManifestError(f"{manifest}: no readable 'as_of' instant ({error!r})") from error
     return as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
