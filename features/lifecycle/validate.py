@@ -321,8 +321,10 @@ def manifest_as_of(directory: Path) -> pd.Timestamp | None:
         return None
     try:
         recorded = json.loads(manifest.read_text())["as_of"]
+        if not isinstance(recorded, str):  # a number would be read as nanoseconds from 1970
+            raise TypeError(f"as_of is {recorded!r}, not an ISO 8601 timestamp")
         as_of = pd.Timestamp(recorded)
-        if as_of is pd.NaT:  # null, "" or "NaT" parse to NaT: no instant at all
+        if as_of is pd.NaT:  # "" or "NaT" parse to NaT: no instant at all
             raise ValueError(f"as_of is {recorded!r}, not an instant")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ManifestError(f"{manifest}: no readable 'as_of' instant ({error!r})") from error

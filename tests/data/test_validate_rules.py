@@ -429,7 +429,17 @@ UNREADABLE_MANIFESTS = [
         "DateParseError('Unknown datetime string format, unable to parse: yesterday')",
         id="not-an-instant",
     ),
-    pytest.param('{"as_of": null}', "ValueError('as_of is None, not an instant')", id="null-as-of"),
+    pytest.param(
+        '{"as_of": null}',
+        "TypeError('as_of is None, not an ISO 8601 timestamp')",
+        id="null-as-of",
+    ),
+    pytest.param(
+        '{"as_of": 1793491200}',
+        "TypeError('as_of is 1793491200, not an ISO 8601 timestamp')",
+        id="a-number",
+    ),
+    pytest.param('{"as_of": "NaT"}', "ValueError(\"as_of is 'NaT', not an instant\")", id="nat"),
     pytest.param('{"as_of": ""}', "ValueError(\"as_of is '', not an instant\")", id="empty"),
     pytest.param(None, "IsADirectoryError(21, 'Is a directory')", id="a-folder"),
 ]
@@ -462,7 +472,7 @@ def test_an_unreadable_manifest_is_a_violation_and_now_is_the_cut_off(folder: Pa
             "manifest.json",
             None,
             f"{manifest}: no readable 'as_of' instant "
-            "(ValueError('as_of is None, not an instant'))",
+            "(TypeError('as_of is None, not an ISO 8601 timestamp'))",
         ),
     )
 
