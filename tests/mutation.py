@@ -9,7 +9,7 @@ function. A variant some test fails on is killed; one every test passes survived
 This script starts from a clean `mutants/` (so the figures are those of the code as it
 is), runs mutmut, and prints per module: mutants, killed, survived, the score
 (killed / mutants), and the score once the survivors judged equivalent (no caller can
-tell them from the original; listed with the reason in tests/mutation-equivalents.yaml)
+tell them from the original; listed with the reason in tests/mutation-equivalents/*.yaml)
 are set aside. The surviving mutants that are not judged equivalent are printed as
 diffs: each is a bug the tests would let through. Exits 1 when a module scores below
 `--fail-under` once equivalents are set aside.
@@ -39,7 +39,7 @@ from tests import postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "mutants"
-EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.yaml"
+EQUIVALENTS = ROOT / "tests" / "mutation-equivalents"  # one YAML file per area
 # mutmut's exit codes of a mutant's test run (mutmut.stats.status_by_exit_code)
 KILLED_CODES = {1, 3, 37, -11, -9}  # a test failed, pytest crashed, the type check, a crash
 TIMEOUT_CODES = {36, -24, 24, 152, 255}  # the tests ran past their time: an endless loop
@@ -137,7 +137,11 @@ def read_results(modules: list[str]) -> list[Mutant]:
 
 def load_equivalents() -> dict[tuple[str, str, str], str]:
     """(module, function, change) -> why the mutant cannot be told from the original."""
-    entries = yaml.safe_load(EQUIVALENTS.read_text()) or [] if EQUIVALENTS.exists() else []
+    entries = [
+        entry
+        for path in sorted(EQUIVALENTS.glob("*.yaml"))
+        for entry in yaml.safe_load(path.read_text()) or []
+    ]
     return {(e["module"], e["function"], e["change"]): e["why"] for e in entries}
 
 
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             number = m.name.rsplit("__mutmut_", 1)[1]
             print(f"  {m.module} {m.function} [{m.status}] {number}: {m.change}")
     if stale:
-        print(f"\n{len(stale)} entries of {EQUIVALENTS.name} match no mutant (the code changed):")
+        print(f"\n{len(stale)} equivalents in {EQUIVALENTS.name}/ match no mutant (code changed):")
         for module, function, change in stale:
             print(f"  {module} {function}: {change}")
     print(f"\nmutation testing took {time.monotonic() - started:.0f} s")
