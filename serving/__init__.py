@@ -1,1 +1,1 @@
-"""The FastAPI scoring API and the action engine (issue 7)."""
+"""The FastAPI scoring API, the action engine, the action log and the daily risk list."""
