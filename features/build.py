@@ -118,6 +118,8 @@ def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.Da
     frame["overage_90d"] = q["overage_amount"].sum()
     frame["late_payments_180d"] = h["late_payment"].sum()
     frame["months_billed_180d"] = h.size()
+    counted = ["roaming_days_90d", "late_payments_180d", "months_billed_180d"]
+    frame[counted] = frame[counted].fillna(0).astype("int64")  # none billed yet: 0, not NaN
     return frame.reindex(ids)
 
 

@@ -126,6 +126,20 @@ def test_mid_month_snapshots_see_the_months_billed_before_them() -> None:
     assert row["bill_30d"] == 100.0
 
 
+def test_a_customer_without_a_billed_month_has_zero_counts_and_unknown_amounts() -> None:
+    """Counts are 0 and int64 (Feast declares them Int64); sums and means of usage are NaN."""
+    usage = pd.concat(
+        [USAGE_A, _usage([{"customer_id": "b", "month": _month(-1), "data_gb": 7.0}])],
+        ignore_index=True,
+    )
+    frame = _usage_windows(usage, IDS, T)
+    counts = ["roaming_days_90d", "late_payments_180d", "months_billed_180d"]
+    assert frame.loc[["b", "c"], counts].to_numpy().tolist() == [[0, 0, 0], [0, 0, 0]]
+    assert (frame[counts].dtypes == "int64").all()
+    amounts = frame.columns.difference(counts)
+    assert frame.loc[["b", "c"], amounts].isna().all().all()
+
+
 def test_before_any_month_is_billed_there_are_no_usage_figures() -> None:
     frame = _usage_windows(USAGE_A, IDS, _month(6) + SECOND)  # a second into the first month
     assert list(frame.columns) == []

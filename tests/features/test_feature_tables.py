@@ -183,6 +183,18 @@ def test_activity_windows_stop_at_each_snapshot() -> None:
     assert rows.loc[("b", T2), "offers_accepted_180d"] == 1
 
 
+def test_activity_keeps_counts_in_int64_and_the_rest_in_float64_at_a_mid_month_snapshot() -> None:
+    """d joined in February: nothing billed at T2 yet, so 0 months billed, not a float NaN."""
+    activity = customer_activity(_tables(), pd.DatetimeIndex([T0, T1, T2]), SITE_QUALITY)
+    dtypes = activity.dtypes.astype(str).to_dict()
+    assert {c for c, dtype in dtypes.items() if dtype == "float64"} == FLOATS
+    ints = set(ACTIVITY_COLUMNS) - FLOATS - {"customer_id", "event_timestamp"}
+    assert {c for c, dtype in dtypes.items() if dtype == "int64"} == ints
+    d = activity.set_index("customer_id").loc["d"]
+    assert (d["months_billed_180d"], d["late_payments_180d"], d["roaming_days_90d"]) == (0, 0, 0)
+    assert pd.isna(d["data_gb_30d"])
+
+
 def test_all_tables_are_built_over_the_same_snapshots() -> None:
     """Snapshots: every month start after the first usage month, and the as-of instant."""
     tables = _tables()
