@@ -174,8 +174,10 @@ def _site_quality(quality: pd.DataFrame, events: pd.DataFrame, t: pd.Timestamp) 
             "load_mean_30d": by_site["load"].mean(),
         }
     )
+    hours_90d = site_outage_hours(events, t, 90)  # every site with an outage before t
+    frame = frame.reindex(frame.index.union(hours_90d.index))  # reported quality days or not
     frame["outage_hours_30d"] = site_outage_hours(events, t, 30)
-    frame["outage_hours_90d"] = site_outage_hours(events, t, 90)
+    frame["outage_hours_90d"] = hours_90d
     started = events[(events["started_at"] < t) & (events["started_at"] >= t - 30 * DAY)]
     frame["outage_events_30d"] = started.groupby("cell_site_id").size()
     counted = ["outage_hours_30d", "outage_hours_90d", "outage_events_30d"]

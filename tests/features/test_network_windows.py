@@ -109,6 +109,18 @@ def test_a_site_without_outages_has_zero_hours_and_events_in_int64() -> None:
     assert frame["outage_events_30d"].dtype == "int64"
 
 
+def test_outage_hours_reach_a_site_whose_quality_days_are_missing() -> None:
+    """A site down all month may report no quality day; its outage hours still count."""
+    events = _events([("dark", T - 100 * DAY, None), ("dark", T - 10 * DAY, T - 9 * DAY)])
+    frame = _site_quality(QUALITY, events, T)
+    assert frame.loc["dark", ["outage_hours_30d", "outage_hours_90d"]].tolist() == [
+        30 * 24.0 + 24.0,
+        90 * 24.0 + 24.0,  # the open outage from its 90th day before t on
+    ]
+    assert frame.loc["dark", "outage_events_30d"] == 1
+    assert pd.isna(frame.loc["dark", "drop_rate_mean_30d"])
+
+
 def test_cell_site_quality_has_one_row_per_site_and_snapshot_with_zeros_for_quiet_sites() -> None:
     tables = {
         "cell_sites": pd.DataFrame({"cell_site_id": ["s", "q", "z"], "region": "r"}),
