@@ -118,6 +118,8 @@ def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.Da
     frame["overage_90d"] = q["overage_amount"].sum()
     frame["late_payments_180d"] = h["late_payment"].sum()
     frame["months_billed_180d"] = h.size()
+    counted = ["roaming_days_90d", "late_payments_180d", "months_billed_180d"]
+    frame[counted] = frame[counted].fillna(0).astype("int64")  # none billed yet: 0, not NaN
     return frame.reindex(ids)
 
 
@@ -172,8 +174,10 @@ def _site_quality(quality: pd.DataFrame, events: pd.DataFrame, t: pd.Timestamp) 
             "load_mean_30d": by_site["load"].mean(),
         }
     )
+    hours_90d = site_outage_hours(events, t, 90)  # every site with an outage before t
+    frame = frame.reindex(frame.index.union(hours_90d.index))  # reported quality days or not
     frame["outage_hours_30d"] = site_outage_hours(events, t, 30)
-    frame["outage_hours_90d"] = site_outage_hours(events, t, 90)
+    frame["outage_hours_90d"] = hours_90d
     started = events[(events["started_at"] < t) & (events["started_at"] >= t - 30 * DAY)]
     frame["outage_events_30d"] = started.groupby("cell_site_id").size()
     counted = ["outage_hours_30d", "outage_hours_90d", "outage_events_30d"]
