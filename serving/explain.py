@@ -40,6 +40,8 @@ def threads_for(rows: int) -> int:
 
 def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     """LightGBM's exact TreeSHAP contributions (log-odds), features then bias."""
+    if len(matrix) == 0:  # LightGBM cannot predict no rows (ZeroDivisionError)
+        return np.empty((0, (matrix.shape[1] + 1) * booster.num_model_per_iteration()))
     return np.asarray(
         booster.predict(matrix, pred_contrib=True, num_threads=threads_for(len(matrix)))
     )

@@ -84,11 +84,16 @@ def _train(extra: dict[str, Any], rounds: int, names: list[str] | None = None) -
 def _booster(kind: str) -> lgb.Booster:
     """nan: NaN is its own way at x0's splits; zero: zero_as_missing (missing type Zero);
     single_leaf: trees 0, 7 and 19 of `nan` replaced by single leaves; deep: 63-leaf trees,
-    more outcomes than a 64-bit key holds."""
+    more outcomes than a 64-bit key holds; multiclass: three trees per iteration."""
     if kind == "nan":
         return _train({}, 20)
     if kind == "zero":
         return _train({"zero_as_missing": True}, 20)
+    if kind == "multiclass":  # three classes: three trees per iteration
+        x, y = _data()
+        classes = y + (x[:, 1] > 1.5)
+        data = lgb.Dataset(x, classes, categorical_feature=[CATEGORY])
+        return lgb.train({**PARAMS, "objective": "multiclass", "num_class": 3}, data, 2)
     if kind == "deep":
         return _train({"num_leaves": 63, "min_child_samples": 2, "min_data_per_group": 2}, 3)
     if kind == "single_leaf":
@@ -421,6 +426,18 @@ def test_a_zero_capacity_computes_every_row_and_caches_nothing() -> None:
     assert (cache.hits, cache.misses, len(cache.cache)) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("capacity", [0, 8])
+def test_no_rows_get_no_contributions(capacity: int) -> None:
+    cache = CachedContributions(_booster("nan"), capacity=capacity)
+    assert cache(np.empty((0, 3))).shape == (0, 4)
+    assert (cache.hits, cache.misses) == (0, 0)
+    # as wide as LightGBM's answer for rows: features and bias per class
+    multiclass = _booster("multiclass")
+    x, _ = _data()
+    assert contributions(multiclass, x[:0]).shape == (0, _stock(multiclass, x[:2]).shape[1])
+    assert _stock(multiclass, x[:2]).shape == (2, 12)
+
+
 def test_what_the_cache_keeps_cannot_be_changed_through_an_answer() -> None:
     booster = _booster("nan")
     cache = CachedContributions(booster, capacity=8)
@@ -505,12 +522,6 @@ def test_batch_contributions_sum_single_leaf_trees_into_the_bias() -> None:
 
 
 def test_batch_contributions_refuse_a_multiclass_model() -> None:
-    x, y = _data()
-    classes = y + (x[:, 1] > 1.5)  # three classes
-    booster = lgb.train(
-        {**PARAMS, "objective": "multiclass", "num_class": 3},
-        lgb.Dataset(x, classes, categorical_feature=[CATEGORY]),
-        num_boost_round=2,
-    )
+    x, _ = _data()
     with pytest.raises(ValueError, match="one tree per iteration"):
-        batch_contributions(booster, x[:5])
+        batch_contributions(_booster("multiclass"), x[:5])
