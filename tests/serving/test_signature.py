@@ -144,7 +144,7 @@ def _thresholds(kind: str, feature: int) -> tuple[float, ...]:
 def _pool(kind: str, feature: int) -> tuple[float, ...]:
     """The values a tree can tell apart, and their neighbours."""
     if feature == CATEGORY:  # trained codes, unseen ones, negatives, NaN, fractions
-        return (0.0, 1.0, 2.0, 3.0, 4.0, 99.0, -1.0, -2.0, math.nan, 1.5, 2.5)
+        return (0.0, 1.0, 2.0, 3.0, 4.0, 99.0, -1.0, -2.0, math.nan, 1.5, 2.5, -0.5, -1.5)
     values = [math.nan, 0.0, -0.0, 1e-36, -1e-36, ZERO, -ZERO, math.inf, -math.inf]
     values += [np.nextafter(ZERO, UP), np.nextafter(-ZERO, DOWN), -1e9, 1e9]
     for threshold in _thresholds(kind, feature):
@@ -352,6 +352,24 @@ def test_categories_are_told_apart_by_code_and_negative_codes_go_with_missing() 
         assert np.array_equal(_stock(booster, _row(category=other)), missing)
     # a code is truncated like LightGBM's cast to int: 1.5 is category 1
     assert signature(_row(category=1.5)) == signature(_row(category=1.0))
+
+
+def test_a_fractional_category_code_is_truncated_like_lightgbm_does() -> None:
+    """LightGBM casts a category code to int, toward zero: -0.5 is category 0 (not a
+    negative code, which would go with NaN) and 1.5 is category 1."""
+    booster = _booster("nan")
+    codes = [-0.5, 0.0, -1.0, math.nan, 1.5, 1.0, -1.5]
+    rows = np.concatenate([_row(category=c) for c in codes])
+    stock = _stock(booster, rows)
+    assert np.array_equal(stock[0], stock[1]) and np.array_equal(stock[4], stock[5])
+    assert not np.array_equal(stock[0], stock[2])  # category 0 is in some left sets
+    assert np.array_equal(stock[2], stock[3]) and np.array_equal(stock[6], stock[3])
+    signature = DecisionSignature(booster)
+    assert signature(rows[:1]) == signature(rows[1:2])
+    np.testing.assert_allclose(batch_contributions(booster, rows), stock, rtol=0, atol=1e-12)
+    for order in (slice(None), slice(None, None, -1)):
+        cache = CachedContributions(booster, capacity=16)
+        assert np.array_equal(cache(rows[order]), stock[order])
 
 
 @pytest.mark.parametrize("kind", ["nan", "zero", "single_leaf"])
