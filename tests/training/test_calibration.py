@@ -178,31 +178,54 @@ def test_isotonic_calibration_is_monotone_and_breaks_every_tie(
 
 
 def test_calibration_before_fitting_is_refused() -> None:
-    with pytest.raises(AssertionError, match="before fit"):
+    with pytest.raises(AssertionError, match=r"^calibrator used before fit$"):
         Calibrator("isotonic")(np.array([0.5]))
 
 
 # --- Platt scaling ------------------------------------------------------------------------
 
 
+# The logit Platt reads: log(p / (1 - p)) inside (0, 1); a score of 0 or 1 has none, so
+# the score is kept within [1e-9, 1 - 1e-9] and its complement at least 1e-9
+LOGIT_OF_0 = np.log(1e-9)
+LOGIT_OF_1 = np.log((1 - 1e-9) / 1e-9)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
+    """The logit of scores inside (0, 1), as a column."""
     return np.log(p / (1 - p)).reshape(-1, 1)
 
 
-def test_platt_calibration_is_a_logistic_regression_on_the_logit_of_the_score() -> None:
+def _platt_data() -> tuple[np.ndarray, np.ndarray]:
+    """Scores that say little (churn rises from ~0.3 to ~0.45 across them): a flat fit, so
+    even the ends map to mid-range probabilities, where every bit of the logit shows."""
     rng = np.random.default_rng(4)
-    raw = rng.uniform(0.01, 0.6, 300)
-    labels = (rng.uniform(size=300) < np.clip(1.6 * raw, 0, 1)).astype(int)  # under-confident
+    raw = np.concatenate([[0.0, 1.0], rng.uniform(0.01, 0.99, 300)])
+    labels = (rng.uniform(size=len(raw)) < 0.3 + 0.15 * raw).astype(int)
+    return raw, labels
+
+
+def test_platt_calibration_is_a_logistic_regression_on_the_logit_of_the_score() -> None:
+    raw, labels = _platt_data()
     fitted = Calibrator("sigmoid").fit(raw, labels)
-    queries = np.array([0.0, 1e-12, 0.001, 0.05, 0.2, 0.5, 0.9, 1 - 1e-12, 1.0])
-    reference = LogisticRegression(C=1e6).fit(_logit(raw), labels)
-    expected = reference.predict_proba(_logit(queries))[:, 1]
-    np.testing.assert_allclose(fitted(queries), expected, rtol=0, atol=1e-9)
-    # the fit is not the identity: scores of 0.2 are ~0.32 churners
-    assert fitted(np.array([0.2]))[0] == pytest.approx(0.32, abs=0.05)
-    # scores of 0 and 1 are clipped to 1e-9 and 1 - 1e-9: finite, in order
-    assert np.isfinite(fitted(queries)).all() and (np.diff(fitted(queries)) >= 0).all()
+    logits = np.concatenate([[[LOGIT_OF_0], [LOGIT_OF_1]], _logit(raw[2:])])
+    reference = LogisticRegression(C=1e6).fit(logits, labels)
+    inside = np.array([1e-6, 0.001, 0.05, 0.2, 0.5, 0.9, 0.999])
+    assert np.array_equal(fitted(inside), reference.predict_proba(_logit(inside))[:, 1])
+    ends = reference.predict_proba(np.array([[LOGIT_OF_0], [LOGIT_OF_1]]))[:, 1]
+    assert np.array_equal(fitted(np.array([0.0, 1.0])), ends)
+    assert 0.1 < ends[0] < ends[1] < 0.9  # mid-range: the fit is flat, not the identity
+    # scores outside [0, 1] calibrate like the nearest end
+    assert np.array_equal(fitted(np.array([-0.5, 1.5])), ends)
+
+
+def test_platt_fits_scores_outside_the_unit_interval_like_the_nearest_end() -> None:
+    raw, labels = _platt_data()
+    outside = raw.copy()
+    outside[:2] = [-0.5, 1.5]  # in place of 0 and 1
+    probe = np.linspace(0, 1, 11)
+    reference = Calibrator("sigmoid").fit(raw, labels)
+    assert np.array_equal(Calibrator("sigmoid").fit(outside, labels)(probe), reference(probe))
 
 
 # --- the model: what it serves -------------------------------------------------------------
