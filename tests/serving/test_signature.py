@@ -33,26 +33,30 @@ from serving.explain import (
 )
 
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, widened to double
-CATEGORY = 2  # the categorical column; 0 and 1 are numeric
+CATEGORY, CHANNEL = 2, 3  # the categorical columns; 0 and 1 are numeric
+WIDTH = 4  # columns; contributions have one more (the bias)
 # ±inf in a numeric column: batch_contributions casts every column to a category code, and
 # the (unused) codes of those columns overflow the cast
 INF_CAST = "ignore:invalid value encountered in cast:RuntimeWarning"
 UP, DOWN = math.inf, -math.inf
 MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
+BINARY = ["nan", "zero", "single_leaf", "stumps", "deep"]  # the test models (see _booster)
 
 
 def _data(rows: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """x0: normal with 15 % NaN (which churn like high values: NaN goes right);
-    x1: few values, many zeros (which churn more), negatives; x2: categories 0-3."""
+    x1: few values, many zeros (which churn more), negatives; x2: categories 0-3;
+    x3: a second categorical, 0-2 (two of them share a tree's key in batch_contributions)."""
     rng = np.random.default_rng(seed)
     x0 = rng.normal(0, 1, rows)
     x0[rng.uniform(size=rows) < 0.15] = np.nan
     x1 = rng.choice([0.0, 1.0, 2.0, 3.5, -1.0], rows)
     category = rng.integers(0, 4, rows).astype("float64")
     logit = np.nan_to_num(x0, nan=2.0) + 1.5 * (x1 == 0) - 2.0 * (category == 0)
-    logit += 1.0 * (category == 2)
+    channel = rng.integers(0, 3, rows).astype("float64")
+    logit += 1.0 * (category == 2) + 1.2 * (channel == 1) - 0.8 * (channel == 2)
     labels = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)
-    return np.column_stack([x0, x1, category]), labels
+    return np.column_stack([x0, x1, category, channel]), labels
 
 
 PARAMS: dict[str, Any] = {
@@ -76,15 +80,18 @@ SINGLE_LEAF = (
 
 def _train(extra: dict[str, Any], rounds: int, names: list[str] | None = None) -> lgb.Booster:
     x, y = _data()
-    data = lgb.Dataset(x, y, categorical_feature=[CATEGORY], feature_name=names or "auto")
+    data = lgb.Dataset(x, y, categorical_feature=[CATEGORY, CHANNEL], feature_name=names or "auto")
     return lgb.train({**PARAMS, **extra}, data, num_boost_round=rounds)
 
 
 @functools.cache
 def _booster(kind: str) -> lgb.Booster:
     """nan: NaN is its own way at x0's splits; zero: zero_as_missing (missing type Zero);
-    single_leaf: trees 0, 7 and 19 of `nan` replaced by single leaves; deep: 63-leaf trees,
-    more outcomes than a 64-bit key holds; multiclass: three trees per iteration."""
+    single_leaf: trees 0, 7 and 19 of `nan` replaced by single leaves; stumps: trees of one
+    split; deep: 63-leaf trees, more outcomes than a 64-bit key holds; multiclass: three
+    trees per iteration; leaf_only: a single one-leaf tree; no_trees: none at all;
+    default_right: `nan` with decision type 0 (missing type None, default right) in place of
+    2 (default left), which changes no prediction: NaN is read as 0 at such splits."""
     if kind == "nan":
         return _train({}, 20)
     if kind == "zero":
@@ -92,8 +99,24 @@ def _booster(kind: str) -> lgb.Booster:
     if kind == "multiclass":  # three classes: three trees per iteration
         x, y = _data()
         classes = y + (x[:, 1] > 1.5)
-        data = lgb.Dataset(x, classes, categorical_feature=[CATEGORY])
+        data = lgb.Dataset(x, classes, categorical_feature=[CATEGORY, CHANNEL])
         return lgb.train({**PARAMS, "objective": "multiclass", "num_class": 3}, data, 2)
+    if kind == "leaf_only":  # no split meets min_child_samples: one tree, one leaf
+        return _train({"min_child_samples": 1000}, 3)
+    if kind == "no_trees":  # a model text without a single tree (LightGBM loads it)
+        text = re.sub(
+            r"Tree=\d+\n.*?\n\n\n", "", _booster("leaf_only").model_to_string(), flags=re.S
+        )
+        return lgb.Booster(model_str=re.sub(r"tree_sizes=[^\n]*\n", "", text))
+    if kind == "default_right":  # x1's splits written as type 0 (the same tree to LightGBM)
+        text = re.sub(
+            r"(?m)^decision_type=.*$",
+            lambda m: re.sub(r"\b2\b", "0", m.group(0)),
+            _booster("nan").model_to_string(),
+        )
+        return lgb.Booster(model_str=re.sub(r"tree_sizes=[^\n]*\n", "", text))
+    if kind == "stumps":
+        return _train({"num_leaves": 2}, 20)
     if kind == "deep":
         return _train({"num_leaves": 63, "min_child_samples": 2, "min_data_per_group": 2}, 3)
     if kind == "single_leaf":
@@ -143,7 +166,7 @@ def _thresholds(kind: str, feature: int) -> tuple[float, ...]:
 @functools.cache
 def _pool(kind: str, feature: int) -> tuple[float, ...]:
     """The values a tree can tell apart, and their neighbours."""
-    if feature == CATEGORY:  # trained codes, unseen ones, negatives, NaN, fractions
+    if feature in (CATEGORY, CHANNEL):  # trained codes, unseen, negatives, NaN, fractions
         return (0.0, 1.0, 2.0, 3.0, 4.0, 99.0, -1.0, -2.0, math.nan, 1.5, 2.5, -0.5, -1.5)
     values = [math.nan, 0.0, -0.0, 1e-36, -1e-36, ZERO, -ZERO, math.inf, -math.inf]
     values += [np.nextafter(ZERO, UP), np.nextafter(-ZERO, DOWN), -1e9, 1e9]
@@ -154,13 +177,15 @@ def _pool(kind: str, feature: int) -> tuple[float, ...]:
 
 @st.composite
 def _matrices(draw: st.DrawFn, kind: str, max_rows: int = 40) -> np.ndarray:
-    columns = [st.sampled_from(_pool(kind, j)) for j in range(3)]
+    columns = [st.sampled_from(_pool(kind, j)) for j in range(WIDTH)]
     rows = draw(st.lists(st.tuples(*columns), min_size=1, max_size=max_rows))
     return np.array(rows, dtype="float64")
 
 
-def _row(x0: float = 0.5, x1: float = 1.0, category: float = 1.0) -> np.ndarray:
-    return np.array([[x0, x1, category]])
+def _row(
+    x0: float = 0.5, x1: float = 1.0, category: float = 1.0, channel: float = 0.0
+) -> np.ndarray:
+    return np.array([[x0, x1, category, channel]])
 
 
 def _stock(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
@@ -170,7 +195,7 @@ def _stock(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
 # --- tree_splits -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["nan", "zero", "single_leaf", "deep"])
+@pytest.mark.parametrize("kind", BINARY)
 def test_tree_splits_are_each_trees_splits_as_lightgbm_holds_them(kind: str) -> None:
     booster = _booster(kind)
     splits = tree_splits(booster)
@@ -202,7 +227,7 @@ def test_a_single_leaf_tree_has_no_splits() -> None:
 def test_tree_splits_stop_at_the_end_of_the_trees() -> None:
     """After the trees, the model text lists feature importances as `name=count`: features
     named like the split fields must not overwrite the last tree's splits."""
-    names = ["split_feature", "threshold", "decision_type"]
+    names = ["split_feature", "threshold", "decision_type", "leaf_value"]
     named = _train({}, 3, names)
     assert "\nthreshold=" in named.model_to_string().split("end of trees")[1]
     plain = _train({}, 3)
@@ -277,7 +302,7 @@ def test_zero_as_missing_splits_send_zeros_their_default_way() -> None:
             assert np.array_equal(cache(then), _stock(booster, then))
 
 
-@pytest.mark.parametrize("kind", ["nan", "zero", "single_leaf", "deep"])
+@pytest.mark.parametrize("kind", BINARY)
 @pytest.mark.filterwarnings(INF_CAST)
 def test_every_boundary_value_of_one_feature_is_explained_exactly_in_either_order(
     kind: str,
@@ -289,7 +314,7 @@ def test_every_boundary_value_of_one_feature_is_explained_exactly_in_either_orde
     booster = _booster(kind)
     signature = DecisionSignature(booster)
     base, _ = _data(rows=6, seed=11)
-    for feature in (0, 1, CATEGORY):
+    for feature in range(WIDTH):
         pool = _pool(kind, feature)
         matrix = np.repeat(base, len(pool), axis=0)
         matrix[:, feature] = np.tile(pool, len(base))
@@ -337,6 +362,50 @@ def test_a_missing_value_never_gets_another_rows_cached_explanation(kind: str) -
         assert np.array_equal(cache(missing), _stock(booster, missing)), feature
         assert np.array_equal(cache(below), _stock(booster, below)), feature
         assert (cache.hits, cache.misses) == (1, 2)
+
+
+@pytest.mark.filterwarnings(INF_CAST)
+def test_a_split_of_decision_type_0_is_numeric() -> None:
+    """Type 0 is a numeric split (bit 0 clear) with missing type None and no default-left
+    bit: it must be read by threshold, never as a category code."""
+    booster, plain = _booster("default_right"), _booster("nan")
+    kinds = np.concatenate([k for _, _, k in tree_splits(booster)])
+    assert 0 in kinds and 2 not in kinds
+    x, _ = _data(rows=60, seed=3)
+    x[::5, 1] = [math.inf, -math.inf, 5.0, -7.0, math.nan, 0.0, -2.0, 3.5, -0.0, 1e-36, 2.0, 1.0]
+    assert np.array_equal(_stock(booster, x), _stock(plain, x))  # the same model
+    assert DecisionSignature(booster)(x) == DecisionSignature(plain)(x)
+    np.testing.assert_allclose(
+        batch_contributions(booster, x), _stock(plain, x), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("kind", ["leaf_only", "no_trees"])
+def test_a_model_without_splits_gives_every_row_one_signature_and_its_bias(kind: str) -> None:
+    booster = _booster(kind)
+    assert [len(f) for f, _, _ in tree_splits(booster)] == ([0] if kind == "leaf_only" else [])
+    x, _ = _data(rows=30, seed=2)
+    matrix = np.concatenate([x, _row(x0=math.nan), _row(x1=0.0, category=-1.0)])
+    assert len(set(DecisionSignature(booster)(matrix))) == 1
+    stock = _stock(booster, matrix)
+    cache = CachedContributions(booster, capacity=8)
+    assert np.array_equal(cache(matrix[:1]), stock[:1])
+    assert np.array_equal(cache(matrix[1:]), stock[1:])
+    assert (cache.hits, cache.misses) == (len(matrix) - 1, 1)
+    np.testing.assert_allclose(batch_contributions(booster, matrix), stock, rtol=0, atol=1e-12)
+
+
+def test_rows_on_the_same_side_of_every_threshold_share_one_signature() -> None:
+    """The cache is worth having: values that differ but make the same decisions everywhere
+    (here far above x0's highest threshold) are one signature, one computation."""
+    booster = _booster("nan")
+    top = _thresholds("nan", 0)[-1]
+    rows = np.concatenate([_row(x0=top + 1.0), _row(x0=top + 10.0), _row(x0=top + 100.0)])
+    assert len(set(DecisionSignature(booster)(rows))) == 1
+    cache = CachedContributions(booster, capacity=8)
+    assert np.array_equal(cache(rows[:1]), _stock(booster, rows[:1]))
+    assert np.array_equal(cache(rows[1:]), _stock(booster, rows[1:]))
+    assert (cache.hits, cache.misses) == (2, 1)
 
 
 def test_categories_are_told_apart_by_code_and_negative_codes_go_with_missing() -> None:
@@ -434,6 +503,17 @@ def test_the_cache_keeps_at_most_capacity_signatures_evicting_the_least_recently
     )
 
 
+def test_a_capacity_of_one_keeps_the_last_signature_only() -> None:
+    booster = _booster("nan")
+    signature = DecisionSignature(booster)
+    a, b = _row(x0=-1e9), _row(x0=1e9)
+    cache = CachedContributions(booster, capacity=1)
+    for row in (a, b, b, a):
+        assert np.array_equal(cache(row), _stock(booster, row))
+    assert list(cache.cache) == signature(a)
+    assert (cache.hits, cache.misses) == (1, 3)
+
+
 def test_a_zero_capacity_computes_every_row_and_caches_nothing() -> None:
     booster = _booster("nan")
     cache = CachedContributions(booster, capacity=0)
@@ -447,13 +527,13 @@ def test_a_zero_capacity_computes_every_row_and_caches_nothing() -> None:
 @pytest.mark.parametrize("capacity", [0, 8])
 def test_no_rows_get_no_contributions(capacity: int) -> None:
     cache = CachedContributions(_booster("nan"), capacity=capacity)
-    assert cache(np.empty((0, 3))).shape == (0, 4)
+    assert cache(np.empty((0, WIDTH))).shape == (0, WIDTH + 1)
     assert (cache.hits, cache.misses) == (0, 0)
     # as wide as LightGBM's answer for rows: features and bias per class
     multiclass = _booster("multiclass")
     x, _ = _data()
     assert contributions(multiclass, x[:0]).shape == (0, _stock(multiclass, x[:2]).shape[1])
-    assert _stock(multiclass, x[:2]).shape == (2, 12)
+    assert _stock(multiclass, x[:2]).shape == (2, 3 * (WIDTH + 1))
 
 
 def test_what_the_cache_keeps_cannot_be_changed_through_an_answer() -> None:
@@ -466,7 +546,7 @@ def test_what_the_cache_keeps_cannot_be_changed_through_an_answer() -> None:
     for kept in cache.cache.values():
         assert not kept.flags.writeable
         assert kept.base is None  # its own row, not a view keeping the whole batch alive
-        assert kept.shape == (4,)
+        assert kept.shape == (WIDTH + 1,)
 
 
 def test_a_request_is_explained_on_the_calling_thread_and_a_batch_on_all_cores() -> None:
@@ -484,7 +564,7 @@ def test_contributions_are_lightgbms_for_requests_and_batches() -> None:
 # --- batch_contributions ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["nan", "zero", "single_leaf", "deep"])
+@pytest.mark.parametrize("kind", BINARY)
 @pytest.mark.filterwarnings(INF_CAST)
 @settings(max_examples=50)  # every pool value, one feature at a time: the exhaustive test
 @given(data=st.data())
@@ -496,17 +576,19 @@ def test_batch_contributions_equal_treeshap(kind: str, data: st.DataObject) -> N
     np.testing.assert_allclose(fast, stock, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["nan", "zero", "single_leaf", "deep"])
+@pytest.mark.parametrize("kind", BINARY)
 def test_batch_contributions_of_the_training_rows_and_their_boundary_cases(kind: str) -> None:
     booster = _booster(kind)
     x, _ = _data()
     special = np.array(
         [
-            [math.nan, math.nan, math.nan],
-            [0.0, 0.0, 0.0],
-            [-0.0, 1e-36, -1.0],
-            [-5.0, -1.0, 7.0],  # negatives, an unseen category
-            [1e9, -ZERO, -2.0],
+            [math.nan, math.nan, math.nan, math.nan],
+            [0.0, 0.0, 0.0, 0.0],
+            [-0.0, 1e-36, -1.0, -3.0],
+            [-5.0, -1.0, 7.0, 1.0],  # negatives, an unseen category
+            [1e9, -ZERO, -2.0, -2.0],
+            [1e9, -ZERO, -2.0, 1.0],  # (a negative code must not hide the next one)
+            [1e9, -ZERO, 2.0, 99.0],
         ]
     )
     matrix = np.concatenate([x, special, x[:50]])
@@ -515,16 +597,23 @@ def test_batch_contributions_of_the_training_rows_and_their_boundary_cases(kind:
     )
     one = batch_contributions(booster, matrix[-1:])
     np.testing.assert_allclose(one, _stock(booster, matrix[-1:]), rtol=0, atol=1e-12)
-    assert batch_contributions(booster, matrix[:0]).shape == (0, 4)
+    assert batch_contributions(booster, matrix[:0]).shape == (0, WIDTH + 1)
 
 
 def test_a_tree_with_more_outcomes_than_a_64_bit_key_is_computed_row_by_row() -> None:
     booster = _booster("deep")
-    numeric_splits = [int((k & 1 == 0).sum()) for _, _, k in tree_splits(booster)]
-    assert max(numeric_splits) + 2 * 3 > 63  # the outcome bits of one tree
     x, _ = _data()
     rows = np.repeat(x[:20], 5, axis=0)
     rows[:, CATEGORY] = np.tile([0.0, 1.0, 2.0, 3.0, math.nan], 20)  # only the code differs
+    # one bit per numeric split, two (NaN, zero) per feature, and each category code's
+    # bits: more than 63 in some tree
+    bits = [
+        int((kinds & 1 == 0).sum())
+        + 2 * len(set(features))
+        + sum(int(np.nanmax(rows[:, f]) + 1).bit_length() for f in set(features[kinds & 1 == 1]))
+        for features, _, kinds in tree_splits(booster)
+    ]
+    assert max(bits) > 63
     np.testing.assert_allclose(
         batch_contributions(booster, rows), _stock(booster, rows), rtol=0, atol=1e-12
     )
@@ -536,10 +625,12 @@ def test_batch_contributions_sum_single_leaf_trees_into_the_bias() -> None:
     fast = batch_contributions(booster, x[:30])
     np.testing.assert_allclose(fast, _stock(booster, x[:30]), rtol=0, atol=1e-12)
     # the three leaves replaced three trees: the bias holds their values
-    assert not np.allclose(fast[:, 3], _stock(plain, x[:30])[:, 3])
+    assert not np.allclose(fast[:, WIDTH], _stock(plain, x[:30])[:, WIDTH])
 
 
 def test_batch_contributions_refuse_a_multiclass_model() -> None:
     x, _ = _data()
-    with pytest.raises(ValueError, match="one tree per iteration"):
+    with pytest.raises(
+        ValueError, match=r"^batch_contributions supports one tree per iteration \(binary\)$"
+    ):
         batch_contributions(_booster("multiclass"), x[:5])
