@@ -6,7 +6,7 @@ one a float above it goes right), through whether it is NaN, and, for splits who
 type is Zero, through whether |value| <= 1e-35f (so -0.0 and 1e-36 are zero); it sees a
 category through its integer code (NaN and negative codes alike: the right child). Rows
 are drawn from pools of exactly those boundary values, for tiny boosters (a few hundred
-synthetic rows: NaN, zeros, negatives, a categorical) trained once per module.
+synthetic rows: NaN, zeros, negatives, two categoricals) trained once per module.
 """
 
 from __future__ import annotations
