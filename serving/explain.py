@@ -40,6 +40,8 @@ def threads_for(rows: int) -> int:
 
 def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     """LightGBM's exact TreeSHAP contributions (log-odds), features then bias."""
+    if len(matrix) == 0:  # LightGBM cannot predict no rows (ZeroDivisionError)
+        return np.empty((0, (matrix.shape[1] + 1) * booster.num_model_per_iteration()))
     return np.asarray(
         booster.predict(matrix, pred_contrib=True, num_threads=threads_for(len(matrix)))
     )
@@ -171,9 +173,10 @@ def batch_contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
         zero = np.abs(columns) <= _ZERO
     if booster.num_model_per_iteration() != 1:
         raise ValueError("batch_contributions supports one tree per iteration (binary)")
-    # categorical codes + 1; NaN and negatives (LightGBM sends both the same way) are 0
+    # categorical codes + 1; NaN and negatives (LightGBM sends both the same way) are 0.
+    # LightGBM casts a code to int, toward zero: -0.5 is category 0, negative from -1 on
     with np.errstate(invalid="ignore"):
-        negative = np.isnan(columns) | (columns < 0)
+        negative = np.isnan(columns) | (columns <= -1)
     codes = np.where(negative, 0, np.nan_to_num(columns, nan=0.0).astype(np.int64) + 1)
     rows = np.arange(n)
     for tree, (features, thresholds, kinds) in enumerate(tree_splits(booster)):

@@ -75,6 +75,21 @@ def test_fast_scores_and_reasons_equal_the_reference_path(served: Served, scorer
     assert scorer.contributions.hits >= 300 and scorer.contributions.misses >= 300
 
 
+def test_the_served_probability_is_the_calibrated_one(served: Served, scorer: Scorer) -> None:
+    """What Scorer.score serves is the champion's calibrate(raw score) of the same rows,
+    never the booster's raw score (which every comparison of two scorers would accept)."""
+    model = scorer.loaded.model
+    ids = active_ids(served)[:300]
+    scores = scorer.score(ids, MOMENTS[1])
+    assert all(isinstance(s, CustomerScore) for s in scores)
+    served_p = np.array([s.churn_probability for s in scores if isinstance(s, CustomerScore)])
+    rows = scorer.reader.read(ids, MOMENTS[1])
+    raw = np.asarray(model.booster.predict(model.schema.matrix(rows.columns)))
+    assert np.array_equal(served_p, model.calibrate(raw))
+    assert np.array_equal(served_p, model.predict_proba(pd.DataFrame(rows.columns)))
+    assert (served_p != raw).all()
+
+
 def _model_rows(served: Served, scorer: Scorer, count: int) -> np.ndarray:
     rows = scorer.reader.read(active_ids(served)[:count], MOMENTS[1])
     return scorer.loaded.model.schema.matrix(rows.columns)
