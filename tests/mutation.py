@@ -91,8 +91,9 @@ def _readable(mangled: str) -> str:
 def _function_sources(mutated: Path) -> dict[str, str]:
     """Every function of mutmut's rewritten module by name (variants and originals)."""
     text = mutated.read_text()
+    lines = text.splitlines()  # once: ast.get_source_segment splits the file on every call
     return {
-        node.name: ast.get_source_segment(text, node) or ""
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
         for node in ast.walk(ast.parse(text))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name
     }
