@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from features.settings import FeatureSettings  # noqa: E402
 from features.store import definitions  # noqa: E402
-from retain.settings import load_settings  # noqa: E402
+from retain.base.settings import load_settings  # noqa: E402
 
 DAY = date(2026, 11, 2)
 REPLICATED = ("customer_profile", "customer_activity")

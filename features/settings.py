@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from features.data_sources import TABLES_DIR
-from retain.settings import StageSettings
+from retain.base.settings import StageSettings
 
 
 class FeatureSettings(StageSettings):

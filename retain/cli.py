@@ -11,7 +11,7 @@ from features import cli as features_cli
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from serving import cli as serving_cli
 from serving.batch import SnapshotError
 from serving.settings import ServingSettings

@@ -13,7 +13,7 @@ import uvicorn
 
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from serving.actions import ActionLog, open_engine
 from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.batch import SnapshotError

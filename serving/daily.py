@@ -24,7 +24,7 @@ import pandas as pd
 
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.publish import publish_folder
+from retain.base.publish import publish_folder
 from serving.actions import ActionLog
 from serving.batch import BatchFeatures, latest_features
 from serving.contact import PastAction

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from serving.actions import ActionLog, open_engine
 from serving.app import ServingState, create_app, load_serving_state
 from serving.auth import load_keys

@@ -17,7 +17,7 @@ from features.labels import label_column
 from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import churn_training_set
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
 from training.demand.backtest import BacktestResult
