@@ -74,11 +74,11 @@ def build(root: Path, customers: int, seed: int) -> None:
     for other in source.glob("*.parquet"):
         if other.stem not in REPLICATED:
             (target / other.name).write_bytes(other.read_bytes())
-    repo = root / "features"
-    repo.mkdir()
-    config = yaml.safe_load((ROOT / "features" / "feature_store.yaml").read_text())
-    config["registry"]["path"] = "../data/feast/registry.db"
-    config["online_store"]["path"] = "../data/feast/online.db"
+    repo = root / "features" / "repo"
+    repo.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "features" / "repo" / "feature_store.yaml").read_text())
+    config["registry"]["path"] = "../../data/feast/registry.db"
+    config["online_store"]["path"] = "../../data/feast/online.db"
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     from feast import FeatureStore
 
@@ -109,7 +109,7 @@ def child(kind: str, root: Path) -> dict[str, float]:
 
     serving = load_settings(ServingSettings)
     loaded = load_champion(serving, load_settings(TrainingSettings))
-    store = FeatureStore(repo_path=str(root / "features"))
+    store = FeatureStore(repo_path=str(root / "features" / "repo"))
     refs, _ = scoring_refs(store, loaded.feature_service)
     at = scoring_instant(DAY, serving)
     times: dict[str, float] = {}
