@@ -8,12 +8,12 @@ import typer
 from pydantic import ValidationError
 
 from features import cli as features_cli
+from features.batch_rows import SnapshotError
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
 from retain.base.settings import load_settings
 from serving import cli as serving_cli
-from serving.batch import SnapshotError
 from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings

@@ -25,8 +25,9 @@ from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
 from training.demand.settings import DemandSettings
 from training.demand.tracking import promote_demand
+from training.experiments import connect
 from training.settings import TrainingSettings
-from training.tracking import connect, log_training_run, promote
+from training.tracking import log_training_run, promote
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 promote_app = typer.Typer(

@@ -15,7 +15,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from serving.actions import ActionLog, actions, open_engine, outbox
+from serving.action_log.database import actions, open_engine, outbox
+from serving.action_log.log import ActionLog
 from tests.serving.conftest import KEYS, Served, _free_port
 from tests.serving.test_actions import _with_proposals
 from tests.serving.test_api import _known_ids
