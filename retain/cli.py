@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from datetime import UTC
 
 import typer
+from mlflow.utils.logging_utils import disable_logging
 from pydantic import ValidationError
 
 from features import cli as features_cli
@@ -74,8 +78,21 @@ def run() -> None:
     )
 
 
+def quiet_libraries() -> None:
+    """People read this command's output: one summary line per stage. The libraries'
+    warnings, INFO lines and progress bars are silenced here, at the entry point (the
+    tests keep them); warnings raised by our own packages still show."""
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"(retain|features|training|serving)(\.|$)")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    disable_logging()  # MLflow's own stream: "Successfully registered model ...", INFO lines
+    for library in ("mlflow", "alembic", "feast", "urllib3"):
+        logging.getLogger(library).setLevel(logging.ERROR)
+
+
 def main() -> None:
     """Entry point: settings errors become one clear line and exit code 2, not a traceback."""
+    quiet_libraries()
     try:
         app()
     except ValidationError as error:
