@@ -64,11 +64,12 @@ test-fast: $(STAMP) system-deps
 mutation: $(STAMP)
 	$(BIN)/python -m tests.mutation
 
-## lint: ruff and mypy
+## lint: ruff, mypy and the import contracts (the suite checks the contracts too)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy retain features training serving
+	$(BIN)/lint-imports
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs the package registry)
 lock: $(BIN)/python

@@ -7,7 +7,7 @@ cache of whole rows could help), into a temporary Feast repository of its own.
 
 - ours: `retain daily`'s stages on every active customer: columnar read of the latest
   snapshot, scoring, exact reasons (`serving.explain.batch_contributions`) and the
-  decision (the API's DecisionPolicy, contact history read from an action log) for every
+  decision (the API's decision service, contact history read from an action log) for every
   customer in the listed bands, the list's parquet, CSV and report written (MLflow logging
   is left out);
 - peer: Feast `get_historical_features` for the same customers at the same instant, then
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from features.settings import FeatureSettings  # noqa: E402
 from features.store import definitions  # noqa: E402
-from retain.settings import load_settings  # noqa: E402
+from retain.base.settings import load_settings  # noqa: E402
 
 DAY = date(2026, 11, 2)
 REPLICATED = ("customer_profile", "customer_activity")
@@ -74,11 +74,11 @@ def build(root: Path, customers: int, seed: int) -> None:
     for other in source.glob("*.parquet"):
         if other.stem not in REPLICATED:
             (target / other.name).write_bytes(other.read_bytes())
-    repo = root / "features"
-    repo.mkdir()
-    config = yaml.safe_load((ROOT / "features" / "feature_store.yaml").read_text())
-    config["registry"]["path"] = "../data/feast/registry.db"
-    config["online_store"]["path"] = "../data/feast/online.db"
+    repo = root / "features" / "repo"
+    repo.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "features" / "repo" / "feature_store.yaml").read_text())
+    config["registry"]["path"] = "../../data/feast/registry.db"
+    config["online_store"]["path"] = "../../data/feast/online.db"
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     from feast import FeatureStore
 
@@ -89,19 +89,19 @@ def child(kind: str, root: Path) -> dict[str, float]:
     """One measured run, in this (child) process."""
     from feast import FeatureStore
 
+    from features.batch_rows import latest_features
     from features.request_time import REQUEST_TIME_FIELD
-    from serving.actions import ActionLog, open_engine
-    from serving.batch import latest_features
+    from serving.action_log.database import open_engine
+    from serving.action_log.log import ActionLog
     from serving.daily import (
         RiskList,
         explain_and_decide,
-        history_from,
         publish,
         score_all,
         scoring_instant,
         summarize,
     )
-    from serving.engine import DecisionPolicy
+    from serving.decisions import decision_service
     from serving.report import render_report
     from serving.scoring import load_champion, scoring_refs
     from serving.settings import DailySettings, ServingSettings
@@ -109,7 +109,7 @@ def child(kind: str, root: Path) -> dict[str, float]:
 
     serving = load_settings(ServingSettings)
     loaded = load_champion(serving, load_settings(TrainingSettings))
-    store = FeatureStore(repo_path=str(root / "features"))
+    store = FeatureStore(repo_path=str(root / "features" / "repo"))
     refs, _ = scoring_refs(store, loaded.feature_service)
     at = scoring_instant(DAY, serving)
     times: dict[str, float] = {}
@@ -133,13 +133,12 @@ def child(kind: str, root: Path) -> dict[str, float]:
         scored, matrix = score_all(batch, loaded, serving)
         times["score"] = time.perf_counter() - started - times["features"]
         daily = DailySettings(output_dir=root / "risk_lists")
-        policy = DecisionPolicy(serving)
         log = ActionLog(open_engine(f"sqlite:///{root / 'actions.db'}"))
+        decisions = decision_service(None, serving, log, tables)
         mark = time.perf_counter()
         listed, actions = explain_and_decide(
-            batch, scored, matrix, loaded, serving, daily, policy,
-            history_from(log, policy.history_days), at,
-        )  # fmt: skip
+            batch, scored, matrix, loaded, serving, daily, decisions, at
+        )
         times["reasons_and_decisions"] = time.perf_counter() - mark
         mark = time.perf_counter()
         summary = summarize(DAY, batch.snapshot, loaded, scored, listed, actions)

@@ -53,7 +53,7 @@ from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
 from features.store import definitions, write_feature_tables
 
-REPO_YAML = Path(__file__).resolve().parents[1] / "features" / "feature_store.yaml"
+REPO_YAML = Path(__file__).resolve().parents[1] / "features" / "repo" / "feature_store.yaml"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HEADLINE = "customer_activity"
 # (label, Feast repo, bulk path?): repo "stock" is Feast's SQLite store, "ours" our store
@@ -86,21 +86,22 @@ def build_tables(root: Path, customers: int, seed: int) -> pd.Timestamp:
 
 
 def make_repo(root: Path, name: str) -> Path:
-    """Feast repo root/<name> beside root/data, with its own registry and online DB."""
+    """Feast repo root/<name>/repo (data/ two levels up, as for features/repo), with its own
+    registry and online DB."""
     config = yaml.safe_load(REPO_YAML.read_text())
-    config["registry"]["path"] = f"../data/feast_{name}/registry.db"
-    config["online_store"]["path"] = f"../data/feast_{name}/online.db"
+    config["registry"]["path"] = f"../../data/feast_{name}/registry.db"
+    config["online_store"]["path"] = f"../../data/feast_{name}/online.db"
     if name == "stock":
         config["online_store"] = {"type": "sqlite", "path": config["online_store"]["path"]}
-    repo = root / name
-    repo.mkdir()
+    repo = root / name / "repo"  # laid out like features/repo: data/ two levels up
+    repo.mkdir(parents=True)
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return repo
 
 
 def fresh_store(repo: Path) -> FeatureStore:
     """Delete the repo's registry and online DB, reopen it and apply the definitions."""
-    shutil.rmtree(repo.parent / "data" / f"feast_{repo.name}", ignore_errors=True)
+    shutil.rmtree(repo.parents[1] / "data" / f"feast_{repo.parent.name}", ignore_errors=True)
     store = FeatureStore(repo_path=str(repo))
     with quiet():
         store.apply(definitions())

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from features.request_time import REQUEST_TIME_FIELD
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 
 
 class ScoreRequest(BaseModel):

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from features.settings import FeatureSettings  # noqa: E402
 from features.store import open_store  # noqa: E402
-from retain.settings import load_settings  # noqa: E402
+from retain.base.settings import load_settings  # noqa: E402
 from serving.scoring import Scorer, load_champion  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from training.settings import TrainingSettings  # noqa: E402

@@ -51,10 +51,10 @@ def build_rows(rows: int, folder: Path) -> Path:
             {"out_dir": lifecycle, "customers": 20_000, "months": 24, "seed": 7}
         )
     )
-    (folder / "features").mkdir()
-    shutil.copy(REPO / "features" / "feature_store.yaml", folder / "features")
+    (folder / "features" / "repo").mkdir(parents=True)
+    shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", folder / "features" / "repo")
     settings = FeatureSettings.model_validate(
-        {"repo_path": folder / "features", "lifecycle_dir": lifecycle}
+        {"repo_path": folder / "features" / "repo", "lifecycle_dir": lifecycle}
     )
     tables, as_of = load_tables(lifecycle), resolve_as_of(lifecycle, None)
     write_feature_tables(build_feature_tables(tables, as_of), settings.tables_dir)

@@ -17,7 +17,7 @@ from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store, write_feature_tables
 from features.training_set import churn_training_set
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 
 app = typer.Typer(
     help="Feature store: build, apply, materialize, training sets.", no_args_is_help=True

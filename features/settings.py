@@ -9,8 +9,8 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from features.data_sources import TABLES_DIR
-from retain.settings import StageSettings
+from features.repo.data_sources import TABLES_DIR
+from retain.base.settings import StageSettings
 
 
 class FeatureSettings(StageSettings):
@@ -19,11 +19,13 @@ class FeatureSettings(StageSettings):
     config_file: ClassVar[str] = "features.yaml"
     model_config = SettingsConfigDict(env_prefix="RETAIN_FEATURES_")
 
-    repo_path: Path = Field(Path("features"), description="The Feast repository (definitions).")
+    repo_path: Path = Field(
+        Path("features/repo"), description="The Feast repository (definitions only)."
+    )
     store_yaml: Path | None = Field(
         None,
         description="The environment's feature_store.yaml; default: the repository's own "
-        "(embedded SQLite). features/envs/redis/feature_store.yaml selects Redis.",
+        "(embedded SQLite). features/repo/envs/redis/feature_store.yaml selects Redis.",
     )
     lifecycle_dir: Path = Field(
         Path("data/lifecycle"), description="The lifecycle tables to build from."

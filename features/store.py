@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
 
-from features import data_sources, entities, feature_services, feature_views
 from features.build import FeatureTables
 from features.online_store import RetainSqliteOnlineStore
+from features.repo import data_sources, entities, feature_services, feature_views
 from features.settings import FeatureSettings
 
 

@@ -1,1 +1,1 @@
-"""retain: the application shell (CLI and settings loading) over features/, training/, serving/."""
+"""retain: the base every stage builds on (`retain.base`) and the `retain` command on top."""

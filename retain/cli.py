@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from datetime import UTC
 
 import typer
+from mlflow.utils.logging_utils import disable_logging
 from pydantic import ValidationError
 
 from features import cli as features_cli
+from features.batch_rows import SnapshotError
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.settings import FeatureSettings
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from serving import cli as serving_cli
-from serving.batch import SnapshotError
 from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
@@ -74,8 +78,21 @@ def run() -> None:
     )
 
 
+def quiet_libraries() -> None:
+    """People read this command's output: one summary line per stage. The libraries'
+    warnings, INFO lines and progress bars are silenced here, at the entry point (the
+    tests keep them); warnings raised by our own packages still show."""
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"(retain|features|training|serving)(\.|$)")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    disable_logging()  # MLflow's own stream: "Successfully registered model ...", INFO lines
+    for library in ("mlflow", "alembic", "feast", "urllib3"):
+        logging.getLogger(library).setLevel(logging.ERROR)
+
+
 def main() -> None:
     """Entry point: settings errors become one clear line and exit code 2, not a traceback."""
+    quiet_libraries()
     try:
         app()
     except ValidationError as error:

@@ -11,14 +11,15 @@ from zoneinfo import ZoneInfo
 import typer
 import uvicorn
 
+from features.batch_rows import SnapshotError
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.settings import load_settings
-from serving.actions import ActionLog, open_engine
+from retain.base.settings import load_settings
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
 from serving.auth import KeyConfigError, load_keys, write_keys_file
-from serving.batch import SnapshotError
 from serving.daily import run_daily
-from serving.engine import action_engine
+from serving.decisions import decision_service
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from serving.settings import DailySettings, ServingSettings
 from training.settings import TrainingSettings
@@ -65,7 +66,7 @@ def serve_command(
         typer.echo(f"  API keys:   {settings.api_keys_file}")
     # no access log: request paths can carry customer ids, which are never logged in clear
     uvicorn.run(
-        "serving.main:build_app",
+        "serving.api.main:build_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -94,8 +95,8 @@ def campaign_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     log = ActionLog(open_engine(settings.action_db_url))
-    engine = action_engine(scorer, log, settings, features.tables_dir)
-    counts = engine.campaign(datetime.now(UTC), package)
+    decisions = decision_service(scorer, settings, log, features.tables_dir)
+    counts = decisions.campaign(datetime.now(UTC), package)
     typer.echo(", ".join(f"{name} {count}" for name, count in counts.items()))
 
 

@@ -6,44 +6,33 @@ and a message, so the CRM (and the action log) can show why nothing was sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from serving.policy import MANDATORY, Proposal
-from serving.scoring import Contact
-from serving.settings import Channel, ContactPolicy
-
-
-@dataclass(frozen=True)
-class PastAction:
-    """An earlier action of the customer, as the action log holds it."""
-
-    action_type: str
-    channel: str | None
-    status: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Suppression:
-    code: str  # no_consent, frequency_cap, offer_cooldown, duplicate_today, no_channel
-    message: str
-    channel: Channel | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    channel: Channel | None
-    send_after: datetime | None  # set when quiet hours defer the message
-    suppressions: list[Suppression] = field(default_factory=list)
-
+from serving.domain import (
+    MANDATORY,
+    ActionStatus,
+    Channel,
+    Contact,
+    PastAction,
+    Proposal,
+    Suppression,
+    Verdict,
+)
+from serving.settings import ContactPolicy
 
 # What reached the customer or is on its way: these count against caps, the cooldown and the
 # one-a-day rule. Not suppressed, expired or failed actions, which never reached anyone.
-SENT = frozenset(
-    {"queued", "deferred", "waiting_capacity", "delivered", "accepted", "declined", "no_answer"}
+SENT: frozenset[str] = frozenset(
+    {
+        ActionStatus.QUEUED,
+        ActionStatus.DEFERRED,
+        ActionStatus.WAITING_CAPACITY,
+        ActionStatus.DELIVERED,
+        ActionStatus.ACCEPTED,
+        ActionStatus.DECLINED,
+        ActionStatus.NO_ANSWER,
+    }
 )
 CAP_WINDOW = timedelta(days=7)
 

@@ -1,9 +1,9 @@
 """`retain daily --date D`: the day's risk list for marketing and retention teams.
 
 Every customer active on D is scored from the latest features (the columnar batch path,
-`serving.batch`), with the champion the API serves. Customers in the listed bands get
-their exact reasons and the action the API would choose for them (the same
-`DecisionPolicy` and contact policy, read-only: the list suggests, `/v1/decide` acts).
+`features.batch_rows`), with the champion the API serves. Customers in the listed bands get
+their exact reasons and the action the API would choose for them (the API's decision
+service, planning only: the list suggests, `/v1/decide` acts).
 The list and its report are published to `risk_lists/D/` atomically and logged to MLflow.
 """
 
@@ -22,23 +22,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from features.batch_rows import BatchFeatures, latest_features
 from features.settings import FeatureSettings
 from features.store import open_store
-from retain.publish import publish_folder
-from serving.actions import ActionLog
-from serving.batch import BatchFeatures, latest_features
-from serving.contact import PastAction
-from serving.engine import DecisionPolicy
+from retain.base.publish import publish_folder
+from serving.action_log.log import ActionLog
+from serving.decisions import DecisionService, decision_service
+from serving.domain import CustomerScore
 from serving.explain import batch_contributions
 from serving.reasons import top_reasons
 from serving.report import render_report
-from serving.scoring import Contact, CustomerScore, LoadedModel, load_champion, scoring_refs
+from serving.scoring import LoadedModel, load_champion, read_contact, scoring_refs
 from serving.settings import DailySettings, RiskBands, ServingSettings
+from training.experiments import connect
 from training.settings import TrainingSettings
-from training.tracking import connect
 
 log = logging.getLogger("retain.daily")
-History = Callable[[list[str], datetime], dict[str, list[PastAction]]]
 
 LIST_FILE, CSV_FILE, REPORT_FILE, SUMMARY_FILE = (
     "risk_list.parquet",
@@ -138,8 +137,7 @@ def explain_and_decide(
     loaded: LoadedModel,
     serving: ServingSettings,
     daily: DailySettings,
-    policy: DecisionPolicy,
-    history: History,
+    decisions: DecisionService,
     at: datetime,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The listed customers, riskiest first, with reasons and the suggested action; and
@@ -149,35 +147,35 @@ def explain_and_decide(
     columns = loaded.model.schema.columns
     contrib = batch_contributions(loaded.model.booster, matrix[chosen])
     records = features.frame.iloc[chosen].to_dict("records")
-    ids = [str(r["customer_id"]) for r in records]
-    past = history(ids, at)
+    items = []
+    for k, values in enumerate(records):
+        customer = str(values["customer_id"])
+        items.append(
+            CustomerScore(
+                customer,
+                float(scored["churn_probability"].iat[chosen[k]]),
+                serving.risk_bands.band(float(scored["churn_probability"].iat[chosen[k]])),
+                top_reasons(values, columns, contrib[k], serving.top_reasons),
+                read_contact(customer, values),
+            )
+        )
+    # the contact history up to the scoring instant: a list for an earlier day is reproducible
+    plans = decisions.plan(items, at)
     rows = []
     actions: list[dict[str, Any]] = []
-    for k, values in enumerate(records):
-        customer = ids[k]
-        probability = float(scored["churn_probability"].iat[chosen[k]])
-        reasons = top_reasons(values, columns, contrib[k], serving.top_reasons)
-        item = CustomerScore(
-            customer,
-            probability,
-            str(scored["risk_band"].iat[chosen[k]]),
-            reasons,
-            Contact.from_values(customer, values),
-        )
+    for item, values in zip(items, records, strict=True):
         row = {
-            "customer_id": customer,
-            "churn_probability": probability,
+            "customer_id": item.customer_id,
+            "churn_probability": item.churn_probability,
             "risk_band": item.risk_band,
             **{c: values[c] for c in PROFILE_COLUMNS},
-            "revenue_at_risk": probability * float(values["monthly_fee"]),
-            "reasons": " | ".join(r.text for r in reasons),
-            "reason_features": ",".join(r.feature for r in reasons),
+            "revenue_at_risk": item.churn_probability * float(values["monthly_fee"]),
+            "reasons": " | ".join(r.text for r in item.reasons),
+            "reason_features": ",".join(r.feature for r in item.reasons),
         }
-        # the history up to the scoring instant: a list for an earlier day is reproducible
-        history_then = [a for a in past.get(customer, []) if a.created_at <= at]
-        plan = policy.plan(item, history_then, at)
+        plan = plans[item.customer_id]
         row.update(_suggestion(plan))
-        allowed = _allowed(customer, plan)
+        allowed = _allowed(item.customer_id, plan)
         row["all_actions"] = ",".join(a["action_type"] for a in allowed) or None
         actions.extend(allowed)
         rows.append(row)
@@ -285,13 +283,6 @@ def log_daily_run(
         return str(run.info.run_id)
 
 
-def history_from(action_log: ActionLog | None, days: int) -> History:
-    """The contact history the verdicts need (none when there is no action log yet)."""
-    if action_log is None:
-        return lambda ids, at: {}
-    return lambda ids, at: action_log.history(ids, at, days)
-
-
 def run_daily(
     day: date,
     serving: ServingSettings,
@@ -307,17 +298,9 @@ def run_daily(
     at = scoring_instant(day, serving)
     batch = latest_features(store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view)
     scored, matrix = score_all(batch, loaded, serving)
-    policy = DecisionPolicy(serving)
+    decisions = decision_service(None, serving, action_log, features.tables_dir)
     listed, actions = explain_and_decide(
-        batch,
-        scored,
-        matrix,
-        loaded,
-        serving,
-        daily,
-        policy,
-        history_from(action_log, policy.history_days),
-        at,
+        batch, scored, matrix, loaded, serving, daily, decisions, at
     )
     risk = RiskList(
         day, at, batch.snapshot, loaded, scored, listed,

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 import requests
 
-from serving.actions import ActionLog
+from serving.action_log.outbox import Outbox
 from serving.background import BackgroundLoop
+from serving.domain import ActionRecord
 from serving.settings import Delivery
 
 log = logging.getLogger("retain.delivery")
@@ -72,15 +73,15 @@ def open_sink(settings: Delivery) -> Sink:
     return FileSink(settings.file_path)
 
 
-def message(row: dict[str, Any]) -> dict[str, Any]:
+def message(action: ActionRecord) -> dict[str, Any]:
     """What the channel receives for an action."""
     return {
-        "action_id": row["id"],
-        "customer_id": row["customer_id"],
-        "action_type": row["action_type"],
-        "channel": row["channel"],
-        "due_at": row["due_at"],
-        "details": row["details"],
+        "action_id": action.id,
+        "customer_id": action.customer_id,
+        "action_type": action.action_type,
+        "channel": action.channel,
+        "due_at": action.due_at,
+        "details": action.details,
     }
 
 
@@ -96,7 +97,7 @@ class Drained:
 
 
 def drain_once(
-    action_log: ActionLog, sink: Sink, settings: Delivery, now: datetime | None = None
+    outbox: Outbox, sink: Sink, settings: Delivery, now: datetime | None = None
 ) -> Drained:
     """Send every message due now (up to a batch).
 
@@ -106,23 +107,24 @@ def drain_once(
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     result = Drained()
     lease = timedelta(seconds=settings.lease_s)
-    for row in action_log.due(clock(), settings.batch):
-        claim = action_log.claim(row["id"], clock(), lease)
+    for due in outbox.due(clock(), settings.batch):
+        action_id = due.action.id
+        claim = outbox.claim(action_id, clock(), lease)
         if claim is None:
             continue  # another worker has it
         try:
-            sink.send(message(row))
+            sink.send(message(due.action))
         except Exception as error:  # any channel failure: retry later, then give up
-            attempts = int(row["attempts"]) + 1
+            attempts = due.attempts + 1
             if attempts >= settings.max_attempts:
-                if action_log.mark_failed(row["id"], claim, repr(error), None, clock()):
+                if outbox.mark_failed(action_id, claim, repr(error), None, clock()):
                     result.failed += 1
             else:
                 retry_at = clock() + backoff(attempts - 1, settings)
-                if action_log.mark_failed(row["id"], claim, repr(error), retry_at, clock()):
+                if outbox.mark_failed(action_id, claim, repr(error), retry_at, clock()):
                     result.retried += 1
             continue
-        action_log.mark_delivered(row["id"], claim, clock())
+        outbox.mark_delivered(action_id, claim, clock())
         result.delivered += 1
     return result
 
@@ -132,13 +134,13 @@ class DeliveryWorker(BackgroundLoop):
 
     name = "delivery"
 
-    def __init__(self, action_log: ActionLog, sink: Sink, settings: Delivery) -> None:
-        self.action_log, self.sink, self.settings = action_log, sink, settings
+    def __init__(self, outbox: Outbox, sink: Sink, settings: Delivery) -> None:
+        self.outbox, self.sink, self.settings = outbox, sink, settings
         super().__init__()
 
     def step(self) -> float:
         try:
-            drained = drain_once(self.action_log, self.sink, self.settings)
+            drained = drain_once(self.outbox, self.sink, self.settings)
         except Exception:  # the database is briefly unavailable: try again later
             log.exception("delivery drain failed")
             return self.settings.interval_s

@@ -8,6 +8,7 @@ its own counters: scrape them per worker or run one worker per container.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Response
 from prometheus_client import (
@@ -19,6 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.domain import ActionRecord
 
 
 class ApiMetrics:
@@ -52,6 +55,11 @@ class ApiMetrics:
             self.model.labels(*previous).set(0)
         self.model.labels(name, version).set(1)
         self._served = (name, version)
+
+    def recorded(self, actions: Iterable[ActionRecord]) -> None:
+        """Count actions newly recorded, by type and status."""
+        for action in actions:
+            self.actions.labels(action.action_type, action.status.value).inc()
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(_Measure, metrics=self)

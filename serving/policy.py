@@ -8,26 +8,11 @@ proposal may be sent, and on which channel, is the contact policy's decision
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from serving.scoring import Contact, CustomerScore
-from serving.settings import ActionPolicy, Channel
-
-ActionType = Literal["retention_offer", "callback", "outage_notice", "seasonal_package"]
-MANDATORY: frozenset[str] = frozenset({"outage_notice"})  # service messages, not marketing
-
-
-@dataclass(frozen=True)
-class Proposal:
-    action_type: ActionType
-    expected_value: float  # currency units, net of the action's cost
-    channels: tuple[Channel, ...]  # in order of preference
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-    priority: float = 0.0
-    due_at: datetime | None = None
+from serving.domain import Channel, Contact, CustomerScore, PackageCandidate, Proposal
+from serving.settings import ActionPolicy
 
 
 def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> Proposal | None:
@@ -119,21 +104,6 @@ def outage_callback(
         priority=round(score.churn_probability * value, 2),
         due_at=now + timedelta(hours=policy.callbacks.urgent_hours),
     )
-
-
-@dataclass(frozen=True)
-class PackageCandidate:
-    """A customer among the likeliest buyers of `package` before its surge in `region`."""
-
-    package: str
-    region: str
-    week_start: datetime
-    propensity: float
-
-    @property
-    def campaign(self) -> str:
-        """The campaign's key: one notification per customer and campaign, ever."""
-        return f"{self.package}:{self.week_start.date().isoformat()}"
 
 
 def seasonal_package(

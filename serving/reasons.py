@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from serving.domain import Reason
 
 # feature -> wording; `{v}` is the customer's value
 TEMPLATES: dict[str, str] = {
@@ -51,14 +52,6 @@ TEMPLATES: dict[str, str] = {
     "data_gb_mean_90d": "{v:.1f} GB of data a month (90 days)",
     "roaming_days_90d": "{v:.0f} roaming days in 90 days",
 }
-
-
-@dataclass(frozen=True)
-class Reason:
-    feature: str
-    text: str
-    value: Any
-    contribution: float  # to the log-odds
 
 
 def describe(feature: str, value: Any) -> str:

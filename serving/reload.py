@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from serving.app import ServingState
 from serving.background import BackgroundLoop
 from serving.scoring import Scorer
+from serving.state import ServingState
 
 log = logging.getLogger("retain.reload")
 RETRY_FAILED_AFTER = 10  # polls before a version that failed to load is tried again

@@ -12,20 +12,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
-from mlflow import MlflowClient
 
 from features.online_rows import DirectRows, RowReader, row_reader
 from features.training_set import service_features
+from serving.domain import Channel, Contact, CustomerScore, UnknownCustomer
 from serving.explain import CachedContributions, threads_for
-from serving.reasons import Reason, top_reasons
-from serving.settings import Channel, ServingSettings
+from serving.reasons import top_reasons
+from serving.settings import ServingSettings
 from training.model import ChurnModel
+from training.registry import RegistryError, aliased, load_python_model
+from training.registry import alias_version as registry_alias_version
 from training.settings import TrainingSettings
-from training.tracking import connect
 
 
 class ModelLoadError(RuntimeError):
@@ -44,20 +44,21 @@ class LoadedModel:
 
 def load_champion(serving: ServingSettings, tracking: TrainingSettings) -> LoadedModel:
     """The model behind the configured alias, with the FeatureService it was trained on."""
-    client: MlflowClient = connect(tracking)
     try:
-        version = client.get_model_version_by_alias(serving.model_name, serving.model_alias)
-        run = client.get_run(str(version.run_id))
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{serving.model_name}/{version.version}")
-    except mlflow.exceptions.MlflowException as error:
-        raise ModelLoadError(
-            f"model {serving.model_name}@{serving.model_alias}: {error.message}"
-        ) from error
-    model = getattr(pyfunc.unwrap_python_model(), "model", None)
+        version = aliased(tracking, serving.model_name, serving.model_alias)
+        wrapped = load_python_model(tracking, serving.model_name, version.version)
+    except RegistryError as error:
+        raise ModelLoadError(str(error)) from error
+    model = getattr(wrapped, "model", None)
     if not isinstance(model, ChurnModel):
         raise ModelLoadError(f"model {serving.model_name} v{version.version} is not a churn model")
-    service = run.data.tags.get("feature_service") or tracking.feature_service
-    return LoadedModel(model, serving.model_name, str(version.version), run.info.run_id, service)
+    service = version.run_tags.get("feature_service") or tracking.feature_service
+    return LoadedModel(model, serving.model_name, version.version, version.run_id, service)
+
+
+def alias_version(serving: ServingSettings, tracking: TrainingSettings) -> str:
+    """The version the serving alias points at now."""
+    return registry_alias_version(tracking, serving.model_name, serving.model_alias)
 
 
 CONTACT_VIEW = "customer_contact"
@@ -69,56 +70,21 @@ CHANNEL_CONSENT: dict[Channel, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Contact:
-    """What the action engine knows about reaching a customer (the customer_contact view)."""
-
-    customer_id: str
-    segment: str
-    region: str
-    cell_site_id: str
-    contract_type: str
-    monthly_fee: float
-    has_account_manager: bool
-    consent: dict[Channel, bool]
-
-    @classmethod
-    def from_values(cls, customer_id: str, values: Mapping[str, Any]) -> Contact:
-        """From one customer's online row; unknown consent counts as no consent."""
-        return cls(
-            customer_id=customer_id,
-            segment=str(values["segment"]),
-            region=str(values["region"]),
-            cell_site_id=str(values["cell_site_id"]),
-            contract_type=str(values["contract_type"]),
-            monthly_fee=float(values["monthly_fee"]),
-            has_account_manager=bool(values["has_account_manager"]),
-            consent={
-                channel: bool(values[column]) if pd.notna(values[column]) else False
-                for channel, column in CHANNEL_CONSENT.items()
-            },
-        )
-
-
-def alias_version(serving: ServingSettings, tracking: TrainingSettings) -> str:
-    """The version the serving alias points at now."""
-    client: MlflowClient = connect(tracking)
-    version = client.get_model_version_by_alias(serving.model_name, serving.model_alias)
-    return str(version.version)
-
-
-@dataclass(frozen=True)
-class CustomerScore:
-    customer_id: str
-    churn_probability: float
-    risk_band: str
-    reasons: list[Reason]
-    contact: Contact
-
-
-@dataclass(frozen=True)
-class UnknownCustomer:
-    customer_id: str
+def read_contact(customer_id: str, values: Mapping[str, Any]) -> Contact:
+    """A customer's contact profile from its online row; unknown consent is no consent."""
+    return Contact(
+        customer_id=customer_id,
+        segment=str(values["segment"]),
+        region=str(values["region"]),
+        cell_site_id=str(values["cell_site_id"]),
+        contract_type=str(values["contract_type"]),
+        monthly_fee=float(values["monthly_fee"]),
+        has_account_manager=bool(values["has_account_manager"]),
+        consent={
+            channel: bool(values[column]) if pd.notna(values[column]) else False
+            for channel, column in CHANNEL_CONSENT.items()
+        },
+    )
 
 
 def scoring_refs(store: FeatureStore, feature_service: str) -> tuple[list[str], str]:
@@ -201,6 +167,6 @@ class Scorer:
                 reasons=top_reasons(
                     values, self.columns, contributions[k], self.settings.top_reasons
                 ),
-                contact=Contact.from_values(customer_ids[i], values),
+                contact=read_contact(customer_ids[i], values),
             )
         return results

@@ -9,7 +9,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from retain.settings import StageSettings
+from retain.base.settings import StageSettings
+from serving.domain import Band, Channel
 
 
 class RiskBands(BaseModel):
@@ -24,15 +25,13 @@ class RiskBands(BaseModel):
             raise ValueError(f"risk_bands.medium ({self.medium}) must be below high ({self.high})")
         return self
 
-    def band(self, probability: float) -> str:
+    def band(self, probability: float) -> Band:
         if probability >= self.high:
             return "high"
         return "medium" if probability >= self.medium else "low"
 
 
-Channel = Literal["sms", "app_push", "email", "phone"]
 MESSAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")  # in order of preference
-Band = Literal["high", "medium", "low"]
 LISTED_BANDS: tuple[Band, ...] = ("high", "medium")
 PACKAGE_CHANNELS: tuple[Channel, ...] = ("app_push", "sms", "email")
 WEEKLY_CAPS: dict[Channel, int] = {"sms": 2, "app_push": 3, "email": 2, "phone": 1}

@@ -72,10 +72,11 @@ def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
 
 def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     """`retain run` as `make run` calls it, in a real process, in a project laid out like
-    the repository (features/feature_store.yaml beside data/), on a smaller configured size."""
+    the repository (features/repo/feature_store.yaml, data/ beside features/), on a smaller
+    configured size."""
     repo = Path(__file__).resolve().parents[1]
-    (tmp_path / "features").mkdir()
-    shutil.copy(repo / "features" / "feature_store.yaml", tmp_path / "features")
+    (tmp_path / "features" / "repo").mkdir(parents=True)
+    shutil.copy(repo / "features" / "repo" / "feature_store.yaml", tmp_path / "features" / "repo")
     env = {
         "PATH": "/usr/bin:/bin",
         "RETAIN_DATA_CUSTOMERS": "800",

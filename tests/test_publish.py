@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from retain.publish import publish_folder
+from retain.base.publish import publish_folder
 
 
 def _write(text: str):  # type: ignore[no-untyped-def]

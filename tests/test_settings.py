@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from features.lifecycle.settings import DataSettings
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from features.labels import label_column
 from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import churn_training_set
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
 from training.demand.backtest import BacktestResult
@@ -25,8 +25,9 @@ from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
 from training.demand.settings import DemandSettings
 from training.demand.tracking import promote_demand
+from training.experiments import connect
 from training.settings import TrainingSettings
-from training.tracking import connect, log_training_run, promote
+from training.tracking import log_training_run, promote
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 promote_app = typer.Typer(

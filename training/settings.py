@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from retain.settings import StageSettings
+from retain.base.settings import StageSettings
 
 
 class LightGBMParams(BaseModel):

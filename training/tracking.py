@@ -1,14 +1,13 @@
 """MLflow: log a churn training run, register the model, move aliases.
 
-Embedded by default (a SQLite backend and an artifact folder under data/mlflow), any team
-server through MLFLOW_TRACKING_URI. Each new version gets the alias `challenger`;
+Runs go where `training.experiments.connect` points (embedded by default, any team
+server through MLFLOW_TRACKING_URI). Each new version gets the alias `challenger`;
 `promote` moves `champion` only when the challenger wins on the same held-out months.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,32 +22,13 @@ from mlflow.pyfunc import PythonModel
 
 from training import plots
 from training.churn import SNAPSHOT, TrainedChurn
+from training.experiments import connect
 from training.metrics import evaluate, profit_curve, reliability
 from training.model import ChurnPyfunc
 from training.settings import TrackedSettings, TrainingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
-
-
-def connect(settings: TrackedSettings) -> MlflowClient:
-    """Point MLflow at the configured backend and make sure the experiment exists."""
-    uri = settings.resolved_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: log into the run it started
-        return client
-    if client.get_experiment_by_name(settings.experiment) is None:
-        artifacts = (
-            None
-            if "://" in uri and not uri.startswith("sqlite")
-            else settings.artifact_root.resolve().as_uri()
-        )
-        client.create_experiment(settings.experiment, artifact_location=artifacts)
-    mlflow.set_experiment(settings.experiment)
-    return client
 
 
 def data_digest(frame: pd.DataFrame) -> str:

@@ -16,7 +16,7 @@ from features.lifecycle.profile import load_tables, profile
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import GenerationSummary, OutputFolderError, generate
 from features.lifecycle.validate import ValidationReport, resolve_as_of, validate_directory
-from retain.settings import load_settings
+from retain.base.settings import load_settings
 
 app = typer.Typer(
     help="Lifecycle data: simulate it, validate it against the contract.", no_args_is_help=True

@@ -9,7 +9,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from retain.settings import StageSettings
+from retain.base.settings import StageSettings
 
 
 class ChurnDrivers(BaseModel):

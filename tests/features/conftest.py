@@ -1,5 +1,5 @@
 """A small Feast project in a temporary folder, laid out like the repository:
-<root>/features/feature_store.yaml (the repository's own), <root>/data/{lifecycle,features}."""
+<root>/features/repo/feature_store.yaml (the repository's own), <root>/data/{lifecycle,features}."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 def project_settings(root: Path) -> FeatureSettings:
     return FeatureSettings.model_validate(
         {
-            "repo_path": root / "features",
+            "repo_path": root / "features" / "repo",
             "lifecycle_dir": root / "data" / "lifecycle",
             "training_dir": root / "data" / "training",
         }
@@ -39,8 +39,8 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"out_dir": root / "data" / "lifecycle", "customers": 1_500, "months": 12, "seed": 4}
         )
     )
-    (root / "features").mkdir()
-    shutil.copy(REPO / "features" / "feature_store.yaml", root / "features")
+    (root / "features" / "repo").mkdir(parents=True)
+    shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
     settings = project_settings(root)
     tables = load_tables(settings.lifecycle_dir)
     write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)

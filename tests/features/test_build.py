@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from feast.types import Bool, Float64, Int64, String
 
-from features import feature_views
 from features.build import _ticket_windows, site_outage_hours, weekly_outage_hours
+from features.repo import feature_views
 from tests.features.conftest import project_settings
 
 T = pd.Timestamp("2026-06-01", tz="UTC")

@@ -43,7 +43,7 @@ def test_definitions_are_what_feast_finds_in_the_repository(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(REPO)
-    found = parse_repo(REPO / "features")
+    found = parse_repo(REPO / "features" / "repo")
     scanned = {
         o.name
         for group in (
@@ -135,13 +135,13 @@ def test_feast_cli_works_on_our_store(project: FeatureSettings) -> None:
     materialize and teardown on the project, all through Feast's own command line."""
     # the repository's definitions with this project's registry and online store: the
     # environment file names them by absolute path, as they are not under features/
-    data = project.repo_path.parent / "data" / "feast"
+    data = project.repo_path.parents[1] / "data" / "feast"
     yaml = project.repo_path / "cli_feature_store.yaml"
     yaml.write_text(
         (project.repo_path / "feature_store.yaml")
         .read_text()
-        .replace("../data/feast/registry.db", str(data / "registry.db"))
-        .replace("../data/feast/online.db", str(data / "online.db"))
+        .replace("../../data/feast/registry.db", str(data / "registry.db"))
+        .replace("../../data/feast/online.db", str(data / "online.db"))
     )
     feast = [sys.executable, "-m", "feast.cli.cli"]
 

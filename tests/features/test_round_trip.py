@@ -117,7 +117,7 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
 def test_round_trip_on_redis(project: FeatureSettings, redis_server: str) -> None:
     yaml = project.repo_path / "redis_feature_store.yaml"
     yaml.write_text(
-        (REPO / "features" / "envs" / "redis" / "feature_store.yaml")
+        (REPO / "features" / "repo" / "envs" / "redis" / "feature_store.yaml")
         .read_text()
         .replace("127.0.0.1:6379", redis_server)
     )

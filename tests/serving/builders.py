@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.contact import PastAction
-from serving.policy import Proposal
-from serving.reasons import Reason
-from serving.scoring import Contact, CustomerScore
+from serving.domain import Contact, CustomerScore, PastAction, Proposal, Reason
 
 NOON = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
 ALL_CONSENT = {"sms": True, "app_push": True, "email": True, "phone": True}

@@ -19,12 +19,14 @@ from fastapi import FastAPI
 
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
-from serving.actions import ActionLog, open_engine
-from serving.app import ServingState, create_app, load_serving_state
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.api.main import create_app
 from serving.auth import ApiKeys, parse_keys
-from serving.engine import action_engine
+from serving.decisions import decision_service
 from serving.scoring import Scorer, load_champion
 from serving.settings import ServingSettings
+from serving.state import ServingState, load_serving_state
 from tests.features.conftest import AS_OF, project_settings
 from tests.features.conftest import built_project as built_project  # the fixture, re-exported
 from tests.postgres import fresh_database, postgres_cluster
@@ -152,7 +154,7 @@ def serving_state(
         served.keys,
         scorer or (lambda: open_scorer(served)),
         action_log,
-        lambda s: action_engine(s, action_log, settings, served.features.tables_dir),
+        lambda s: decision_service(s, settings, action_log, served.features.tables_dir),
     )
 
 

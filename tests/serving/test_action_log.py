@@ -18,23 +18,24 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from serving import actions as action_log
-from serving.actions import (
-    OUTCOMES,
-    WAITING,
-    ActionLog,
+from serving.action_log import database
+from serving.action_log.database import (
     ActionLogSchemaError,
-    NewAction,
-    TransitionError,
     actions,
     callback_capacity,
-    dedupe_key,
-    local_day,
+    from_db,
+    in_transaction,
     log_engine,
     open_engine,
     outbox,
     outcomes,
+    to_db,
+    upsert_for,
 )
+from serving.action_log.keys import dedupe_key, local_day
+from serving.action_log.log import OUTCOMES, WAITING, ActionLog, TransitionError
+from serving.action_log.outbox import Outbox
+from serving.domain import NewAction
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -125,7 +126,7 @@ def _in_status(log: ActionLog, customer: str, status: str) -> str:
         if status in ("delivered", "accepted", "declined", "no_answer", "failed")
         else status
     )
-    action_id = log.record([_action(customer, start)], NOW)[0][0]["id"]
+    action_id = log.record([_action(customer, start)], NOW)[0][0].id
     if start != status:
         with log.engine.begin() as connection:
             connection.execute(
@@ -148,8 +149,8 @@ def test_every_status_and_outcome_pair_follows_the_transition_table(action_db_ur
                 assert _count(log, outcomes, outcomes.c.action_id == action_id) == 0
             elif outcome in MAY_FOLLOW.get(status, set()):
                 row = log.set_outcome(action_id, outcome, later)
-                assert row is not None and row["status"] == outcome, (status, outcome)
-                assert row["updated_at"] == later
+                assert row is not None and row.status == outcome, (status, outcome)
+                assert row.updated_at == later
                 with log.engine.connect() as connection:
                     recorded = connection.execute(
                         select(outcomes.c.outcome, outcomes.c.recorded_at).where(
@@ -173,24 +174,25 @@ def test_every_status_and_outcome_pair_follows_the_transition_table(action_db_ur
 
 
 def test_an_outcome_for_a_suppressed_action_is_refused(log: ActionLog) -> None:
-    action_id = log.record([_action(status="suppressed")], NOW)[0][0]["id"]
+    action_id = log.record([_action(status="suppressed")], NOW)[0][0].id
     for outcome in OUTCOMES:
         with pytest.raises(TransitionError):
             log.set_outcome(action_id, outcome, NOW)
-    assert log.customer_actions("C1")[0]["status"] == "suppressed"
+    assert log.customer_actions("C1")[0].status == "suppressed"
 
 
 def test_an_outcome_settles_the_waiting_message_so_it_is_never_sent(log: ActionLog) -> None:
+    box = Outbox(log.engine)
     later = NOW + timedelta(hours=9)
-    action_id = log.record([_action(status="deferred", send_after=later)], NOW)[0][0]["id"]
+    action_id = log.record([_action(status="deferred", send_after=later)], NOW)[0][0].id
     log.set_outcome(action_id, "declined", NOW + SECOND)
-    assert log.due(later + timedelta(days=1)) == []
-    assert log.claim(action_id, later, timedelta(minutes=1)) is None
+    assert box.due(later + timedelta(days=1)) == []
+    assert box.claim(action_id, later, timedelta(minutes=1)) is None
 
 
 def test_unknown_actions_and_outcomes(log: ActionLog) -> None:
     assert log.set_outcome("no-such-action", "accepted", NOW) is None
-    action_id = log.record([_action()], NOW)[0][0]["id"]
+    action_id = log.record([_action()], NOW)[0][0].id
     with pytest.raises(ValueError, match="outcome must be one of accepted, declined, no_answer"):
         log.set_outcome(action_id, "maybe", NOW)
 
@@ -255,7 +257,7 @@ def test_a_repeated_action_is_found_not_made_again(action_db_url: str) -> None:
 def test_one_call_naming_a_key_twice_makes_it_once(log: ActionLog) -> None:
     stored = log.record([_action(), _action(channel="email")], NOW)
     assert [created for _, created in stored] == [True, False]
-    assert stored[0][0] == stored[1][0] and stored[0][0]["channel"] == "sms"
+    assert stored[0][0] == stored[1][0] and stored[0][0].channel == "sms"
     assert _count(log, actions) == 1 and _count(log, outbox) == 1
 
 
@@ -265,7 +267,8 @@ def test_times_are_kept_as_utc_instants(log: ActionLog) -> None:
     due = datetime(2026, 11, 3, 9, 0, tzinfo=beijing)
     row, _ = log.record([_action(status="deferred", due_at=due, send_after=due)], at)[0]
     for column, expected in (("created_at", NOW), ("due_at", due), ("send_after", due)):
-        assert row[column] == expected and row[column].utcoffset() == timedelta(0)
+        value = getattr(row, column)
+        assert value == expected and value.utcoffset() == timedelta(0)
 
 
 # --- the outbox ---------------------------------------------------------------------------
@@ -282,58 +285,61 @@ def test_only_messages_to_send_enter_the_outbox(log: ActionLog) -> None:
         ],
         NOW,
     )
-    ids = [row["id"] for row, _ in stored]
+    ids = [row.id for row, _ in stored]
     assert _outbox(log, ids[0]).next_attempt_at.replace(tzinfo=UTC) == NOW
     assert _outbox(log, ids[1]).next_attempt_at.replace(tzinfo=UTC) == send_after
     assert _outbox(log, ids[2]) is None and _outbox(log, ids[3]) is None
 
 
 def test_a_message_is_due_from_its_time_on_oldest_first(log: ActionLog) -> None:
+    box = Outbox(log.engine)
     send_after = NOW + timedelta(hours=8)
-    late = log.record([_action("C1", "deferred", send_after=send_after)], NOW)[0][0]["id"]
-    early = log.record([_action("C2")], NOW - timedelta(minutes=5))[0][0]["id"]
-    assert [m["id"] for m in log.due(NOW)] == [early]
-    assert [m["id"] for m in log.due(send_after - SECOND)] == [early]
-    assert [m["id"] for m in log.due(send_after)] == [early, late]
-    assert [m["id"] for m in log.due(send_after, limit=1)] == [early]
-    assert log.due(send_after)[0]["attempts"] == 0
+    late = log.record([_action("C1", "deferred", send_after=send_after)], NOW)[0][0].id
+    early = log.record([_action("C2")], NOW - timedelta(minutes=5))[0][0].id
+    assert [m.action.id for m in box.due(NOW)] == [early]
+    assert [m.action.id for m in box.due(send_after - SECOND)] == [early]
+    assert [m.action.id for m in box.due(send_after)] == [early, late]
+    assert [m.action.id for m in box.due(send_after, limit=1)] == [early]
+    assert box.due(send_after)[0].attempts == 0
 
 
 def test_a_claim_holds_a_message_for_its_lease_and_only_its_holder_settles_it(
     log: ActionLog,
 ) -> None:
-    action_id = log.record([_action()], NOW)[0][0]["id"]
+    box = Outbox(log.engine)
+    action_id = log.record([_action()], NOW)[0][0].id
     lease = timedelta(seconds=60)
-    assert log.claim(action_id, NOW - SECOND, lease) is None  # not due yet
-    token = log.claim(action_id, NOW, lease)
+    assert box.claim(action_id, NOW - SECOND, lease) is None  # not due yet
+    token = box.claim(action_id, NOW, lease)
     assert token is not None
-    assert log.claim(action_id, NOW + lease - SECOND, lease) is None  # still held
-    assert log.due(NOW + lease - SECOND) == []
-    assert not log.mark_delivered(action_id, "someone-else", NOW + SECOND)
-    assert not log.mark_failed(action_id, "someone-else", "boom", None, NOW + SECOND)
-    assert log.mark_delivered(action_id, token, NOW + SECOND)
+    assert box.claim(action_id, NOW + lease - SECOND, lease) is None  # still held
+    assert box.due(NOW + lease - SECOND) == []
+    assert not box.mark_delivered(action_id, "someone-else", NOW + SECOND)
+    assert not box.mark_failed(action_id, "someone-else", "boom", None, NOW + SECOND)
+    assert box.mark_delivered(action_id, token, NOW + SECOND)
     row = log.customer_actions("C1")[0]
-    assert row["status"] == "delivered" and row["updated_at"] == NOW + SECOND
-    assert not log.mark_delivered(action_id, token, NOW + 2 * SECOND)  # settled already
-    assert not log.mark_failed(action_id, token, "late", None, NOW + 2 * SECOND)
-    assert log.customer_actions("C1")[0]["status"] == "delivered"
+    assert row.status == "delivered" and row.updated_at == NOW + SECOND
+    assert not box.mark_delivered(action_id, token, NOW + 2 * SECOND)  # settled already
+    assert not box.mark_failed(action_id, token, "late", None, NOW + 2 * SECOND)
+    assert log.customer_actions("C1")[0].status == "delivered"
 
 
 def test_a_failed_attempt_is_counted_and_retried_or_given_up(log: ActionLog) -> None:
-    action_id = log.record([_action()], NOW)[0][0]["id"]
-    token = log.claim(action_id, NOW, timedelta(seconds=60))
+    box = Outbox(log.engine)
+    action_id = log.record([_action()], NOW)[0][0].id
+    token = box.claim(action_id, NOW, timedelta(seconds=60))
     assert token is not None
     retry = NOW + timedelta(seconds=10)
-    assert log.mark_failed(action_id, token, "x" * 5000, retry, NOW)
+    assert box.mark_failed(action_id, token, "x" * 5000, retry, NOW)
     pending = _outbox(log, action_id)
     assert pending.attempts == 1 and len(pending.last_error) == 1000
     assert pending.next_attempt_at.replace(tzinfo=UTC) == retry and pending.delivered_at is None
-    assert log.customer_actions("C1")[0]["status"] == "queued"
-    token = log.claim(action_id, retry, timedelta(seconds=60))
-    assert token is not None and log.mark_failed(action_id, token, "gone", None, retry)
+    assert log.customer_actions("C1")[0].status == "queued"
+    token = box.claim(action_id, retry, timedelta(seconds=60))
+    assert token is not None and box.mark_failed(action_id, token, "gone", None, retry)
     given_up = _outbox(log, action_id)
     assert given_up.attempts == 2 and given_up.delivered_at.replace(tzinfo=UTC) == retry
-    assert log.customer_actions("C1")[0]["status"] == "failed"
+    assert log.customer_actions("C1")[0].status == "failed"
 
 
 # --- callback capacity --------------------------------------------------------------------
@@ -353,12 +359,12 @@ def test_callbacks_beyond_the_days_capacity_wait_highest_priority_first(log: Act
     stored = log.record(
         [_callback("C1", 10.0, 2), _callback("C2", 30.0, 2), _callback("C3", 20.0, 2)], NOW
     )
-    assert [row["status"] for row, _ in stored] == [WAITING, "queued", "queued"]
-    assert _outbox(log, stored[0][0]["id"]) is None
+    assert [row.status for row, _ in stored] == [WAITING, "queued", "queued"]
+    assert _outbox(log, stored[0][0].id) is None
     assert _booked(log) == (2, 2)
     # a zero capacity books nothing; another region has its own
-    assert log.record([_callback("C4", 99.0, 0)], NOW)[0][0]["status"] == WAITING
-    assert log.record([_callback("C5", 1.0, 1, region="hills")], NOW)[0][0]["status"] == "queued"
+    assert log.record([_callback("C4", 99.0, 0)], NOW)[0][0].status == WAITING
+    assert log.record([_callback("C5", 1.0, 1, region="hills")], NOW)[0][0].status == "queued"
     assert _booked(log, "hills") == (1, 1)
 
 
@@ -366,7 +372,7 @@ def test_a_callback_deferred_by_quiet_hours_takes_its_slot_too(log: ActionLog) -
     morning = NOW + timedelta(hours=8)
     first = log.record([_callback("C1", 5.0, 1, status="deferred", send_after=morning)], NOW)
     second = log.record([_callback("C2", 1.0, 1)], NOW)
-    assert first[0][0]["status"] == "deferred" and second[0][0]["status"] == WAITING
+    assert first[0][0].status == "deferred" and second[0][0].status == WAITING
     assert _booked(log) == (1, 1)
 
 
@@ -375,9 +381,9 @@ def test_waiting_callbacks_take_free_slots_before_a_new_one_of_lower_priority(
 ) -> None:
     log.record([_callback("C1", 50.0, 0)], NOW)  # no capacity yet: waits
     stored = log.record([_callback("C2", 10.0, 1)], NOW + SECOND)  # a slot, taken by C1
-    assert stored[0][0]["status"] == WAITING
-    assert log.customer_actions("C1")[0]["status"] == "queued"
-    assert [c["customer_id"] for c in log.waiting_callbacks()] == ["C2"]
+    assert stored[0][0].status == WAITING
+    assert log.customer_actions("C1")[0].status == "queued"
+    assert [c.customer_id for c in log.waiting_callbacks()] == ["C2"]
 
 
 def test_promotion_gives_free_slots_by_priority_and_expires_the_stale(log: ActionLog) -> None:
@@ -390,24 +396,23 @@ def test_promotion_gives_free_slots_by_priority_and_expires_the_stale(log: Actio
         "2026-11-02", lambda _r, _d: 2, NOW, expire_before=fresh
     )
     assert (promoted, expired) == (2, 1)
-    status = {c: log.customer_actions(c)[0]["status"] for c in ("OLD", "LOW", "HIGH", "MID")}
+    status = {c: log.customer_actions(c)[0].status for c in ("OLD", "LOW", "HIGH", "MID")}
     assert status == {"OLD": "expired", "LOW": WAITING, "HIGH": "queued", "MID": "queued"}
     stale = log.customer_actions("OLD")[0]
-    assert stale["suppressions"][-1] == {
+    assert stale.suppressions[-1] == {
         "code": "capacity_expired",
         "message": "no callback slot came free in time",
         "channel": "phone",
     }
     high = log.customer_actions("HIGH")[0]
-    assert _outbox(log, high["id"]).next_attempt_at.replace(tzinfo=UTC) == NOW + timedelta(hours=2)
+    assert _outbox(log, high.id).next_attempt_at.replace(tzinfo=UTC) == NOW + timedelta(hours=2)
     assert (
-        _outbox(log, log.customer_actions("MID")[0]["id"]).next_attempt_at.replace(tzinfo=UTC)
-        == NOW
+        _outbox(log, log.customer_actions("MID")[0].id).next_attempt_at.replace(tzinfo=UTC) == NOW
     )
     assert log.promote_waiting("2026-11-02", lambda _r, _d: 2, NOW, expire_before=fresh) == (0, 0)
     # a republished forecast with more capacity frees a slot for the day already booked
     assert log.promote_waiting("2026-11-02", lambda _r, _d: 3, NOW, expire_before=fresh) == (1, 0)
-    assert log.customer_actions("LOW")[0]["status"] == "queued"
+    assert log.customer_actions("LOW")[0].status == "queued"
 
 
 # --- history, schema, retries, outages ----------------------------------------------------
@@ -461,7 +466,7 @@ def test_a_deadlock_victim_is_run_again(log: ActionLog, code: str) -> None:
             raise _aborted(code)
         return "done"
 
-    assert log._retrying(work) == "done" and len(calls) == 4
+    assert in_transaction(log.engine, work) == "done" and len(calls) == 4
     calls.clear()
 
     def always(_: Any) -> None:
@@ -469,7 +474,7 @@ def test_a_deadlock_victim_is_run_again(log: ActionLog, code: str) -> None:
         raise _aborted(code)
 
     with pytest.raises(OperationalError):
-        log._retrying(always, attempts=2)
+        in_transaction(log.engine, always, attempts=2)
     assert len(calls) == 2  # then it gives up
 
 
@@ -481,7 +486,7 @@ def test_other_database_errors_are_not_retried(log: ActionLog) -> None:
         raise _aborted("08006")  # connection failure
 
     with pytest.raises(OperationalError):
-        log._retrying(work)
+        in_transaction(log.engine, work)
     assert calls == [1]
 
 
@@ -497,7 +502,7 @@ def test_an_outage_is_recorded_once(log: ActionLog) -> None:
 def test_a_customers_actions_come_newest_first(log: ActionLog) -> None:
     for hours, key in ((1, "a"), (3, "b"), (2, "c")):
         log.record([_action(key=key)], NOW + timedelta(hours=hours))
-    assert [a["dedupe_key"] for a in log.customer_actions("C1")] == ["b", "c", "a"]
+    assert [a.dedupe_key for a in log.customer_actions("C1")] == ["b", "c", "a"]
     assert log.customer_actions("nobody") == []
 
 
@@ -506,12 +511,12 @@ def test_a_customers_actions_come_newest_first(log: ActionLog) -> None:
 
 def test_instants_read_back_are_utc_whatever_zone_the_database_answers_in() -> None:
     beijing = datetime(2026, 11, 2, 20, 0, tzinfo=timezone(timedelta(hours=8)))
-    assert action_log._utc(beijing) == NOW and action_log._utc(beijing).utcoffset() == timedelta(0)
-    assert action_log._utc(datetime(2026, 11, 2, 12, 0)) == NOW  # SQLite: naive means UTC
-    assert action_log._utc(None) is None
-    stored = action_log._as_utc(beijing)
-    assert stored == NOW and stored is not None and stored.utcoffset() == timedelta(0)
-    assert action_log._as_utc(None) is None
+    read = from_db(beijing)
+    assert read == NOW and read is not None and read.utcoffset() == timedelta(0)
+    assert from_db(datetime(2026, 11, 2, 12, 0)) == NOW  # SQLite: naive means UTC
+    assert from_db(None) is None
+    stored = to_db(beijing)
+    assert stored == NOW and stored.utcoffset() == timedelta(0)
 
 
 def test_a_sqlite_log_is_durable_and_waits_for_a_busy_writer(tmp_path: Path) -> None:
@@ -558,7 +563,7 @@ def test_a_log_made_by_an_older_version_names_every_missing_column(action_db_url
 def test_the_two_supported_databases_get_their_own_upsert() -> None:
     for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
         fake = SimpleNamespace(dialect=SimpleNamespace(name=name))
-        assert ActionLog(fake)._insert is insert  # type: ignore[arg-type]
+        assert upsert_for(fake) is insert  # type: ignore[arg-type]
 
 
 # --- more of the action log's edges -------------------------------------------------------
@@ -573,18 +578,18 @@ def test_a_call_mixing_known_and_new_actions_makes_the_new_ones(log: ActionLog) 
 
 def test_an_action_naming_no_capacity_is_not_booked(log: ActionLog) -> None:
     unbooked = _action(action_type="callback", capacity_day="2026-11-02", capacity=None)
-    assert log.record([unbooked], NOW)[0][0]["status"] == "queued"
+    assert log.record([unbooked], NOW)[0][0].status == "queued"
     assert _count(log, callback_capacity) == 0
 
 
 def test_a_callback_without_a_region_books_the_blank_region(log: ActionLog) -> None:
-    assert log.record([_callback("C1", 1.0, 1, region=None)], NOW)[0][0]["status"] == "queued"
+    assert log.record([_callback("C1", 1.0, 1, region=None)], NOW)[0][0].status == "queued"
     assert _booked(log, "") == (1, 1)
 
 
 def test_a_callback_without_a_priority_books_after_those_with_one(log: ActionLog) -> None:
     stored = log.record([_callback("C1", None, 1), _callback("C2", 0.5, 1)], NOW)  # type: ignore[arg-type]
-    assert [row["status"] for row, _ in stored] == [WAITING, "queued"]
+    assert [row.status for row, _ in stored] == [WAITING, "queued"]
 
 
 def test_a_new_callback_never_promotes_waiting_ones_of_another_region_or_lower_priority(
@@ -593,8 +598,8 @@ def test_a_new_callback_never_promotes_waiting_ones_of_another_region_or_lower_p
     log.record([_callback("HILLS", 90.0, 0, region="hills")], NOW)
     log.record([_callback("LOW", 1.0, 0)], NOW)
     stored = log.record([_callback("NEW", 10.0, 1)], NOW + SECOND)
-    assert stored[0][0]["status"] == "queued"
-    assert [c["customer_id"] for c in log.waiting_callbacks()] == ["HILLS", "LOW"]
+    assert stored[0][0].status == "queued"
+    assert [c.customer_id for c in log.waiting_callbacks()] == ["HILLS", "LOW"]
     assert _booked(log) == (1, 1)
 
 
@@ -603,8 +608,8 @@ def test_a_waiting_callback_keeps_its_place_before_a_new_one_of_equal_priority(
 ) -> None:
     log.record([_callback("FIRST", 10.0, 0)], NOW)
     stored = log.record([_callback("SECOND", 10.0, 1)], NOW + SECOND)
-    assert stored[0][0]["status"] == WAITING
-    assert log.customer_actions("FIRST")[0]["status"] == "queued"
+    assert stored[0][0].status == WAITING
+    assert log.customer_actions("FIRST")[0].status == "queued"
 
 
 def _rename(log: ActionLog, ids: dict[str, str]) -> None:
@@ -623,7 +628,7 @@ def test_waiting_callbacks_are_ordered_by_priority_then_waiting_time_then_id(
     log.record([_callback("TIE-2", 5.0, 0), _callback("TIE-1", 5.0, 0)], NOW)
     log.record([_callback("TOP", 9.0, 0)], NOW + 3 * SECOND)
     _rename(log, {"LATE": "a", "TIE-2": "c", "TIE-1": "b", "TOP": "d"})
-    assert [c["customer_id"] for c in log.waiting_callbacks()] == ["TOP", "TIE-1", "TIE-2", "LATE"]
+    assert [c.customer_id for c in log.waiting_callbacks()] == ["TOP", "TIE-1", "TIE-2", "LATE"]
 
 
 def test_promotion_follows_the_waiting_order(log: ActionLog) -> None:
@@ -636,14 +641,14 @@ def test_promotion_follows_the_waiting_order(log: ActionLog) -> None:
             1,
             0,
         )
-        assert log.customer_actions(promoted)[0]["status"] == "queued"
+        assert log.customer_actions(promoted)[0].status == "queued"
 
 
 def test_a_waiting_callback_of_no_priority_goes_before_a_new_one_of_none(log: ActionLog) -> None:
     log.record([_callback("WAITING", 0.5, 0)], NOW)
     stored = log.record([_callback("NEW", None, 1)], NOW + SECOND)  # type: ignore[arg-type]
-    assert stored[0][0]["status"] == WAITING
-    assert log.customer_actions("WAITING")[0]["status"] == "queued"
+    assert stored[0][0].status == WAITING
+    assert log.customer_actions("WAITING")[0].status == "queued"
 
 
 def test_a_full_region_does_not_stop_promotion_elsewhere(log: ActionLog) -> None:
@@ -661,12 +666,12 @@ def test_a_full_region_does_not_stop_promotion_elsewhere(log: ActionLog) -> None
     assert ("", "2026-11-03") in asked and ("harbour", "2026-11-03") in asked
     for customer in ("FULL", "FULL-TOO"):
         full = log.customer_actions(customer)[0]
-        assert full["status"] == WAITING and full["capacity_day"] == "2026-11-02"
+        assert full.status == WAITING and full.capacity_day == "2026-11-02"
     for customer in ("HILLS", "BLANK"):
         promoted = log.customer_actions(customer)[0]
-        assert promoted["status"] == "queued" and promoted["capacity_day"] == "2026-11-03"
-        assert promoted["updated_at"] == later
-        assert _outbox(log, promoted["id"]).attempts == 0
+        assert promoted.status == "queued" and promoted.capacity_day == "2026-11-03"
+        assert promoted.updated_at == later
+        assert _outbox(log, promoted.id).attempts == 0
     assert _booked(log, "", "2026-11-03") == (1, 1)
     assert _booked(log, "hills", "2026-11-03") == (1, 1)
 
@@ -678,8 +683,8 @@ def test_expiry_counts_each_callback_and_keeps_earlier_suppressions(log: ActionL
     later = NOW + timedelta(minutes=5)
     assert log.promote_waiting("2026-11-02", lambda _r, _d: 0, later, expire_before=NOW) == (0, 2)
     expired = log.customer_actions("C1")[0]
-    assert expired["status"] == "expired" and expired["updated_at"] == later
-    assert [s["code"] for s in expired["suppressions"]] == ["no_consent", "capacity_expired"]
+    assert expired.status == "expired" and expired.updated_at == later
+    assert [s["code"] for s in expired.suppressions] == ["no_consent", "capacity_expired"]
 
 
 def test_a_booking_takes_a_slot_of_its_own_region_and_day_only(log: ActionLog) -> None:
@@ -702,11 +707,12 @@ def test_history_reads_every_chunk_of_a_long_list_once(log: ActionLog) -> None:
 
 
 def test_an_outcome_settles_only_its_own_pending_message(log: ActionLog) -> None:
-    first, second = (log.record([_action(c)], NOW)[0][0]["id"] for c in ("C1", "C2"))
+    box = Outbox(log.engine)
+    first, second = (log.record([_action(c)], NOW)[0][0].id for c in ("C1", "C2"))
     log.set_outcome(first, "declined", NOW + SECOND)
-    assert [m["id"] for m in log.due(NOW + SECOND)] == [second]
-    token = log.claim(second, NOW + SECOND, timedelta(seconds=60))
-    assert token is not None and log.mark_delivered(second, token, NOW + 2 * SECOND)
+    assert [m.action.id for m in box.due(NOW + SECOND)] == [second]
+    token = box.claim(second, NOW + SECOND, timedelta(seconds=60))
+    assert token is not None and box.mark_delivered(second, token, NOW + 2 * SECOND)
     log.set_outcome(second, "accepted", NOW + timedelta(hours=1))
     delivered = _outbox(log, second)
     assert delivered.delivered_at.replace(tzinfo=UTC) == NOW + 2 * SECOND
@@ -714,40 +720,47 @@ def test_an_outcome_settles_only_its_own_pending_message(log: ActionLog) -> None
 
 
 def test_at_most_a_hundred_messages_are_handed_out_at_once(log: ActionLog) -> None:
+    box = Outbox(log.engine)
     log.record([_action(f"C{i}") for i in range(101)], NOW)
-    assert len(log.due(NOW)) == 100
+    assert len(box.due(NOW)) == 100
 
 
 def test_a_claim_takes_one_message_with_a_token_of_its_own(log: ActionLog) -> None:
-    first, second = (log.record([_action(c)], NOW)[0][0]["id"] for c in ("C1", "C2"))
+    box = Outbox(log.engine)
+    first, second = (log.record([_action(c)], NOW)[0][0].id for c in ("C1", "C2"))
     lease = timedelta(seconds=60)
-    token = log.claim(first, NOW, lease)
-    assert [m["id"] for m in log.due(NOW)] == [second]  # the other is still due
-    again = log.claim(first, NOW + lease, lease)  # the lease ran out: claimed anew
+    token = box.claim(first, NOW, lease)
+    assert [m.action.id for m in box.due(NOW)] == [second]  # the other is still due
+    again = box.claim(first, NOW + lease, lease)  # the lease ran out: claimed anew
     assert again is not None and again != token
-    assert not log.mark_delivered(first, str(token), NOW + lease)
+    assert not box.mark_delivered(first, str(token), NOW + lease)
 
 
 def test_a_worker_never_overwrites_an_outcome_reported_meanwhile(log: ActionLog) -> None:
-    action_id = log.record([_action()], NOW)[0][0]["id"]
-    token = log.claim(action_id, NOW, timedelta(seconds=60))
+    box = Outbox(log.engine)
+    action_id = log.record([_action()], NOW)[0][0].id
+    token = box.claim(action_id, NOW, timedelta(seconds=60))
     assert token is not None
     log.set_outcome(action_id, "accepted", NOW + SECOND)  # the CRM answered first
-    assert not log.mark_delivered(action_id, token, NOW + 2 * SECOND)
-    assert log.customer_actions("C1")[0]["status"] == "accepted"
+    assert not box.mark_delivered(action_id, token, NOW + 2 * SECOND)
+    assert log.customer_actions("C1")[0].status == "accepted"
 
 
 def test_settling_a_message_changes_only_its_own_action(log: ActionLog) -> None:
-    first, second, third = (log.record([_action(c)], NOW)[0][0]["id"] for c in ("C1", "C2", "C3"))
+    box = Outbox(log.engine)
+    first, second, third = (log.record([_action(c)], NOW)[0][0].id for c in ("C1", "C2", "C3"))
     lease = timedelta(seconds=60)
-    one, two = log.claim(first, NOW, lease), log.claim(second, NOW, lease)
+    one, two = (
+        box.claim(first, NOW, lease),
+        box.claim(second, NOW, lease),
+    )
     assert one is not None and two is not None
-    assert log.mark_delivered(first, one, NOW + SECOND)
+    assert box.mark_delivered(first, one, NOW + SECOND)
     failed_at = NOW + 2 * SECOND
-    assert log.mark_failed(second, two, "bounced", None, failed_at)
+    assert box.mark_failed(second, two, "bounced", None, failed_at)
     status = {c: log.customer_actions(c)[0] for c in ("C1", "C2", "C3")}
-    assert [status[c]["status"] for c in ("C1", "C2", "C3")] == ["delivered", "failed", "queued"]
-    assert status["C2"]["updated_at"] == failed_at
+    assert [status[c].status for c in ("C1", "C2", "C3")] == ["delivered", "failed", "queued"]
+    assert status["C2"].updated_at == failed_at
     assert _outbox(log, third).delivered_at is None
 
 
@@ -755,13 +768,13 @@ def test_a_transaction_is_tried_four_times_with_doubling_waits(
     log: ActionLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(action_log.time, "sleep", waits.append)
+    monkeypatch.setattr(database.time, "sleep", waits.append)
 
     def deadlocked(_: Any) -> None:
         raise _aborted("40P01")
 
     with pytest.raises(OperationalError):
-        log._retrying(deadlocked)
+        in_transaction(log.engine, deadlocked)
     assert waits == [0.02, 0.04, 0.08]
 
 
@@ -773,5 +786,5 @@ def test_an_error_without_a_state_code_is_raised_at_once(log: ActionLog) -> None
         raise OperationalError("SELECT 1", {}, Exception("disk I/O error"))
 
     with pytest.raises(OperationalError):
-        log._retrying(broken)
+        in_transaction(log.engine, broken)
     assert calls == [1]

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from serving.domain import PackageCandidate, Proposal
 from serving.policy import (
-    PackageCandidate,
-    Proposal,
     best_offer,
     callback,
     is_valuable,

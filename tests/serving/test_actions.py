@@ -14,17 +14,11 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from serving.actions import (
-    WAITING,
-    ActionLog,
-    ActionLogSchemaError,
-    NewAction,
-    TransitionError,
-    actions,
-    open_engine,
-    outbox,
-)
-from serving.app import create_app
+from serving.action_log.database import ActionLogSchemaError, actions, open_engine, outbox
+from serving.action_log.log import WAITING, ActionLog, TransitionError
+from serving.action_log.outbox import Outbox
+from serving.api.main import create_app
+from serving.domain import NewAction
 from tests.postgres import fresh_database
 from tests.serving.conftest import KEYS, Served, active_ids, running, serving_state
 
@@ -98,7 +92,7 @@ def test_concurrent_decides_for_one_customer_queue_one_action(api: str, served: 
         answers = list(pool.map(call, range(16)))
     assert all(answer == answers[0] for answer in answers)  # everyone got the same actions
     stored = _log(served).customer_actions(customer)
-    assert sorted(a["id"] for a in stored) == sorted(answers[0])
+    assert sorted(a.id for a in stored) == sorted(answers[0])
 
 
 def test_an_outage_notifies_exactly_the_active_customers_homed_there(
@@ -194,11 +188,11 @@ def test_callbacks_beyond_the_days_capacity_wait_instead_of_being_dropped(
                          region="harbour", capacity_day="2026-11-03", capacity=2)  # fmt: skip
 
     first = log.record([callback("A"), callback("B"), callback("C")], now)
-    assert [row["status"] for row, _ in first] == ["queued", "queued", "waiting_capacity"]
+    assert [row.status for row, _ in first] == ["queued", "queued", "waiting_capacity"]
     again = log.record([callback("A")], now)  # a repeat books no second slot
-    assert again[0][0]["status"] == "queued" and not again[0][1]
-    assert log.record([callback("D")], now)[0][0]["status"] == "waiting_capacity"
-    due = {row["customer_id"] for row in log.due(now)}
+    assert again[0][0].status == "queued" and not again[0][1]
+    assert log.record([callback("D")], now)[0][0].status == "waiting_capacity"
+    due = {m.action.customer_id for m in Outbox(log.engine).due(now)}
     assert due == {"A", "B"}  # waiting callbacks are not sent
 
 
@@ -235,34 +229,34 @@ def test_waiting_callbacks_get_free_slots_by_priority_and_expire_when_they_wait_
         now,
     )
     # the most urgent book first, whatever their order in the call
-    assert [row["status"] for row, _ in first] == ["queued", WAITING, WAITING, "queued"]
-    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["B", "C"]  # by priority
+    assert [row.status for row, _ in first] == ["queued", WAITING, WAITING, "queued"]
+    assert [r.customer_id for r in log.waiting_callbacks()] == ["B", "C"]  # by priority
 
     # the next day has one slot: the most urgent waiting callback takes it
     morning = datetime(2026, 11, 3, 8, tzinfo=UTC)
     assert log.promote_waiting(day2, lambda region, day: 1, morning, now) == (1, 0)
-    assert [r["customer_id"] for r in log.waiting_callbacks()] == ["C"]
+    assert [r.customer_id for r in log.waiting_callbacks()] == ["C"]
     promoted = log.customer_actions("B")[0]
-    assert promoted["status"] == "queued" and promoted["capacity_day"] == day2
-    assert "B" in {row["customer_id"] for row in log.due(morning)}  # now it is sent
+    assert promoted.status == "queued" and promoted.capacity_day == day2
+    assert "B" in {m.action.customer_id for m in Outbox(log.engine).due(morning)}  # now sent
 
     # a new callback does not jump the queue: those waiting with a higher priority go first
     later = datetime(2026, 11, 4, 9, tzinfo=UTC)
     low = log.record([_waiting_callback("H", 0.1, day3, 1)], later)[0][0]
-    assert low["status"] == WAITING
-    assert log.customer_actions("C")[0]["status"] == "queued"  # C (priority 1) got day 3's slot
+    assert low.status == WAITING
+    assert log.customer_actions("C")[0].status == "queued"  # C (priority 1) got day 3's slot
     # ... while a more urgent one than everybody waiting books directly
     urgent = log.record([_waiting_callback("G", 50, "2026-11-05", 1)], later)[0][0]
-    assert urgent["status"] == "queued"
+    assert urgent.status == "queued"
 
     # waiting past the limit: expired, with the reason, and no outcome can follow
     past_limit = later + timedelta(seconds=1)
     assert log.promote_waiting(day3, lambda region, day: 0, past_limit, past_limit) == (0, 1)
     expired = log.customer_actions("H")[0]
-    assert expired["status"] == "expired"
-    assert expired["suppressions"][-1]["code"] == "capacity_expired"
+    assert expired.status == "expired"
+    assert expired.suppressions[-1]["code"] == "capacity_expired"
     with pytest.raises(TransitionError):
-        log.set_outcome(expired["id"], "accepted", later)
+        log.set_outcome(expired.id, "accepted", later)
     assert not log.waiting_callbacks()
 
 
@@ -280,7 +274,7 @@ def test_concurrent_promotions_never_book_more_than_the_capacity(action_db_url: 
         )
     assert sum(promoted for promoted, _ in results) == 3
     queued = [
-        c for c in (f"C{i}" for i in range(12)) if log.customer_actions(c)[0]["status"] == "queued"
+        c for c in (f"C{i}" for i in range(12)) if log.customer_actions(c)[0].status == "queued"
     ]
     assert sorted(queued) == ["C10", "C11", "C9"]  # the three highest priorities
     with log.engine.connect() as connection:
@@ -324,14 +318,14 @@ def test_the_api_on_postgresql_records_each_action_once_and_delivers_it(
         ids = [{kind: id_ for kind, (id_, _) in m.items()} for m in made]
         assert ids[0] and all(m == ids[0] for m in ids)  # one set of actions, 16 answers
         stored = log.customer_actions(customer)
-        assert {a["id"] for a in stored} == set(ids[0].values())
+        assert {a.id for a in stored} == set(ids[0].values())
         # queued when made (the worker may have delivered them already)
         sent = {id_ for m in made for id_, status in m.values() if status == "queued"}
         assert sent, "nothing to deliver: pick a customer with a queued action"
         deadline = time.monotonic() + 30  # the delivery worker drains the PostgreSQL outbox
         while time.monotonic() < deadline:
-            if all(a["status"] == "delivered" for a in log.customer_actions(customer)
-                   if a["id"] in sent):  # fmt: skip
+            if all(a.status == "delivered" for a in log.customer_actions(customer)
+                   if a.id in sent):  # fmt: skip
                 break
             time.sleep(0.2)
         delivered = [json.loads(line)["action_id"] for line in out.read_text().splitlines()]
@@ -354,7 +348,7 @@ def test_callbacks_of_one_call_book_by_priority_and_follow_a_republished_capacit
     stored = log.record(
         [_waiting_callback("LOW", 1, day, 1), _waiting_callback("HIGH", 9, day, 1)], now
     )
-    assert [row["status"] for row, _ in stored] == [WAITING, "queued"]  # in the call's order
+    assert [row.status for row, _ in stored] == [WAITING, "queued"]  # in the call's order
     # the forecast is republished with more callbacks for the day: the waiting one gets one
     assert log.promote_waiting(day, lambda region, d: 3, now, now - timedelta(days=3)) == (1, 0)
-    assert log.customer_actions("LOW")[0]["status"] == "queued"
+    assert log.customer_actions("LOW")[0].status == "queued"

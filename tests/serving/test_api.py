@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from features.request_time import REQUEST_TIME_FIELD
 from features.store import open_store
 from retain.cli import app as cli
-from serving.actions import ActionLog, open_engine
-from serving.app import create_app
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.api.main import create_app
 from serving.auth import KeyConfigError, load_keys, parse_keys, write_keys_file
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from tests.serving.conftest import KEYS, Served, active_ids, not_ready_state, open_scorer, running

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import requests
 
-from serving.actions import ActionLog, open_engine
-from serving.app import create_app
-from serving.contact import PastAction
-from serving.engine import DecisionPolicy, Refreshing, action_engine
-from serving.policy import PackageCandidate, seasonal_package
-from serving.scoring import CustomerScore
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.api.main import create_app
+from serving.decisions import DecisionService, decision_service
+from serving.domain import CustomerScore, PackageCandidate, PastAction
+from serving.forecasts import CapacityForecast, Refreshing
+from serving.policy import seasonal_package
 from serving.settings import ActionPolicy, ServingSettings
 from tests.serving.conftest import KEYS, Served, active_ids, open_scorer, running, serving_state
 
@@ -98,19 +99,21 @@ def test_a_campaign_notifies_each_candidate_once_under_the_contact_policy(
     ids = active_ids(served)[50:62]
     _candidates(campaign_settings.actions.packages.candidates_file, ids)
     log = ActionLog(open_engine(campaign_settings.action_db_url))
-    engine = action_engine(open_scorer(served), log, campaign_settings, served.features.tables_dir)
+    engine = decision_service(
+        open_scorer(served), campaign_settings, log, served.features.tables_dir
+    )
     now = SURGE - timedelta(days=5)
     first = engine.campaign(now)
     assert first["candidates"] == 12 and first["unknown"] == 0 and first["already"] == 0
     assert first["queued"] + first["suppressed"] == 12 and first["queued"] > 0
     for customer in ids:
-        rows = [r for r in log.customer_actions(customer) if r["action_type"] == "seasonal_package"]
-        assert len(rows) == 1 and rows[0]["source"] == "campaign"
-        assert rows[0]["dedupe_key"].startswith("roaming_pack:2026-12-07")
-        if rows[0]["status"] == "suppressed":  # no consent on any package channel
-            assert {s["code"] for s in rows[0]["suppressions"]} >= {"no_consent", "no_channel"}
+        rows = [r for r in log.customer_actions(customer) if r.action_type == "seasonal_package"]
+        assert len(rows) == 1 and rows[0].source == "campaign"
+        assert rows[0].dedupe_key.startswith("roaming_pack:2026-12-07")
+        if rows[0].status == "suppressed":  # no consent on any package channel
+            assert {s["code"] for s in rows[0].suppressions} >= {"no_consent", "no_channel"}
         else:
-            assert rows[0]["channel"] in {"app_push", "sms", "email"}
+            assert rows[0].channel in {"app_push", "sms", "email"}
     # the next day (and any later run of the same campaign): nobody is notified again;
     # those the contact policy stopped are looked at again (consent may have come)
     again = engine.campaign(now + timedelta(days=1))
@@ -141,8 +144,8 @@ def test_refreshing_follows_a_republished_file(tmp_path: Path) -> None:
 
 def test_one_call_cannot_exceed_a_cap_or_send_two_of_a_kind(served: Served) -> None:
     """Two proposals on one channel: the first sent counts against the second's cap."""
-    policy = DecisionPolicy(served.settings)
     scorer = open_scorer(served)
+    policy = DecisionService(scorer, served.settings, None, CapacityForecast(Path("none"), 0))
     item = next(
         s
         for s in scorer.score(active_ids(served)[:200], pd.Timestamp(SURGE))

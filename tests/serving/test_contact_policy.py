@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.contact import SENT, PastAction, Suppression, Verdict, check, quiet_until
-from serving.scoring import CHANNEL_CONSENT, Contact
+from serving.contact import SENT, check, quiet_until
+from serving.domain import Contact, PastAction, Suppression, Verdict
+from serving.scoring import CHANNEL_CONSENT, read_contact
 from serving.settings import ContactPolicy
 from tests.serving.builders import NO_CONSENT, NOON, contact, past, proposal
 
@@ -71,7 +72,7 @@ def test_consent_read_from_the_store_is_given_only_by_a_true_value(
         **dict.fromkeys(CHANNEL_CONSENT.values(), True),
         "consent_sms": stored,
     }
-    read = Contact.from_values("C9", values)
+    read = read_contact("C9", values)
     assert read.consent == {"sms": consents, "app_push": True, "email": True, "phone": True}
     assert read == Contact("C9", "consumer", "harbour", "S1", "one_year", 55.5, True, read.consent)
     assert check(proposal("retention_offer", "sms"), read, [], NO_QUIET, NOON).allowed is consents

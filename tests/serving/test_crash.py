@@ -15,7 +15,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from serving.actions import ActionLog, actions, open_engine, outbox
+from serving.action_log.database import actions, open_engine, outbox
+from serving.action_log.log import ActionLog
 from tests.serving.conftest import KEYS, Served, _free_port
 from tests.serving.test_actions import _with_proposals
 from tests.serving.test_api import _known_ids
@@ -30,12 +31,12 @@ CRM = {"X-API-Key": KEYS["crm"]}
 
 
 def _start(served: Served, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    root = served.features.repo_path.parent
+    root = served.features.repo_path.parents[1]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "RETAIN_CONFIG_DIR": str(REPO / "configs"),
         "RETAIN_API_KEYS": ",".join(f"{key}:{role}" for role, key in KEYS.items()),
-        "RETAIN_FEATURES_REPO_PATH": str(root / "features"),
+        "RETAIN_FEATURES_REPO_PATH": str(root / "features" / "repo"),
         "RETAIN_TRAINING_TRACKING_URI": served.tracking.tracking_uri,
         "RETAIN_TRAINING_ARTIFACT_ROOT": str(served.tracking.artifact_root),
         "RETAIN_SERVING_PORT": str(port),

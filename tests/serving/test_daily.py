@@ -17,16 +17,19 @@ import pandas as pd
 import pytest
 import requests
 
+from features.batch_rows import SnapshotError, latest_features
 from features.request_time import REQUEST_TIME_FIELD
 from features.store import open_store
-from serving.actions import ActionLog, open_engine
-from serving.app import create_app
-from serving.batch import SnapshotError, latest_features
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.api.main import create_app
 from serving.daily import run_daily, scoring_instant
-from serving.engine import DecisionPolicy
-from serving.scoring import CustomerScore, scoring_refs
+from serving.decisions import decision_service
+from serving.domain import CustomerScore
+from serving.scoring import scoring_refs
 from serving.settings import DailySettings
 from tests.serving.conftest import KEYS, Served, open_scorer, running, serving_state
+from training.registry import use_backend
 
 DAY = date(2026, 11, 2)  # the day after the served project's last snapshot (2026-11-01)
 
@@ -82,15 +85,14 @@ def test_daily_scores_reasons_and_actions_are_the_apis(served: Served, published
     scorer = open_scorer(served)
     at = scoring_instant(DAY, served.settings)
     head = listed.head(40)
-    online = scorer.score(head["customer_id"].tolist(), pd.Timestamp(at))
-    policy = DecisionPolicy(served.settings)
     log = ActionLog(open_engine(served.settings.action_db_url))
-    history = log.history(head["customer_id"].tolist(), at, policy.history_days)
-    for row, item in zip(head.itertuples(), online, strict=True):
+    api = decision_service(scorer, served.settings, log, served.features.tables_dir)
+    previews = api.preview(head["customer_id"].tolist(), at)  # what /v1/score answers
+    for row, preview in zip(head.itertuples(), previews, strict=True):
+        item, plan = preview.score, preview.planned
         assert isinstance(item, CustomerScore)
         assert row.churn_probability == pytest.approx(item.churn_probability, abs=1e-12)
         assert row.reason_features == ",".join(r.feature for r in item.reasons)
-        plan = policy.plan(item, history[item.customer_id], at)
         allowed = [p for p, v in plan if v.allowed]
         expected = (allowed or [p for p, _ in plan] or [None])[0]
         assert row.action_type == (expected.action_type if expected else None)
@@ -114,7 +116,7 @@ def test_the_list_is_published_whole_and_logged(served: Served, published: tuple
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<link" not in page and "@import" not in page
     # the run in MLflow, with the files
-    mlflow.set_tracking_uri(served.tracking.resolved_tracking_uri())
+    use_backend(served.tracking.resolved_tracking_uri())
     runs = mlflow.search_runs(experiment_names=[daily.experiment], output_format="list")
     run = next(r for r in runs if r.data.params["date"] == DAY.isoformat())
     assert run.data.metrics["scored"] == summary["scored"]
@@ -143,7 +145,9 @@ def test_a_stale_or_missing_snapshot_is_refused_naming_the_dates(served: Served)
 
 def test_risk_list_is_served_to_marketing_only(served: Served, published: tuple) -> None:
     daily, folder = published
-    app = create_app(served.settings, lambda: serving_state(served), risk_lists=daily.output_dir)
+    app = create_app(
+        served.settings, lambda: serving_state(served), risk_lists_dir=daily.output_dir
+    )
     with running(app) as url:
 
         def get(params: dict[str, str] | None = None, key: str = "marketing") -> requests.Response:

@@ -1,5 +1,6 @@
-"""The action engine over a real action log and a stand-in scorer: one action per customer,
-type and local day, outage notices per event, callbacks booked on the customers' day."""
+"""The decision service over a real action log and a stand-in scorer: one action per
+customer, type and local day, outage notices per event, callbacks booked on the customers'
+day, and a preview that is exactly what decide records."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from serving.actions import ActionLog, open_engine
-from serving.engine import ActionEngine, CallbackCapacity, HomeCells
-from serving.scoring import CustomerScore, UnknownCustomer
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.decisions import DecisionService
+from serving.domain import CustomerScore, UnknownCustomer
+from serving.forecasts import CapacityForecast
+from serving.home_cells import HomeCells
 from serving.settings import ServingSettings
 from tests.serving.builders import score
 
@@ -23,7 +27,9 @@ COMPLAINT = ("tickets_complaint_90d",)
 
 
 class StandInScorer:
-    """Scores from a table: what the engine needs of a scorer, without a model."""
+    """Scores from a table: what the service needs of a scorer, without a model."""
+
+    direct = True
 
     def __init__(self, scores: dict[str, CustomerScore]) -> None:
         self.scores = scores
@@ -41,7 +47,7 @@ def _scored(
     return CustomerScore(customer, p, made.risk_band, made.reasons, made.contact)
 
 
-def _engine(tmp_path: Path, scores: list[CustomerScore], **contact: Any) -> ActionEngine:
+def _engine(tmp_path: Path, scores: list[CustomerScore], **contact: Any) -> DecisionService:
     settings = ServingSettings.model_validate(
         {
             "action_db_url": f"sqlite:///{tmp_path / 'actions.db'}",
@@ -61,17 +67,16 @@ def _engine(tmp_path: Path, scores: list[CustomerScore], **contact: Any) -> Acti
         }
     )
     log = ActionLog(open_engine(settings.action_db_url))
-    capacity = CallbackCapacity(tmp_path / "none.parquet", 5)
+    capacity = CapacityForecast(tmp_path / "none.parquet", 5)
     cells = HomeCells(tmp_path)
     cells.__dict__["by_site"] = {"S1": [s.customer_id for s in scores]}  # the homed customers
-    return ActionEngine(
-        StandInScorer({s.customer_id: s for s in scores}), log, settings, capacity, cells
-    )  # type: ignore[arg-type]
+    scorer = StandInScorer({s.customer_id: s for s in scores})
+    return DecisionService(scorer, settings, log, capacity, cells)
 
 
-def _made(engine: ActionEngine, now: datetime, *ids: str) -> list[tuple[str, str, str, bool]]:
+def _made(engine: DecisionService, now: datetime, *ids: str) -> list[tuple[str, str, str, bool]]:
     return [
-        (row["action_type"], row["dedupe_key"], row["status"], created)
+        (row.action_type, row.dedupe_key, row.status, created)
         for decided in engine.decide(list(ids), now)
         for row, created in decided.actions
     ]
@@ -99,9 +104,9 @@ def test_a_callback_books_capacity_on_the_customers_day_of_its_due_time(tmp_path
         row
         for d in engine.decide(["C1"], now)
         for row, _ in d.actions
-        if row["action_type"] == "callback"
+        if row.action_type == "callback"
     ]
-    assert call["due_at"] == now + timedelta(hours=4) and call["capacity_day"] == "2026-11-03"
+    assert call.due_at == now + timedelta(hours=4) and call.capacity_day == "2026-11-03"
 
 
 def test_unknown_customers_get_no_actions(tmp_path: Path) -> None:
@@ -126,14 +131,14 @@ def test_an_outage_at_night_waits_for_the_morning_unless_critical(
     assert not known
     notices = {c: engine.log.customer_actions(c) for c in ("C1", "C2")}
     for customer, rows in notices.items():
-        (notice,) = [r for r in rows if r["action_type"] == "outage_notice"]
-        assert notice["status"] == ("deferred" if severity == "major" else "queued"), customer
-        assert notice["dedupe_key"] == "outage:NOC-9"
+        (notice,) = [r for r in rows if r.action_type == "outage_notice"]
+        assert notice.status == ("deferred" if severity == "major" else "queued"), customer
+        assert notice.dedupe_key == "outage:NOC-9"
         expected = datetime(2026, 11, 3, 0, 0, tzinfo=UTC) if severity == "major" else None
-        assert notice["send_after"] == expected
+        assert notice.send_after == expected
     # the customer with an account manager at high risk is called, whatever the fee
-    assert [r["action_type"] for r in notices["C2"]].count("callback") == 1
-    assert [r["action_type"] for r in notices["C1"]].count("callback") == 0
+    assert [r.action_type for r in notices["C2"]].count("callback") == 1
+    assert [r.action_type for r in notices["C1"]].count("callback") == 0
     assert counts["affected"] == 2 and counts["callbacks"] == 1
     assert counts["deferred" if severity == "major" else "notified"] == 2
     again, known = engine.outage("NOC-9", ["S1"], night, None, severity, night + SECOND)  # type: ignore[arg-type]
@@ -147,9 +152,35 @@ def test_a_second_outage_the_same_day_notifies_again(tmp_path: Path) -> None:
     for event in ("NOC-1", "NOC-2"):
         counts, _ = engine.outage(event, ["S1"], at, None, "minor", at)
         assert counts["notified"] == 1
-    assert {r["dedupe_key"] for r in engine.log.customer_actions("C1")} == {
+    assert {r.dedupe_key for r in engine.log.customer_actions("C1")} == {
         "outage:NOC-1",
         "outage:NOC-2",
     }
     unhomed, _ = engine.outage("NOC-3", ["S404"], at, None, "minor", at)
     assert unhomed["affected"] == 0
+
+
+def test_preview_shows_exactly_what_decide_records(tmp_path: Path) -> None:
+    customers = [
+        _scored("OFFER", 0.3, ("days_to_contract_end",)),
+        _scored("CALL", 0.3, has_account_manager=True),
+        _scored("QUIET", 0.001),
+    ]
+    service = _engine(tmp_path, customers, quiet_start="00:00", quiet_end="00:00")
+    ids = ["OFFER", "CALL", "QUIET", "NOBODY"]
+    at = SHANGHAI_MIDNIGHT + timedelta(hours=10)
+    previews = service.preview(ids, at)
+    decided = service.decide(ids, at)
+    assert [p.score for p in previews] == [d.score for d in decided]
+    for preview, recorded in zip(previews, decided, strict=True):
+        shown = [
+            (p.action_type, "suppressed" if not v.allowed else "queued", v.channel)
+            for p, v in preview.planned
+        ]
+        made = [(r.action_type, r.status, r.channel) for r, created in recorded.actions]
+        assert shown == made and all(created for _, created in recorded.actions)
+    assert sum(len(p.planned) for p in previews) >= 3
+    assert isinstance(previews[3].score, UnknownCustomer) and previews[3].planned == []
+    # once recorded, a preview shows the one-a-day rule holding them back
+    again = {p.score.customer_id: p.planned for p in service.preview(ids, at + SECOND)}
+    assert all(not v.allowed for planned in again.values() for _, v in planned)

@@ -10,8 +10,11 @@ from typing import Any
 
 import requests
 
-from serving.actions import ActionLog, NewAction, open_engine
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.action_log.outbox import Outbox
 from serving.delivery import FileSink, drain_once
+from serving.domain import NewAction
 from serving.settings import Delivery
 from tests.serving.conftest import KEYS, Served
 
@@ -22,7 +25,7 @@ def _queue(log: ActionLog, customer: str, send_after: datetime | None = None) ->
     status = "deferred" if send_after else "queued"
     action = NewAction(customer, "retention_offer", "2026-11-02", status, "decide", "sms",
                        send_after=send_after)  # fmt: skip
-    return log.record([action], NOW)[0][0]["id"]
+    return log.record([action], NOW)[0][0].id
 
 
 class Flaky:
@@ -40,41 +43,44 @@ class Flaky:
 
 def test_a_message_is_retried_with_backoff_then_delivered(action_db_url: str) -> None:
     log = ActionLog(open_engine(action_db_url))
+    box = Outbox(log.engine)
     action = _queue(log, "C1")
     settings = Delivery(base_backoff_s=10, max_attempts=5)
     sink = Flaky(failures=2)
-    assert drain_once(log, sink, settings, NOW).retried == 1
-    assert drain_once(log, sink, settings, NOW + timedelta(seconds=5)).retried == 0  # not yet due
-    assert drain_once(log, sink, settings, NOW + timedelta(seconds=10)).retried == 1
+    assert drain_once(box, sink, settings, NOW).retried == 1
+    assert drain_once(box, sink, settings, NOW + timedelta(seconds=5)).retried == 0  # not yet due
+    assert drain_once(box, sink, settings, NOW + timedelta(seconds=10)).retried == 1
     assert (
-        drain_once(log, sink, settings, NOW + timedelta(seconds=29)).delivered == 0
+        drain_once(box, sink, settings, NOW + timedelta(seconds=29)).delivered == 0
     )  # 20 s backoff
-    assert drain_once(log, sink, settings, NOW + timedelta(seconds=31)).delivered == 1
+    assert drain_once(box, sink, settings, NOW + timedelta(seconds=31)).delivered == 1
     assert [m["action_id"] for m in sink.sent] == [action]
-    assert log.customer_actions("C1")[0]["status"] == "delivered"
-    assert drain_once(log, sink, settings, NOW + timedelta(hours=1)).delivered == 0  # once only
+    assert log.customer_actions("C1")[0].status == "delivered"
+    assert drain_once(box, sink, settings, NOW + timedelta(hours=1)).delivered == 0  # once only
 
 
 def test_a_message_is_given_up_after_max_attempts(tmp_path: Path) -> None:
     log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    box = Outbox(log.engine)
     _queue(log, "C1")
     settings = Delivery(base_backoff_s=1, max_attempts=3)
     sink = Flaky(failures=10)
     later = NOW
     results = []
     for _ in range(3):
-        results.append(drain_once(log, sink, settings, later))
+        results.append(drain_once(box, sink, settings, later))
         later += timedelta(hours=1)
     assert [r.failed for r in results] == [0, 0, 1]
-    assert log.customer_actions("C1")[0]["status"] == "failed"
+    assert log.customer_actions("C1")[0].status == "failed"
 
 
 def test_deferred_messages_wait_until_quiet_hours_end(tmp_path: Path) -> None:
     log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    box = Outbox(log.engine)
     _queue(log, "C1", send_after=NOW + timedelta(hours=8))
     sink = FileSink(tmp_path / "out.jsonl")
-    assert drain_once(log, sink, Delivery(), NOW + timedelta(hours=7)).delivered == 0
-    assert drain_once(log, sink, Delivery(), NOW + timedelta(hours=8)).delivered == 1
+    assert drain_once(box, sink, Delivery(), NOW + timedelta(hours=7)).delivered == 0
+    assert drain_once(box, sink, Delivery(), NOW + timedelta(hours=8)).delivered == 1
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["customer_id"] == "C1"
 
@@ -102,21 +108,22 @@ def test_the_server_delivers_decided_actions_to_the_file_sink(api: str, served: 
     log = ActionLog(open_engine(served.settings.action_db_url))
     for customer in ids:
         for action in log.customer_actions(customer):
-            if action["id"] in queued:
-                assert action["status"] == "delivered"
+            if action.id in queued:
+                assert action.status == "delivered"
 
 
 def test_a_late_worker_cannot_reopen_or_fail_a_message_another_delivered(
     action_db_url: str,
 ) -> None:
     log = ActionLog(open_engine(action_db_url))
+    box = Outbox(log.engine)
     action = _queue(log, "C1")
     lease = timedelta(seconds=60)
-    slow = log.claim(action, NOW, lease)  # worker A claims, then stalls past its lease
-    assert slow is not None and log.claim(action, NOW, lease) is None  # nobody else meanwhile
-    fast = log.claim(action, NOW + timedelta(seconds=61), lease)  # worker B takes it over
-    assert fast is not None and log.mark_delivered(action, fast, NOW + timedelta(seconds=62))
-    assert not log.mark_failed(action, slow, "timeout", None, NOW + timedelta(seconds=63))
-    assert not log.mark_failed(action, slow, "timeout", NOW + timedelta(hours=1), NOW)
-    assert log.customer_actions("C1")[0]["status"] == "delivered"
-    assert log.due(NOW + timedelta(days=1)) == []  # never due again
+    slow = box.claim(action, NOW, lease)  # worker A claims, then stalls past its lease
+    assert slow is not None and box.claim(action, NOW, lease) is None  # nobody else meanwhile
+    fast = box.claim(action, NOW + timedelta(seconds=61), lease)  # worker B takes it over
+    assert fast is not None and box.mark_delivered(action, fast, NOW + timedelta(seconds=62))
+    assert not box.mark_failed(action, slow, "timeout", None, NOW + timedelta(seconds=63))
+    assert not box.mark_failed(action, slow, "timeout", NOW + timedelta(hours=1), NOW)
+    assert log.customer_actions("C1")[0].status == "delivered"
+    assert box.due(NOW + timedelta(days=1)) == []  # never due again

@@ -33,7 +33,7 @@ def _printed(notebook: nbformat.NotebookNode) -> str:
 def test_notebook_runs_on_the_project(
     name: str, expected: str, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = served.features.repo_path.parent
+    root = served.features.repo_path.parents[1]
     # the kernel inherits these: the notebooks read the served project, not data/
     monkeypatch.setenv("RETAIN_FEATURES_REPO_PATH", str(served.features.repo_path))
     monkeypatch.setenv("RETAIN_FEATURES_LIFECYCLE_DIR", str(served.features.lifecycle_dir))

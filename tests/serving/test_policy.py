@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from serving.contact import PastAction, check, quiet_until
-from serving.policy import Proposal, best_offer, callback, propose
+from serving.contact import check, quiet_until
+from serving.domain import PastAction, Proposal
+from serving.policy import best_offer, callback, propose
 from serving.settings import ActionPolicy, ContactPolicy, Offer
 from tests.serving.builders import NOON
 from tests.serving.builders import contact as _contact

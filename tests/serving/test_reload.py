@@ -15,9 +15,10 @@ import requests
 from mlflow.pyfunc import PythonModel
 
 from features.store import open_store
-from serving.app import ServingState, create_app
+from serving.api.main import create_app
 from serving.reload import ModelWatcher
 from serving.scoring import Scorer, alias_version, load_champion
+from serving.state import ServingState
 from tests.serving.conftest import KEYS, Served, running, serving_state
 from tests.serving.test_api import _known_ids
 from tests.training.conftest import LABEL
@@ -105,7 +106,7 @@ def test_the_api_follows_the_champion_alias(
     assert failures == []
 
 
-def test_a_model_found_after_a_failed_start_brings_up_the_action_engine() -> None:
+def test_a_model_found_after_a_failed_start_brings_up_the_decision_service() -> None:
     """Started without a loadable champion, the API becomes fully usable once one appears."""
 
     class Loaded:
@@ -121,7 +122,7 @@ def test_a_model_found_after_a_failed_start_brings_up_the_action_engine() -> Non
         parse_keys([("k" * 20, ["crm"])], dev_mode=False),
         None,
         load_error="no champion",
-        engine_factory=lambda scorer: made.append(scorer) or "engine",  # type: ignore[func-returns-value,arg-type,return-value]
+        decisions_for=lambda scorer: made.append(scorer) or "service",  # type: ignore[func-returns-value,arg-type,return-value]
     )
     attempts = iter([RuntimeError("registry busy"), FakeScorer()])
 
@@ -136,5 +137,5 @@ def test_a_model_found_after_a_failed_start_brings_up_the_action_engine() -> Non
     for _ in range(10):  # a failed version is retried after a few polls, not every poll
         assert not watcher.poll_once()
     assert watcher.poll_once()
-    assert state.scorer is not None and state.engine == "engine" and len(made) == 1
+    assert state.scorer is not None and state.decisions == "service" and len(made) == 1
     assert state.reload_error is None and state.load_error is None

@@ -22,10 +22,10 @@ LABEL = "churned_within_30d"
 
 def _project(lifecycle: Path, root: Path) -> FeatureSettings:
     """Feature tables of `lifecycle` under `root`, laid out like the repository, applied."""
-    (root / "features").mkdir(parents=True)
-    shutil.copy(REPO / "features" / "feature_store.yaml", root / "features")
+    (root / "features" / "repo").mkdir(parents=True)
+    shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
     settings = FeatureSettings.model_validate(
-        {"repo_path": root / "features", "lifecycle_dir": lifecycle}
+        {"repo_path": root / "features" / "repo", "lifecycle_dir": lifecycle}
     )
     tables = load_tables(lifecycle)
     write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)

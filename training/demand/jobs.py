@@ -13,7 +13,7 @@ from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import demand_history
-from retain.publish import publish_folder
+from retain.base.publish import publish_folder
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.campaigns import campaign_candidates, find_surges
 from training.demand.capacity import callback_capacity

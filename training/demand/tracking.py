@@ -19,12 +19,13 @@ from training.demand.backtest import BacktestResult, backtest
 from training.demand.dataset import SERIES, WEEK_END
 from training.demand.model import DemandModel, DemandPyfunc, pyfunc_input
 from training.demand.settings import DemandSettings
+from training.experiments import connect
+from training.registry import RegistryError, aliased, load_python_model
 from training.tracking import (
     CHALLENGER,
     CHAMPION,
     Decision,
     LoggedRun,
-    connect,
     data_digest,
     git_commit,
     record_decision,
@@ -87,17 +88,15 @@ def log_demand_run(
 
 def load_demand_model(settings: DemandSettings, alias: str = CHAMPION) -> tuple[DemandModel, str]:
     """The registered demand model behind `alias`, and its version."""
-    client = connect(settings)
     name = settings.registered_model
     try:
-        version = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException as error:
+        version = aliased(settings, name, alias).version
+    except RegistryError as error:
         raise LookupError(
             f"model {name!r} has no {alias!r}: run `retain train demand` and "
             "`retain promote demand` first"
         ) from error
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    return pyfunc.unwrap_python_model().model, str(version.version)
+    return load_python_model(settings, name, version).model, version
 
 
 # what promotion compares: name -> (scope, method, metric) of the backtest

@@ -1,8 +1,8 @@
 """Feast data sources: the feature tables written by `retain features build`.
 
-Paths are relative to this Feast repository (the folder holding feature_store.yaml):
-the feature tables always live in `../data/features/` beside it. Tests build the same
-layout in a temporary folder.
+Paths are relative to this Feast repository (the folder holding feature_store.yaml): the
+feature tables always live in `../../data/features/` (data/ beside features/). Tests build
+the same layout in a temporary folder.
 """
 
 from feast import Field, FileSource, RequestSource
@@ -10,7 +10,7 @@ from feast.types import Int64
 
 from features.request_time import REQUEST_TIME_FIELD
 
-TABLES_DIR = "../data/features"
+TABLES_DIR = "../../data/features"
 
 
 def _table(name: str, description: str) -> FileSource:

@@ -7,14 +7,14 @@ from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int64, PrimitiveFeastType, String
 
-from features.data_sources import (
+from features.repo.data_sources import (
     cell_site_quality_source,
     customer_activity_source,
     customer_profile_source,
     region_weekly_demand_source,
     request_time,
 )
-from features.entities import cell_site, customer, region
+from features.repo.entities import cell_site, customer, region
 
 
 def _fields(dtype: PrimitiveFeastType, *names: str) -> list[Field]:

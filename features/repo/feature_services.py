@@ -6,7 +6,7 @@ service by name, so a model's features are defined once, here.
 
 from feast import FeatureService
 
-from features.feature_views import (
+from features.repo.feature_views import (
     customer_activity,
     customer_profile,
     customer_request_time,

@@ -1,0 +1,1 @@
+"""What every stage may import: typed layered settings and atomic publication."""

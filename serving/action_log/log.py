@@ -1,0 +1,234 @@
+"""Actions recorded once per idempotency key, their outcomes, and outage events.
+
+One row per (customer, action type, dedupe key) (`serving.action_log.keys`): a repeated
+call finds the existing action instead of queueing a second one. An action to deliver
+gets its outbox row in the same transaction; a callback books its slot of the day's
+capacity there too, or waits for one. Outcomes move an action along `TRANSITIONS` only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from serving.action_log import capacity
+from serving.action_log.database import (
+    actions,
+    from_db,
+    in_transaction,
+    outage_events,
+    outbox,
+    outcomes,
+    to_db,
+    upsert_for,
+)
+from serving.action_log.outbox import TO_DELIVER, enqueue
+from serving.action_log.records import columns_of, record_of
+from serving.domain import ActionRecord, ActionStatus, NewAction, PastAction
+
+WAITING = capacity.WAITING
+OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
+PENDING = frozenset({ActionStatus.QUEUED, ActionStatus.DEFERRED, ActionStatus.WAITING_CAPACITY})
+# which outcomes may follow which status; anything else is refused (409)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    **{status: frozenset(OUTCOMES) for status in PENDING},
+    ActionStatus.DELIVERED: frozenset({"accepted", "declined", "no_answer", "failed"}),
+}
+
+
+class TransitionError(ValueError):
+    """An outcome that cannot follow the action's current status."""
+
+
+class ActionLog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.upsert = upsert_for(engine)
+
+    @property
+    def local(self) -> bool:
+        """Whether the log is an embedded database (no network round trip per call)."""
+        return self.engine.dialect.name == "sqlite"
+
+    def record(self, new: Sequence[NewAction], now: datetime) -> list[tuple[ActionRecord, bool]]:
+        """Insert the actions not already there (one transaction); return each stored
+        action and whether this call created it.
+
+        A new callback books a slot of its region-day's capacity (`capacity.book`); without
+        a free slot it is stored as waiting, not dropped. Callbacks book by priority,
+        highest first, within the call too.
+        """
+        now = to_db(now)
+        return in_transaction(self.engine, lambda connection: self._record(connection, new, now))
+
+    def _record(
+        self, connection: Any, new: Sequence[NewAction], now: datetime
+    ) -> list[tuple[ActionRecord, bool]]:
+        created: set[int] = set()  # positions in `new`: a key twice in one call is made once
+        for position in sorted(range(len(new)), key=lambda i: -(new[i].priority or 0.0)):
+            item = new[position]  # highest priority first; the sort is stable
+            action_id = str(uuid.uuid4())
+            statement = (
+                self.upsert(actions)
+                .values(id=action_id, **columns_of(item), created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["customer_id", "action_type", "dedupe_key"])
+                # RETURNING tells whether a row went in: psycopg reports no rowcount
+                # (-1) for INSERT ... ON CONFLICT DO NOTHING
+                .returning(actions.c.id)
+            )
+            if connection.execute(statement).first() is None:
+                continue  # made earlier: returned below as it is
+            created.add(position)
+            status = item.status
+            # a callback deferred by quiet hours takes its slot like one queued now
+            if status in TO_DELIVER and item.capacity is not None and item.capacity_day:
+                region, day, slots = item.region or "", str(item.capacity_day), item.capacity
+                # those already waiting with the same or a higher priority go first
+                capacity.promote(
+                    connection,
+                    self.upsert,
+                    day,
+                    capacity.fixed(slots),
+                    now,
+                    region=region,
+                    above=item.priority or 0.0,
+                )
+                if not capacity.book(connection, self.upsert, region, day, slots):
+                    status = WAITING
+                    connection.execute(
+                        update(actions).where(actions.c.id == action_id).values(status=status)
+                    )
+            if status in TO_DELIVER:
+                enqueue(connection, action_id, item.send_after or now)
+        stored = []
+        for position, item in enumerate(new):
+            row = connection.execute(
+                select(actions).where(
+                    actions.c.customer_id == item.customer_id,
+                    actions.c.action_type == item.action_type,
+                    actions.c.dedupe_key == item.dedupe_key,
+                )
+            ).one()
+            stored.append((record_of(row._mapping), position in created))
+        return stored
+
+    def promote_waiting(
+        self, day: str, slots: capacity.Capacity, now: datetime, expire_before: datetime
+    ) -> tuple[int, int]:
+        """Give the free callback slots of `day` to waiting callbacks, highest priority
+        first, and expire those waiting since before `expire_before`; (promoted, expired).
+        Safe to run from several processes at once."""
+        now = to_db(now)
+
+        def work(connection: Any) -> tuple[int, int]:
+            expired = capacity.expire(connection, now, to_db(expire_before))
+            return capacity.promote(connection, self.upsert, day, slots, now), expired
+
+        return in_transaction(self.engine, work)
+
+    def waiting_callbacks(self) -> list[ActionRecord]:
+        """Callbacks waiting for capacity, in the order they will get it."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions)
+                .where(actions.c.status == WAITING)
+                .order_by(actions.c.priority.desc(), actions.c.created_at, actions.c.id)
+            ).all()
+        return [record_of(r._mapping) for r in rows]
+
+    def history(
+        self, customer_ids: Iterable[str], now: datetime, days: int
+    ) -> dict[str, list[PastAction]]:
+        """Each customer's actions of the last `days` days, for the contact policy."""
+        ids = list(dict.fromkeys(customer_ids))
+        found: dict[str, list[PastAction]] = {c: [] for c in ids}
+        since = to_db(now - timedelta(days=days))
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                rows = connection.execute(
+                    select(
+                        actions.c.customer_id,
+                        actions.c.action_type,
+                        actions.c.channel,
+                        actions.c.status,
+                        actions.c.created_at,
+                    ).where(
+                        actions.c.customer_id.in_(ids[start : start + 500]),
+                        actions.c.created_at >= since,
+                    )
+                )
+                for row in rows:
+                    created = from_db(row.created_at)
+                    assert created is not None  # NOT NULL
+                    found[row.customer_id].append(
+                        PastAction(row.action_type, row.channel, row.status, created)
+                    )
+        return found
+
+    def customer_actions(self, customer_id: str) -> list[ActionRecord]:
+        """Every action of the customer, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions)
+                .where(actions.c.customer_id == customer_id)
+                .order_by(actions.c.created_at.desc())
+            ).all()
+        return [record_of(r._mapping) for r in rows]
+
+    def set_outcome(self, action_id: str, outcome: str, now: datetime) -> ActionRecord | None:
+        """Record what happened to an action; None when there is no such action.
+
+        Only outcomes that can follow the current status are taken (`TRANSITIONS`); the same
+        outcome twice is a no-op. An outcome for a message still waiting in the outbox
+        settles it there, so it is not sent afterwards.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        now = to_db(now)
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                select(actions.c.status).where(actions.c.id == action_id)
+            ).scalar()
+            if current is None:
+                return None
+            if current != outcome:
+                if outcome not in TRANSITIONS.get(current, frozenset()):
+                    raise TransitionError(f"action {action_id} is {current}: cannot be {outcome}")
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == action_id)
+                    .values(status=outcome, updated_at=now)
+                )
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.action_id == action_id, outbox.c.delivered_at.is_(None))
+                    .values(delivered_at=now, last_error=f"settled by outcome {outcome}")
+                )
+                connection.execute(
+                    outcomes.insert().values(action_id=action_id, outcome=outcome, recorded_at=now)
+                )
+            row = connection.execute(select(actions).where(actions.c.id == action_id)).one()
+        return record_of(row._mapping)
+
+    def outage(self, event_id: str) -> dict[str, Any] | None:
+        """An outage event recorded earlier (its payload and counts), or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(outage_events).where(outage_events.c.event_id == event_id)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def record_outage(
+        self, event_id: str, payload: dict[str, Any], counts: dict[str, int], now: datetime
+    ) -> None:
+        """Keep an outage event's payload and counts; the first record of an id stays."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                self.upsert(outage_events)
+                .values(event_id=event_id, payload=payload, counts=counts, received_at=to_db(now))
+                .on_conflict_do_nothing(index_elements=["event_id"])
+            )

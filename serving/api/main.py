@@ -1,0 +1,117 @@
+"""Build the API: the app with its routers, error shape, metrics and background work.
+
+`create_app` takes what to serve as a function (`load_state`, run at start-up), so tests
+and `retain serve` build the same app; `build_app` is the factory uvicorn calls, wiring
+the configured settings, keys, model, feature store and action log.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from features.settings import FeatureSettings
+from features.store import open_store
+from retain.base.settings import load_settings
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.action_log.outbox import Outbox
+from serving.api.errors import install_error_handlers
+from serving.api.routes import actions, events, operations, risk_lists, scoring
+from serving.auth import load_keys
+from serving.decisions import decision_service
+from serving.delivery import DeliveryWorker, open_sink
+from serving.metrics import ApiMetrics
+from serving.promoter import CallbackPromoter
+from serving.reload import ModelWatcher
+from serving.scoring import Scorer, alias_version, load_champion
+from serving.settings import DailySettings, ServingSettings
+from serving.state import ServingState, load_serving_state
+from training.settings import TrainingSettings
+
+
+def create_app(
+    settings: ServingSettings,
+    load_state: Callable[[], ServingState],
+    start_watching: Callable[[ServingState], Any] | None = None,
+    risk_lists_dir: Path = Path("risk_lists"),
+) -> FastAPI:
+    """The API; `load_state` runs at start-up (keys, champion model, feature store);
+    `start_watching` starts following the champion alias (`serving.reload`);
+    `risk_lists_dir` holds `retain daily`'s lists, served at /risk-list."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state.serving = load_state()
+        loops: list[Any] = []
+        if state.action_log is not None:
+            if settings.delivery.enabled:
+                outbox = Outbox(state.action_log.engine)
+                sink = open_sink(settings.delivery)
+                loops.append(DeliveryWorker(outbox, sink, settings.delivery).start())
+            interval = settings.actions.callbacks.promote_interval_s
+            loops.append(CallbackPromoter(lambda: state.decisions, interval).start())
+        if start_watching is not None and (watcher := start_watching(state)) is not None:
+            loops.append(watcher)
+        # Everything loaded so far (MLflow, Feast, the model) lives as long as the process:
+        # out of the garbage collector's sight, a full collection no longer walks it in
+        # the middle of a request (the largest part of the tail latency otherwise).
+        gc.collect()
+        gc.freeze()
+        yield
+        gc.unfreeze()  # what this app held may be collected once it is gone
+        for loop in loops:
+            loop.stop()
+
+    app = FastAPI(
+        title="retain scoring API",
+        version="1",
+        description="Churn risk, reasons and proactive actions for CRM systems.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.risk_lists = risk_lists_dir
+    app.state.metrics = ApiMetrics()
+    app.state.metrics.install(app)
+    install_error_handlers(app)
+    for router in (operations, scoring, actions, events, risk_lists):
+        app.include_router(router.router)
+    return app
+
+
+def build_app() -> FastAPI:
+    """The app as `retain serve` runs it under uvicorn, from configs/ and the environment.
+    Keys are checked now, so a bad key stops the start."""
+    settings = load_settings(ServingSettings)
+    keys = load_keys(settings.api_keys_file, settings.dev_mode)
+    features = load_settings(FeatureSettings)
+    tracking = load_settings(TrainingSettings)
+
+    def open_scorer() -> Scorer:
+        return Scorer(load_champion(settings, tracking), open_store(features), settings)
+
+    def load_state() -> ServingState:
+        action_log = ActionLog(open_engine(settings.action_db_url))
+        return load_serving_state(
+            keys,
+            open_scorer,
+            action_log,
+            lambda scorer: decision_service(scorer, settings, action_log, features.tables_dir),
+        )
+
+    def start_watching(state: ServingState) -> ModelWatcher | None:
+        if not settings.reload_interval_s:
+            return None
+        return ModelWatcher(
+            state,
+            lambda: alias_version(settings, tracking),
+            open_scorer,
+            settings.reload_interval_s,
+        ).start()
+
+    return create_app(settings, load_state, start_watching, load_settings(DailySettings).output_dir)

@@ -1,0 +1,75 @@
+"""Recorded actions: decide (`/v1/decide`), report an outcome, list a customer's actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+
+from serving.action_log.log import TransitionError
+from serving.api.deps import (
+    ActionLogDep,
+    CrmCaller,
+    DecisionsDep,
+    MetricsDep,
+    ScorerDep,
+    SettingsDep,
+    check_batch_size,
+)
+from serving.api.errors import ApiError
+from serving.api.schemas import (
+    ActionRecordOut,
+    CustomerId,
+    CustomersRequest,
+    DecideResponse,
+    ModelOut,
+    OutcomeIn,
+)
+
+router = APIRouter(prefix="/v1", tags=["actions"])
+
+
+@router.post("/decide", response_model=DecideResponse)
+def decide(
+    body: CustomersRequest,
+    _: CrmCaller,
+    scorer: ScorerDep,
+    decisions: DecisionsDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> DecideResponse:
+    """Score, choose actions, record them and queue them for delivery.
+
+    Idempotent per customer, action type and day: a repeated call returns the action
+    already made (`existing: true`) instead of queueing another.
+    """
+    check_batch_size(body.customer_ids, settings)
+    now = datetime.now(UTC)
+    decided = decisions.decide(body.customer_ids, now, scorer)
+    metrics.recorded(record for item in decided for record, created in item.actions if created)
+    metrics.serving(scorer.loaded.name, scorer.loaded.version)
+    return DecideResponse(
+        model=ModelOut.of(scorer.loaded),
+        decided_at=now,
+        results=[DecideResponse.result(item) for item in decided],
+    )
+
+
+@router.post("/actions/{action_id}/outcome", response_model=ActionRecordOut)
+def outcome(action_id: str, body: OutcomeIn, _: CrmCaller, log: ActionLogDep) -> ActionRecordOut:
+    """What happened: accepted, declined, no_answer, delivered or failed."""
+    try:
+        record = log.set_outcome(action_id, body.outcome, datetime.now(UTC))
+    except TransitionError as error:
+        raise ApiError(409, "invalid_transition", str(error)) from error
+    if record is None:
+        raise ApiError(404, "action_not_found", f"no action {action_id}")
+    return ActionRecordOut.of(record)
+
+
+@router.get("/customers/{customer_id}/actions", response_model=list[ActionRecordOut])
+def customer_actions(
+    customer_id: CustomerId, _: CrmCaller, log: ActionLogDep
+) -> list[ActionRecordOut]:
+    """Every action for the customer, newest first, suppressions included."""
+    return [ActionRecordOut.of(record) for record in log.customer_actions(customer_id)]

@@ -1,0 +1,56 @@
+"""The daily risk list `retain daily` publishes, for marketing."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from serving.api.deps import MarketingCaller, RiskListsDep
+from serving.api.errors import ApiError
+
+router = APIRouter(prefix="/risk-list", tags=["marketing"])
+Day = Annotated[date | None, Query(alias="date", description="The list's day (default: latest).")]
+Format = Annotated[Literal["html", "csv"], Query(alias="format")]
+
+
+def published_day(folder: Path, day: date | None) -> str:
+    """The list's folder name: `day`, or the latest; 404 naming the days that exist."""
+    published = sorted(p.name for p in folder.glob("????-??-??") if (p / "report.html").exists())
+    if not published:
+        raise ApiError(404, "no_risk_list", "no risk list yet: run `retain daily`")
+    wanted = day.isoformat() if day else published[-1]
+    if wanted not in published:
+        raise ApiError(
+            404,
+            "no_risk_list",
+            f"no risk list for {wanted}; lists exist for {', '.join(published[-7:])}"
+            + (" (latest 7)" if len(published) > 7 else ""),
+        )
+    return wanted
+
+
+@router.get("", response_class=HTMLResponse)
+def risk_list(
+    _: MarketingCaller, folder: RiskListsDep, day: Day = None, kind: Format = "html"
+) -> Response:
+    """The daily risk list: the report page, or the list as CSV (`?format=csv`)."""
+    wanted = published_day(folder, day)
+    # open the published version once: a re-publication swaps the link and removes the
+    # old version, and an open file is read whole regardless
+    name = "risk_list.csv" if kind == "csv" else "report.html"
+    handle = open(os.path.realpath(folder / wanted / name), "rb")  # noqa: SIM115
+    csv = kind == "csv"
+    return StreamingResponse(
+        iter(lambda: handle.read(1 << 16), b""),
+        media_type="text/csv" if csv else "text/html; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="risk_list_{wanted}.csv"'}
+        if csv
+        else {},
+        background=BackgroundTask(handle.close),
+    )

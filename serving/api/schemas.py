@@ -1,0 +1,289 @@
+"""Request and response models of the API, in families sharing their bases.
+
+Every answer about customers carries the model that scored them (`ModelAnswer`) and one
+result per customer asked for: the customer's score (`CustomerResult`) with its proposed
+or recorded actions, or an error for a customer without features. Each model builds
+itself from the domain types (`of`), so routes only shape what a service returned.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from serving.decisions import Decided, Decision
+from serving.domain import (
+    ActionRecord,
+    Band,
+    CustomerScore,
+    Proposal,
+    Reason,
+    Suppression,
+    UnknownCustomer,
+    Verdict,
+)
+from serving.scoring import LoadedModel
+
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+EventId = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Outcome = Literal["accepted", "declined", "no_answer", "delivered", "failed"]
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+class RequestContext(BaseModel):
+    channel: Literal["call_centre", "retail", "app", "web", "crm_batch"] | None = None
+    timestamp: AwareDatetime | None = Field(
+        None, description="When to score (with a timezone); default: now."
+    )
+
+
+class CustomersRequest(BaseModel):
+    customer_ids: list[CustomerId] = Field(min_length=1, description="1 to 1,000 customer ids.")
+    context: RequestContext = RequestContext()
+
+
+class OutageEvent(BaseModel):
+    event_id: EventId
+    sites: list[CustomerId] = Field(min_length=1, max_length=10_000)
+    start: AwareDatetime
+    expected_end: AwareDatetime | None = None
+    severity: Literal["minor", "major", "critical"]
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Self:
+        if self.expected_end is not None and self.expected_end < self.start:
+            raise ValueError("expected_end: before start")
+        return self
+
+
+class OutcomeIn(BaseModel):
+    outcome: Outcome
+
+
+# --- the parts of an answer ---------------------------------------------------------------
+
+
+class ReasonOut(BaseModel):
+    feature: str
+    text: str
+    value: Any
+    contribution: float
+
+    @classmethod
+    def of(cls, reason: Reason) -> Self:
+        return cls(**vars(reason))
+
+
+class SuppressionOut(BaseModel):
+    code: str
+    message: str
+    channel: str | None = None
+
+    @classmethod
+    def of(cls, suppression: Suppression | dict[str, Any]) -> Self:
+        values = suppression if isinstance(suppression, dict) else vars(suppression)
+        return cls(**values)
+
+
+class VerdictOut(BaseModel):
+    allowed: bool
+    channel: str | None
+    send_after: datetime | None
+    suppressions: list[SuppressionOut]
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Self:
+        return cls(
+            allowed=verdict.allowed,
+            channel=verdict.channel,
+            send_after=verdict.send_after,
+            suppressions=[SuppressionOut.of(s) for s in verdict.suppressions],
+        )
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    feature_service: str
+    loaded_at: datetime
+    reload_error: str | None = Field(
+        None, description="Why a newer champion is not served yet (the old one still is)."
+    )
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, reload_error: str | None = None) -> Self:
+        return cls(
+            name=loaded.name,
+            version=loaded.version,
+            run_id=loaded.run_id,
+            feature_service=loaded.feature_service,
+            loaded_at=loaded.loaded_at.to_pydatetime(),
+            reload_error=reload_error,
+        )
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+
+
+class ItemErrorOut(BaseModel):
+    """The result for a customer the online store has no features of."""
+
+    customer_id: str
+    error: ItemError
+
+    @classmethod
+    def unknown(cls, customer: UnknownCustomer) -> Self:
+        return cls(
+            customer_id=customer.customer_id,
+            error=ItemError(
+                code="unknown_customer",
+                message="no features for this customer in the online store",
+            ),
+        )
+
+
+class CustomerResult(BaseModel):
+    """A customer's risk: the base of every per-customer answer."""
+
+    customer_id: str
+    churn_probability: float
+    risk_band: Band
+    reasons: list[ReasonOut]
+
+    @staticmethod
+    def score_fields(score: CustomerScore) -> dict[str, Any]:
+        return {
+            "customer_id": score.customer_id,
+            "churn_probability": round(score.churn_probability, 6),
+            "risk_band": score.risk_band,
+            "reasons": [ReasonOut.of(r) for r in score.reasons],
+        }
+
+
+class ModelAnswer(BaseModel):
+    """The base of every answer about customers: the model that scored them."""
+
+    model: ModelOut
+
+
+# --- /v1/score ----------------------------------------------------------------------------
+
+
+class ProposedActionOut(BaseModel):
+    """A proposal and the contact policy's verdict on it (nothing is recorded or sent)."""
+
+    action_type: str
+    expected_value: float
+    reason: str
+    details: dict[str, Any]
+    priority: float
+    due_at: datetime | None
+    verdict: VerdictOut
+
+    @classmethod
+    def of(cls, proposal: Proposal, verdict: Verdict) -> Self:
+        return cls(
+            action_type=proposal.action_type,
+            expected_value=proposal.expected_value,
+            reason=proposal.reason,
+            details=proposal.details,
+            priority=proposal.priority,
+            due_at=proposal.due_at,
+            verdict=VerdictOut.of(verdict),
+        )
+
+
+class ScoreOut(CustomerResult):
+    actions: list[ProposedActionOut]
+
+
+class ScoreResponse(ModelAnswer):
+    scored_at: datetime
+    results: list[ScoreOut | ItemErrorOut]
+
+    @staticmethod
+    def result(decision: Decision) -> ScoreOut | ItemErrorOut:
+        if not isinstance(decision.score, CustomerScore):
+            return ItemErrorOut.unknown(decision.score)
+        return ScoreOut(
+            **CustomerResult.score_fields(decision.score),
+            actions=[ProposedActionOut.of(p, v) for p, v in decision.planned],
+        )
+
+
+# --- /v1/decide and the action log --------------------------------------------------------
+
+
+class ActionRecordOut(BaseModel):
+    id: str
+    customer_id: str
+    action_type: str
+    status: str
+    channel: str | None
+    expected_value: float | None
+    priority: float | None
+    due_at: datetime | None
+    send_after: datetime | None
+    details: dict[str, Any]
+    suppressions: list[SuppressionOut]
+    created_at: datetime
+    updated_at: datetime
+    existing: bool = Field(False, description="Made earlier today: returned, not queued again.")
+
+    @classmethod
+    def of(cls, record: ActionRecord, created: bool = False) -> Self:
+        return cls(
+            id=record.id,
+            customer_id=record.customer_id,
+            action_type=record.action_type,
+            status=record.status.value,
+            channel=record.channel,
+            expected_value=record.expected_value,
+            priority=record.priority,
+            due_at=record.due_at,
+            send_after=record.send_after,
+            details=record.details,
+            suppressions=[SuppressionOut.of(s) for s in record.suppressions],
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            existing=not created,
+        )
+
+
+class DecideOut(CustomerResult):
+    actions: list[ActionRecordOut]
+
+
+class DecideResponse(ModelAnswer):
+    decided_at: datetime
+    results: list[DecideOut | ItemErrorOut]
+
+    @staticmethod
+    def result(decided: Decided) -> DecideOut | ItemErrorOut:
+        if not isinstance(decided.score, CustomerScore):
+            return ItemErrorOut.unknown(decided.score)
+        return DecideOut(
+            **CustomerResult.score_fields(decided.score),
+            actions=[ActionRecordOut.of(r, created) for r, created in decided.actions],
+        )
+
+
+# --- /v1/events ---------------------------------------------------------------------------
+
+
+class OutageOut(BaseModel):
+    event_id: str
+    duplicate: bool = Field(description="The event was posted before: nobody is notified again.")
+    affected: int
+    notified: int
+    deferred: int
+    callbacks: int
+    unreachable: int
+    already_notified: int

@@ -1,0 +1,364 @@
+"""One decision service behind every entry point.
+
+`preview` is what `/v1/score` shows: each customer's proposals with the contact policy's
+verdicts, nothing recorded. `decide` (`/v1/decide`) is the same plan, recorded in the
+action log (queued, deferred to the end of quiet hours, waiting for callback capacity,
+or suppressed with its reasons). `plan` serves customers scored elsewhere (the daily
+list), `campaign` notifies seasonal-package candidates, `outage` fans a network event out
+to the customers homed on its sites, `promote_waiting` gives free callback slots to the
+waiting. Every path plans with the same code, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from serving.action_log.keys import dedupe_key, local_day
+from serving.action_log.log import ActionLog
+from serving.contact import check
+from serving.domain import (
+    ActionRecord,
+    ActionStatus,
+    CustomerScore,
+    NewAction,
+    PackageCandidate,
+    PastAction,
+    Proposal,
+    UnknownCustomer,
+    Verdict,
+)
+from serving.forecasts import CapacityForecast, Refreshing, read_candidates
+from serving.home_cells import HomeCells, OutageIndexError
+from serving.policy import outage_callback, outage_notice, propose, seasonal_package
+from serving.settings import ServingSettings
+
+Planned = list[tuple[Proposal, Verdict]]
+INLINE_CUSTOMERS = 8  # a preview this small, on local stores, costs well under a millisecond
+
+
+class CustomerScorer(Protocol):
+    """What the service needs of a scorer (`serving.scoring.Scorer`)."""
+
+    @property
+    def direct(self) -> bool:
+        """Whether features are read from a local store (no network round trip)."""
+
+    def score(
+        self, customer_ids: Sequence[str], at: pd.Timestamp
+    ) -> list[CustomerScore | UnknownCustomer]: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A customer's score and what would be done now (nothing recorded)."""
+
+    score: CustomerScore | UnknownCustomer
+    planned: Planned
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A customer's score and the actions recorded for it (each: whether this call made it)."""
+
+    score: CustomerScore | UnknownCustomer
+    actions: list[tuple[ActionRecord, bool]]
+
+
+class DecisionService:
+    def __init__(
+        self,
+        scorer: CustomerScorer | None,
+        settings: ServingSettings,
+        log: ActionLog | None,
+        capacity: CapacityForecast,
+        home_cells: HomeCells | None = None,
+    ) -> None:
+        self.scorer = scorer
+        self.settings = settings
+        self.log = log
+        self.capacity = capacity
+        self.home_cells = home_cells
+        self.candidates: Refreshing[dict[str, list[PackageCandidate]]] = Refreshing(
+            settings.actions.packages.candidates_file, read_candidates, {}
+        )
+        self.zone = ZoneInfo(settings.contact.timezone)
+        # the contact policy looks back over a week of caps and the offer cooldown
+        self.history_days = max(8, settings.contact.offer_cooldown_days + 1)
+
+    # --- planning -----------------------------------------------------------------------------
+    def proposals(self, item: CustomerScore, now: datetime) -> list[Proposal]:
+        """What the policy proposes for the customer now, seasonal packages included."""
+        candidates = self.candidates.get().get(item.customer_id, [])
+        return propose(item, item.contact, self.settings.actions, now, candidates)
+
+    def check_all(
+        self,
+        item: CustomerScore,
+        proposals: list[Proposal],
+        history: list[PastAction],
+        now: datetime,
+    ) -> Planned:
+        """The verdicts in order: what an earlier proposal sends now counts against the
+        caps and the one-a-day rule of the later ones."""
+        seen = list(history)
+        planned = []
+        for proposal in proposals:
+            verdict = check(proposal, item.contact, seen, self.settings.contact, now)
+            planned.append((proposal, verdict))
+            if verdict.allowed:
+                seen.append(PastAction(proposal.action_type, verdict.channel, "queued", now))
+        return planned
+
+    def history(self, customer_ids: Sequence[str], now: datetime) -> dict[str, list[PastAction]]:
+        """The customers' contact history up to `now` (none without an action log): a
+        decision at an earlier instant sees only what was made before it."""
+        if self.log is None or not customer_ids:
+            return {}
+        found = self.log.history(customer_ids, now, self.history_days)
+        return {c: [a for a in past if a.created_at <= now] for c, past in found.items()}
+
+    def plan(self, scores: Sequence[CustomerScore], now: datetime) -> dict[str, Planned]:
+        """Each scored customer's proposals and verdicts now; the contact history is read
+        only for customers with something to propose."""
+        proposals = {item.customer_id: self.proposals(item, now) for item in scores}
+        history = self.history([c for c, found in proposals.items() if found], now)
+        return {
+            item.customer_id: self.check_all(
+                item, proposals[item.customer_id], history.get(item.customer_id, []), now
+            )
+            for item in scores
+        }
+
+    def runs_inline(self, customers: int, scorer: CustomerScorer | None = None) -> bool:
+        """Whether a preview is cheap enough for the event loop: a few customers, features
+        and contact history both read locally. Anything else belongs in a thread."""
+        local_log = self.log is None or self.log.local
+        return customers <= INLINE_CUSTOMERS and self._scorer(scorer).direct and local_log
+
+    def preview(
+        self, customer_ids: Sequence[str], now: datetime, scorer: CustomerScorer | None = None
+    ) -> list[Decision]:
+        """Score and plan; nothing is recorded or sent."""
+        scores = self._scorer(scorer).score(customer_ids, pd.Timestamp(now))
+        plans = self.plan([s for s in scores if isinstance(s, CustomerScore)], now)
+        return [Decision(item, plans.get(item.customer_id, [])) for item in scores]
+
+    def decide(
+        self, customer_ids: Sequence[str], now: datetime, scorer: CustomerScorer | None = None
+    ) -> list[Decided]:
+        """Score, plan, and record what the plan proposes (idempotent per customer, action
+        type and day)."""
+        log = self._log()
+        decided = []
+        for decision in self.preview(customer_ids, now, scorer):
+            item = decision.score
+            if not isinstance(item, CustomerScore) or not decision.planned:
+                decided.append(Decided(item, []))
+                continue
+            new = [self.new_action(item, p, v, now, "decide") for p, v in decision.planned]
+            decided.append(Decided(item, log.record(new, now)))
+        return decided
+
+    def new_action(
+        self,
+        item: CustomerScore,
+        proposal: Proposal,
+        verdict: Verdict,
+        now: datetime,
+        source: str,
+        event: str | None = None,
+    ) -> NewAction:
+        """The action to record for a proposal and its verdict."""
+        status = ActionStatus.SUPPRESSED
+        if verdict.allowed:
+            status = ActionStatus.DEFERRED if verdict.send_after else ActionStatus.QUEUED
+        capacity_day = capacity = None
+        if proposal.action_type == "callback":  # the log books the slot, atomically
+            capacity_day = local_day(proposal.due_at or now, self.zone)
+            capacity = self.capacity.for_day(item.contact.region, capacity_day)
+        key = dedupe_key(
+            now,
+            self.zone,
+            event=event,
+            campaign=proposal.details.get("campaign"),
+            suppressed=status == ActionStatus.SUPPRESSED,
+        )
+        return NewAction(
+            customer_id=item.customer_id,
+            action_type=proposal.action_type,
+            dedupe_key=key,
+            status=status,
+            source=source,
+            channel=verdict.channel,
+            expected_value=proposal.expected_value,
+            priority=proposal.priority,
+            region=item.contact.region,
+            due_at=proposal.due_at,
+            send_after=verdict.send_after,
+            details={"reason": proposal.reason, **proposal.details},
+            suppressions=[vars(s) for s in verdict.suppressions],
+            capacity_day=capacity_day,
+            capacity=capacity,
+        )
+
+    # --- campaigns, outages, capacity -----------------------------------------------------------
+    def _scorer(self, scorer: CustomerScorer | None = None) -> CustomerScorer:
+        chosen = scorer or self.scorer
+        if chosen is None:
+            raise RuntimeError("this decision service has no scorer: it can only plan")
+        return chosen
+
+    def _log(self) -> ActionLog:
+        if self.log is None:
+            raise RuntimeError("this decision service has no action log: it can only preview")
+        return self.log
+
+    def _scored(
+        self, ids: Sequence[str], now: datetime
+    ) -> Iterator[tuple[list[CustomerScore | UnknownCustomer], dict[str, list[PastAction]]]]:
+        """The customers' scores and contact histories, a request's worth at a time."""
+        for start in range(0, len(ids), self.settings.max_customers):
+            chunk = ids[start : start + self.settings.max_customers]
+            yield self._scorer().score(chunk, pd.Timestamp(now)), self.history(chunk, now)
+
+    def campaign(self, now: datetime, package: str | None = None) -> dict[str, int]:
+        """Notify the candidates of every seasonal-package campaign due now (or of one
+        package) under the contact policy; counts by outcome. Running it again notifies
+        nobody twice: an action is recorded once per customer and campaign."""
+        log = self._log()
+        chosen = {
+            customer: [c for c in found if package is None or c.package == package]
+            for customer, found in self.candidates.get().items()
+        }
+        ids = sorted(customer for customer, found in chosen.items() if found)
+        counts = dict.fromkeys(
+            ("candidates", "queued", "deferred", "suppressed", "already", "unknown"), 0
+        )
+        counts["candidates"] = len(ids)
+        for scores, history in self._scored(ids, now):
+            new = []
+            for item in scores:
+                if not isinstance(item, CustomerScore):
+                    counts["unknown"] += 1
+                    continue
+                proposals = [
+                    p
+                    for p in (
+                        seasonal_package(c, self.settings.actions, now)
+                        for c in chosen[item.customer_id]
+                    )
+                    if p
+                ]
+                past = history.get(item.customer_id, [])
+                for proposal, verdict in self.check_all(item, proposals, past, now):
+                    new.append(self.new_action(item, proposal, verdict, now, "campaign"))
+            for record, created in log.record(new, now) if new else []:
+                counts["already" if not created else record.status.value] += 1
+        return counts
+
+    def _outage_actions(
+        self, item: CustomerScore, history: list[PastAction], details: dict[str, Any], now: datetime
+    ) -> list[NewAction]:
+        """A notice (a service message: quiet hours wait unless critical), and a callback for
+        customers both at high risk and valuable."""
+        event_id = details["event_id"]
+        notice = outage_notice(details)
+        critical = details["severity"] == "critical"
+        contact_policy = self.settings.contact
+        verdict = check(notice, item.contact, history, contact_policy, now, not critical)
+        found = [self.new_action(item, notice, verdict, now, "outage", f"outage:{event_id}")]
+        call = outage_callback(item, item.contact, self.settings.actions, now, event_id)
+        if call is not None:
+            verdict = check(call, item.contact, history, contact_policy, now)
+            found.append(self.new_action(item, call, verdict, now, "outage"))
+        return found
+
+    def outage(
+        self,
+        event_id: str,
+        sites: Sequence[str],
+        start: datetime,
+        expected_end: datetime | None,
+        severity: str,
+        now: datetime,
+    ) -> tuple[dict[str, int], bool]:
+        """Notify every active customer homed on `sites`; (counts, whether already known)."""
+        log = self._log()
+        known = log.outage(event_id)
+        if known is not None:
+            return dict(known["counts"]), True
+        if self.home_cells is None:
+            raise OutageIndexError(
+                "no customer-to-cell index: the feature tables (customer_profile, "
+                "customer_activity) were not found; run `retain features build`"
+            )
+        affected = self.home_cells.customers(sites)
+        counts = dict.fromkeys(
+            ("notified", "deferred", "callbacks", "unreachable", "already_notified"), 0
+        )
+        counts["affected"] = len(affected)
+        details = {
+            "event_id": event_id,
+            "sites": list(sites),
+            "start": start.isoformat(),
+            "expected_end": expected_end.isoformat() if expected_end else None,
+            "severity": severity,
+        }
+        for scores, history in self._scored(affected, now):
+            new = []
+            for item in scores:
+                if isinstance(item, CustomerScore):
+                    new += self._outage_actions(
+                        item, history.get(item.customer_id, []), details, now
+                    )
+                else:
+                    counts["unreachable"] += 1
+            for record, created in log.record(new, now) if new else []:
+                if record.action_type == "callback":
+                    counts["callbacks"] += int(created and record.status != ActionStatus.SUPPRESSED)
+                elif not created:
+                    counts["already_notified"] += 1
+                elif record.status == ActionStatus.DEFERRED:
+                    counts["deferred"] += 1
+                elif record.status == ActionStatus.QUEUED:
+                    counts["notified"] += 1
+        log.record_outage(event_id, details, counts, now)
+        return counts, False
+
+    def promote_waiting(self, now: datetime) -> tuple[int, int]:
+        """Today's free callback slots to the waiting, by priority; (promoted, expired)."""
+        rule = self.settings.actions.callbacks
+        return self._log().promote_waiting(
+            local_day(now, self.zone),
+            self.capacity.for_day,
+            now,
+            expire_before=now - timedelta(days=rule.max_wait_days),
+        )
+
+
+def decision_service(
+    scorer: CustomerScorer | None,
+    settings: ServingSettings,
+    log: ActionLog | None,
+    tables_dir: Path,
+) -> DecisionService:
+    """The service over the action log, the forecast files and the home-cell index; the
+    forecast files are read now, not in the first request."""
+    rule = settings.actions.callbacks
+    service = DecisionService(
+        scorer,
+        settings,
+        log,
+        CapacityForecast(rule.capacity_file, rule.default_daily_capacity),
+        HomeCells.of(tables_dir),
+    )
+    service.capacity.table.get()
+    service.candidates.get()
+    return service

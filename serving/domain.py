@@ -1,0 +1,171 @@
+"""The types of a decision, free of any framework: who the customer is to us, how risky,
+what we propose, what the contact policy says, and what the action log holds.
+
+The policies (`serving.policy`, `serving.contact`) and the action log speak in these
+types; this module imports nothing but the standard library, so a rule can be read,
+tested and reused without a model, a feature store or a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+Channel = Literal["sms", "app_push", "email", "phone"]
+ActionType = Literal["retention_offer", "callback", "outage_notice", "seasonal_package"]
+Band = Literal["high", "medium", "low"]
+MANDATORY: frozenset[str] = frozenset({"outage_notice"})  # service messages, not marketing
+
+
+class ActionStatus(StrEnum):
+    """Where an action stands. Decided actions start queued, deferred (quiet hours),
+    waiting for callback capacity or suppressed; delivery and outcomes move them on."""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    WAITING_CAPACITY = "waiting_capacity"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"  # waited too long for callback capacity
+    DELIVERED = "delivered"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A feature pushing the risk up, worded for a call-centre agent."""
+
+    feature: str
+    text: str
+    value: Any
+    contribution: float  # to the log-odds
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What the action engine knows about reaching a customer (the customer_contact view)."""
+
+    customer_id: str
+    segment: str
+    region: str
+    cell_site_id: str
+    contract_type: str
+    monthly_fee: float
+    has_account_manager: bool
+    consent: dict[Channel, bool]  # a channel missing here is not consented to
+
+
+@dataclass(frozen=True)
+class CustomerScore:
+    customer_id: str
+    churn_probability: float
+    risk_band: Band
+    reasons: list[Reason]
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class UnknownCustomer:
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    action_type: ActionType
+    expected_value: float  # currency units, net of the action's cost
+    channels: tuple[Channel, ...]  # in order of preference
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    priority: float = 0.0
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PackageCandidate:
+    """A customer among the likeliest buyers of `package` before its surge in `region`."""
+
+    package: str
+    region: str
+    week_start: datetime
+    propensity: float
+
+    @property
+    def campaign(self) -> str:
+        """The campaign's key: one notification per customer and campaign, ever."""
+        return f"{self.package}:{self.week_start.date().isoformat()}"
+
+
+@dataclass(frozen=True)
+class PastAction:
+    """An earlier action of the customer, as the contact policy needs it."""
+
+    action_type: str
+    channel: str | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Suppression:
+    code: str  # no_consent, frequency_cap, offer_cooldown, duplicate_today, no_channel, ...
+    message: str
+    channel: Channel | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    channel: Channel | None
+    send_after: datetime | None  # set when quiet hours defer the message
+    suppressions: list[Suppression] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewAction:
+    """An action to record: what was decided, and whether it may go out."""
+
+    customer_id: str
+    action_type: str
+    dedupe_key: str
+    status: ActionStatus  # queued, deferred, waiting_capacity or suppressed
+    source: str  # decide, outage, campaign
+    channel: str | None = None
+    expected_value: float | None = None
+    priority: float | None = None
+    region: str | None = None
+    due_at: datetime | None = None
+    send_after: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    suppressions: list[dict[str, Any]] = field(default_factory=list)
+    capacity_day: str | None = None  # callbacks: book a slot of this region-day ...
+    capacity: int | None = None  # ... of this many, or wait
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """An action as the log holds it; times are UTC."""
+
+    id: str
+    customer_id: str
+    action_type: str
+    dedupe_key: str
+    status: ActionStatus
+    source: str
+    channel: str | None
+    expected_value: float | None
+    priority: float | None
+    region: str | None
+    due_at: datetime | None
+    capacity_day: str | None
+    send_after: datetime | None
+    details: dict[str, Any]
+    suppressions: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+    def as_past(self) -> PastAction:
+        return PastAction(self.action_type, self.channel, self.status, self.created_at)

@@ -1,0 +1,30 @@
+"""Each day's free callback slots to the waiting callbacks, by priority, in a background
+thread of the API; those that waited too long expire."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from serving.background import BackgroundLoop
+from serving.decisions import DecisionService
+
+log = logging.getLogger("retain.serving")
+
+
+class CallbackPromoter(BackgroundLoop):
+    name = "callback-promoter"
+
+    def __init__(self, decisions: Callable[[], DecisionService | None], interval_s: float) -> None:
+        self.decisions, self.interval_s = decisions, interval_s
+        super().__init__()
+
+    def step(self) -> float:
+        service = self.decisions()
+        if service is not None and service.log is not None:
+            try:
+                service.promote_waiting(datetime.now(UTC))
+            except Exception:  # the database is briefly unavailable: try again later
+                log.exception("callback promotion failed")
+        return self.interval_s
