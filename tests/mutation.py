@@ -146,16 +146,22 @@ def load_equivalents() -> dict[tuple[str, str, str], str]:
     return {(e["module"], e["function"], e["change"]): e["why"] for e in entries}
 
 
-def run_mutmut(max_children: int, log: Path) -> int:
+def _mutant_pattern(module: str) -> str:
+    """mutmut's pattern for every mutant of a module: serving/contact.py -> serving.contact.*"""
+    return module.removesuffix(".py").replace("/", ".") + ".*"
+
+
+def run_mutmut(max_children: int, log: Path, patterns: list[str]) -> int:
     """mutmut over a clean copy; its progress display goes to `log`, not the terminal.
 
     The tests' PostgreSQL cases share one server started here, rather than starting a
     cluster in each of the thousands of short test runs; without PostgreSQL installed
-    they are left out.
+    they are left out. With `patterns`, only the mutants whose names match are tested.
     """
     shutil.rmtree(MUTANTS, ignore_errors=True)
     MUTANTS.mkdir()
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    command += patterns
     with contextlib.ExitStack() as stack:
         environment = dict(os.environ)
         if postgres.installed():
@@ -207,21 +213,32 @@ PARSER.add_argument("--fail-under", type=float, default=0.80, help="score every 
 PARSER.add_argument(
     "--report-only", action="store_true", help="report the results already under mutants/"
 )
+PARSER.add_argument(
+    "modules",
+    nargs="*",
+    help="only these of the critical modules (paths, e.g. serving/contact.py); default all",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = PARSER.parse_args(argv)
     started = time.monotonic()
+    modules = critical_modules()
+    unknown = sorted(set(args.modules) - set(modules))
+    if unknown:
+        PARSER.error(f"not a critical module: {', '.join(unknown)} (expected one of {modules})")
+    chosen = args.modules or modules
     if not args.report_only:
-        code = run_mutmut(args.max_children, MUTANTS / "mutation.log")
+        patterns = [_mutant_pattern(module) for module in args.modules]
+        code = run_mutmut(args.max_children, MUTANTS / "mutation.log", patterns)
         if code != 0:
             print(f"mutmut failed (exit {code}); see mutants/mutation.log", file=sys.stderr)
             return code
-    mutants = read_results(critical_modules())
+    mutants = read_results(chosen)
     if not mutants:
         print("no mutation results under mutants/", file=sys.stderr)
         return 2
-    equivalents = load_equivalents()
+    equivalents = {key: why for key, why in load_equivalents().items() if key[0] in chosen}
     failing = report(mutants, equivalents, args.fail_under)
     seen = {_key(m) for m in mutants}
     stale = [key for key in equivalents if key not in seen]

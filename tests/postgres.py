@@ -64,20 +64,21 @@ def postgres_cluster() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres", "postgres")
     data, port = folder / "data", _free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "check": True}
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "retain", "-A", "trust", "--no-sync"], **quiet
-    )
+
+    def quiet(*command: str) -> None:
+        subprocess.run(
+            [*as_user, *command], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True
+        )
+
+    quiet(initdb, "-D", str(data), "-U", "retain", "-A", "trust", "--no-sync")
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w",
-         "-t", "60", "start"],
-        **quiet,
-    )  # fmt: skip
+    quiet(
+        pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start"
+    )
     try:
         yield f"postgresql+psycopg://retain@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], **quiet)
+        quiet(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)
 
 

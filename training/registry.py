@@ -64,9 +64,7 @@ def aliased(settings: TrackedSettings, name: str, alias: str) -> RegisteredVersi
         run = client.get_run(str(version.run_id))
     except mlflow.exceptions.MlflowException as error:
         raise RegistryError(f"model {name}@{alias}: {error.message}") from error
-    return RegisteredVersion(
-        name, str(version.version), str(version.run_id), dict(run.data.tags)
-    )
+    return RegisteredVersion(name, str(version.version), str(version.run_id), dict(run.data.tags))
 
 
 def alias_version(settings: TrackedSettings, name: str, alias: str) -> str:

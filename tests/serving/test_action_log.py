@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,7 +36,7 @@ from serving.action_log.database import (
 from serving.action_log.keys import dedupe_key, local_day
 from serving.action_log.log import OUTCOMES, WAITING, ActionLog, TransitionError
 from serving.action_log.outbox import Outbox
-from serving.domain import NewAction
+from serving.domain import ActionStatus, NewAction
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -269,6 +270,37 @@ def test_times_are_kept_as_utc_instants(log: ActionLog) -> None:
     for column, expected in (("created_at", NOW), ("due_at", due), ("send_after", due)):
         value = getattr(row, column)
         assert value == expected and value.utcoffset() == timedelta(0)
+
+
+def test_every_field_of_an_action_reads_back_as_it_was_recorded(action_db_url: str) -> None:
+    log = ActionLog(open_engine(action_db_url))
+    full = NewAction(
+        "C1",
+        "callback",
+        "2026-11-02",
+        ActionStatus.DEFERRED,
+        "outage",
+        "phone",
+        expected_value=41.5,
+        priority=0.75,
+        region="harbour",
+        due_at=NOW + DAY,
+        send_after=NOW + 2 * DAY,
+        details={"event_id": "E7", "reasons": ["dropped_calls"]},
+        suppressions=[{"code": "frequency_cap", "message": "3 in 7 days", "channel": "sms"}],
+        capacity_day="2026-11-03",
+        capacity=5,
+    )
+    bare = NewAction("C2", "retention_offer", "2026-11-02", ActionStatus.SUPPRESSED, "decide")
+    (made_full, _), (made_bare, _) = log.record([full, bare], NOW)
+    for new, made in ((full, made_full), (bare, made_bare)):
+        (read,) = log.customer_actions(new.customer_id)
+        assert read == made  # what recording answered is what is stored
+        assert read.created_at == read.updated_at == NOW
+        for name in (f.name for f in fields(new) if f.name != "capacity"):
+            assert getattr(read, name) == getattr(new, name), name
+    # an action recorded without details or suppressions has empty ones, never None
+    assert made_bare.details == {} and made_bare.suppressions == []
 
 
 # --- the outbox ---------------------------------------------------------------------------
