@@ -22,10 +22,13 @@ $(BIN)/python:
 			apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
 		else echo "python3 -m venv failed: install the python3-venv package" >&2; exit 1; fi; }
 
+# The checkout goes on sys.path (editable_mode=compat) rather than behind setuptools' import
+# hook: the hook resolves only a package's direct children, so a project directory laid out
+# like the repository (features/repo/...) would shadow features.repo.* when it is the cwd.
 $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -C editable_mode=compat -e .
 	@touch $@
 
 ## install: create or refresh .venv with the pinned dependencies
