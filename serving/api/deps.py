@@ -1,5 +1,8 @@
 """What routes declare they need, as `Annotated` aliases: the caller's roles, the
-settings, the scorer and the decision service being served, the metrics."""
+settings, the scorer and the decision service being served, the metrics.
+
+Every dependency here is `async def`: they only read the app's state, and FastAPI runs a
+plain `def` dependency in its thread pool, a hop that costs more than a cached score."""
 
 from __future__ import annotations
 
@@ -18,22 +21,22 @@ from serving.settings import ServingSettings
 from serving.state import ServingState
 
 
-def serving_state(request: Request) -> ServingState:
+async def serving_state(request: Request) -> ServingState:
     state: ServingState = request.app.state.serving
     return state
 
 
-def serving_settings(request: Request) -> ServingSettings:
+async def serving_settings(request: Request) -> ServingSettings:
     settings: ServingSettings = request.app.state.settings
     return settings
 
 
-def api_metrics(request: Request) -> ApiMetrics:
+async def api_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
 
-def risk_lists_dir(request: Request) -> Path:
+async def risk_lists_dir(request: Request) -> Path:
     folder: Path = request.app.state.risk_lists
     return folder
 
@@ -44,20 +47,20 @@ MetricsDep = Annotated[ApiMetrics, Depends(api_metrics)]
 RiskListsDep = Annotated[Path, Depends(risk_lists_dir)]
 
 
-def current_scorer(state: StateDep) -> Scorer:
+async def current_scorer(state: StateDep) -> Scorer:
     """The champion's scorer, one for the whole request even across a reload."""
     if state.scorer is None:
         raise ApiError(503, "model_unavailable", state.load_error or "no model loaded")
     return state.scorer
 
 
-def decision_service(state: StateDep) -> DecisionService:
+async def decision_service(state: StateDep) -> DecisionService:
     if state.decisions is None:
         raise ApiError(503, "model_unavailable", state.load_error or "no model loaded")
     return state.decisions
 
 
-def action_log(state: StateDep) -> ActionLog:
+async def action_log(state: StateDep) -> ActionLog:
     """The action log: open even while no model is loaded."""
     if state.action_log is None:
         raise ApiError(503, "action_log_unavailable", "the action log is not open")
@@ -69,16 +72,15 @@ DecisionsDep = Annotated[DecisionService, Depends(decision_service)]
 ActionLogDep = Annotated[ActionLog, Depends(action_log)]
 
 
-def role(name: str) -> Callable[[Request], Awaitable[frozenset[str]]]:
+def role(name: str) -> Callable[[Request, ServingState], Awaitable[frozenset[str]]]:
     """A dependency admitting callers whose API key has `name` (or admin) among its roles."""
 
-    # async: a check this small must not hop to the thread pool
-    async def check(request: Request) -> frozenset[str]:
+    async def check(request: Request, state: StateDep) -> frozenset[str]:
         presented = request.headers.get("x-api-key")
         bearer = request.headers.get("authorization", "")
         if not presented and bearer.lower().startswith("bearer "):
             presented = bearer[7:].strip()
-        roles = serving_state(request).keys.roles(presented)
+        roles = state.keys.roles(presented)
         if roles is None:
             raise ApiError(401, "unauthenticated", "a valid X-API-Key header is required")
         if name not in roles and "admin" not in roles:

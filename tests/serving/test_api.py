@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,15 @@ from serving.action_log.log import ActionLog
 from serving.api.main import create_app
 from serving.auth import KeyConfigError, load_keys, parse_keys, write_keys_file
 from serving.scoring import ModelLoadError, Scorer, load_champion
-from tests.serving.conftest import KEYS, Served, active_ids, not_ready_state, open_scorer, running
+from tests.serving.conftest import (
+    KEYS,
+    Served,
+    active_ids,
+    not_ready_state,
+    open_scorer,
+    running,
+    serving_state,
+)
 
 CRM = {"X-API-Key": KEYS["crm"]}
 
@@ -261,3 +271,34 @@ def test_local_keys_are_made_once_private_and_usable(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         write_keys_file(path)  # never overwritten
     assert load_keys(path, dev_mode=False).roles(keys["crm"]) == frozenset({"crm"})
+
+
+def test_scoring_a_customer_from_local_stores_never_leaves_the_event_loop(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread-pool hop costs more than a cached score: the dependencies of /v1/score and
+    a preview read from local stores run on the event loop (a plain `def` dependency would
+    be sent to the thread pool by FastAPI on every request)."""
+    hops: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(function, "__qualname__", repr(function)))
+        return await run_sync(function, *args, **kwargs)
+
+    with running(create_app(served.settings, lambda: serving_state(served))) as url:
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        one, many = (
+            requests.post(
+                f"{url}/v1/score",
+                json={"customer_ids": _known_ids(served, count)},
+                headers=CRM,
+                timeout=30,
+            )
+            for count in (1, 50)
+        )
+    assert one.status_code == 200, one.text
+    assert one.status_code == 200, one.text
+    assert many.status_code == 200, many.text
+    # one customer: no hop at all; fifty: the preview alone goes to a thread
+    assert [h for h in hops if "preview" in h] == hops[-1:] and len(hops) == 1, hops
