@@ -34,10 +34,19 @@ def training_set(
     Feast also returns the inputs of on-demand views (signup time, home cell); they are
     not features of the model, so they are dropped here.
     """
+    frame = historical_features(store, entity_rows, feature_service)
+    return frame.sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
+
+
+def historical_features(
+    store: FeatureStore, entity_rows: pd.DataFrame, feature_service: str
+) -> pd.DataFrame:
+    """Feast's point-in-time join of the service's features onto the entity rows, the entity
+    columns with the types they came in (offline stores differ in timestamp units)."""
     service = store.get_feature_service(feature_service)
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
-    columns = [*entity_rows.columns, *service_features(store, feature_service)]
-    return frame[columns].sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
+    frame = frame[[*entity_rows.columns, *service_features(store, feature_service)]]
+    return frame.astype(entity_rows.dtypes.to_dict())
 
 
 def churn_training_set(
@@ -71,8 +80,5 @@ def demand_history(
     store: FeatureStore, lifecycle_dir: Path, feature_service: str = "demand_v1"
 ) -> pd.DataFrame:
     """The region-week history of the demand model, through Feast (point in time)."""
-    rows = demand_entity_rows(lifecycle_dir)
-    service = store.get_feature_service(feature_service)
-    frame = store.get_historical_features(entity_df=rows, features=service).to_df()
-    columns = [*rows.columns, *service_features(store, feature_service)]
-    return frame[columns].sort_values(["region", SNAPSHOT], ignore_index=True)
+    frame = historical_features(store, demand_entity_rows(lifecycle_dir), feature_service)
+    return frame.sort_values(["region", SNAPSHOT], ignore_index=True)
