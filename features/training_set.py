@@ -53,24 +53,27 @@ def churn_training_set(
     store: FeatureStore, lifecycle_dir: Path, horizon_days: int, feature_service: str = "churn_v1"
 ) -> pd.DataFrame:
     """The labelled churn training set of a lifecycle dataset, through Feast."""
-    tables = load_tables(lifecycle_dir, ("customers", "churn_events", "usage_monthly"))
+    tables = load_tables(lifecycle_dir, ("customers", "churn_events"))
     rows = churn_entity_rows(
         tables["customers"],
         tables["churn_events"],
-        tables["usage_monthly"]["month"].min(),
+        _first_month(lifecycle_dir),
         resolve_as_of(lifecycle_dir, None),
         horizon_days,
     )
     return training_set(store, rows, feature_service)
 
 
+def _first_month(lifecycle_dir: Path) -> pd.Timestamp:
+    """The dataset's first billed month, reading only that column of the largest table."""
+    months = pq.read_table(lifecycle_dir / TABLES["usage_monthly"].file_name, columns=["month"])
+    return pd.Timestamp(months.column("month").to_pandas().min())
+
+
 def demand_entity_rows(lifecycle_dir: Path) -> pd.DataFrame:
     """Every region x complete week of a lifecycle dataset, stamped at the week's end."""
     customers = pq.read_table(lifecycle_dir / TABLES["customers"].file_name, columns=["region"])
-    months = pq.read_table(lifecycle_dir / TABLES["usage_monthly"].file_name, columns=["month"])
-    weeks = demand_weeks(
-        months.column("month").to_pandas().min(), resolve_as_of(lifecycle_dir, None)
-    )
+    weeks = demand_weeks(_first_month(lifecycle_dir), resolve_as_of(lifecycle_dir, None))
     regions = sorted(customers.column("region").unique().to_pylist())
     index = pd.MultiIndex.from_product([regions, weeks + pd.Timedelta(days=7)])
     return index.to_frame(index=False, name=["region", SNAPSHOT])
