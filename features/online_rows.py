@@ -4,9 +4,10 @@
 running the request-time on-demand view in pandas; the store's own read is under 1 ms
 (bench/online_read.py). For a scorer that needs one customer's row in a millisecond,
 `DirectRows` reads the same tables of `RetainSqliteOnlineStore` by entity key and computes
-the request-time features with the same function the on-demand view calls. `FeastRows`
-goes through Feast and serves any other online store (Redis). Both return `FeatureRows`,
-and a test checks that they agree value for value.
+the request-time features with the same function the on-demand view calls;
+`features.redis_rows.RedisRows` does the same over Feast's Redis layout. `FeastRows` goes
+through Feast and serves any other online store. All return `FeatureRows`, and tests check
+that they agree value for value.
 """
 
 from __future__ import annotations
@@ -76,6 +77,86 @@ class FeastRows:
         return FeatureRows(list(customer_ids), columns, known)
 
 
+@dataclass(frozen=True)
+class DirectPlan:
+    """What a direct reader reads: per stored view its features (and which are booleans),
+    the presence view first; the request-time features it computes; the output order."""
+
+    views: list[tuple[str, list[str], list[bool]]]
+    request_time: list[str]
+    output: list[str]
+
+
+def plan_direct(store: FeatureStore, refs: list[str], presence_view: str) -> DirectPlan:
+    """The plan of a direct read of `refs`, or ValueError naming what only Feast can do."""
+    wanted: dict[str, list[str]] = {}
+    for view_name, feature in map(_split, refs):
+        wanted.setdefault(view_name, []).append(feature)
+    request_time = wanted.pop(REQUEST_TIME_VIEW, [])
+    unsupported = sorted(set(request_time) - set(_REQUEST_TIME_OUTPUTS))
+    if unsupported:
+        raise ValueError(f"{REQUEST_TIME_VIEW} has no direct path for {', '.join(unsupported)}")
+    others = sorted(v for v in wanted if v not in {f.name for f in store.list_feature_views()})
+    if others:  # another on-demand view: only Feast can run it
+        raise ValueError(f"no direct path for on-demand view(s) {', '.join(others)}")
+    if presence_view not in wanted:
+        raise ValueError(f"presence view {presence_view} is not among the refs")
+    if request_time:  # its inputs come from the profile, read with the rest
+        profile = {f.name for f in store.get_feature_view(presence_view).features}
+        if not set(_REQUEST_TIME_INPUTS) <= profile:
+            raise ValueError(f"{presence_view} lacks the inputs of {REQUEST_TIME_VIEW}")
+        for name in _REQUEST_TIME_INPUTS:
+            if name not in wanted.setdefault(presence_view, []):
+                wanted[presence_view].append(name)
+    views = []
+    for name, features in wanted.items():
+        view: FeatureView = store.get_feature_view(name)
+        if [e.name for e in view.entity_columns] != [ENTITY]:
+            raise ValueError(f"{name}: the direct path reads views keyed by {ENTITY} only")
+        types = {f.name: f.dtype.to_value_type() for f in view.features}
+        unknown = [f for f in features if f not in types]
+        if unknown:
+            raise ValueError(f"{name} has no feature(s) {', '.join(unknown)}")
+        odd = [f for f in features if types[f] not in _PLAIN_TYPES]
+        if odd:  # stored as protobuf bytes or raw epochs: Feast decodes those
+            raise ValueError(f"{name}: no direct path for {', '.join(odd)}")
+        views.append((name, features, [types[f] == ValueType.BOOL for f in features]))
+    views.sort(key=lambda table: table[0] != presence_view)
+    return DirectPlan(views, request_time, [feature for _, feature in map(_split, refs)])
+
+
+def finish_rows(
+    plan: DirectPlan,
+    customer_ids: Sequence[str],
+    columns: dict[str, list[Any]],
+    known: np.ndarray,
+    first: list[int],
+    at: pd.Timestamp,
+) -> FeatureRows:
+    """The rows in the plan's output order: a customer asked for twice copied from the
+    position that was read (`first[i]`), the request-time features computed at `at`."""
+    for i, j in enumerate(first):
+        if j != i:
+            known[i] = known[j]
+            for column_values in columns.values():
+                column_values[i] = column_values[j]
+    if plan.request_time:
+        n = len(customer_ids)
+        signup = np.array(
+            [np.nan if s is None else s for s in columns["signup_epoch_s"]], dtype="float64"
+        )
+        tenure, days_left = request_time_values(
+            signup, columns["contract_type"], np.full(n, float(int(at.timestamp())))
+        )
+        computed: dict[str, list[Any]] = {
+            "tenure_days": [None if np.isnan(v) else int(v) for v in tenure],
+            "days_to_contract_end": [None if np.isnan(v) else float(v) for v in days_left],
+        }
+        for name in plan.request_time:
+            columns[name] = computed[name]
+    return FeatureRows(list(customer_ids), {f: columns[f] for f in plan.output}, known)
+
+
 class DirectRows:
     """Rows read by entity key from `RetainSqliteOnlineStore`'s tables in one joined query.
 
@@ -93,41 +174,8 @@ class DirectRows:
         self.serialize = entity_key_serializer(
             [ENTITY], ValueType.STRING, config.entity_key_serialization_version
         )
-        wanted: dict[str, list[str]] = {}
-        for view_name, feature in map(_split, refs):
-            wanted.setdefault(view_name, []).append(feature)
-        self.request_time = wanted.pop(REQUEST_TIME_VIEW, [])
-        unsupported = sorted(set(self.request_time) - set(_REQUEST_TIME_OUTPUTS))
-        if unsupported:
-            raise ValueError(f"{REQUEST_TIME_VIEW} has no direct path for {', '.join(unsupported)}")
-        others = sorted(v for v in wanted if v not in {f.name for f in store.list_feature_views()})
-        if others:  # another on-demand view: only Feast can run it
-            raise ValueError(f"DirectRows cannot compute on-demand view(s) {', '.join(others)}")
-        if presence_view not in wanted:
-            raise ValueError(f"presence view {presence_view} is not among the refs")
-        if self.request_time:  # its inputs come from the profile, read with the rest
-            profile = {f.name for f in store.get_feature_view(presence_view).features}
-            if not set(_REQUEST_TIME_INPUTS) <= profile:
-                raise ValueError(f"{presence_view} lacks the inputs of {REQUEST_TIME_VIEW}")
-            for name in _REQUEST_TIME_INPUTS:
-                if name not in wanted.setdefault(presence_view, []):
-                    wanted[presence_view].append(name)
-        self.output = [feature for _, feature in map(_split, refs)]
-        self.views: list[tuple[str, list[str], list[bool]]] = []
-        for name, features in wanted.items():
-            view: FeatureView = store.get_feature_view(name)
-            if [e.name for e in view.entity_columns] != [ENTITY]:
-                raise ValueError(f"{name}: DirectRows reads views keyed by {ENTITY} only")
-            types = {f.name: f.dtype.to_value_type() for f in view.features}
-            unknown = [f for f in features if f not in types]
-            if unknown:
-                raise ValueError(f"{name} has no feature(s) {', '.join(unknown)}")
-            odd = [f for f in features if types[f] not in _PLAIN_TYPES]
-            if odd:  # stored as protobuf bytes or raw epochs: Feast decodes those
-                raise ValueError(f"{name}: no direct path for {', '.join(odd)}")
-            is_bool = [types[f] == ValueType.BOOL for f in features]
-            self.views.append((f"{config.project}_{name}", features, is_bool))
-        self.views.sort(key=lambda table: table[0] != f"{config.project}_{presence_view}")
+        self.plan = plan_direct(store, refs, presence_view)
+        self.views = [(f"{config.project}_{v}", f, b) for v, f, b in self.plan.views]
         self.local = threading.local()
         self._queries: dict[int, str] = {}
 
@@ -178,35 +226,26 @@ class DirectRows:
                 for column, value, flag in zip(found, values, is_bool, strict=True):
                     column[i] = bool(value) if flag and value is not None else value
         columns = dict(zip(names, found, strict=True))
-        if len(position) < n:  # the same customer twice: copy the filled position
-            for i, key in enumerate(keys):
-                j = position[key]
-                if j != i:
-                    known[i] = known[j]
-                    for column_values in columns.values():
-                        column_values[i] = column_values[j]
-        if self.request_time:
-            signup = np.array(
-                [np.nan if s is None else s for s in columns["signup_epoch_s"]], dtype="float64"
-            )
-            tenure, days_left = request_time_values(
-                signup, columns["contract_type"], np.full(n, float(int(at.timestamp())))
-            )
-            computed: dict[str, list[Any]] = {
-                "tenure_days": [None if np.isnan(v) else int(v) for v in tenure],
-                "days_to_contract_end": [None if np.isnan(v) else float(v) for v in days_left],
-            }
-            for name in self.request_time:
-                columns[name] = computed[name]
-        return FeatureRows(list(customer_ids), {f: columns[f] for f in self.output}, known)
+        first = [position[key] for key in keys]
+        return finish_rows(self.plan, customer_ids, columns, known, first, at)
 
 
 def row_reader(store: FeatureStore, refs: list[str], presence_view: str) -> RowReader:
-    """The direct reader when the online store is ours and it can compute every view,
-    Feast's path otherwise."""
-    if isinstance(store._get_provider().online_store, RetainSqliteOnlineStore):
+    """A direct reader when the online store is ours or Feast's Redis store and the direct
+    path can compute every view; Feast's path otherwise."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    from features.redis_rows import RedisRows  # it builds on this module
+
+    online_store = store._get_provider().online_store
+    direct: type[DirectRows] | type[RedisRows] | None = None
+    if isinstance(online_store, RetainSqliteOnlineStore):
+        direct = DirectRows
+    elif isinstance(online_store, RedisOnlineStore):
+        direct = RedisRows
+    if direct is not None:
         try:
-            return DirectRows(store, refs, presence_view)
+            return direct(store, refs, presence_view)
         except ValueError as error:
             log.warning("online rows through Feast (slower): %s", error)
     return FeastRows(store, refs, presence_view)

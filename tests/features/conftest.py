@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -52,3 +56,49 @@ def project(built_project: Path, tmp_path: Path) -> FeatureSettings:
     """A private copy of the built project: a test may apply, materialize and tear down."""
     root = Path(shutil.copytree(built_project, tmp_path / "project"))
     return project_settings(root)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on loopback, started for the test and stopped after it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (make test installs Debian's redis-server as root)"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("redis-server did not start within 10 s")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
