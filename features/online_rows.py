@@ -39,6 +39,10 @@ log = logging.getLogger("retain.features")
 _MAX_PARAMS = 900  # below SQLite's default limit on bound parameters per statement
 
 
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store cannot be reached; the message names where and which setting."""
+
+
 @dataclass(frozen=True)
 class FeatureRows:
     """One list per feature, in request order; `known[i]`: the store holds customer i."""

@@ -23,12 +23,14 @@ from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from redis.exceptions import RedisError
 
-from features.online_rows import ENTITY, FeatureRows, finish_rows, plan_direct
+from features.online_rows import (
+    ENTITY,
+    FeatureRows,
+    OnlineStoreUnavailable,
+    finish_rows,
+    plan_direct,
+)
 from features.online_store import entity_key_serializer
-
-
-class OnlineStoreUnavailable(RuntimeError):
-    """The online store cannot be reached; the message names where and which setting."""
 
 
 def decode(raw: bytes | None) -> Any:

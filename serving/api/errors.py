@@ -11,8 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from features.online_rows import OnlineStoreUnavailable
+
 log = logging.getLogger("retain.serving")
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+RETRY_AFTER_S = 5  # how soon a caller may retry when a dependency is down
 
 
 class ApiError(HTTPException):
@@ -53,6 +56,15 @@ async def _invalid(_: Request, error: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message, fields)
 
 
+async def _store_unavailable(_: Request, error: Exception) -> JSONResponse:
+    log.error("%s", error)  # where and which setting: for the operator, not the caller
+    response = error_response(
+        503, "feature_store_unavailable", "the online feature store cannot be reached; retry"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=error)  # details stay in the server log
     return error_response(500, "internal_error", "internal error; see the server log")
@@ -62,4 +74,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(OnlineStoreUnavailable, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,8 +8,8 @@ import socket
 import pandas as pd
 import pytest
 
-from features.online_rows import FeastRows, row_reader
-from features.redis_rows import OnlineStoreUnavailable, RedisRows, decode
+from features.online_rows import FeastRows, OnlineStoreUnavailable, row_reader
+from features.redis_rows import RedisRows, decode
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
 from serving.scoring import scoring_refs

@@ -11,13 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from features.online_rows import OnlineStoreUnavailable
 from features.request_time import REQUEST_TIME_FIELD
 from features.store import open_store
 from retain.cli import app as cli
 from serving.action_log.database import open_engine
 from serving.action_log.log import ActionLog
+from serving.api.errors import install_error_handlers
 from serving.api.main import create_app
 from serving.auth import KeyConfigError, load_keys, parse_keys, write_keys_file
 from serving.scoring import ModelLoadError, Scorer, load_champion
@@ -302,3 +305,20 @@ def test_scoring_a_customer_from_local_stores_never_leaves_the_event_loop(
     assert many.status_code == 200, many.text
     # one customer: no hop at all; fifty: the preview alone goes to a thread
     assert [h for h in hops if "preview" in h] == hops[-1:] and len(hops) == 1, hops
+
+
+def test_an_unreachable_online_store_is_a_503_with_a_retry_hint() -> None:
+    """The caller learns to retry, not that we have a bug; where the store is stays in the
+    server's log."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/read")
+    def read() -> None:
+        raise OnlineStoreUnavailable("Redis at '10.0.0.9:6379' cannot be read: refused")
+
+    with running(app) as url:
+        response = requests.get(f"{url}/read", timeout=10)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "feature_store_unavailable"
+    assert "10.0.0.9" not in response.text
