@@ -14,7 +14,7 @@ runs anywhere but inside the repository folder.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import ibis
 import pandas as pd
@@ -52,6 +52,17 @@ def read_source(data_source: DataSource, repo_path: str) -> Table:
     return feast_duckdb._read_data_source(data_source, repo_path)
 
 
+def _io(config: RepoConfig) -> dict[str, Any]:
+    """How Feast's ibis functions read and write sources here: ours reads, Feast's writes."""
+    store = config.offline_store
+    return {
+        "data_source_reader": read_source,
+        "data_source_writer": feast_duckdb._write_data_source,
+        "staging_location": store.staging_location,
+        "staging_location_endpoint_override": store.staging_location_endpoint_override,
+    }
+
+
 class RetainDuckDBOfflineStore(DuckDBOfflineStore):
     @staticmethod
     def pull_latest_from_table_or_query(
@@ -73,10 +84,7 @@ class RetainDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=read_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_io(config),
         )
 
     @staticmethod
@@ -98,10 +106,7 @@ class RetainDuckDBOfflineStore(DuckDBOfflineStore):
             registry=registry,
             project=project,
             full_feature_names=full_feature_names,
-            data_source_reader=read_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_io(config),
             filter_by_created_timestamp=filter_by_created_timestamp,
         )
 
@@ -125,8 +130,5 @@ class RetainDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=read_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_io(config),
         )

@@ -102,3 +102,14 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
+
+
+def redis_project(project: FeatureSettings, address: str) -> FeatureSettings:
+    """The project on the repository's Redis environment, pointed at `address`."""
+    yaml = project.repo_path / "redis_feature_store.yaml"
+    yaml.write_text(
+        (REPO / "features" / "repo" / "envs" / "redis" / "feature_store.yaml")
+        .read_text()
+        .replace("127.0.0.1:6379", address)
+    )
+    return project.model_copy(update={"store_yaml": yaml})

@@ -13,7 +13,7 @@ from features.redis_rows import RedisRows, decode
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
 from serving.scoring import scoring_refs
-from tests.features.conftest import AS_OF, REPO
+from tests.features.conftest import AS_OF, redis_project
 
 MOMENTS = [pd.Timestamp("2026-10-31T23:59:59+00:00"), pd.Timestamp("2026-11-02T09:17:00+00:00")]
 
@@ -22,21 +22,11 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _redis_project(project: FeatureSettings, address: str) -> FeatureSettings:
-    yaml = project.repo_path / "redis_feature_store.yaml"
-    yaml.write_text(
-        (REPO / "features" / "repo" / "envs" / "redis" / "feature_store.yaml")
-        .read_text()
-        .replace("127.0.0.1:6379", address)
-    )
-    return project.model_copy(update={"store_yaml": yaml})
-
-
 @pytest.mark.slow
 def test_redis_rows_equal_feasts_reads_value_for_value(
     project: FeatureSettings, redis_server: str
 ) -> None:
-    store = open_store(_redis_project(project, redis_server))
+    store = open_store(redis_project(project, redis_server))
     apply(store)
     materialize(store, AS_OF)
     refs, presence = scoring_refs(store, "churn_v1")
@@ -84,7 +74,7 @@ def test_a_redis_that_cannot_be_reached_is_named_with_its_setting(
     apply(open_store(project))  # the definitions, registered without touching any Redis
     registry = project.tables_dir.parent / "feast"
     (registry / "registry_redis.db").write_bytes((registry / "registry.db").read_bytes())
-    store = open_store(_redis_project(project, address))
+    store = open_store(redis_project(project, address))
     refs = ["customer_profile:signup_epoch_s", "customer_profile:contract_type"]
     reader = RedisRows(store, refs, "customer_profile")
     with pytest.raises(OnlineStoreUnavailable) as raised:

@@ -12,7 +12,7 @@ from features.online_store import RetainSqliteOnlineStore
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store, write_feature_tables
 from features.training_set import training_set
-from tests.features.conftest import AS_OF, REPO
+from tests.features.conftest import AS_OF, redis_project
 
 FEATURES = ["tickets_180d", "bill_change_vs_prev_3m", "home_cell_outage_hours_90d", "offers_180d"]
 
@@ -61,10 +61,4 @@ def test_round_trip_on_the_embedded_store(project: FeatureSettings) -> None:
 
 
 def test_round_trip_on_redis(project: FeatureSettings, redis_server: str) -> None:
-    yaml = project.repo_path / "redis_feature_store.yaml"
-    yaml.write_text(
-        (REPO / "features" / "repo" / "envs" / "redis" / "feature_store.yaml")
-        .read_text()
-        .replace("127.0.0.1:6379", redis_server)
-    )
-    _round_trip(project.model_copy(update={"store_yaml": yaml}))
+    _round_trip(redis_project(project, redis_server))
