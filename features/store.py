@@ -24,6 +24,7 @@ from features.build import FeatureTables
 from features.online_store import RetainSqliteOnlineStore
 from features.repo import data_sources, entities, feature_services, feature_views
 from features.settings import FeatureSettings
+from features.table_checks import check_tables
 
 
 def open_store(settings: FeatureSettings) -> FeatureStore:
@@ -100,7 +101,9 @@ def latest_rows(
 
 
 def materialize(store: FeatureStore, until: pd.Timestamp) -> list[Materialized]:
-    """Load the latest value (at or before `until`) of every online feature view."""
+    """Load the latest value (at or before `until`) of every online feature view, once its
+    feature tables are checked (present, each key at most once)."""
+    check_tables(store)
     online_store = store._get_provider().online_store
     results = []
     for view in store.list_feature_views():

@@ -18,6 +18,7 @@ from features.labels import SNAPSHOT, churn_entity_rows
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
+from features.table_checks import check_tables
 
 
 def service_features(store: FeatureStore, feature_service: str) -> list[str]:
@@ -42,7 +43,9 @@ def historical_features(
     store: FeatureStore, entity_rows: pd.DataFrame, feature_service: str
 ) -> pd.DataFrame:
     """Feast's point-in-time join of the service's features onto the entity rows, the entity
-    columns with the types they came in (offline stores differ in timestamp units)."""
+    columns with the types they came in (offline stores differ in timestamp units). The
+    feature tables are checked first: present, and each key at most once."""
+    check_tables(store)
     service = store.get_feature_service(feature_service)
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
     frame = frame[[*entity_rows.columns, *service_features(store, feature_service)]]

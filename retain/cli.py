@@ -15,7 +15,9 @@ from features import cli as features_cli
 from features.batch_rows import SnapshotError
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
+from features.online_rows import OnlineStoreUnavailable
 from features.settings import FeatureSettings
+from features.table_checks import FeatureTableError
 from retain.base.settings import load_settings
 from serving import cli as serving_cli
 from serving.settings import ServingSettings
@@ -91,7 +93,8 @@ def quiet_libraries() -> None:
 
 
 def main() -> None:
-    """Entry point: settings errors become one clear line and exit code 2, not a traceback."""
+    """Entry point: errors in settings, feature tables or the online store's address become
+    one clear line and exit code 2, not a traceback."""
     quiet_libraries()
     try:
         app()
@@ -101,6 +104,9 @@ def main() -> None:
             for e in error.errors()
         )
         typer.echo(f"error: invalid {error.title}: {details}", err=True)
+        raise SystemExit(2) from None
+    except (FeatureTableError, OnlineStoreUnavailable) as error:  # they name table or host
+        typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
 
 
