@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from retain.cli import app
@@ -70,6 +71,7 @@ def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
     assert "months" in str(result.exception) + result.output
 
 
+@pytest.mark.slow
 def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     """`retain run` as `make run` calls it, in a real process, in a project laid out like
     the repository (features/repo/feature_store.yaml, data/ beside features/), on a smaller

@@ -29,7 +29,6 @@ def _dask_store(project: FeatureSettings) -> FeatureStore:
     return FeatureStore(repo_path=str(project.repo_path), fs_yaml_file=yaml)
 
 
-@pytest.mark.slow
 def test_training_sets_equal_feasts_dask_join_value_for_value(project: FeatureSettings) -> None:
     store = open_store(project)
     apply(store)

@@ -130,6 +130,7 @@ def test_one_row_per_entity_and_newer_rows_win(project: FeatureSettings) -> None
     _assert_same(_online_frame(project, sample), _latest_offline(project, sample))
 
 
+@pytest.mark.slow
 def test_feast_cli_works_on_our_store(project: FeatureSettings) -> None:
     """`feast apply` over the repository's definitions, then materialize-incremental,
     materialize and teardown on the project, all through Feast's own command line."""

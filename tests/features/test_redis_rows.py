@@ -22,7 +22,6 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-@pytest.mark.slow
 def test_redis_rows_equal_feasts_reads_value_for_value(
     project: FeatureSettings, redis_server: str
 ) -> None:

@@ -51,6 +51,7 @@ def test_a_missing_table_is_refused_before_any_join(project: FeatureSettings) ->
         demand_history(store, project.lifecycle_dir)
 
 
+@pytest.mark.slow
 def test_the_command_says_it_in_one_line(project: FeatureSettings) -> None:
     apply(open_store(project))
     (project.tables_dir / "customer_profile.parquet").unlink()

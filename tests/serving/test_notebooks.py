@@ -30,6 +30,7 @@ def _printed(notebook: nbformat.NotebookNode) -> str:
         ("03-retention-policy", "best of the grid"),
     ],
 )
+@pytest.mark.slow
 def test_notebook_runs_on_the_project(
     name: str, expected: str, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ def _run_from_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)  # spec paths are relative to where retain runs
 
 
+@pytest.mark.slow
 @needs_shared_data
 def test_ibm_telco_reaches_the_target_and_beats_the_logistic_baseline() -> None:
     folds = cross_validate(DatasetSpec.load(IBM), Economics())
@@ -32,12 +33,14 @@ def test_ibm_telco_reaches_the_target_and_beats_the_logistic_baseline() -> None:
     assert lightgbm.mean() > baseline.mean()
 
 
+@pytest.mark.slow
 @needs_shared_data
 def test_bigml_cross_validation_beats_the_baseline() -> None:
     folds = cross_validate(DatasetSpec.load(BIGML), Economics())
     assert folds["lightgbm"]["roc_auc"].mean() > folds["logistic_baseline"]["roc_auc"].mean() + 0.05
 
 
+@pytest.mark.slow
 @needs_shared_data
 def test_the_cli_prints_mean_and_std_for_both_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

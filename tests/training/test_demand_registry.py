@@ -37,6 +37,7 @@ def demand(tmp_path: Path) -> DemandSettings:
     )
 
 
+@pytest.mark.slow
 def test_train_promote_forecast(demo_project: FeatureSettings, demand: DemandSettings) -> None:
     first = train_demand(demo_project, demand)
     client = MlflowClient()

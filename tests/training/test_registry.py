@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from tests.training.conftest import LABEL
@@ -59,6 +60,7 @@ def test_a_run_logs_metrics_plots_lineage_and_a_signed_model(
     assert 0 <= model.unwrap_python_model().model.predict_proba(row)[0] <= 1
 
 
+@pytest.mark.slow
 def test_challenger_becomes_champion_only_when_better(
     small_training_set: pd.DataFrame, tracking: TrainingSettings
 ) -> None:
