@@ -9,6 +9,7 @@ millions of rows, without loading the table into Python).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,13 @@ def check_table(table: TableKey) -> None:
         )
 
 
-def check_tables(store: FeatureStore) -> None:
-    """Check every local feature table of the store's batch views."""
+def check_tables(store: FeatureStore, views: Collection[str] | None = None) -> None:
+    """Check the local feature tables of the store's batch views (of `views` only, when
+    given), each file once even where several views read it."""
+    checked: set[tuple[Path, tuple[str, ...]]] = set()
     for table in table_keys(store):
-        check_table(table)
+        if views is not None and table.view not in views:
+            continue
+        if (table.path, tuple(table.key)) not in checked:
+            check_table(table)
+            checked.add((table.path, tuple(table.key)))

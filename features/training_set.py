@@ -44,9 +44,9 @@ def historical_features(
 ) -> pd.DataFrame:
     """Feast's point-in-time join of the service's features onto the entity rows, the entity
     columns with the types they came in (offline stores differ in timestamp units). The
-    feature tables are checked first: present, and each key at most once."""
-    check_tables(store)
+    tables the service reads are checked first: present, and each key at most once."""
     service = store.get_feature_service(feature_service)
+    check_tables(store, {projection.name for projection in service.feature_view_projections})
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
     frame = frame[[*entity_rows.columns, *service_features(store, feature_service)]]
     return frame.astype(entity_rows.dtypes.to_dict())
