@@ -34,16 +34,19 @@ $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 ## install: create or refresh .venv with the pinned dependencies
 install: $(STAMP)
 
-## system-deps: Debian packages the tests use (redis-server, postgresql, chromium), installed when missing and root
+# The JRE's post-install step writes under /usr/share/man/man1, which slim images lack.
+## system-deps: Debian packages the tests use (redis-server, postgresql, chromium, Java for Spark), installed when missing and root
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-			echo "installing$$missing (Debian packages) for the Redis, PostgreSQL and browser tests"; \
+			echo "installing$$missing (Debian packages) for the Redis, PostgreSQL, browser and Spark tests"; \
+			mkdir -p /usr/share/man/man1; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
 			echo "warning:$$missing missing and cannot be installed here: those tests will be skipped"; \

@@ -1,5 +1,13 @@
 """The feature pipeline: lifecycle tables in, point-in-time feature tables out.
 
+Written once as ibis expressions, so the same definitions run on DuckDB (embedded, the
+default: one process streaming over the parquet files with a memory limit and spilling)
+and on Spark (a cluster, or `local[N]`): ibis compiles them to each engine's SQL. We chose
+ibis over hand-written SQL because the windows are built from Python values (the snapshot
+instants, the package and ticket lists) and composed per table, which in SQL would mean
+templating strings per dialect; and over pandas because pandas holds every intermediate in
+one process's memory (33 GB at a million customers).
+
 Every feature row carries an `event_timestamp` (the snapshot instant t) and is computed
 only from what was known strictly before t: tickets opened before t (and still open at t
 if closed later), usage months fully billed by t, outages clipped at t, offers sent
@@ -8,32 +16,52 @@ or before its own time, so nothing from the future can reach it.
 
 Snapshots are every month boundary of the history (month ends) and the as-of instant
 (the latest day). Windows of 30/90/180 days are exact for event tables and the last
-1/3/6 billed months for the monthly usage table.
+1/3/6 billed months for the monthly usage table. Each window is one pass: the event table
+is paired with the (few) snapshots it precedes and aggregated per (key, snapshot) with a
+filter per window, which both engines run as a broadcast join and a hash aggregate.
+
+`tests/features/reference_build.py` is the same definitions in pandas, one snapshot at a
+time; the parity tests hold the two equal value for value.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
+import ibis
 import pandas as pd
+from ibis import _
+from ibis.backends import BaseBackend
+from ibis.expr.types import BooleanValue, Table, TimestampValue
 
-from features.lifecycle.contract import TICKET_TYPES
+from features.engine import EngineSettings, connect, read_table, write_parquet
+from features.lifecycle.contract import TABLES
+from features.snapshots import (
+    COMPLAINT_LIKE,
+    OFFER_KNOWN_AFTER,
+    PACKAGES,
+    TICKET_TYPES,
+    demand_weeks,
+    snapshot_times,
+)
 
-DAY = pd.Timedelta(days=1)
-COMPLAINT_LIKE = ("complaint", "network_fault", "billing_dispute")
-PACKAGES = ("campus_data_pack", "roaming_pack", "daily_pass", "family_upgrade")
-OFFER_KNOWN_AFTER = 7 * DAY  # an offer's acceptance is only recorded a few days after sending
+SECONDS_PER_DAY = 86_400
+SECONDS_PER_HOUR = 3_600
+_OFFER_KNOWN_AFTER_DAYS = OFFER_KNOWN_AFTER.days
 
 
 @dataclass(frozen=True)
 class FeatureTables:
-    customer_profile: pd.DataFrame
-    customer_activity: pd.DataFrame
-    cell_site_quality: pd.DataFrame
-    region_weekly_demand: pd.DataFrame
+    """The four feature tables as unevaluated expressions of one backend."""
 
-    def items(self) -> list[tuple[str, pd.DataFrame]]:
+    customer_profile: Table
+    customer_activity: Table
+    cell_site_quality: Table
+    region_weekly_demand: Table
+
+    def items(self) -> list[tuple[str, Table]]:
         return [
             ("customer_profile", self.customer_profile),
             ("customer_activity", self.customer_activity),
@@ -42,342 +70,390 @@ class FeatureTables:
         ]
 
 
-def epoch_seconds(timestamps: pd.Series) -> pd.Series:
-    """Whole seconds since the Unix epoch, whatever the timestamps' resolution."""
-    return (timestamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+def lifecycle_tables(con: BaseBackend, directory: Path) -> dict[str, Table]:
+    """Every contract table of `directory`, registered in the engine under its own name."""
+    return {
+        name: read_table(con, directory / spec.file_name, name) for name, spec in TABLES.items()
+    }
 
 
-def snapshot_times(first_month: pd.Timestamp, as_of: pd.Timestamp) -> pd.DatetimeIndex:
-    """Month ends after the first recorded month, up to and including the as-of instant."""
-    boundaries = pd.date_range(first_month + pd.offsets.MonthBegin(1), as_of, freq="MS", tz="UTC")
-    if len(boundaries) == 0 or boundaries[-1] != as_of:
-        boundaries = boundaries.append(pd.DatetimeIndex([as_of]))
-    return boundaries
+def _days_before(t: TimestampValue, days: int) -> TimestampValue:
+    return t - ibis.interval(days=days)
 
 
-def active_at(customers: pd.DataFrame, churn: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
-    """Mask of customers who had signed up before `t` and had not left by `t`."""
-    churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
-    return ((customers["signup_at"] < t) & ~(churned_at <= t)).to_numpy()
+def _seconds_between(later: TimestampValue, earlier: TimestampValue) -> ibis.Value:
+    return later.epoch_seconds().cast("int64") - earlier.epoch_seconds().cast("int64")
 
 
-def customer_profile(customers: pd.DataFrame) -> pd.DataFrame:
+def _count(where: BooleanValue) -> ibis.Value:
+    """Rows where `where` holds, as a 64-bit count (DuckDB sums integers into 128 bits)."""
+    return ibis.ifelse(where, 1, ibis.null()).count()
+
+
+def _fill(column: ibis.Value, value: object, dtype: str) -> ibis.Value:
+    return column.fill_null(value).cast(dtype)
+
+
+def customer_profile(customers: Table) -> Table:
     """Slowly changing attributes, valid from signup (event time = `signup_at`)."""
-    return pd.DataFrame(
-        {
-            "customer_id": customers["customer_id"],
-            "event_timestamp": customers["signup_at"],
-            "signup_epoch_s": epoch_seconds(customers["signup_at"]),
-            "segment": customers["segment"],
-            "age_band": customers["age_band"],
-            "is_student": customers["is_student"],
-            "region": customers["region"],
-            "cell_site_id": customers["cell_site_id"],
-            "plan_id": customers["plan_id"],
-            "monthly_fee": customers["monthly_fee"].astype("float64"),
-            "contract_type": customers["contract_type"],
-            "payment_method": customers["payment_method"],
-            "paperless_billing": customers["paperless_billing"],
-            "large_print": customers["large_print"],
-            "has_account_manager": customers["account_manager_id"].notna(),
-            # contact permissions: read by the action engine, never by a model
-            "consent_sms": customers["consent_sms"],
-            "consent_app_push": customers["consent_app_push"],
-            "consent_email": customers["consent_email"],
-            "consent_phone": customers["consent_phone"],
-        }
+    return customers.select(
+        customer_id=customers.customer_id,
+        event_timestamp=customers.signup_at,
+        signup_epoch_s=customers.signup_at.epoch_seconds().cast("int64"),
+        segment=customers.segment,
+        age_band=customers.age_band,
+        is_student=customers.is_student,
+        region=customers.region,
+        cell_site_id=customers.cell_site_id,
+        plan_id=customers.plan_id,
+        monthly_fee=customers.monthly_fee.cast("float64"),
+        contract_type=customers.contract_type,
+        payment_method=customers.payment_method,
+        paperless_billing=customers.paperless_billing,
+        large_print=customers.large_print,
+        has_account_manager=customers.account_manager_id.notnull(),
+        # contact permissions: read by the action engine, never by a model
+        consent_sms=customers.consent_sms,
+        consent_app_push=customers.consent_app_push,
+        consent_email=customers.consent_email,
+        consent_phone=customers.consent_phone,
     )
 
 
-def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.DataFrame:
-    """Usage and billing over the last 1, 3 and 6 months fully billed by `t`."""
-    billed = usage[usage["month"] + pd.offsets.MonthBegin(1) <= t]
-    last_month = billed["month"].max()
-    frame = pd.DataFrame(index=ids)
-    if pd.isna(last_month):
-        return frame
-    months_back = (last_month.year - billed["month"].dt.year) * 12 + (
-        last_month.month - billed["month"].dt.month
+def active_customers(customers: Table, churn: Table, snapshots: Table) -> Table:
+    """(customer_id, cell_site_id, t) for every customer signed up before t and not gone by t."""
+    left = churn.select("customer_id", "churned_at")
+    lives = customers.select("customer_id", "cell_site_id", "signup_at").left_join(
+        left, "customer_id"
     )
-    recent = billed[months_back < 6].assign(months_back=months_back[months_back < 6])
-
-    def window(months: int) -> pd.core.groupby.DataFrameGroupBy:
-        return recent[recent["months_back"] < months].groupby("customer_id")
-
-    last, q, h = window(1), window(3), window(6)
-    previous_3 = recent[recent["months_back"].between(1, 3)].groupby("customer_id")["bill_amount"]
-    frame["data_gb_30d"] = last["data_gb"].sum()
-    frame["data_gb_mean_90d"] = q["data_gb"].mean()
-    frame["data_gb_mean_180d"] = h["data_gb"].mean()
-    frame["voice_min_mean_90d"] = q["voice_min"].mean()
-    frame["roaming_days_90d"] = q["roaming_days"].sum()
-    frame["bill_30d"] = last["bill_amount"].sum()
-    frame["bill_mean_90d"] = q["bill_amount"].mean()
-    frame["bill_mean_180d"] = h["bill_amount"].mean()
-    frame["bill_change_vs_prev_3m"] = frame["bill_30d"] / previous_3.mean() - 1
-    frame["overage_90d"] = q["overage_amount"].sum()
-    frame["late_payments_180d"] = h["late_payment"].sum()
-    frame["months_billed_180d"] = h.size()
-    counted = ["roaming_days_90d", "late_payments_180d", "months_billed_180d"]
-    frame[counted] = frame[counted].fillna(0).astype("int64")  # none billed yet: 0, not NaN
-    return frame.reindex(ids)
+    pairs = lives.cross_join(snapshots)
+    return pairs.filter(
+        (pairs.signup_at < pairs.t) & (pairs.churned_at.isnull() | (pairs.churned_at > pairs.t))
+    ).select("customer_id", "cell_site_id", "t")
 
 
-def _ticket_windows(tickets: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.DataFrame:
-    """Service-ticket counts, openness, repeats, sentiment and resolution before `t`."""
-    known = tickets[tickets["opened_at"] < t]
-    age = t - known["opened_at"]
-    frame = pd.DataFrame(index=ids)
-    w90 = known[age <= 90 * DAY]
-    counts = w90.groupby(["customer_id", "ticket_type"]).size().unstack(fill_value=0)
-    for ticket_type in TICKET_TYPES:
-        frame[f"tickets_{ticket_type}_90d"] = counts.get(ticket_type, pd.Series(dtype="int64"))
-    frame["tickets_30d"] = known[age <= 30 * DAY].groupby("customer_id").size()
-    frame["tickets_180d"] = known[age <= 180 * DAY].groupby("customer_id").size()
-    still_open = known["closed_at"].isna() | (known["closed_at"] > t)
-    frame["unresolved_tickets"] = known[still_open].groupby("customer_id").size()
-    complaint_like = w90["ticket_type"].isin(COMPLAINT_LIKE)
-    frame["repeat_complaints_90d"] = (
-        w90[complaint_like & w90["is_repeat"]].groupby("customer_id").size()
+def _month_key(month: TimestampValue) -> ibis.Value:
+    return month.year().cast("int64") * 12 + month.month().cast("int64")
+
+
+def usage_windows(usage: Table, snapshots: Table) -> Table:
+    """Usage and billing over the last 1, 3 and 6 months fully billed by each snapshot.
+
+    The months are counted back from the latest month billed by t in the whole table, so a
+    customer with no bill that month has no `data_gb_30d` (null) rather than a zero.
+    """
+    keyed = usage.mutate(month_key=_month_key(usage.month))
+    months = keyed.select("month", "month_key").distinct()
+    billed = months.cross_join(snapshots)
+    last = (
+        billed.filter(billed.month + ibis.interval(months=1) <= billed.t)
+        .group_by("t")
+        .aggregate(last_key=_.month_key.max())
     )
-    frame["sentiment_mean_90d"] = w90.groupby("customer_id")["sentiment"].mean()
-    frame["sentiment_min_90d"] = w90.groupby("customer_id")["sentiment"].min()
-    w180 = known[age <= 180 * DAY]
-    frame["first_contact_resolution_180d"] = w180.groupby("customer_id")[
-        "first_contact_resolved"
-    ].mean()
-    last_complaint = (
-        known[known["ticket_type"].isin(COMPLAINT_LIKE)].groupby("customer_id")["opened_at"].max()
+    back = ibis.memtable({"months_back": list(range(6))}, schema={"months_back": "int64"})
+    windows = last.cross_join(back).mutate(month_key=_.last_key - _.months_back)
+    rows = keyed.join(windows, "month_key")
+    one, three = rows.months_back < 1, rows.months_back < 3
+    previous = (rows.months_back >= 1) & (rows.months_back <= 3)
+    sums = rows.group_by(["customer_id", "t"]).aggregate(
+        data_gb_30d=rows.data_gb.sum(where=one),
+        data_gb_mean_90d=rows.data_gb.mean(where=three),
+        data_gb_mean_180d=rows.data_gb.mean(),
+        voice_min_mean_90d=rows.voice_min.mean(where=three),
+        # summed as a double and cast back: DuckDB widens an integer sum to 128 bits
+        roaming_days_90d=rows.roaming_days.cast("float64").sum(where=three).cast("int64"),
+        bill_30d=rows.bill_amount.sum(where=one),
+        bill_mean_90d=rows.bill_amount.mean(where=three),
+        bill_mean_180d=rows.bill_amount.mean(),
+        bill_mean_prev_3m=rows.bill_amount.mean(where=previous),
+        overage_90d=rows.overage_amount.sum(where=three),
+        late_payments_180d=_count(rows.late_payment),
+        months_billed_180d=rows.count(),
     )
-    frame["days_since_last_complaint"] = (t - last_complaint) / DAY
-    counted = [c for c in frame.columns if c.startswith(("tickets_", "unresolved", "repeat_"))]
-    frame[counted] = frame[counted].fillna(0).astype("int64")
-    return frame
+    return sums.mutate(bill_change_vs_prev_3m=sums.bill_30d / sums.bill_mean_prev_3m - 1)
 
 
-def site_outage_hours(events: pd.DataFrame, t: pd.Timestamp, days: int) -> pd.Series:
-    """Outage hours per cell site in the `days` before `t`, ongoing outages clipped at `t`."""
-    start = t - days * DAY
-    begins = events["started_at"].clip(lower=start)
-    ends = events["ended_at"].fillna(t).clip(upper=t)
-    hours = ((ends - begins) / pd.Timedelta(hours=1)).clip(lower=0)
-    return hours[events["started_at"] < t].groupby(events["cell_site_id"]).sum()
-
-
-def _site_quality(quality: pd.DataFrame, events: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
-    recent = quality[(quality["day"] < t) & (quality["day"] >= t - 30 * DAY)]
-    by_site = recent.groupby("cell_site_id")
-    frame = pd.DataFrame(
-        {
-            "drop_rate_mean_30d": by_site["drop_rate"].mean(),
-            "drop_rate_max_30d": by_site["drop_rate"].max(),
-            "load_mean_30d": by_site["load"].mean(),
-        }
+def ticket_windows(tickets: Table, snapshots: Table) -> Table:
+    """Service-ticket counts, openness, repeats, sentiment and resolution before each snapshot."""
+    pairs = tickets.cross_join(snapshots)
+    known = pairs.filter(pairs.opened_at < pairs.t)
+    d30 = known.opened_at >= _days_before(known.t, 30)
+    d90 = known.opened_at >= _days_before(known.t, 90)
+    d180 = known.opened_at >= _days_before(known.t, 180)
+    complaint_like = known.ticket_type.isin(COMPLAINT_LIKE)
+    by_type = {
+        f"tickets_{kind}_90d": _count(d90 & (known.ticket_type == kind)) for kind in TICKET_TYPES
+    }
+    return known.group_by(["customer_id", "t"]).aggregate(
+        **by_type,
+        tickets_30d=_count(d30),
+        tickets_180d=_count(d180),
+        unresolved_tickets=_count(known.closed_at.isnull() | (known.closed_at > known.t)),
+        repeat_complaints_90d=_count(d90 & complaint_like & known.is_repeat),
+        sentiment_mean_90d=known.sentiment.mean(where=d90),
+        sentiment_min_90d=known.sentiment.min(where=d90),
+        first_contact_resolution_180d=known.first_contact_resolved.cast("float64").mean(where=d180),
+        last_complaint_at=known.opened_at.max(where=complaint_like),
     )
-    hours_90d = site_outage_hours(events, t, 90)  # every site with an outage before t
-    frame = frame.reindex(frame.index.union(hours_90d.index))  # reported quality days or not
-    frame["outage_hours_30d"] = site_outage_hours(events, t, 30)
-    frame["outage_hours_90d"] = hours_90d
-    started = events[(events["started_at"] < t) & (events["started_at"] >= t - 30 * DAY)]
-    frame["outage_events_30d"] = started.groupby("cell_site_id").size()
-    counted = ["outage_hours_30d", "outage_hours_90d", "outage_events_30d"]
-    frame[counted] = frame[counted].fillna(0)
-    frame["outage_events_30d"] = frame["outage_events_30d"].astype("int64")
-    return frame
 
 
-def _campaign_windows(campaigns: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.DataFrame:
+def campaign_windows(campaigns: Table, snapshots: Table) -> Table:
     """Offers actually received (treated rows only: the control group never hears of it)."""
-    sent = campaigns[campaigns["treated"] & (campaigns["sent_at"] < t)]
-    recent = sent[sent["sent_at"] >= t - 180 * DAY]
-    decided = recent[recent["sent_at"] <= t - OFFER_KNOWN_AFTER]
-    frame = pd.DataFrame(index=ids)
-    frame["offers_180d"] = recent.groupby("customer_id").size()
-    frame["offers_accepted_180d"] = decided.groupby("customer_id")["accepted"].sum()
-    frame["days_since_last_offer"] = (t - sent.groupby("customer_id")["sent_at"].max()) / DAY
-    frame[["offers_180d", "offers_accepted_180d"]] = (
-        frame[["offers_180d", "offers_accepted_180d"]].fillna(0).astype("int64")
+    treated = campaigns.filter(campaigns.treated)
+    pairs = treated.cross_join(snapshots)
+    sent = pairs.filter(pairs.sent_at < pairs.t)
+    recent = sent.sent_at >= _days_before(sent.t, 180)
+    decided = recent & (sent.sent_at <= _days_before(sent.t, _OFFER_KNOWN_AFTER_DAYS))
+    return sent.group_by(["customer_id", "t"]).aggregate(
+        offers_180d=_count(recent),
+        offers_accepted_180d=_count(decided & sent.accepted),
+        last_offer_at=sent.sent_at.max(),
     )
-    return frame
 
 
-def _package_windows(purchases: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.DataFrame:
-    known = purchases[purchases["purchased_at"] < t]
-    age = t - known["purchased_at"]
-    w90, w180 = known[age <= 90 * DAY], known[age <= 180 * DAY]
-    frame = pd.DataFrame(index=ids)
-    frame["packages_90d"] = w90.groupby("customer_id").size()
-    frame["package_spend_90d"] = w90.groupby("customer_id")["price"].sum()
-    for package in PACKAGES:
-        frame[f"{package}_180d"] = w180[w180["package_id"] == package].groupby("customer_id").size()
-    frame = frame.fillna(0)
-    counted = ["packages_90d", *(f"{p}_180d" for p in PACKAGES)]
-    frame[counted] = frame[counted].astype("int64")
-    return frame
+def package_windows(purchases: Table, snapshots: Table) -> Table:
+    pairs = purchases.cross_join(snapshots)
+    known = pairs.filter(
+        (pairs.purchased_at < pairs.t) & (pairs.purchased_at >= _days_before(pairs.t, 180))
+    )
+    d90 = known.purchased_at >= _days_before(known.t, 90)
+    by_package = {f"{package}_180d": _count(known.package_id == package) for package in PACKAGES}
+    return known.group_by(["customer_id", "t"]).aggregate(
+        packages_90d=_count(d90),
+        package_spend_90d=known.price.sum(where=d90),
+        **by_package,
+    )
 
 
-def customer_activity(
-    tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeIndex, site_quality: pd.DataFrame
-) -> pd.DataFrame:
+def _outage_hours(events: Table, t: TimestampValue, days: int) -> ibis.Value:
+    """Hours of each outage inside [t - days, t), an ongoing one counted up to t."""
+    begins = ibis.greatest(events.started_at, _days_before(t, days))
+    ends = ibis.least(events.ended_at.fill_null(t), t)
+    return ibis.greatest(_seconds_between(ends, begins), 0) / SECONDS_PER_HOUR
+
+
+def cell_site_quality(cell_sites: Table, quality: Table, events: Table, snapshots: Table) -> Table:
+    """Per cell site and snapshot: drop rate and load over 30 days, outage hours and events."""
+    days = quality.cross_join(snapshots)
+    recent = days.filter((days.day < days.t) & (days.day >= _days_before(days.t, 30)))
+    measured = recent.group_by(["cell_site_id", "t"]).aggregate(
+        drop_rate_mean_30d=recent.drop_rate.mean(),
+        drop_rate_max_30d=recent.drop_rate.max(),
+        load_mean_30d=recent.load.mean(),
+    )
+    pairs = events.cross_join(snapshots)
+    started = pairs.filter(pairs.started_at < pairs.t)
+    outages = started.group_by(["cell_site_id", "t"]).aggregate(
+        outage_hours_30d=_outage_hours(started, started.t, 30).sum(),
+        outage_hours_90d=_outage_hours(started, started.t, 90).sum(),
+        outage_events_30d=_count(started.started_at >= _days_before(started.t, 30)),
+    )
+    grid = cell_sites.select("cell_site_id").cross_join(snapshots)
+    joined = grid.left_join(measured, ["cell_site_id", "t"]).left_join(
+        outages, ["cell_site_id", "t"]
+    )
+    return joined.select(
+        "cell_site_id",
+        "drop_rate_mean_30d",
+        "drop_rate_max_30d",
+        "load_mean_30d",
+        outage_hours_30d=_fill(joined.outage_hours_30d, 0.0, "float64"),
+        outage_hours_90d=_fill(joined.outage_hours_90d, 0.0, "float64"),
+        outage_events_30d=_fill(joined.outage_events_30d, 0, "int64"),
+        event_timestamp=joined.t,
+    )
+
+
+def _days_since(t: TimestampValue, then: TimestampValue) -> ibis.Value:
+    return _seconds_between(t, then) / SECONDS_PER_DAY
+
+
+def customer_activity(tables: dict[str, Table], snapshots: Table, site_quality: Table) -> Table:
     """One row per customer active at each snapshot, with every rolling aggregate.
 
     `site_quality` is the `cell_site_quality` table: the home cell's figures come from it.
     """
-    customers = tables["customers"]
-    home_cell = customers.set_index("customer_id")["cell_site_id"]
-    frames = []
-    for t in snapshots:
-        ids = pd.Index(
-            customers.loc[active_at(customers, tables["churn_events"], t), "customer_id"],
-            name="customer_id",
-        )
-        if ids.empty:
-            continue
-        sites = site_quality[site_quality["event_timestamp"] == t].set_index("cell_site_id")
-        cells = home_cell.reindex(ids)
-        frame = pd.concat(
-            [
-                _usage_windows(tables["usage_monthly"], ids, t),
-                _ticket_windows(tables["service_tickets"], ids, t),
-                _campaign_windows(tables["campaigns"], ids, t),
-                _package_windows(tables["package_purchases"], ids, t),
-            ],
-            axis=1,
-        )
-        frame["home_cell_drop_rate_30d"] = cells.map(sites["drop_rate_mean_30d"]).to_numpy()
-        frame["home_cell_outage_hours_30d"] = (
-            cells.map(sites["outage_hours_30d"]).fillna(0).to_numpy()
-        )
-        frame["home_cell_outage_hours_90d"] = (
-            cells.map(sites["outage_hours_90d"]).fillna(0).to_numpy()
-        )
-        frames.append(frame.reset_index().assign(event_timestamp=t))
-    activity = pd.concat(frames, ignore_index=True)
-    floats = activity.select_dtypes("number").columns.difference(
-        activity.select_dtypes("integer").columns
+    keys = ["customer_id", "t"]
+    base = active_customers(tables["customers"], tables["churn_events"], snapshots)
+    usage = usage_windows(tables["usage_monthly"], snapshots)
+    tickets = ticket_windows(tables["service_tickets"], snapshots)
+    offers = campaign_windows(tables["campaigns"], snapshots)
+    packages = package_windows(tables["package_purchases"], snapshots)
+    home = site_quality.select(
+        "cell_site_id",
+        t=site_quality.event_timestamp,
+        home_cell_drop_rate_30d=site_quality.drop_rate_mean_30d,
+        home_cell_outage_hours_30d=site_quality.outage_hours_30d,
+        home_cell_outage_hours_90d=site_quality.outage_hours_90d,
     )
-    activity[floats] = activity[floats].astype("float64")
-    return activity
-
-
-def cell_site_quality(tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeIndex) -> pd.DataFrame:
-    sites = tables["cell_sites"][["cell_site_id"]]
-    frames = [
-        sites.join(
-            _site_quality(tables["cell_quality_daily"], tables["network_events"], t),
-            on="cell_site_id",
-        )
-        .fillna({"outage_hours_30d": 0.0, "outage_hours_90d": 0.0, "outage_events_30d": 0})
-        .assign(event_timestamp=t)
-        for t in snapshots
-    ]
-    quality = pd.concat(frames, ignore_index=True)
-    quality["outage_events_30d"] = quality["outage_events_30d"].astype("int64")
-    return quality
-
-
-def _week_start(ts: pd.Series) -> pd.Series:
-    day = ts.dt.floor("D")
-    return day - pd.to_timedelta(day.dt.weekday, unit="D")
-
-
-def weekly_outage_hours(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Outage hours per cell site and week, each outage split over the weeks it covered.
-
-    A week's figure holds only hours inside that week (an outage running on past the
-    week's end counts its later hours in the following week), and an outage still open
-    at `as_of` counts up to `as_of`: a week's row is final once the week has ended.
-    """
-    start = events["started_at"]
-    end = events["ended_at"].fillna(as_of).clip(upper=as_of)
-    first = _week_start(start)
-    spans = ((_week_start(end) - first) // (7 * DAY)).clip(lower=0).astype("int64") + 1
-    repeated = events.loc[events.index.repeat(spans), ["cell_site_id"]]
-    offset = repeated.groupby(level=0).cumcount().to_numpy()
-    week_start = first.loc[repeated.index] + pd.to_timedelta(offset * 7, unit="D")
-    inside_from = np.maximum(start.loc[repeated.index], week_start)
-    inside_to = np.minimum(end.loc[repeated.index], week_start + 7 * DAY)
-    hours = ((inside_to - inside_from) / pd.Timedelta(hours=1)).clip(lower=0.0)
-    return pd.DataFrame(
-        {
-            "cell_site_id": repeated["cell_site_id"].to_numpy(),
-            "week_start": week_start.to_numpy(),
-            "hours": hours.to_numpy(),
-        }
+    j = (
+        base.left_join(usage, keys)
+        .left_join(tickets, keys)
+        .left_join(offers, keys)
+        .left_join(packages, keys)
+        .left_join(home, ["cell_site_id", "t"])
+    )
+    return j.select(
+        "customer_id",
+        "data_gb_30d",
+        "data_gb_mean_90d",
+        "data_gb_mean_180d",
+        "voice_min_mean_90d",
+        roaming_days_90d=_fill(j.roaming_days_90d, 0, "int64"),
+        bill_30d=j.bill_30d,
+        bill_mean_90d=j.bill_mean_90d,
+        bill_mean_180d=j.bill_mean_180d,
+        bill_change_vs_prev_3m=j.bill_change_vs_prev_3m,
+        overage_90d=j.overage_90d,
+        late_payments_180d=_fill(j.late_payments_180d, 0, "int64"),
+        months_billed_180d=_fill(j.months_billed_180d, 0, "int64"),
+        **{f"tickets_{k}_90d": _fill(j[f"tickets_{k}_90d"], 0, "int64") for k in TICKET_TYPES},
+        tickets_30d=_fill(j.tickets_30d, 0, "int64"),
+        tickets_180d=_fill(j.tickets_180d, 0, "int64"),
+        unresolved_tickets=_fill(j.unresolved_tickets, 0, "int64"),
+        repeat_complaints_90d=_fill(j.repeat_complaints_90d, 0, "int64"),
+        sentiment_mean_90d=j.sentiment_mean_90d,
+        sentiment_min_90d=j.sentiment_min_90d,
+        first_contact_resolution_180d=j.first_contact_resolution_180d,
+        days_since_last_complaint=_days_since(j.t, j.last_complaint_at),
+        offers_180d=_fill(j.offers_180d, 0, "int64"),
+        offers_accepted_180d=_fill(j.offers_accepted_180d, 0, "int64"),
+        days_since_last_offer=_days_since(j.t, j.last_offer_at),
+        packages_90d=_fill(j.packages_90d, 0, "int64"),
+        package_spend_90d=_fill(j.package_spend_90d, 0.0, "float64"),
+        **{f"{p}_180d": _fill(j[f"{p}_180d"], 0, "int64") for p in PACKAGES},
+        home_cell_drop_rate_30d=j.home_cell_drop_rate_30d,
+        home_cell_outage_hours_30d=_fill(j.home_cell_outage_hours_30d, 0.0, "float64"),
+        home_cell_outage_hours_90d=_fill(j.home_cell_outage_hours_90d, 0.0, "float64"),
+        event_timestamp=j.t,
     )
 
 
-def demand_weeks(history_start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DatetimeIndex:
-    """Starts (Mondays) of the complete weeks between the history start and `as_of`."""
-    first_week = _week_start(pd.Series([history_start - DAY])).iloc[0] + 7 * DAY
-    return pd.date_range(first_week, as_of - 7 * DAY, freq="7D")
-
-
-def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> Table:
     """Per region and complete week: package purchases, service contacts, outages, base size.
 
-    The row's event time is the end of the week, when its totals are known.
+    The row's event time is the end of the week, when its totals are known. An outage
+    counts in each week only the hours inside it, up to the as-of instant (the caller's
+    `weeks` end a week before it, so an open outage is clipped there by the week's end).
     """
     customers = tables["customers"]
-    region_of = customers.set_index("customer_id")["region"]
-    weeks = demand_weeks(tables["usage_monthly"]["month"].min(), as_of)
-    index = pd.MultiIndex.from_product(
-        [sorted(customers["region"].unique()), weeks], names=["region", "week_start"]
+    calendar = ibis.memtable(
+        {"week_start": weeks.tz_localize("UTC") if weeks.tz is None else weeks}
     )
-    frame = pd.DataFrame(index=index)
+    regions = customers.select("region").distinct()
+    grid = regions.cross_join(calendar)
+    keys = ["region", "week_start"]
+    region_of = customers.select("customer_id", "region")
 
-    purchases = tables["package_purchases"]
-    bought = purchases.assign(
-        region=purchases["customer_id"].map(region_of),
-        week_start=_week_start(purchases["purchased_at"]),
-    )
-    counts = bought.groupby(["region", "week_start", "package_id"]).size().unstack(fill_value=0)
-    for package in PACKAGES:
-        frame[f"purchases_{package}"] = counts.get(package, pd.Series(dtype="int64"))
-
-    tickets = tables["service_tickets"]
-    opened = tickets.assign(
-        region=tickets["customer_id"].map(region_of), week_start=_week_start(tickets["opened_at"])
-    )
-    frame["service_contacts"] = opened.groupby(["region", "week_start"]).size()
-    frame["network_fault_contacts"] = (
-        opened[opened["ticket_type"] == "network_fault"].groupby(["region", "week_start"]).size()
-    )
-
-    site_region = tables["cell_sites"].set_index("cell_site_id")["region"]
-    outages = weekly_outage_hours(tables["network_events"], as_of).assign(
-        region=lambda f: f["cell_site_id"].map(site_region)
-    )
-
-    churned_at = customers["customer_id"].map(
-        tables["churn_events"].set_index("customer_id")["churned_at"]
-    )
-    active, students = [], []
-    for week in weeks:
-        live = (customers["signup_at"] < week) & ~(churned_at <= week)
-        active.append(customers[live].groupby("region").size().rename(week))
-        students.append(
-            customers[live & customers["is_student"]].groupby("region").size().rename(week)
+    purchases = tables["package_purchases"].join(region_of, "customer_id")
+    bought = (
+        purchases.mutate(week_start=purchases.purchased_at.truncate("W"))
+        .group_by(keys)
+        .aggregate(
+            **{f"purchases_{package}": _count(_.package_id == package) for package in PACKAGES}
         )
-    frame["active_customers"] = pd.concat(active, axis=1).stack().reorder_levels([0, 1])
-    frame["active_students"] = pd.concat(students, axis=1).stack().reorder_levels([0, 1])
-    frame = frame.fillna(0).astype("int64")
-    frame["outage_hours"] = (
-        outages.groupby(["region", "week_start"])["hours"].sum().reindex(index).fillna(0.0)
     )
-    result = frame.reset_index()
-    result["event_timestamp"] = result["week_start"] + 7 * DAY
-    result["week_of_year"] = result["week_start"].dt.isocalendar().week.astype("int64")
-    return result
+    tickets = tables["service_tickets"].join(region_of, "customer_id")
+    contacts = (
+        tickets.mutate(week_start=tickets.opened_at.truncate("W"))
+        .group_by(keys)
+        .aggregate(
+            service_contacts=_.count(),
+            network_fault_contacts=_count(_.ticket_type == "network_fault"),
+        )
+    )
+
+    sites = tables["cell_sites"].select("cell_site_id", "region")
+    located = tables["network_events"].join(sites, "cell_site_id").cross_join(calendar)
+    week_end = located.week_start + ibis.interval(days=7)
+    inside_from = ibis.greatest(located.started_at, located.week_start)
+    inside_to = ibis.least(located.ended_at.fill_null(week_end), week_end)
+    outages = located.group_by(keys).aggregate(
+        outage_hours=(
+            ibis.greatest(_seconds_between(inside_to, inside_from), 0) / SECONDS_PER_HOUR
+        ).sum()
+    )
+
+    lives = customers.select("customer_id", "region", "is_student", "signup_at").left_join(
+        tables["churn_events"].select("customer_id", "churned_at"), "customer_id"
+    )
+    pairs = lives.cross_join(calendar)
+    live = (pairs.signup_at < pairs.week_start) & (
+        pairs.churned_at.isnull() | (pairs.churned_at > pairs.week_start)
+    )
+    base = (
+        pairs.filter(live)
+        .group_by(keys)
+        .aggregate(active_customers=_.count(), active_students=_count(_.is_student))
+    )
+
+    j = (
+        grid.left_join(bought, keys)
+        .left_join(contacts, keys)
+        .left_join(base, keys)
+        .left_join(outages, keys)
+    )
+    counted = [
+        *(f"purchases_{package}" for package in PACKAGES),
+        "service_contacts",
+        "network_fault_contacts",
+        "active_customers",
+        "active_students",
+    ]
+    return j.select(
+        "region",
+        "week_start",
+        **{name: _fill(j[name], 0, "int64") for name in counted},
+        outage_hours=_fill(j.outage_hours, 0.0, "float64"),
+        event_timestamp=j.week_start + ibis.interval(days=7),
+        week_of_year=j.week_start.week_of_year().cast("int64"),
+    )
 
 
-def build_feature_tables(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> FeatureTables:
-    """All feature tables for every snapshot of the history up to `as_of`."""
-    snapshots = snapshot_times(tables["usage_monthly"]["month"].min(), as_of)
-    site_quality = cell_site_quality(tables, snapshots)  # once: customers read their home cell's
+def first_month(tables: dict[str, Table]) -> pd.Timestamp:
+    """The first recorded usage month: where the snapshots (and demand weeks) begin."""
+    month = pd.Timestamp(tables["usage_monthly"].month.min().execute())
+    return month.tz_localize("UTC") if month.tzinfo is None else month.tz_convert("UTC")
+
+
+def build_feature_tables(tables: dict[str, Table], as_of: pd.Timestamp) -> FeatureTables:
+    """All feature tables for every snapshot of the history up to `as_of` (unevaluated)."""
+    start = first_month(tables)
+    snapshots = ibis.memtable({"t": snapshot_times(start, as_of)})
+    site_quality = cell_site_quality(
+        tables["cell_sites"], tables["cell_quality_daily"], tables["network_events"], snapshots
+    )
     return FeatureTables(
         customer_profile=customer_profile(tables["customers"]),
-        customer_activity=customer_activity(tables, snapshots, site_quality),
-        cell_site_quality=site_quality,
-        region_weekly_demand=region_weekly_demand(tables, as_of),
+        customer_activity=customer_activity(tables, snapshots, site_quality).order_by(
+            ["event_timestamp", "customer_id"]
+        ),
+        cell_site_quality=site_quality.order_by(["event_timestamp", "cell_site_id"]),
+        region_weekly_demand=region_weekly_demand(tables, demand_weeks(start, as_of)).order_by(
+            ["region", "week_start"]
+        ),
     )
+
+
+def write_feature_tables(
+    con: BaseBackend, tables: FeatureTables, directory: Path
+) -> dict[str, int]:
+    """Run each table's expression and publish it atomically as `<name>.parquet`."""
+    return {
+        name: write_parquet(con, expr, directory / f"{name}.parquet")
+        for name, expr in tables.items()
+    }
+
+
+def build_directory(
+    lifecycle_dir: Path, tables_dir: Path, as_of: pd.Timestamp, engine: EngineSettings
+) -> dict[str, int]:
+    """Build every feature table of `lifecycle_dir` into `tables_dir` on the configured engine;
+    returns the rows written per table. DuckDB spills to a private folder beside the tables."""
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix=".spill-", dir=tables_dir) as spill,
+        connect(engine, spill_dir=Path(spill)) as con,
+    ):
+        tables = lifecycle_tables(con, lifecycle_dir)
+        return write_feature_tables(con, build_feature_tables(tables, as_of), tables_dir)

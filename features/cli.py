@@ -10,12 +10,11 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from features.build import build_feature_tables
+from features.build import build_directory
 from features.labels import label_column
-from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
-from features.store import apply, materialize, open_store, write_feature_tables
+from features.store import apply, materialize, open_store
 from features.training_set import churn_training_set
 from retain.base.settings import load_settings
 
@@ -36,12 +35,14 @@ def _settings(**overrides: object) -> FeatureSettings:
 def run_build(settings: FeatureSettings) -> dict[str, int]:
     started = time.perf_counter()
     with console.status("building feature tables"):
-        tables = load_tables(settings.lifecycle_dir)
         as_of = resolve_as_of(settings.lifecycle_dir, None)
-        counts = write_feature_tables(build_feature_tables(tables, as_of), settings.tables_dir)
+        counts = build_directory(
+            settings.lifecycle_dir, settings.tables_dir, as_of, settings.offline_engine
+        )
     summary = ", ".join(f"{name} {rows:,}" for name, rows in counts.items())
     typer.echo(
-        f"built feature tables as of {as_of:%Y-%m-%d} in {time.perf_counter() - started:.1f}s: "
+        f"built feature tables on {settings.offline_engine.kind} as of {as_of:%Y-%m-%d} "
+        f"in {time.perf_counter() - started:.1f}s: "
         f"{summary} -> {settings.tables_dir}"
     )
     return counts

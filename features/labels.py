@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.build import active_at, epoch_seconds, snapshot_times
 from features.request_time import REQUEST_TIME_FIELD
+from features.snapshots import active_at, epoch_seconds, snapshot_times
 
 SNAPSHOT = "event_timestamp"
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from features.engine import EngineSettings
 from features.repo.data_sources import TABLES_DIR
 from retain.base.settings import StageSettings
 
@@ -35,6 +36,10 @@ class FeatureSettings(StageSettings):
     )
     training_dir: Path = Field(
         Path("data/training"), description="Where training sets are written."
+    )
+    offline_engine: EngineSettings = Field(
+        default_factory=EngineSettings,
+        description="The engine that builds the feature tables: DuckDB or Spark.",
     )
 
     @property

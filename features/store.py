@@ -8,10 +8,7 @@ ours (`RetainSqliteOnlineStore.write_arrow`) and Feast's own `materialize` other
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,7 +17,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
 
-from features.build import FeatureTables
 from features.online_store import RetainSqliteOnlineStore
 from features.repo import data_sources, entities, feature_services, feature_views
 from features.settings import FeatureSettings
@@ -62,23 +58,6 @@ def apply(store: FeatureStore) -> list[str]:
     objects = definitions()
     store.apply(objects)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
-
-
-def write_feature_tables(tables: FeatureTables, directory: Path) -> dict[str, int]:
-    """Write each feature table atomically (temp file + rename): readers never see half a file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name, frame in tables.items():
-        target = directory / f"{name}.parquet"
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".parquet")
-        os.close(handle)
-        try:
-            frame.to_parquet(temporary, index=False)
-            os.replace(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-        counts[name] = len(frame)
-    return counts
 
 
 @dataclass(frozen=True)

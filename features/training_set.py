@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from features.build import demand_weeks
 from features.labels import SNAPSHOT, churn_entity_rows
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
+from features.snapshots import demand_weeks
 from features.table_checks import check_tables
 
 

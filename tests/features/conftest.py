@@ -13,12 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import build_feature_tables
-from features.lifecycle.profile import load_tables
+from features.build import build_directory
+from features.engine import EngineSettings
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import generate
 from features.settings import FeatureSettings
-from features.store import write_feature_tables
 
 REPO = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
@@ -46,8 +45,7 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "features" / "repo").mkdir(parents=True)
     shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
     settings = project_settings(root)
-    tables = load_tables(settings.lifecycle_dir)
-    write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
+    build_directory(settings.lifecycle_dir, settings.tables_dir, AS_OF, EngineSettings())
     return root
 
 

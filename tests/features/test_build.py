@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from feast.types import Bool, Float64, Int64, String
 
-from features.build import _ticket_windows, site_outage_hours, weekly_outage_hours
 from features.repo import feature_views
 from tests.features.conftest import project_settings
+from tests.features.reference_build import _ticket_windows, site_outage_hours, weekly_outage_hours
 
 T = pd.Timestamp("2026-06-01", tz="UTC")
 DAY = pd.Timedelta(days=1)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.build import (
+from features.lifecycle.contract import TICKET_TYPES
+from tests.features.reference_build import (
     OFFER_KNOWN_AFTER,
     PACKAGES,
     _campaign_windows,
@@ -22,7 +23,6 @@ from features.build import (
     _ticket_windows,
     _usage_windows,
 )
-from features.lifecycle.contract import TICKET_TYPES
 
 T = pd.Timestamp("2026-03-01", tz="UTC")  # a month end: February is billed at this instant
 SECOND = pd.Timedelta(seconds=1)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.build import (
+from features.lifecycle.contract import TICKET_TYPES
+from tests.features.reference_build import (
     PACKAGES,
     FeatureTables,
     build_feature_tables,
     customer_activity,
 )
-from features.lifecycle.contract import TICKET_TYPES
 
 UTC_NS = "datetime64[ns, UTC]"
 DAY = pd.Timedelta(days=1)

@@ -12,7 +12,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.build import (
+from tests.features.reference_build import (
     PACKAGES,
     _site_quality,
     cell_site_quality,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.build import build_feature_tables
+from features.build import build_directory
 from features.labels import churn_entity_rows, label_column
 from features.lifecycle.profile import load_tables
 from features.settings import FeatureSettings
-from features.store import apply, open_store, write_feature_tables
+from features.store import apply, open_store
 from features.training_set import training_set
 from tests.features.conftest import AS_OF
 
@@ -38,8 +38,9 @@ def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettin
             sentiment=-0.9,
         )
     )
-    tables["service_tickets"] = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
-    write_feature_tables(build_feature_tables(tables, AS_OF), project.tables_dir)
+    tickets = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
+    tickets.to_parquet(project.lifecycle_dir / "service_tickets.parquet", index=False)
+    build_directory(project.lifecycle_dir, project.tables_dir, AS_OF, project.offline_engine)
 
     activity = pd.read_parquet(project.tables_dir / "customer_activity.parquet").set_index(
         ["customer_id", "event_timestamp"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.build import build_feature_tables
+from features.build import build_directory
 from features.labels import churn_entity_rows, label_column
 from features.lifecycle.profile import load_tables
 from features.online_store import RetainSqliteOnlineStore
 from features.settings import FeatureSettings
-from features.store import apply, materialize, open_store, write_feature_tables
+from features.store import apply, materialize, open_store
 from features.training_set import training_set
 from tests.features.conftest import AS_OF, redis_project
 
@@ -21,7 +21,7 @@ def _round_trip(settings: FeatureSettings) -> None:
     store = open_store(settings)
     apply(store)
     tables = load_tables(settings.lifecycle_dir)
-    write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
+    build_directory(settings.lifecycle_dir, settings.tables_dir, AS_OF, settings.offline_engine)
 
     rows = churn_entity_rows(
         tables["customers"],

@@ -13,9 +13,14 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.build import active_at, customer_profile, epoch_seconds, snapshot_times
 from features.labels import SNAPSHOT, churn_entity_rows, label_column
 from features.request_time import REQUEST_TIME_FIELD
+from tests.features.reference_build import (
+    active_at,
+    customer_profile,
+    epoch_seconds,
+    snapshot_times,
+)
 
 T = pd.Timestamp("2026-03-01", tz="UTC")
 SECOND = pd.Timedelta(seconds=1)

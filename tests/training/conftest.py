@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import build_feature_tables
-from features.lifecycle.profile import load_tables
+from features.build import build_directory
+from features.engine import EngineSettings
 from features.settings import FeatureSettings
-from features.store import apply, open_store, write_feature_tables
+from features.store import apply, open_store
 from features.training_set import churn_training_set
 from tests.features.conftest import AS_OF, REPO
 from tests.features.conftest import built_project as built_project  # the fixture, re-exported
@@ -27,8 +27,7 @@ def _project(lifecycle: Path, root: Path) -> FeatureSettings:
     settings = FeatureSettings.model_validate(
         {"repo_path": root / "features" / "repo", "lifecycle_dir": lifecycle}
     )
-    tables = load_tables(lifecycle)
-    write_feature_tables(build_feature_tables(tables, AS_OF), settings.tables_dir)
+    build_directory(lifecycle, settings.tables_dir, AS_OF, EngineSettings())
     apply(open_store(settings))
     return settings
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import region_weekly_demand
 from features.lifecycle.profile import load_tables
 from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import demand_history
 from tests.features.conftest import AS_OF
+from tests.features.reference_build import region_weekly_demand
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.calendar import seasonal_lag_weeks, week_features
 from training.demand.campaigns import campaign_candidates, find_surges

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.build import PACKAGES
+from features.snapshots import PACKAGES
 from training.demand.calendar import week_features
 from training.demand.settings import DemandCalendar, Propensity
 
