@@ -170,7 +170,9 @@ def usage_windows(usage: Table, snapshots: Table) -> Table:
         late_payments_180d=_count(rows.late_payment),
         months_billed_180d=rows.count(),
     )
-    return sums.mutate(bill_change_vs_prev_3m=sums.bill_30d / sums.bill_mean_prev_3m - 1)
+    # no bill in the three months before: no ratio (null), neither infinity nor an error
+    previous_bill = sums.bill_mean_prev_3m.nullif(0)
+    return sums.mutate(bill_change_vs_prev_3m=sums.bill_30d / previous_bill - 1)
 
 
 def ticket_windows(tickets: Table, snapshots: Table) -> Table:

@@ -49,6 +49,10 @@ def historical_features(
     check_tables(store, {projection.name for projection in service.feature_view_projections})
     frame = store.get_historical_features(entity_df=entity_rows, features=service).to_df()
     frame = frame[[*entity_rows.columns, *service_features(store, feature_service)]]
+    for column, dtype in entity_rows.dtypes.items():
+        if isinstance(dtype, pd.DatetimeTZDtype) and frame[column].dt.tz is None:
+            # Spark hands back its session-time-zone (UTC) timestamps without the zone
+            frame[column] = frame[column].dt.tz_localize("UTC")
     return frame.astype(entity_rows.dtypes.to_dict())
 
 

@@ -40,9 +40,9 @@ def plant_edges(lifecycle: Path, t: pd.Timestamp) -> None:
     """Rewrite the lifecycle tables of `lifecycle` with events on the edges of every window
     around the snapshot `t`: exactly at t, exactly 30/90/180 days (and 7 days for offers)
     before it, one second either side, open tickets and outages, a churn and a signup at t,
-    an outage spanning three weeks, a quality day at t, a missing bill."""
+    an outage spanning three weeks, a quality day at t, a missing bill, bills of zero."""
     tables = load_tables(lifecycle)
-    a, b, c = _alive(tables, t - 400 * DAY)[:3]
+    a, b, c, free = _alive(tables, t - 400 * DAY)[:4]
     cell = tables["customers"].set_index("customer_id").loc[a, "cell_site_id"]
 
     opened = [t, t - 30 * DAY, t - 90 * DAY, t - 90 * DAY - SECOND, t - 180 * DAY]
@@ -114,14 +114,16 @@ def plant_edges(lifecycle: Path, t: pd.Timestamp) -> None:
     )
     usage = tables["usage_monthly"]
     last_billed = t - pd.offsets.MonthBegin(1)
-    tables["usage_monthly"] = usage[
-        ~((usage["customer_id"] == a) & (usage["month"] == last_billed))
-    ]
+    usage = usage[~((usage["customer_id"] == a) & (usage["month"] == last_billed))].copy()
+    # nothing billed before the last month: the bill change has no base (0 / 0 and x / 0)
+    usage.loc[usage["customer_id"].isin([free, b]), "bill_amount"] = 0.0
+    usage.loc[(usage["customer_id"] == free) & (usage["month"] == last_billed), "bill_amount"] = (
+        50.0
+    )
+    tables["usage_monthly"] = usage
     churn = tables["churn_events"]
     tables["churn_events"] = _append(churn, [{"customer_id": b, "churned_at": t}])
     tables["customers"].loc[tables["customers"]["customer_id"] == c, "signup_at"] = t
-    for name in ("service_tickets", "campaigns", "package_purchases", "network_events"):
-        tables[name] = tables[name]
     for name, frame in tables.items():
         frame.to_parquet(lifecycle / f"{name}.parquet", index=False)
 

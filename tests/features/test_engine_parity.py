@@ -42,6 +42,9 @@ def test_the_planted_edges_reach_the_features(
     planted = references["planted"]["customer_activity"]
     edge = planted[(planted["event_timestamp"] == EDGE) & (planted["unresolved_tickets"] >= 3)]
     assert not edge.empty
+    at_edge = planted[planted["event_timestamp"] == EDGE]
+    no_base = at_edge[(at_edge["bill_30d"] == 50.0) & at_edge["bill_change_vs_prev_3m"].isna()]
+    assert len(no_base) == 1  # x / 0: no ratio rather than infinity
     simulated = references["simulated"]["customer_activity"]
     assert len(planted) != len(simulated)  # a churn and a signup at EDGE
 
