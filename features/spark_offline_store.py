@@ -52,7 +52,8 @@ def as_spark_source(source: DataSource, repo_path: Any) -> DataSource:
 
 def _on_spark(view: FeatureView, repo_path: Any) -> FeatureView:
     moved = copy.copy(view)
-    moved.batch_source = as_spark_source(view.batch_source, repo_path)
+    if view.batch_source is not None:
+        moved.batch_source = as_spark_source(view.batch_source, repo_path)
     return moved
 
 
@@ -66,6 +67,7 @@ class RetainSparkOfflineStore(SparkOfflineStore):
         registry: BaseRegistry,
         project: str,
         full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
         **kwargs: Any,
     ) -> RetrievalJob:
         views = [_on_spark(view, config.repo_path) for view in feature_views]
@@ -77,6 +79,7 @@ class RetainSparkOfflineStore(SparkOfflineStore):
             registry,
             project,
             full_feature_names,
+            filter_by_created_timestamp,
             **kwargs,
         )
 
