@@ -5,7 +5,10 @@ repository's feature_store.yaml, data/, risk_lists/), and each step runs there a
 `retain` child process with the repository's configs (`RETAIN_CONFIG_DIR`):
 
     generate -> validate -> build (DuckDB) -> apply -> materialize -> training set
-    -> train churn -> daily list
+    -> train churn -> promote -> daily list
+
+`--negative-rate 0.1` samples the older stayers of the training set (features.sampling),
+as a production system would at millions of customers.
 
 With `--spark`, the feature build also runs on Spark (`local[2]` unless `--spark-master`)
 over the same lifecycle tables into a sibling project, side by side with DuckDB, and the
@@ -47,6 +50,7 @@ STEPS = (
     "materialize",
     "training_set",
     "train",
+    "promote",
     "daily",
 )
 
@@ -92,7 +96,8 @@ def commands(args: argparse.Namespace, root: Path) -> dict[str, list[str]]:
         "apply": [RETAIN, "features", "apply"],
         "materialize": [RETAIN, "features", "materialize"],
         "training_set": [RETAIN, "features", "training-set", "--model", "churn"],
-        "train": [RETAIN, "train", "churn"],
+        "train": [RETAIN, "train", "churn", "--training-set", "data/training/churn_v1.parquet"],
+        "promote": [RETAIN, "promote", "churn"],
         "daily": [RETAIN, "daily"],
     }
 
@@ -161,6 +166,12 @@ def main() -> None:
     parser.add_argument("--spark-master", default="local[2]")
     parser.add_argument("--reference", action="store_true", help="also the pandas build")
     parser.add_argument("--memory-cap-gb", type=float, default=20.0)
+    parser.add_argument(
+        "--negative-rate",
+        type=float,
+        default=None,
+        help="negative_sampling.rate of the training set (default: configs/features.yaml)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -172,6 +183,8 @@ def main() -> None:
     root = project(args.root / f"{args.customers}")
     spark_root = project(args.root / f"{args.customers}-spark", (root / "data" / "lifecycle"))
     env = {**os.environ, "RETAIN_CONFIG_DIR": str(ROOT / "configs")}
+    if args.negative_rate is not None:
+        env["RETAIN_FEATURES_NEGATIVE_SAMPLING__RATE"] = str(args.negative_rate)
     spark_env = {
         **env,
         "RETAIN_FEATURES_OFFLINE_ENGINE__KIND": "spark",

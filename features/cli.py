@@ -13,6 +13,7 @@ from rich.console import Console
 from features.build import build_directory
 from features.labels import label_column
 from features.lifecycle.validate import resolve_as_of
+from features.sampling import WEIGHT
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
 from features.training_set import churn_training_set
@@ -112,15 +113,25 @@ def training_set_command(
     started = time.perf_counter()
     with console.status("joining features point in time"):
         frame = churn_training_set(
-            open_store(settings), settings.lifecycle_dir, settings.label_horizon_days, f"{model}_v1"
+            open_store(settings),
+            settings.lifecycle_dir,
+            settings.label_horizon_days,
+            f"{model}_v1",
+            settings.negative_sampling,
         )
     settings.training_dir.mkdir(parents=True, exist_ok=True)
     path = settings.training_dir / f"{model}_v1.parquet"
     frame.to_parquet(path, index=False)
     label = label_column(settings.label_horizon_days)
+    weights = frame[WEIGHT] if WEIGHT in frame else pd.Series(1.0, index=frame.index)
+    sampled = (
+        f" (stayers of the older months sampled at {settings.negative_sampling.rate:g}, weighted)"
+        if WEIGHT in frame
+        else ""
+    )
     typer.echo(
-        f"training set {model}_v1: {len(frame):,} rows, {frame.shape[1]} columns, "
-        f"positive rate {frame[label].mean():.2%} ({label}), "
+        f"training set {model}_v1: {len(frame):,} rows{sampled}, {frame.shape[1]} columns, "
+        f"positive rate {(frame[label] * weights).sum() / weights.sum():.2%} ({label}), "
         f"{frame['event_timestamp'].nunique()} snapshots, "
         f"in {time.perf_counter() - started:.1f}s -> {path}"
     )

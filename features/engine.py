@@ -39,7 +39,7 @@ class EngineSettings(BaseModel):
 
     kind: Engine = Field("duckdb", description="duckdb (embedded) or spark.")
     duckdb_memory_limit: str = Field(
-        "8GB", description="DuckDB spills to disk beyond this (e.g. '8GB', '75%')."
+        "4GB", description="DuckDB spills to disk beyond this (e.g. '8GB', '75%')."
     )
     duckdb_threads: int | None = Field(None, ge=1, description="Default: one per core.")
     spark_master: str = Field(

@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from features.engine import EngineSettings
 from features.repo.data_sources import TABLES_DIR
+from features.sampling import NegativeSampling
 from retain.base.settings import StageSettings
 
 
@@ -36,6 +37,10 @@ class FeatureSettings(StageSettings):
     )
     training_dir: Path = Field(
         Path("data/training"), description="Where training sets are written."
+    )
+    negative_sampling: NegativeSampling = Field(
+        default_factory=NegativeSampling,
+        description="Churn training rows: a share of the older stayers, weighted (off: rate 1).",
     )
     offline_engine: EngineSettings = Field(
         default_factory=EngineSettings,

@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from features.labels import SNAPSHOT, churn_entity_rows
+from features.labels import SNAPSHOT, churn_entity_rows, label_column
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
+from features.sampling import NegativeSampling, sample_negatives
 from features.snapshots import demand_weeks
 from features.table_checks import check_tables
 
@@ -57,9 +58,14 @@ def historical_features(
 
 
 def churn_training_set(
-    store: FeatureStore, lifecycle_dir: Path, horizon_days: int, feature_service: str = "churn_v1"
+    store: FeatureStore,
+    lifecycle_dir: Path,
+    horizon_days: int,
+    feature_service: str = "churn_v1",
+    sampling: NegativeSampling | None = None,
 ) -> pd.DataFrame:
-    """The labelled churn training set of a lifecycle dataset, through Feast."""
+    """The labelled churn training set of a lifecycle dataset, through Feast; with
+    `sampling`, the older stayers are sampled before the join (features.sampling)."""
     tables = load_tables(lifecycle_dir, ("customers", "churn_events"))
     rows = churn_entity_rows(
         tables["customers"],
@@ -68,6 +74,8 @@ def churn_training_set(
         resolve_as_of(lifecycle_dir, None),
         horizon_days,
     )
+    if sampling is not None:
+        rows = sample_negatives(rows, label_column(horizon_days), sampling)
     return training_set(store, rows, feature_service)
 
 

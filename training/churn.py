@@ -21,12 +21,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.sampling import WEIGHT
 from training.metrics import evaluate
 from training.model import Calibrator, ChurnModel, FeatureSchema
 from training.settings import LightGBMParams, TrainingSettings
 
 SNAPSHOT = "event_timestamp"
-NOT_FEATURES = ("customer_id", SNAPSHOT, "request_epoch_s")
+NOT_FEATURES = ("customer_id", SNAPSHOT, "request_epoch_s", WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,22 @@ def time_split(frame: pd.DataFrame, valid_months: int, test_months: int) -> Time
         valid=frame[(frame[SNAPSHOT] >= valid_from) & (frame[SNAPSHOT] < test_from)],
         test=frame[frame[SNAPSHOT] >= test_from],
     )
+
+
+def sample_weights(split: TimeSplit) -> np.ndarray | None:
+    """The training months' inverse-probability weights, if the rows were sampled; the
+    validation and test months must be whole, or early stopping, calibration and every
+    held-out metric would describe a population that does not exist."""
+    if WEIGHT not in split.train:
+        return None
+    for part in ("valid", "test"):
+        if (getattr(split, part)[WEIGHT] != 1.0).any():
+            raise ValueError(
+                f"the training set's {part} months ({', '.join(split.months(part))}) were "
+                "negative-sampled: set negative_sampling.keep_latest_months to at least "
+                "valid_months + test_months and rebuild it"
+            )
+    return split.train[WEIGHT].to_numpy(dtype="float64")
 
 
 def check_both_classes(split: TimeSplit, label: str) -> None:
@@ -99,10 +116,12 @@ def fit_booster(
     valid_labels: np.ndarray,
     schema: FeatureSchema,
     settings: TrainingSettings,
+    train_weights: np.ndarray | None = None,
 ) -> lgb.Booster:
-    """LightGBM on the (prepared) training months, early-stopped on the validation months."""
+    """LightGBM on the (prepared) training months, early-stopped on the validation months;
+    `train_weights` undo a negative sampling of the training months (features.sampling)."""
     params = lightgbm_params(settings.params, schema, settings.monotone, settings.seed)
-    train_set = lgb.Dataset(train, train_labels)
+    train_set = lgb.Dataset(train, train_labels, weight=train_weights)
     valid_set = lgb.Dataset(valid, valid_labels, reference=train_set)
     return lgb.train(
         params,
@@ -166,7 +185,8 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
     parts = ("train", "valid", "test")
     x = {part: schema.transform(getattr(split, part)) for part in parts}  # prepared once each
     y = {part: getattr(split, part)[label].to_numpy().astype(int) for part in parts}
-    booster = fit_booster(x["train"], y["train"], x["valid"], y["valid"], schema, settings)
+    weights = sample_weights(split)
+    booster = fit_booster(x["train"], y["train"], x["valid"], y["valid"], schema, settings, weights)
     raw = {part: np.asarray(booster.predict(x[part])) for part in ("valid", "test")}
     calibrator = Calibrator(settings.calibration).fit(raw["valid"], y["valid"])
     model = ChurnModel(schema, booster, calibrator)
@@ -177,7 +197,9 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
         : settings.baseline_rows
     ]
     baseline = logistic_baseline(schema).fit(
-        baseline_input(schema, x["train"].iloc[rows]), y["train"][rows]
+        baseline_input(schema, x["train"].iloc[rows]),
+        y["train"][rows],
+        logisticregression__sample_weight=None if weights is None else weights[rows],
     )
     test_baseline = baseline.predict_proba(baseline_input(schema, x["test"]))[:, 1]
     return TrainedChurn(

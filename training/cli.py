@@ -45,6 +45,7 @@ def build_training_set(features: FeatureSettings, training: TrainingSettings) ->
             features.lifecycle_dir,
             features.label_horizon_days,
             training.feature_service,
+            features.negative_sampling,
         )
     features.training_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(features.training_dir / f"{training.feature_service}.parquet", index=False)

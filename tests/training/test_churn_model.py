@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.sampling import WEIGHT, NegativeSampling, sample_negatives
 from tests.training.conftest import LABEL
-from training.churn import TrainedChurn, time_split, train_churn
+from training.churn import TrainedChurn, sample_weights, time_split, train_churn
 from training.settings import TrainingSettings
 
 
@@ -88,3 +89,32 @@ def test_contributions_add_up_to_the_raw_score(demo_model: TrainedChurn) -> None
     contributions = demo_model.model.contributions(rows)
     raw = demo_model.model.raw_proba(rows)
     np.testing.assert_allclose(1 / (1 + np.exp(-contributions.sum(axis=1))), raw, rtol=1e-6)
+
+
+def test_a_negative_sampled_training_set_trains_with_its_weights(
+    small_training_set: pd.DataFrame,
+) -> None:
+    """Sampled older stayers, weighted: the booster sees fewer rows, the held-out months are
+    whole, and the weights are not a feature."""
+    settings = TrainingSettings()
+    sampled = sample_negatives(
+        small_training_set,
+        LABEL,
+        NegativeSampling(rate=0.3, keep_latest_months=settings.valid_months + settings.test_months),
+    )
+    trained = train_churn(sampled, LABEL, settings)
+    assert WEIGHT not in trained.model.schema.columns
+    assert len(trained.split.train) < len(time_split(small_training_set, 2, 3).train)
+    assert len(trained.split.test) == len(time_split(small_training_set, 2, 3).test)
+    assert sample_weights(trained.split) is not None
+    assert 0.5 < trained.test_metrics["roc_auc"] <= 1.0
+
+
+def test_a_training_set_sampled_in_its_held_out_months_is_refused(
+    small_training_set: pd.DataFrame,
+) -> None:
+    sampled = sample_negatives(
+        small_training_set, LABEL, NegativeSampling(rate=0.3, keep_latest_months=1)
+    )
+    with pytest.raises(ValueError, match=r"valid months .* were negative-sampled"):
+        train_churn(sampled, LABEL, TrainingSettings())
