@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,9 @@ def spark_session(settings: EngineSettings) -> Any:
         from pyspark.sql import SparkSession
     except ImportError as error:  # pragma: no cover - pyspark is a dependency
         raise EngineUnavailable("offline_engine.kind=spark needs pyspark installed") from error
+    # Python workers (the scoring UDFs) run this interpreter, with this environment's
+    # packages, unless PYSPARK_PYTHON names the executors' own (PySpark reads only the env)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(settings.spark_master).appName("retain")
     for key, value in spark_session_conf(settings).items():
         builder = builder.config(key, value)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.batch_rows import BatchFeatures, latest_features
+from features.engine import EngineSettings, spark_session
 from features.settings import FeatureSettings
 from features.store import open_store
 from retain.base.publish import publish_folder
@@ -34,6 +35,7 @@ from serving.reasons import top_reasons
 from serving.report import render_report
 from serving.scoring import LoadedModel, load_champion, read_contact, scoring_refs
 from serving.settings import DailySettings, RiskBands, ServingSettings
+from serving.spark_scoring import CONTRIBUTIONS, risk_bands, score_on_spark
 from training.experiments import connect
 from training.settings import TrainingSettings
 
@@ -66,6 +68,9 @@ class RiskList:
     bands: RiskBands
 
 
+# the exact TreeSHAP rows (features + bias) of chosen positions of the scored frame
+Contributions = Callable[[np.ndarray], np.ndarray]
+
 PROFILE_COLUMNS = ["segment", "region", "contract_type", "plan_id", "monthly_fee"]
 ACTION_COLUMNS = ["customer_id", "action_type", "cost", "expected_value"]
 LIST_COLUMNS = [  # the list's schema, the same on a day with nothing to suggest
@@ -83,14 +88,44 @@ def score_all(
     model = loaded.model
     matrix = model.schema.frame_matrix(features.frame)
     probability = model.calibrate(np.asarray(model.booster.predict(matrix)))
-    bands = serving.risk_bands
+    return _scored(features, probability, risk_bands(probability, serving.risk_bands)), matrix
+
+
+def _scored(features: BatchFeatures, probability: np.ndarray, band: np.ndarray) -> pd.DataFrame:
     scored = features.frame[["customer_id", *PROFILE_COLUMNS]].copy()
     scored["churn_probability"] = probability
-    scored["risk_band"] = np.where(
-        probability >= bands.high, "high", np.where(probability >= bands.medium, "medium", "low")
-    )
+    scored["risk_band"] = band
     scored["revenue_at_risk"] = probability * scored["monthly_fee"].astype("float64")
-    return scored, matrix
+    return scored
+
+
+def score_all_on_spark(
+    features: BatchFeatures,
+    loaded: LoadedModel,
+    serving: ServingSettings,
+    daily: DailySettings,
+    engine: EngineSettings,
+) -> tuple[pd.DataFrame, Contributions]:
+    """`score_all` and the listed customers' exact contributions, computed on Spark."""
+    spark = spark_session(engine.model_copy(update={"kind": "spark"}))
+    result = score_on_spark(
+        spark, features.frame, loaded.model, serving.risk_bands, daily.list_bands
+    )
+    probability = result["churn_probability"].to_numpy(dtype="float64")
+    scored = _scored(features, probability, result["risk_band"].to_numpy())
+    width = len(loaded.model.schema.columns) + 1
+    per_row = result[CONTRIBUTIONS]
+
+    def contributions(chosen: np.ndarray) -> np.ndarray:
+        rows = [np.asarray(per_row.iat[i], dtype="float64") for i in chosen]
+        return np.vstack(rows) if rows else np.zeros((0, width))
+
+    return scored, contributions
+
+
+def local_contributions(loaded: LoadedModel, matrix: np.ndarray) -> Contributions:
+    """Exact TreeSHAP contributions of the chosen rows of the model matrix."""
+    return lambda chosen: batch_contributions(loaded.model.booster, matrix[chosen])
 
 
 def _allowed(customer: str, plan: list[Any]) -> list[dict[str, Any]]:
@@ -133,7 +168,7 @@ def _suggestion(plan: list[Any]) -> dict[str, Any]:
 def explain_and_decide(
     features: BatchFeatures,
     scored: pd.DataFrame,
-    matrix: np.ndarray,
+    contributions: Contributions,
     loaded: LoadedModel,
     serving: ServingSettings,
     daily: DailySettings,
@@ -141,11 +176,12 @@ def explain_and_decide(
     at: datetime,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The listed customers, riskiest first, with reasons and the suggested action; and
-    every action the API would queue for them (a customer may get more than one)."""
+    every action the API would queue for them (a customer may get more than one).
+    `contributions` gives the exact TreeSHAP rows of the chosen positions of `scored`."""
     chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
     chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
     columns = loaded.model.schema.columns
-    contrib = batch_contributions(loaded.model.booster, matrix[chosen])
+    contrib = contributions(chosen)
     records = features.frame.iloc[chosen].to_dict("records")
     items = []
     for k, values in enumerate(records):
@@ -297,10 +333,16 @@ def run_daily(
     refs, _ = scoring_refs(store, loaded.feature_service)
     at = scoring_instant(day, serving)
     batch = latest_features(store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view)
-    scored, matrix = score_all(batch, loaded, serving)
+    if daily.scoring_engine == "spark":
+        scored, contributions = score_all_on_spark(
+            batch, loaded, serving, daily, features.offline_engine
+        )
+    else:
+        scored, matrix = score_all(batch, loaded, serving)
+        contributions = local_contributions(loaded, matrix)
     decisions = decision_service(None, serving, action_log, features.tables_dir)
     listed, actions = explain_and_decide(
-        batch, scored, matrix, loaded, serving, daily, decisions, at
+        batch, scored, contributions, loaded, serving, daily, decisions, at
     )
     risk = RiskList(
         day, at, batch.snapshot, loaded, scored, listed,

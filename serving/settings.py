@@ -243,3 +243,8 @@ class DailySettings(StageSettings):
         "customer_activity", description="Customers in this view's latest snapshot are active."
     )
     experiment: str = Field("retain-daily", description="MLflow experiment of the daily runs.")
+    scoring_engine: Literal["local", "spark"] = Field(
+        "local",
+        description="Where every customer is scored and the listed ones explained: this "
+        "process, or Spark executors (features.yaml's offline_engine says which Spark).",
+    )
