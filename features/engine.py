@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import ibis
 import pyarrow as pa
@@ -69,8 +71,42 @@ def spark_session_conf(settings: EngineSettings) -> dict[str, str]:
     }
 
 
+def _master_addresses(master: str) -> list[tuple[str, int]]:
+    """The host:port pairs a master URL names (spark://a:7077,b:7077 or k8s://https://h:443);
+    none for local[N], yarn and others, whose reachability Spark checks itself."""
+    if master.startswith("spark://"):
+        hosts = master.removeprefix("spark://").split(",")
+        return [
+            (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 7077) for h in hosts
+        ]
+    if master.startswith("k8s://"):
+        url = urlsplit(master.removeprefix("k8s://"))
+        if url.hostname:
+            return [(url.hostname, url.port or (443 if url.scheme == "https" else 80))]
+    return []
+
+
+def check_master(master: str, timeout_s: float = 5.0) -> None:
+    """Refuse a Spark master none of whose addresses accepts a connection: Spark itself
+    would retry for a minute and then hand back a session whose every job fails."""
+    addresses = _master_addresses(master)
+    errors = []
+    for host, port in addresses:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return
+        except OSError as error:
+            errors.append(f"{host}:{port}: {error.strerror or error}")
+    if addresses:
+        raise EngineUnavailable(
+            f"cannot reach the Spark master offline_engine.spark_master={master!r} "
+            f"({'; '.join(errors)})"
+        )
+
+
 def spark_session(settings: EngineSettings) -> Any:
     """The SparkSession for `settings` (created, or the running one reconfigured)."""
+    check_master(settings.spark_master)
     try:
         from pyspark.sql import SparkSession
     except ImportError as error:  # pragma: no cover - pyspark is a dependency

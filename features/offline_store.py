@@ -13,6 +13,7 @@ runs anywhere but inside the repository folder.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any, Literal
 
@@ -48,7 +49,8 @@ def read_source(data_source: DataSource, repo_path: str) -> Table:
     if isinstance(data_source, FileSource) and data_source.path.endswith(".parquet"):
         path = FileSource.get_uri_for_file_path(repo_path, data_source.path)
         if "://" not in path:
-            return ibis.read_parquet(path)
+            # a table built by Spark is a folder of part files
+            return ibis.read_parquet(f"{path}/*.parquet" if os.path.isdir(path) else path)
     return feast_duckdb._read_data_source(data_source, repo_path)
 
 

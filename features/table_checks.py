@@ -1,10 +1,12 @@
 """Feature tables checked before anything joins or loads them.
 
 A point-in-time join over a table holding two rows for one entity at one instant picks
-one of them silently (which one depends on the engine), and a missing table fails deep in
-Feast with a path and no hint. Both are refused here, naming the table, its key and what
-to do, by one DuckDB query per table (a group-by over the key: seconds at tens of
-millions of rows, without loading the table into Python).
+one of them silently (which one depends on the engine), a missing table fails deep in
+Feast with a path and no hint, and a table that lost a partition (a month's snapshot, or
+part files of a Spark write that stopped half-way) quietly hands the rows of that month
+an older snapshot. All are refused here, naming the table, its key or the missing
+snapshot and what to do, by DuckDB queries per table (a group-by over the key: seconds at
+tens of millions of rows, without loading the table into Python).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 from feast import FeatureStore, FileSource
+
+from features.repo.feature_views import SNAPSHOTS_TAG
+
+_STEPS = {"monthly": pd.offsets.MonthBegin(1), "weekly": pd.Timedelta(days=7)}
 
 
 class FeatureTableError(ValueError):
@@ -26,6 +33,7 @@ class TableKey:
     view: str
     path: Path
     key: list[str]  # the entity join keys, then the event timestamp
+    snapshots: str | None = None  # "monthly" or "weekly": every step must be present
 
 
 def table_keys(store: FeatureStore) -> list[TableKey]:
@@ -39,7 +47,7 @@ def table_keys(store: FeatureStore) -> list[TableKey]:
         if "://" in path:  # remote tables are checked where they are written
             continue
         keys = [c.name for c in view.entity_columns] + [source.timestamp_field]
-        found.append(TableKey(view.name, Path(path), keys))
+        found.append(TableKey(view.name, Path(path), keys, view.tags.get(SNAPSHOTS_TAG)))
     return found
 
 
@@ -47,20 +55,70 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def check_table(table: TableKey) -> None:
-    """Refuse a missing table, or one holding a key twice (the first such key named)."""
-    if not table.path.is_file():
+def parquet_location(table: TableKey) -> str:
+    """What DuckDB reads for the table: its file, or the part files of a folder written
+    whole by Spark (the `_SUCCESS` marker is written last)."""
+    if table.path.is_file():
+        return str(table.path)
+    if table.path.is_dir():
+        if not (table.path / "_SUCCESS").is_file():
+            raise FeatureTableError(
+                f"feature table {table.path.name} of view {table.view} in {table.path.parent} "
+                "is an unfinished write (its folder has no _SUCCESS marker: partitions may be "
+                "missing); rebuild it with retain features build"
+            )
+        return str(table.path / "*.parquet")
+    raise FeatureTableError(
+        f"feature table {table.path.name} of view {table.view} is missing from "
+        f"{table.path.parent} (retain features build writes it)"
+    )
+
+
+def missing_snapshots(stamps: list[pd.Timestamp], every: str) -> list[pd.Timestamp]:
+    """The snapshots a monthly (month starts) or weekly table lacks between its first and
+    last; a monthly table's latest instant may be the as-of day, off the month starts."""
+    if every == "monthly":
+        stamps = [s for s in stamps if s == s.normalize() and s.day == 1]
+    if len(stamps) < 2:
+        return []
+    expected = pd.date_range(stamps[0], stamps[-1], freq=_STEPS[every])
+    return sorted(set(expected) - set(stamps))
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+
+
+def check_snapshots(table: TableKey, location: str) -> None:
+    if table.snapshots not in _STEPS:
+        return
+    column = _quote(table.key[-1])
+    rows = duckdb.execute(
+        f"SELECT DISTINCT {column} FROM read_parquet(?) ORDER BY 1", [location]
+    ).fetchall()
+    stamps = [_utc(pd.Timestamp(row[0])) for row in rows]
+    gaps = missing_snapshots(stamps, table.snapshots)
+    if gaps:
+        shown = ", ".join(f"{g:%Y-%m-%d}" for g in gaps[:3]) + (" ..." if len(gaps) > 3 else "")
         raise FeatureTableError(
-            f"feature table {table.path.name} of view {table.view} is missing from "
-            f"{table.path.parent} (retain features build writes it)"
+            f"feature table {table.path.name} of view {table.view} lacks {len(gaps)} "
+            f"{table.snapshots} snapshot(s) of {table.key[-1]} between "
+            f"{stamps[0]:%Y-%m-%d} and {stamps[-1]:%Y-%m-%d}: {shown} (a partition is "
+            "missing); rebuild it with retain features build"
         )
+
+
+def check_table(table: TableKey) -> None:
+    """Refuse a missing or half-written table, one holding a key twice (the first such key
+    named), and one missing a snapshot of its cadence."""
+    location = parquet_location(table)
     columns = ", ".join(_quote(k) for k in table.key)
     query = (
         f"SELECT {columns}, count(*) AS n FROM read_parquet(?) "
         f"GROUP BY {columns} HAVING count(*) > 1 ORDER BY n DESC LIMIT 1"
     )
     try:
-        duplicate = duckdb.execute(query, [str(table.path)]).fetchone()
+        duplicate = duckdb.execute(query, [location]).fetchone()
     except duckdb.Error as error:
         raise FeatureTableError(
             f"feature table {table.path} of view {table.view} cannot be read as parquet with "
@@ -74,6 +132,7 @@ def check_table(table: TableKey) -> None:
             f"one key ({', '.join(table.key)}): {where}; a key must be unique, rebuild it "
             "with retain features build"
         )
+    check_snapshots(table, location)
 
 
 def check_tables(store: FeatureStore, views: Collection[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from features import cli as features_cli
 from features.batch_rows import SnapshotError
+from features.engine import EngineUnavailable
 from features.lifecycle import cli as data_cli
 from features.lifecycle.settings import DataSettings
 from features.online_rows import OnlineStoreUnavailable
@@ -105,7 +106,7 @@ def main() -> None:
         )
         typer.echo(f"error: invalid {error.title}: {details}", err=True)
         raise SystemExit(2) from None
-    except (FeatureTableError, OnlineStoreUnavailable) as error:  # they name table or host
+    except (FeatureTableError, OnlineStoreUnavailable, EngineUnavailable) as error:  # they name it
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
 

@@ -16,6 +16,8 @@ from features.repo.data_sources import (
 )
 from features.repo.entities import cell_site, customer, region
 
+SNAPSHOTS_TAG = "snapshots"  # how often the table holds a snapshot: a gap is a lost partition
+
 
 def _fields(dtype: PrimitiveFeastType, *names: str) -> list[Field]:
     return [Field(name=name, dtype=dtype) for name in names]
@@ -72,6 +74,7 @@ customer_contact = FeatureView(
 customer_activity = FeatureView(
     name="customer_activity",
     entities=[customer],
+    tags={SNAPSHOTS_TAG: "monthly"},  # every month start is one partition (checked)
     ttl=timedelta(days=45),  # a month-end snapshot older than this is stale, not current
     schema=[
         *_fields(
@@ -151,6 +154,7 @@ def customer_request_time(inputs: pd.DataFrame) -> pd.DataFrame:
 cell_site_quality = FeatureView(
     name="cell_site_quality",
     entities=[cell_site],
+    tags={SNAPSHOTS_TAG: "monthly"},
     ttl=timedelta(days=45),
     schema=[
         *_fields(
@@ -171,6 +175,7 @@ cell_site_quality = FeatureView(
 region_weekly_demand = FeatureView(
     name="region_weekly_demand",
     entities=[region],
+    tags={SNAPSHOTS_TAG: "weekly"},
     ttl=timedelta(days=14),
     schema=[
         *_fields(
