@@ -8,7 +8,7 @@ reported with its table, column, rule and the number of bad rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_types
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.lifecycle.contract import TABLES, Kind, TableSpec
@@ -132,9 +133,10 @@ def _is_finite(series: pd.Series) -> pd.Series:
 
 
 def table_schema(
-    spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]
+    spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str], keys: bool = True
 ) -> pa.DataFrameSchema:
-    """The pandera schema of value rules for the given (present, well-typed) columns."""
+    """The pandera schema of value rules for the given (present, well-typed) columns;
+    `keys=False` leaves out the key's uniqueness (checked over the whole file elsewhere)."""
     present = set(columns)
     pandera_columns = {}
     for col in spec.columns:
@@ -147,11 +149,13 @@ def table_schema(
             checks.append(
                 pa.Check.le(as_of, error=f"must not be after the as-of instant {as_of.isoformat()}")
             )
-        is_single_key = spec.key == (col.name,)
+        is_single_key = keys and spec.key == (col.name,)
         pandera_columns[col.name] = pa.Column(
             nullable=col.nullable, unique=is_single_key, checks=checks, coerce=False
         )
-    composite_key = list(spec.key) if len(spec.key) > 1 and set(spec.key) <= present else None
+    composite_key = (
+        list(spec.key) if keys and len(spec.key) > 1 and set(spec.key) <= present else None
+    )
     row_checks = [rule.check for rule in spec.row_rules if set(rule.uses) <= present]
     return pa.DataFrameSchema(
         pandera_columns, checks=row_checks, unique=composite_key, strict=False, name=spec.name
@@ -165,10 +169,15 @@ _RULE_NAMES = {
 
 
 def check_values(
-    df: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp, columns: Iterable[str]
+    df: pd.DataFrame,
+    spec: TableSpec,
+    as_of: pd.Timestamp,
+    columns: Iterable[str],
+    keys: bool = True,
 ) -> list[Violation]:
-    """Nulls, duplicates, enumerations, ranges and time order of the well-typed `columns`."""
-    schema = table_schema(spec, as_of, columns)
+    """Nulls, duplicates, enumerations, ranges and time order of the well-typed `columns`
+    (duplicates only with `keys`: a chunk of a file cannot see them all)."""
+    schema = table_schema(spec, as_of, columns, keys)
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -233,13 +242,20 @@ def _by_customer(tables: dict[str, pd.DataFrame], table: str, column: str) -> pd
     return df.set_index("customer_id")[column]
 
 
-def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
+def check_relations(
+    tables: dict[str, pd.DataFrame], children: Collection[str] | None = None
+) -> list[Violation]:
     """Rules across tables: ids that point nowhere and events outside a customer's life.
 
     `tables` holds only well-typed contract columns; a rule whose columns are missing or
-    mistyped is skipped (that problem is already reported).
+    mistyped is skipped (that problem is already reported). With `children`, only the rules
+    about rows of those tables run (the others' rows may be a chunk or absent).
     """
     violations: list[Violation] = []
+
+    def checks(table: str) -> bool:
+        return children is None or table in children
+
     references = [
         (child, "customer_id", "customers")
         for child in (
@@ -254,15 +270,17 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
         for child in ("customers", "cell_quality_daily", "network_events")
     ]
     for child, column, parent in references:
-        if _has(tables, child, column) and _has(tables, parent, column):
+        if checks(child) and _has(tables, child, column) and _has(tables, parent, column):
             df = tables[child]
             bad = ~df[column].isin(tables[parent][column]) & df[column].notna()
             violations += _bad_rows(
                 child, column, f"unknown {column} (not in {parent})", df, TABLES[child], bad
             )
 
-    if _has(tables, "customers", "cell_site_id", "region") and _has(
-        tables, "cell_sites", "cell_site_id", "region"
+    if (
+        checks("customers")
+        and _has(tables, "customers", "cell_site_id", "region")
+        and _has(tables, "cell_sites", "cell_site_id", "region")
     ):
         customers = tables["customers"]
         sites = (
@@ -296,7 +314,9 @@ def check_relations(tables: dict[str, pd.DataFrame]) -> list[Violation]:
         ("usage_monthly", "month", "after the customer's churn month", churn_month, "gt"),
     ]
     for table, column, rule, bound_by_customer, op in timed:
-        if bound_by_customer.empty or not _has(tables, table, "customer_id", column):
+        if not checks(table) or bound_by_customer.empty:
+            continue
+        if not _has(tables, table, "customer_id", column):
             continue
         df = tables[table]
         bound = df["customer_id"].map(bound_by_customer)
@@ -338,6 +358,73 @@ def resolve_as_of(directory: Path, as_of: pd.Timestamp | None) -> pd.Timestamp:
     return manifest_as_of(directory) or pd.Timestamp.now(tz="UTC")
 
 
+# Tables the relation rules look up, read whole (one row per customer or site, so a few
+# columns of them are small); every other table is streamed in chunks.
+PARENT_TABLES = ("customers", "cell_sites", "churn_events")
+CHUNK_ROWS = 1_000_000
+
+
+def _chunks(path: Path, columns: list[str], rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The file's `columns` in chunks of about `rows` rows, indexed by row number in the file."""
+    offset = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(offset, offset + len(frame))
+        offset += len(frame)
+        yield frame
+
+
+def merge_violations(violations: Iterable[Violation]) -> list[Violation]:
+    """One violation per (table, column, rule) found in several chunks: the bad rows
+    added up, the first examples kept (chunks come in row order)."""
+    merged: dict[tuple[str, str | None, str], Violation] = {}
+    for v in violations:
+        key = (v.table, v.column, v.rule)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = v
+            continue
+        count = None if seen.bad_rows is None else seen.bad_rows + (v.bad_rows or 0)
+        examples = (seen.examples + v.examples)[:_EXAMPLES]
+        merged[key] = Violation(v.table, v.column, v.rule, count, examples)
+    return list(merged.values())
+
+
+def check_keys(path: Path, spec: TableSpec, columns: Collection[str]) -> list[Violation]:
+    """Every row whose key occurs more than once in the whole file, read key columns only
+    (Arrow group-by; rows with a null in the key are reported as nulls, not here)."""
+    if not spec.key or not set(spec.key) <= set(columns):
+        return []
+    keys = list(spec.key)
+    table = pq.read_table(path, columns=keys)
+    table = table.append_column("__row", pa_types.array(np.arange(len(table), dtype="int64")))
+    counts = table.group_by(keys).aggregate([("__row", "count")])
+    repeated = counts.filter(pc.greater(counts["__row_count"], 1)).select(keys)
+    if len(repeated) == 0:
+        return []
+    rows = table.join(repeated, keys=keys, join_type="left semi").sort_by("__row")
+    if len(rows) == 0:
+        return []
+    first = rows.slice(0, _EXAMPLES).to_pandas().set_index("__row")
+    return [
+        Violation(
+            spec.name,
+            ", ".join(keys),
+            "duplicate key",
+            len(rows),
+            _key_examples(first, spec, first.index),
+        )
+    ]
+
+
+def _relation_columns(name: str, usable: list[str]) -> list[str]:
+    """The columns of table `name` that any relation rule reads, and its key (examples
+    name the row by it)."""
+    wanted = {"customer_id", "cell_site_id", "region", *TABLES[name].key}
+    wanted |= {c.name for c in TABLES[name].columns if c.kind is Kind.TIMESTAMP}
+    return [c for c in usable if c in wanted]
+
+
 def validate_directory(
     directory: Path,
     as_of: pd.Timestamp | None = None,
@@ -347,6 +434,11 @@ def validate_directory(
 
     `on_step` is called with the name of each table (then "relations") as it is checked.
     A manifest.json that cannot be read is a violation; "now" is then the cut-off.
+
+    Memory stays bounded by the chunk size, not the data: each table's value rules run on
+    chunks of `CHUNK_ROWS` rows, its key on the key columns of the whole file, and the
+    relations on chunks of each table against the few columns of the customers, cell
+    sites and churn events they look up.
     """
     violations: list[Violation] = []
     try:
@@ -354,7 +446,8 @@ def validate_directory(
     except ManifestError as error:
         violations.append(Violation(MANIFEST_FILE, None, str(error)))
         cutoff = pd.Timestamp.now(tz="UTC")
-    tables: dict[str, pd.DataFrame] = {}
+    usable: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     for spec in TABLES.values():
         if on_step is not None:
             on_step(spec.name)
@@ -363,16 +456,41 @@ def validate_directory(
             violations.append(Violation(spec.name, None, f"missing file {path}"))
             continue
         try:
-            arrow = pq.read_table(path)
-            df = arrow.to_pandas().reset_index(drop=True)
+            schema = pq.ParquetFile(path).schema_arrow
+            columns = well_typed_columns(schema, spec)
+            found = [
+                v
+                for chunk in _chunks(path, schema.names)
+                for v in check_values(chunk, spec, cutoff, columns, keys=False)
+            ]
         except Exception as exc:  # any unreadable file is a violation, not a crash
             violations.append(Violation(spec.name, None, f"unreadable parquet file {path}: {exc}"))
             continue
-        usable = well_typed_columns(arrow.schema, spec)
-        violations += check_columns(arrow.schema, spec) + check_values(df, spec, cutoff, usable)
-        tables[spec.name] = df[usable]
+        violations += check_columns(schema, spec) + merge_violations(found)
+        violations += check_keys(path, spec, columns)
+        usable[spec.name] = columns
+        counts[spec.name] = pq.read_metadata(path).num_rows
     if on_step is not None:
         on_step("relations")
-    violations += check_relations(tables)
-    counts = {name: len(df) for name, df in tables.items()}
+    violations += check_relations_streamed(directory, usable)
     return ValidationReport(directory, cutoff, counts, tuple(violations))
+
+
+def check_relations_streamed(directory: Path, usable: dict[str, list[str]]) -> list[Violation]:
+    """`check_relations` over the readable tables, the looked-up ones whole (their relation
+    columns only), every table's own rows in chunks."""
+    parents = {
+        name: pq.read_table(
+            directory / TABLES[name].file_name, columns=_relation_columns(name, usable[name])
+        ).to_pandas()
+        for name in PARENT_TABLES
+        if name in usable
+    }
+    found = check_relations(parents, children=[n for n in PARENT_TABLES if n in parents])
+    for name, columns in usable.items():
+        if name in PARENT_TABLES:
+            continue
+        path = directory / TABLES[name].file_name
+        for chunk in _chunks(path, _relation_columns(name, columns)):
+            found += check_relations({**parents, name: chunk}, children=[name])
+    return merge_violations(found)
