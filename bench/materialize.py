@@ -48,10 +48,10 @@ import yaml
 from feast import FeatureStore, FeatureView
 
 import features.store as store_module
-from features.build import build_feature_tables
-from features.lifecycle.profile import load_tables
+from features.build import build_directory
+from features.engine import EngineSettings
 from features.lifecycle.validate import resolve_as_of
-from features.store import definitions, write_feature_tables
+from features.store import definitions
 
 REPO_YAML = Path(__file__).resolve().parents[1] / "features" / "repo" / "feature_store.yaml"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,8 +80,7 @@ def build_tables(root: Path, customers: int, seed: int) -> pd.Timestamp:
     command += ["--customers", str(customers), "--months", "24", "--seed", str(seed)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     as_of = resolve_as_of(lifecycle, None)
-    tables = build_feature_tables(load_tables(lifecycle), as_of)
-    write_feature_tables(tables, root / "data" / "features")
+    build_directory(lifecycle, root / "data" / "features", as_of, EngineSettings())
     return as_of
 
 

@@ -36,13 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def build_rows(rows: int, folder: Path) -> Path:
     """The demo training set through Feast, replicated to `rows` rows (new customer ids)."""
-    from features.build import build_feature_tables
-    from features.lifecycle.profile import load_tables
+    from features.build import build_directory
+    from features.engine import EngineSettings
     from features.lifecycle.settings import DataSettings
     from features.lifecycle.simulator import generate
     from features.lifecycle.validate import resolve_as_of
     from features.settings import FeatureSettings
-    from features.store import apply, open_store, write_feature_tables
+    from features.store import apply, open_store
     from features.training_set import churn_training_set
 
     lifecycle = folder / "data" / "lifecycle"
@@ -56,8 +56,8 @@ def build_rows(rows: int, folder: Path) -> Path:
     settings = FeatureSettings.model_validate(
         {"repo_path": folder / "features" / "repo", "lifecycle_dir": lifecycle}
     )
-    tables, as_of = load_tables(lifecycle), resolve_as_of(lifecycle, None)
-    write_feature_tables(build_feature_tables(tables, as_of), settings.tables_dir)
+    as_of = resolve_as_of(lifecycle, None)
+    build_directory(lifecycle, settings.tables_dir, as_of, EngineSettings())
     store = open_store(settings)
     apply(store)
     base = churn_training_set(store, lifecycle, horizon_days=30)

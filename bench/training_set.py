@@ -43,12 +43,12 @@ ENGINES = ("ours", "dask")
 
 def build(root: Path, customers: int, months: int, seed: int) -> dict[str, float]:
     """A project under root (data/lifecycle, data/features, features/repo), applied."""
-    from features.build import build_feature_tables
-    from features.lifecycle.profile import load_tables
+    from features.build import build_directory
+    from features.engine import EngineSettings
     from features.lifecycle.settings import DataSettings
     from features.lifecycle.simulator import generate
     from features.lifecycle.validate import resolve_as_of
-    from features.store import apply, open_store, write_feature_tables
+    from features.store import apply, open_store
 
     started = time.perf_counter()
     lifecycle = root / "data" / "lifecycle"
@@ -64,8 +64,9 @@ def build(root: Path, customers: int, months: int, seed: int) -> dict[str, float
     (repo / "feature_store.yaml").write_text(ours)
     (repo / "dask_feature_store.yaml").write_text(_with_dask(ours))
     settings = _settings(root)
-    tables = build_feature_tables(load_tables(lifecycle), resolve_as_of(lifecycle, None))
-    write_feature_tables(tables, settings.tables_dir)
+    build_directory(
+        lifecycle, settings.tables_dir, resolve_as_of(lifecycle, None), EngineSettings()
+    )
     apply(open_store(settings))
     return {"generate_s": generated - started, "build_s": time.perf_counter() - generated}
 
