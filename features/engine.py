@@ -105,8 +105,14 @@ def check_master(master: str, timeout_s: float = 5.0) -> None:
 
 
 def spark_session(settings: EngineSettings) -> Any:
-    """The SparkSession for `settings` (created, or the running one reconfigured)."""
-    check_master(settings.spark_master)
+    """The SparkSession for `settings` (created, or the running one reconfigured).
+
+    Under `spark-submit` (or a managed Spark that launches the driver) the master and the
+    cluster's settings are the launcher's: `spark_master` is then ignored.
+    """
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # the JVM was started by spark-submit
+    if not submitted:
+        check_master(settings.spark_master)
     try:
         from pyspark.sql import SparkSession
     except ImportError as error:  # pragma: no cover - pyspark is a dependency
@@ -114,7 +120,9 @@ def spark_session(settings: EngineSettings) -> Any:
     # Python workers (the scoring UDFs) run this interpreter, with this environment's
     # packages, unless PYSPARK_PYTHON names the executors' own (PySpark reads only the env)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(settings.spark_master).appName("retain")
+    builder = SparkSession.builder.appName("retain")
+    if not submitted:
+        builder = builder.master(settings.spark_master)
     for key, value in spark_session_conf(settings).items():
         builder = builder.config(key, value)
     try:

@@ -1,18 +1,9 @@
 """The reference feature pipeline in pandas: what the engines' SQL must reproduce.
 
 The product builds feature tables with `features.build` (ibis expressions run by DuckDB
-or Spark); this is the original, loop-per-snapshot pandas form of the same definitions,
-kept for the parity tests and for the benchmark of the path it replaced.
-
-Every feature row carries an `event_timestamp` (the snapshot instant t) and is computed
-only from what was known strictly before t: tickets opened before t (and still open at t
-if closed later), usage months fully billed by t, outages clipped at t, offers sent
-before t. Feast's point-in-time join then hands each training row the latest snapshot at
-or before its own time, so nothing from the future can reach it.
-
-Snapshots are every month boundary of the history (month ends) and the as-of instant
-(the latest day). Windows of 30/90/180 days are exact for event tables and the last
-1/3/6 billed months for the monthly usage table.
+or Spark; its docstring states the point-in-time rules); this is the original,
+loop-per-snapshot pandas form of the same definitions, kept for the parity tests, the
+window tests on tiny inline tables, and the benchmark of the path it replaced.
 """
 
 from __future__ import annotations
