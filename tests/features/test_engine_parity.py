@@ -13,7 +13,11 @@ import pytest
 
 from features.build import build_directory
 from features.engine import EngineSettings, spark_session
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.simulator import generate
+from features.lifecycle.validate import resolve_as_of
 from features.snapshots import FEATURE_TABLES
+from retain.base.settings import load_settings
 from tests.features.conftest import AS_OF
 from tests.features.parity import assert_same_table, plant_edges, read_built, reference_tables
 
@@ -89,3 +93,29 @@ def test_spark_builds_the_reference_values(
     built = read_built(tmp_path)
     for name in FEATURE_TABLES:
         assert_same_table(name, references[world][name], built[name])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """The demo world (configs/data.yaml: 20,000 customers x 24 months, seed 7) and its
+    reference tables."""
+    settings = load_settings(DataSettings, {"out_dir": tmp_path_factory.mktemp("demo")})
+    generate(settings)
+    as_of = pd.Timestamp(settings.as_of).tz_convert("UTC")
+    return settings.out_dir, reference_tables(settings.out_dir, as_of)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_the_engines_build_the_reference_values_on_the_demo_world(
+    engine: str, demo: tuple[Path, dict[str, pd.DataFrame]], tmp_path: Path
+) -> None:
+    lifecycle, reference = demo
+    if engine == "spark" and shutil.which("java") is None:
+        pytest.skip("Java is not installed (make system-deps installs openjdk-17-jre-headless)")
+    as_of = resolve_as_of(lifecycle, None)
+    build_directory(lifecycle, tmp_path, as_of, EngineSettings(kind=engine))
+    built = read_built(tmp_path)
+    assert len(built["customer_activity"]) > 250_000
+    for name in FEATURE_TABLES:
+        assert_same_table(name, reference[name], built[name])
