@@ -63,7 +63,9 @@ def run_materialize(settings: FeatureSettings) -> None:
     started = time.perf_counter()
     until = resolve_as_of(settings.lifecycle_dir, None)
     with console.status("materializing the latest feature values"):
-        results = materialize(open_store(settings), until)
+        results = materialize(
+            open_store(settings), until, settings.offline_engine.duckdb_memory_limit
+        )
     seconds = time.perf_counter() - started
     written = sum(r.entities for r in results if r.entities > 0)
     views = ", ".join(f"{r.view} {r.entities:,}" if r.entities >= 0 else r.view for r in results)

@@ -8,13 +8,14 @@ ours (`RetainSqliteOnlineStore.write_arrow`) and Feast's own `materialize` other
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
 
 from features.online_store import RetainSqliteOnlineStore
@@ -79,9 +80,41 @@ def latest_rows(
     return joined.filter(is_newest).drop_columns([f"{timestamp_field}_max"])
 
 
-def materialize(store: FeatureStore, until: pd.Timestamp) -> list[Materialized]:
+def latest_rows_streamed(
+    location: str,
+    columns: list[str],
+    join_keys: list[str],
+    timestamp_field: str,
+    until: pd.Timestamp,
+    memory_limit: str = "4GB",
+) -> pa.Table:
+    """`latest_rows` computed by DuckDB over the parquet file (or a folder's part files):
+    the newest instant per entity by a hash aggregate, then one pass keeping the rows at it,
+    so memory holds one row per entity rather than the whole history (15 million activity
+    rows at a million customers). A test holds it equal to `latest_rows`."""
+    keys = ", ".join(_quoted(k) for k in join_keys)
+    ts = _quoted(timestamp_field)
+    selected = ", ".join(f"t.{_quoted(c)}" for c in columns)
+    on = " AND ".join(f"t.{_quoted(k)} = n.{_quoted(k)}" for k in join_keys)
+    query = (
+        f"WITH t AS (SELECT * FROM read_parquet(?) WHERE {ts} <= ?), "
+        f"n AS (SELECT {keys}, max({ts}) AS newest FROM t GROUP BY {keys}) "
+        f"SELECT {selected} FROM t JOIN n ON {on} AND t.{ts} = n.newest"
+    )
+    with duckdb.connect(config={"memory_limit": memory_limit}) as con:
+        return con.sql(query, params=[location, until.to_pydatetime()]).to_arrow_table()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def materialize(
+    store: FeatureStore, until: pd.Timestamp, memory_limit: str = "4GB"
+) -> list[Materialized]:
     """Load the latest value (at or before `until`) of every online feature view, once its
-    feature tables are checked (present, each key at most once)."""
+    feature tables are checked (present, each key at most once). `memory_limit` bounds
+    DuckDB's reading of the latest rows."""
     check_tables(store)
     online_store = store._get_provider().online_store
     results = []
@@ -96,7 +129,7 @@ def materialize(store: FeatureStore, until: pd.Timestamp) -> list[Materialized]:
             )
             results.append(Materialized(view.name, -1, until))
             continue
-        results.append(_bulk_materialize(store, online_store, view, until))
+        results.append(_bulk_materialize(store, online_store, view, until, memory_limit))
     return results
 
 
@@ -105,6 +138,7 @@ def _bulk_materialize(
     online_store: RetainSqliteOnlineStore,
     view: FeatureView,
     until: pd.Timestamp,
+    memory_limit: str,
 ) -> Materialized:
     source = view.batch_source
     if not isinstance(source, FileSource):
@@ -114,8 +148,9 @@ def _bulk_materialize(
     path = source.get_uri_for_file_path(store.config.repo_path, source.path)
     join_keys = [c.name for c in view.entity_columns]
     columns = [*join_keys, source.timestamp_field, *(f.name for f in view.features)]
-    latest = latest_rows(
-        pq.read_table(path, columns=columns), join_keys, source.timestamp_field, until
+    location = f"{path}/*.parquet" if os.path.isdir(path) else path  # a Spark folder
+    latest = latest_rows_streamed(
+        location, columns, join_keys, source.timestamp_field, until, memory_limit
     )
     written = online_store.write_arrow(store.config, view, latest, source.timestamp_field)
     newest = pc.max(latest.column(source.timestamp_field)).as_py() if written else None
