@@ -203,7 +203,11 @@ def main() -> None:
         help="negative_sampling.rate of the training set (default: configs/features.yaml)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--compare", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compare:
+        print(compare_builds(*args.compare))
+        return
 
     steps = list(args.steps or [s for s in STEPS if s not in ("build_spark", "build_pandas")])
     if args.spark and "build_spark" not in steps:
@@ -229,10 +233,15 @@ def main() -> None:
         cwd, step_env = (spark_root, spark_env) if name == "build_spark" else (root, env)
         step = run_step(name, command, cwd, step_env, args.memory_cap_gb, root / f"{name}.log")
         if name == "build_spark" and step.rc == 0:
-            try:
-                note = compare_builds(root / "data" / "features", spark_root / "data" / "features")
-            except Exception as error:  # reported in the step's note; the run goes on
-                note = f"comparison failed: {error}"
+            # in a child: this process stays small, so the next steps' children (forked
+            # from it) do not start with its memory counted in their peak
+            compared = subprocess.run(
+                [sys.executable, __file__, "--compare", str(root / "data" / "features"),
+                 str(spark_root / "data" / "features")],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            lines = (compared.stdout or compared.stderr).strip().splitlines()
+            note = lines[-1] if lines else f"comparison failed (rc {compared.returncode})"
             step = Step(**{**asdict(step), "note": note})
         results.append(step)
         state = "KILLED at cap" if step.killed else ("ok" if step.rc == 0 else f"rc {step.rc}")
