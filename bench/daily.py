@@ -97,7 +97,7 @@ def child(kind: str, root: Path) -> dict[str, float]:
         RiskList,
         explain_and_decide,
         publish,
-        score_all,
+        score_locally,
         scoring_instant,
         summarize,
     )
@@ -130,15 +130,14 @@ def child(kind: str, root: Path) -> dict[str, float]:
         tables = root / "data" / "features"
         batch = latest_features(store, tables, refs, pd.Timestamp(at))
         times["features"] = time.perf_counter() - started
-        scored, matrix = score_all(batch, loaded, serving)
+        scores = score_locally(batch, loaded, serving)
+        scored = scores.frame
         times["score"] = time.perf_counter() - started - times["features"]
         daily = DailySettings(output_dir=root / "risk_lists")
         log = ActionLog(open_engine(f"sqlite:///{root / 'actions.db'}"))
         decisions = decision_service(None, serving, log, tables)
         mark = time.perf_counter()
-        listed, actions = explain_and_decide(
-            batch, scored, matrix, loaded, serving, daily, decisions, at
-        )
+        listed, actions = explain_and_decide(scores, loaded, serving, daily, decisions, at)
         times["reasons_and_decisions"] = time.perf_counter() - mark
         mark = time.perf_counter()
         summary = summarize(DAY, batch.snapshot, loaded, scored, listed, actions)

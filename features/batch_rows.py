@@ -38,7 +38,7 @@ class BatchFeatures:
     frame: pd.DataFrame  # one row per active customer: customer_id and every requested feature
 
 
-def _source_file(view: FeatureView, tables_dir: Path) -> Path:
+def source_file(view: FeatureView, tables_dir: Path) -> Path:
     """The view's parquet file in `tables_dir` (the FileSource names it relative to the repo)."""
     source = view.batch_source
     if not isinstance(source, FileSource):
@@ -54,6 +54,43 @@ def _latest_snapshot(path: Path, at: pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(pc.max(stamps).as_py())
 
 
+def wanted_features(refs: list[str], active_view: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The features `refs` ("view:feature") asks of each stored view (the active view always
+    among them), and the request-time features, computed rather than read."""
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, feature = ref.split(":", 1)
+        wanted.setdefault(view_name, []).append(feature)
+    request_time = wanted.pop(REQUEST_TIME_VIEW, [])
+    if active_view not in wanted:
+        wanted[active_view] = []
+    return wanted, request_time
+
+
+def check_fresh(active: FeatureView, snapshot: pd.Timestamp, at: pd.Timestamp) -> None:
+    """A snapshot older than the active view's TTL at `at` is refused, not listed stale."""
+    if active.ttl and active.ttl > timedelta(0) and at - snapshot > active.ttl:
+        raise SnapshotError(
+            f"{active.name}: the latest snapshot ({snapshot:%Y-%m-%d}) is older than the "
+            f"view's TTL ({active.ttl.days} days) at {at:%Y-%m-%d}: build and materialize "
+            "newer features first"
+        )
+
+
+def add_request_time(frame: pd.DataFrame, names: list[str], at: pd.Timestamp) -> pd.DataFrame:
+    """`frame` with the request-time features `names` computed at `at` from its
+    `signup_epoch_s` and `contract_type` (the on-demand view's function)."""
+    if not names:
+        return frame
+    tenure, days_left = request_time_values(
+        pd.to_numeric(frame["signup_epoch_s"]).to_numpy(dtype="float64", na_value=np.nan),
+        frame["contract_type"].tolist(),
+        np.full(len(frame), float(int(at.timestamp()))),
+    )
+    computed = {"tenure_days": tenure, "days_to_contract_end": days_left}
+    return frame.assign(**{name: computed[name] for name in names})
+
+
 def latest_features(
     store: FeatureStore,
     tables_dir: Path,
@@ -67,22 +104,11 @@ def latest_features(
     A snapshot older than the view's TTL is an error, not a silently stale list.
     """
     at = at.tz_convert("UTC")
-    wanted: dict[str, list[str]] = {}
-    for ref in refs:
-        view_name, feature = ref.split(":", 1)
-        wanted.setdefault(view_name, []).append(feature)
-    request_time = wanted.pop(REQUEST_TIME_VIEW, [])
-    if active_view not in wanted:
-        wanted[active_view] = []
+    wanted, request_time = wanted_features(refs, active_view)
     active = store.get_feature_view(active_view)
-    path = _source_file(active, tables_dir)
+    path = source_file(active, tables_dir)
     snapshot = _latest_snapshot(path, at)
-    if active.ttl and active.ttl > timedelta(0) and at - snapshot > active.ttl:
-        raise SnapshotError(
-            f"{active_view}: the latest snapshot ({snapshot:%Y-%m-%d}) is older than the "
-            f"view's TTL ({active.ttl.days} days) at {at:%Y-%m-%d}: build and materialize "
-            "newer features first"
-        )
+    check_fresh(active, snapshot, at)
     table = pq.read_table(
         path,
         columns=[ENTITY, *wanted[active_view]],
@@ -96,7 +122,7 @@ def latest_features(
         if name == active_view:
             continue
         view = store.get_feature_view(name)
-        source = _source_file(view, tables_dir)
+        source = source_file(view, tables_dir)
         present = set(pq.read_schema(source).names)
         extra = [c for c in inputs if c in present and c not in frame.columns]
         columns = list(dict.fromkeys([ENTITY, TIMESTAMP, *features, *extra]))
@@ -108,14 +134,6 @@ def latest_features(
         latest = rows.sort_values(TIMESTAMP).drop_duplicates(ENTITY, keep="last")
         keep = [ENTITY, *(c for c in latest.columns if c not in (TIMESTAMP, *frame.columns))]
         frame = frame.merge(latest[keep], on=ENTITY, how="left")
-    if request_time:
-        tenure, days_left = request_time_values(
-            pd.to_numeric(frame["signup_epoch_s"]).to_numpy(dtype="float64", na_value=np.nan),
-            frame["contract_type"].tolist(),
-            np.full(len(frame), float(int(at.timestamp()))),
-        )
-        computed = {"tenure_days": tenure, "days_to_contract_end": days_left}
-        for name in request_time:
-            frame[name] = computed[name]
+    frame = add_request_time(frame, request_time, at)
     columns = list(dict.fromkeys([ENTITY, *(ref.split(":", 1)[1] for ref in refs)]))
     return BatchFeatures(at, snapshot, frame[columns].reset_index(drop=True))

@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 import mlflow
 import numpy as np
 import pandas as pd
+from feast import FeatureStore
 
 from features.batch_rows import BatchFeatures, latest_features
-from features.engine import EngineSettings, spark_session
+from features.engine import spark_session
 from features.settings import FeatureSettings
 from features.store import open_store
 from retain.base.publish import publish_folder
@@ -35,7 +36,7 @@ from serving.reasons import top_reasons
 from serving.report import render_report
 from serving.scoring import LoadedModel, load_champion, read_contact, scoring_refs
 from serving.settings import DailySettings, RiskBands, ServingSettings
-from serving.spark_scoring import CONTRIBUTIONS, risk_bands, score_on_spark
+from serving.spark_scoring import risk_bands, score_on_spark, spark_latest_features
 from training.experiments import connect
 from training.settings import TrainingSettings
 
@@ -99,28 +100,61 @@ def _scored(features: BatchFeatures, probability: np.ndarray, band: np.ndarray) 
     return scored
 
 
-def score_all_on_spark(
-    features: BatchFeatures,
+@dataclass(frozen=True)
+class Scores:
+    """Every active customer scored, and how to explain chosen ones (positions of `frame`)."""
+
+    snapshot: pd.Timestamp  # the activity snapshot read
+    frame: pd.DataFrame  # every customer: id, profile columns, probability, band, revenue at risk
+    records: Callable[[np.ndarray], list[dict[str, Any]]]  # their feature rows
+    contributions: Contributions  # their exact TreeSHAP rows (features + bias)
+
+
+def score_locally(batch: BatchFeatures, loaded: LoadedModel, serving: ServingSettings) -> Scores:
+    """Features read by the batch reader, scored and explained in this process."""
+    scored, matrix = score_all(batch, loaded, serving)
+    return Scores(
+        batch.snapshot,
+        scored,
+        lambda chosen: batch.frame.iloc[chosen].to_dict("records"),
+        local_contributions(loaded, matrix),
+    )
+
+
+def score_with_spark(
+    store: FeatureStore,
+    features: FeatureSettings,
+    refs: list[str],
+    at: pd.Timestamp,
     loaded: LoadedModel,
     serving: ServingSettings,
     daily: DailySettings,
-    engine: EngineSettings,
-) -> tuple[pd.DataFrame, Contributions]:
-    """`score_all` and the listed customers' exact contributions, computed on Spark."""
-    spark = spark_session(engine.model_copy(update={"kind": "spark"}))
+) -> Scores:
+    """Features read, every customer scored and the listed ones explained by Spark's
+    executors (`serving.spark_scoring`); the driver holds the scored columns and the
+    listed customers' rows only."""
+    spark = spark_session(features.offline_engine.model_copy(update={"kind": "spark"}))
+    read = spark_latest_features(spark, store, features.tables_dir, refs, at, daily.active_view)
     result = score_on_spark(
-        spark, features.frame, loaded.model, serving.risk_bands, daily.list_bands
+        spark, read, loaded.model, serving.risk_bands, daily.list_bands, at, PROFILE_COLUMNS
     )
-    probability = result["churn_probability"].to_numpy(dtype="float64")
-    scored = _scored(features, probability, result["risk_band"].to_numpy())
+    scored = result.scored[["customer_id", *PROFILE_COLUMNS, "churn_probability", "risk_band"]]
+    scored = scored.assign(
+        revenue_at_risk=scored["churn_probability"] * scored["monthly_fee"].astype("float64")
+    )
+    ids = scored["customer_id"]
     width = len(loaded.model.schema.columns) + 1
-    per_row = result[CONTRIBUTIONS]
 
     def contributions(chosen: np.ndarray) -> np.ndarray:
-        rows = [np.asarray(per_row.iat[i], dtype="float64") for i in chosen]
+        rows = [np.asarray(v, dtype="float64") for v in result.contributions.loc[ids.iloc[chosen]]]
         return np.vstack(rows) if rows else np.zeros((0, width))
 
-    return scored, contributions
+    return Scores(
+        result.snapshot,
+        scored,
+        lambda chosen: result.listed.loc[ids.iloc[chosen]].to_dict("records"),
+        contributions,
+    )
 
 
 def local_contributions(loaded: LoadedModel, matrix: np.ndarray) -> Contributions:
@@ -166,9 +200,7 @@ def _suggestion(plan: list[Any]) -> dict[str, Any]:
 
 
 def explain_and_decide(
-    features: BatchFeatures,
-    scored: pd.DataFrame,
-    contributions: Contributions,
+    scores: Scores,
     loaded: LoadedModel,
     serving: ServingSettings,
     daily: DailySettings,
@@ -176,13 +208,13 @@ def explain_and_decide(
     at: datetime,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The listed customers, riskiest first, with reasons and the suggested action; and
-    every action the API would queue for them (a customer may get more than one).
-    `contributions` gives the exact TreeSHAP rows of the chosen positions of `scored`."""
+    every action the API would queue for them (a customer may get more than one)."""
+    scored = scores.frame
     chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
     chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
     columns = loaded.model.schema.columns
-    contrib = contributions(chosen)
-    records = features.frame.iloc[chosen].to_dict("records")
+    contrib = scores.contributions(chosen)
+    records = scores.records(chosen)
     items = []
     for k, values in enumerate(records):
         customer = str(values["customer_id"])
@@ -332,21 +364,19 @@ def run_daily(
     loaded = load_champion(serving, tracking)
     refs, _ = scoring_refs(store, loaded.feature_service)
     at = scoring_instant(day, serving)
-    batch = latest_features(store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view)
     if daily.scoring_engine == "spark":
-        scored, contributions = score_all_on_spark(
-            batch, loaded, serving, daily, features.offline_engine
-        )
+        scores = score_with_spark(store, features, refs, pd.Timestamp(at), loaded, serving, daily)
     else:
-        scored, matrix = score_all(batch, loaded, serving)
-        contributions = local_contributions(loaded, matrix)
+        batch = latest_features(
+            store, features.tables_dir, refs, pd.Timestamp(at), daily.active_view
+        )
+        scores = score_locally(batch, loaded, serving)
     decisions = decision_service(None, serving, action_log, features.tables_dir)
-    listed, actions = explain_and_decide(
-        batch, scored, contributions, loaded, serving, daily, decisions, at
-    )
+    listed, actions = explain_and_decide(scores, loaded, serving, daily, decisions, at)
+    scored, snapshot = scores.frame, scores.snapshot
     risk = RiskList(
-        day, at, batch.snapshot, loaded, scored, listed,
-        summarize(day, batch.snapshot, loaded, scored, listed, actions), serving.risk_bands,
+        day, at, snapshot, loaded, scored, listed,
+        summarize(day, snapshot, loaded, scored, listed, actions), serving.risk_bands,
     )  # fmt: skip
     folder = publish(risk, daily, render_report)
     return risk, folder, log_daily_run(risk, folder, daily, tracking)
