@@ -43,6 +43,7 @@ from features.snapshots import (
     OFFER_KNOWN_AFTER,
     PACKAGES,
     TICKET_TYPES,
+    as_utc,
     demand_weeks,
     snapshot_times,
 )
@@ -414,8 +415,7 @@ def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> T
 
 def first_month(tables: dict[str, Table]) -> pd.Timestamp:
     """The first recorded usage month: where the snapshots (and demand weeks) begin."""
-    month = pd.Timestamp(tables["usage_monthly"].month.min().execute())
-    return month.tz_localize("UTC") if month.tzinfo is None else month.tz_convert("UTC")
+    return as_utc(pd.Timestamp(tables["usage_monthly"].month.min().execute()))
 
 
 def build_feature_tables(tables: dict[str, Table], as_of: pd.Timestamp) -> FeatureTables:

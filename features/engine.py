@@ -30,6 +30,8 @@ from ibis.backends import BaseBackend
 from ibis.expr.types import Table
 from pydantic import BaseModel, Field
 
+from features.sql_names import quote_identifier
+
 Engine = Literal["duckdb", "spark"]
 
 
@@ -162,10 +164,6 @@ def _timestamp_columns(path: Path) -> list[tuple[str, pa.TimestampType]]:
     return [(f.name, f.type) for f in schema if pa.types.is_timestamp(f.type)]
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def read_table(con: BaseBackend, path: Path, name: str) -> Table:
     """One lifecycle parquet file as an ibis table, timestamps as UTC microseconds."""
     stamps = _timestamp_columns(path)
@@ -181,10 +179,13 @@ def read_table(con: BaseBackend, path: Path, name: str) -> Table:
         frame.createOrReplaceTempView(name)
         return con.table(name)
     location = "'" + str(path).replace("'", "''") + "'"
-    casts = ", ".join(f"CAST({_quoted(c)} AS TIMESTAMPTZ) AS {_quoted(c)}" for c, _ in stamps)
+    casts = ", ".join(
+        f"CAST({quote_identifier(c)} AS TIMESTAMPTZ) AS {quote_identifier(c)}" for c, _ in stamps
+    )
     replace = f" REPLACE ({casts})" if casts else ""
     con.raw_sql(
-        f"CREATE OR REPLACE VIEW {_quoted(name)} AS SELECT *{replace} FROM read_parquet({location})"
+        f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS "
+        f"SELECT *{replace} FROM read_parquet({location})"
     )
     return con.table(name)
 
@@ -198,14 +199,10 @@ def write_parquet(con: BaseBackend, expr: Table, target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        if con.name == "pyspark":
-            written = staging / target.name
-            con.to_parquet(expr, str(written))
-            rows = sum(pq.read_metadata(p).num_rows for p in written.glob("*.parquet"))
-        else:
-            written = staging / target.name
-            con.to_parquet(expr, str(written))
-            rows = pq.read_metadata(written).num_rows
+        written = staging / target.name
+        con.to_parquet(expr, str(written))
+        parts = sorted(written.glob("*.parquet")) if written.is_dir() else [written]
+        rows = sum(pq.read_metadata(part).num_rows for part in parts)
         _replace(written, target)
         return rows
     finally:

@@ -35,6 +35,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
+from features.sql_names import quote_identifier
+
 _STORE_TYPE = "features.online_store.RetainSqliteOnlineStore"
 _MAX_PARAMS = 900  # below SQLite's default limit on bound parameters per statement
 
@@ -57,10 +59,6 @@ class RetainSqliteOnlineStoreConfig(FeastConfigBaseModel):
         "features.online_store.RetainSqliteOnlineStore"
     )
     path: StrictStr = "data/online.db"
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _table_name(config: RepoConfig, view: FeatureView) -> str:
@@ -191,11 +189,12 @@ class RetainSqliteOnlineStore(OnlineStore):
     # --- schema -------------------------------------------------------------------------
     def _create_table(self, conn: sqlite3.Connection, name: str, view: FeatureView) -> None:
         columns = ", ".join(
-            f"{_quote(feature)} {_NATIVE.get(value_type, ('BLOB', ''))[0]}"
+            f"{quote_identifier(feature)} {_NATIVE.get(value_type, ('BLOB', ''))[0]}"
             for feature, value_type in _feature_columns(view)
         )
         conn.execute(
-            f"CREATE TABLE {_quote(name)} (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
+            f"CREATE TABLE {quote_identifier(name)} "
+            "(entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
             f"created_ts INTEGER{', ' + columns if columns else ''}) WITHOUT ROWID"
         )
 
@@ -212,7 +211,7 @@ class RetainSqliteOnlineStore(OnlineStore):
             conn = self._connection(config)
             for view in tables_to_keep:
                 name = _table_name(config, view)
-                info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+                info = conn.execute(f"PRAGMA table_info({quote_identifier(name)})").fetchall()
                 existing = [(row[1], row[2]) for row in info]
                 wanted = [
                     ("entity_key", "BLOB"),
@@ -223,10 +222,10 @@ class RetainSqliteOnlineStore(OnlineStore):
                 if existing == wanted:
                     continue
                 # A changed schema invalidates the stored rows: rebuild, then re-materialize.
-                conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+                conn.execute(f"DROP TABLE IF EXISTS {quote_identifier(name)}")
                 self._create_table(conn, name, view)
             for view in tables_to_delete:
-                conn.execute(f"DROP TABLE IF EXISTS {_quote(_table_name(config, view))}")
+                conn.execute(f"DROP TABLE IF EXISTS {quote_identifier(_table_name(config, view))}")
 
     def teardown(
         self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]
@@ -242,9 +241,11 @@ class RetainSqliteOnlineStore(OnlineStore):
     # --- writes -------------------------------------------------------------------------
     def _upsert_sql(self, name: str, features: list[str]) -> str:
         columns = ["entity_key", "event_ts", "created_ts", *features]
-        updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns[1:])
+        updates = ", ".join(
+            f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in columns[1:]
+        )
         return (
-            f"INSERT INTO {_quote(name)} ({', '.join(map(_quote, columns))}) "
+            f"INSERT INTO {quote_identifier(name)} ({', '.join(map(quote_identifier, columns))}) "
             f"VALUES ({', '.join('?' * len(columns))}) "
             f"ON CONFLICT(entity_key) DO UPDATE SET {updates} WHERE excluded.event_ts >= event_ts"
         )
@@ -343,14 +344,16 @@ class RetainSqliteOnlineStore(OnlineStore):
             serialize_entity_key(key, entity_key_serialization_version=version)
             for key in entity_keys
         ]
-        select = ", ".join(["entity_key", "event_ts", *(_quote(name) for name, _ in features)])
+        select = ", ".join(
+            ["entity_key", "event_ts", *(quote_identifier(name) for name, _ in features)]
+        )
         found: dict[bytes, tuple[Any, ...]] = {}
         with self._lock:
             conn = self._connection(config)
             for start in range(0, len(keys), _MAX_PARAMS):
                 chunk = keys[start : start + _MAX_PARAMS]
                 query = (
-                    f"SELECT {select} FROM {_quote(_table_name(config, table))} "
+                    f"SELECT {select} FROM {quote_identifier(_table_name(config, table))} "
                     f"WHERE entity_key IN ({', '.join('?' * len(chunk))})"
                 )
                 for row in conn.execute(query, chunk):

@@ -32,11 +32,18 @@ __all__ = [
     "PACKAGES",
     "TICKET_TYPES",
     "active_at",
+    "as_utc",
     "demand_weeks",
     "epoch_seconds",
     "snapshot_times",
     "week_start",
 ]
+
+
+def as_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """An instant in UTC; a naive one is taken to be UTC already (what DuckDB and Spark
+    sessions in UTC hand back)."""
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def epoch_seconds(timestamps: pd.Series) -> pd.Series:

@@ -21,6 +21,7 @@ from feast import FeatureStore, FeatureView, FileSource
 from features.online_store import RetainSqliteOnlineStore
 from features.repo import data_sources, entities, feature_services, feature_views
 from features.settings import FeatureSettings
+from features.sql_names import quote_identifier
 from features.table_checks import check_tables
 
 
@@ -92,10 +93,10 @@ def latest_rows_streamed(
     the newest instant per entity by a hash aggregate, then one pass keeping the rows at it,
     so memory holds one row per entity rather than the whole history (15 million activity
     rows at a million customers). A test holds it equal to `latest_rows`."""
-    keys = ", ".join(_quoted(k) for k in join_keys)
-    ts = _quoted(timestamp_field)
-    selected = ", ".join(f"t.{_quoted(c)}" for c in columns)
-    on = " AND ".join(f"t.{_quoted(k)} = n.{_quoted(k)}" for k in join_keys)
+    keys = ", ".join(quote_identifier(k) for k in join_keys)
+    ts = quote_identifier(timestamp_field)
+    selected = ", ".join(f"t.{quote_identifier(c)}" for c in columns)
+    on = " AND ".join(f"t.{quote_identifier(k)} = n.{quote_identifier(k)}" for k in join_keys)
     query = (
         f"WITH t AS (SELECT * FROM read_parquet(?) WHERE {ts} <= ?), "
         f"n AS (SELECT {keys}, max({ts}) AS newest FROM t GROUP BY {keys}) "
@@ -103,10 +104,6 @@ def latest_rows_streamed(
     )
     with duckdb.connect(config={"memory_limit": memory_limit}) as con:
         return con.sql(query, params=[location, until.to_pydatetime()]).to_arrow_table()
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def materialize(

@@ -20,6 +20,8 @@ import pandas as pd
 from feast import FeatureStore, FileSource
 
 from features.repo.feature_views import SNAPSHOTS_TAG
+from features.snapshots import as_utc
+from features.sql_names import quote_identifier
 
 _STEPS = {"monthly": pd.offsets.MonthBegin(1), "weekly": pd.Timedelta(days=7)}
 
@@ -49,10 +51,6 @@ def table_keys(store: FeatureStore) -> list[TableKey]:
         keys = [c.name for c in view.entity_columns] + [source.timestamp_field]
         found.append(TableKey(view.name, Path(path), keys, view.tags.get(SNAPSHOTS_TAG)))
     return found
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def parquet_location(table: TableKey) -> str:
@@ -85,18 +83,14 @@ def missing_snapshots(stamps: list[pd.Timestamp], every: str) -> list[pd.Timesta
     return sorted(set(expected) - set(stamps))
 
 
-def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
-    return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
-
-
 def check_snapshots(table: TableKey, location: str) -> None:
     if table.snapshots not in _STEPS:
         return
-    column = _quote(table.key[-1])
+    column = quote_identifier(table.key[-1])
     rows = duckdb.execute(
         f"SELECT DISTINCT {column} FROM read_parquet(?) ORDER BY 1", [location]
     ).fetchall()
-    stamps = [_utc(pd.Timestamp(row[0])) for row in rows]
+    stamps = [as_utc(pd.Timestamp(row[0])) for row in rows]
     gaps = missing_snapshots(stamps, table.snapshots)
     if gaps:
         shown = ", ".join(f"{g:%Y-%m-%d}" for g in gaps[:3]) + (" ..." if len(gaps) > 3 else "")
@@ -112,7 +106,7 @@ def check_table(table: TableKey) -> None:
     """Refuse a missing or half-written table, one holding a key twice (the first such key
     named), and one missing a snapshot of its cadence."""
     location = parquet_location(table)
-    columns = ", ".join(_quote(k) for k in table.key)
+    columns = ", ".join(quote_identifier(k) for k in table.key)
     query = (
         f"SELECT {columns}, count(*) AS n FROM read_parquet(?) "
         f"GROUP BY {columns} HAVING count(*) > 1 ORDER BY n DESC LIMIT 1"

@@ -89,11 +89,13 @@ def score_all(
     model = loaded.model
     matrix = model.schema.frame_matrix(features.frame)
     probability = model.calibrate(np.asarray(model.booster.predict(matrix)))
-    return _scored(features, probability, risk_bands(probability, serving.risk_bands)), matrix
+    band = risk_bands(probability, serving.risk_bands)
+    return _scored(features.frame, probability, band), matrix
 
 
-def _scored(features: BatchFeatures, probability: np.ndarray, band: np.ndarray) -> pd.DataFrame:
-    scored = features.frame[["customer_id", *PROFILE_COLUMNS]].copy()
+def _scored(customers: pd.DataFrame, probability: np.ndarray, band: np.ndarray) -> pd.DataFrame:
+    """The list's view of every customer: id, profile, probability, band, revenue at risk."""
+    scored = customers[["customer_id", *PROFILE_COLUMNS]].copy()
     scored["churn_probability"] = probability
     scored["risk_band"] = band
     scored["revenue_at_risk"] = probability * scored["monthly_fee"].astype("float64")
@@ -133,14 +135,15 @@ def score_with_spark(
     """Features read, every customer scored and the listed ones explained by Spark's
     executors (`serving.spark_scoring`); the driver holds the scored columns and the
     listed customers' rows only."""
-    spark = spark_session(features.offline_engine.model_copy(update={"kind": "spark"}))
+    spark = spark_session(features.offline_engine)
     read = spark_latest_features(spark, store, features.tables_dir, refs, at, daily.active_view)
     result = score_on_spark(
         spark, read, loaded.model, serving.risk_bands, daily.list_bands, at, PROFILE_COLUMNS
     )
-    scored = result.scored[["customer_id", *PROFILE_COLUMNS, "churn_probability", "risk_band"]]
-    scored = scored.assign(
-        revenue_at_risk=scored["churn_probability"] * scored["monthly_fee"].astype("float64")
+    scored = _scored(
+        result.scored,
+        result.scored["churn_probability"].to_numpy(dtype="float64"),
+        result.scored["risk_band"].to_numpy(),
     )
     ids = scored["customer_id"]
     width = len(loaded.model.schema.columns) + 1

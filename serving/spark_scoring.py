@@ -46,7 +46,6 @@ from serving.settings import RiskBands
 from training.model import ChurnModel
 
 CONTRIBUTIONS = "contributions"
-SCORES = ["churn_probability", "risk_band", CONTRIBUTIONS]
 
 
 def risk_bands(probability: np.ndarray, bands: RiskBands) -> np.ndarray:
