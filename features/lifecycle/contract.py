@@ -62,6 +62,7 @@ class ColumnSpec:
     nullable: bool = False
     checks: tuple[pa.Check, ...] = ()
     not_after_as_of: bool = False
+    optional: bool = False  # may be absent from an export (read as all null)
 
 
 @dataclass(frozen=True)
@@ -364,17 +365,26 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             name="campaigns",
             stage="retention history",
-            doc="One row per customer targeted by a retention campaign, treated or held out "
-            "as random control (control rows record the offer they would have received; "
-            "`sent_at` is then the assignment time).",
+            doc="One row per customer assigned by a retention campaign: contacted with an "
+            "action, or held out as a random no-contact control (`offer_id` none, `treated` "
+            "false). `assignment_probability` is the chance the customer had of the arm they "
+            "got, which makes the effects of the actions learnable from this history.",
             key=("campaign_id", "customer_id"),
             columns=(
                 _CUSTOMER_ID,
                 _id("campaign_id", "Campaign identifier."),
-                _id("offer_id", "Offer made (or that would have been made, for control)."),
+                _id("offer_id", "Action taken (an offer id, callback), or none for control."),
                 _flag("treated", "False for the random control group (no contact)."),
-                _when("sent_at", "When the offer was sent (or the customer assigned)."),
+                _when("sent_at", "When the action was sent (or the customer assigned)."),
                 _flag("accepted", "The customer accepted the offer (always False for control)."),
+                ColumnSpec(
+                    "assignment_probability",
+                    Kind.FLOAT,
+                    "Probability of the arm the customer got (null or absent: not randomized).",
+                    nullable=True,
+                    optional=True,
+                    checks=(pa.Check.in_range(0, 1, include_min=False, error="must be in (0, 1]"),),
+                ),
             ),
             row_rules=(
                 RowRule(
@@ -412,6 +422,8 @@ def _rules(column: ColumnSpec, table: TableSpec) -> str:
     elif column.name in table.key:
         rules.append(f"part of key ({', '.join(table.key)})")
     rules.append("nullable" if column.nullable else "not null")
+    if column.optional:
+        rules.append("optional")
     rules += [str(check.error or check.name) for check in column.checks]
     rules += [str(rule.check.name) for rule in table.row_rules if rule.column == column.name]
     if column.kind is Kind.FLOAT:

@@ -116,6 +116,8 @@ def check_columns(schema: pa_types.Schema, spec: TableSpec) -> list[Violation]:
     """Missing columns and columns whose type is outside the contract's type family."""
     violations = []
     for col in spec.columns:
+        if col.name not in schema.names and col.optional:
+            continue
         if col.name not in schema.names:
             violations.append(
                 Violation(spec.name, col.name, f"missing column (expected {col.kind})")

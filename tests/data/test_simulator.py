@@ -139,11 +139,14 @@ def test_truth_is_kept_apart_from_the_contract_tables(small_data: Path) -> None:
     effects = pd.read_parquet(truth / "treatment_effects.parquet")
     assert {"customer_id", "month", "hazard"} <= set(hazard.columns)
     assert hazard["hazard"].between(0, 1).all()
-    assert {"customer_id", "campaign_id", "uplift_type", "true_effect"} <= set(effects.columns)
+    assert {"customer_id", "campaign_id", "action", "true_effect", "expected_effect"} <= set(
+        effects.columns
+    )
     campaigns = pd.read_parquet(small_data / "campaigns.parquet")
     assert len(effects) == len(campaigns)
     contract_columns = {c for p in small_data.glob("*.parquet") for c in pq.read_schema(p).names}
-    assert not {"hazard", "uplift_type", "true_effect"} & contract_columns
+    hidden = {"hazard", "true_effect", "expected_effect", "contact_averse", "receptiveness"}
+    assert not hidden & contract_columns
     assert (truth / "competitor_promotions.json").exists()
     assert "promoted_region" not in (small_data / "manifest.json").read_text()
 

@@ -22,6 +22,13 @@ from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator.lifecycle import simulate_block
 from features.lifecycle.simulator.network import simulate_network
 from features.lifecycle.simulator.population import draw_population
+from features.lifecycle.simulator.state import (
+    NETWORK_STATE,
+    STATE_DIR,
+    block_state_file,
+    network_state,
+    save_arrays,
+)
 from features.lifecycle.simulator.tables import TableWriters, block_tables, network_tables
 from features.lifecycle.simulator.world import REGIONS, MonthGrid, competitor_promotions
 from features.lifecycle.validate import MANIFEST_FILE
@@ -72,7 +79,7 @@ def check_output_folder(out_dir: Path) -> None:
         )
 
 
-def _replace_directory(staging: Path, target: Path) -> None:
+def replace_directory(staging: Path, target: Path) -> None:
     """Swap the finished staging folder into place; the old data goes only after that."""
     previous = target.with_name(f".{target.name}.previous")
     if previous.exists():
@@ -95,6 +102,7 @@ def generate(
     if staging.exists():
         shutil.rmtree(staging)
     (staging / TRUTH_DIR).mkdir(parents=True)
+    (staging / STATE_DIR).mkdir()
 
     grid = MonthGrid.ending_at(settings.as_of, settings.months)
     network = simulate_network(settings.customers, grid, np.random.default_rng([settings.seed, 0]))
@@ -107,12 +115,16 @@ def generate(
             index = np.arange(first, min(first + BLOCK_SIZE, settings.customers))
             rng = np.random.default_rng([settings.seed, 1, block])
             population = draw_population(index, settings.customers, grid, network, rng)
-            result = simulate_block(population, grid, network, promotions, settings.drivers, rng)
+            result, state = simulate_block(
+                population, grid, network, promotions, settings.drivers, rng
+            )
             for name, table in block_tables(result, network, grid, block).items():
                 writers.write(name, table)
+            save_arrays(staging / STATE_DIR / block_state_file(block), state)
             if on_block is not None:
                 on_block(len(index))
         row_counts = dict(writers.row_counts)
+    save_arrays(staging / STATE_DIR / NETWORK_STATE, network_state(network, promotions, grid.as_of))
 
     manifest = {
         "generator": GENERATOR,
@@ -136,5 +148,5 @@ def generate(
     (staging / TRUTH_DIR / "competitor_promotions.json").write_text(
         json.dumps(hidden, indent=2) + "\n"
     )
-    _replace_directory(staging, out_dir)
+    replace_directory(staging, out_dir)
     return GenerationSummary(out_dir, row_counts, time.perf_counter() - started)

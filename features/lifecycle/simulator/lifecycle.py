@@ -10,7 +10,7 @@ way they would in a real operator's data, and nothing about the future leaks bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,16 @@ from features.lifecycle.contract import (
 from features.lifecycle.settings import ChurnDrivers
 from features.lifecycle.simulator.network import Network
 from features.lifecycle.simulator.population import Population
+from features.lifecycle.simulator.responses import (
+    ACTIONS,
+    NO_ACTION,
+    Effects,
+    Situation,
+    acceptance_probability,
+    effects,
+    eligible,
+    two_month_churn,
+)
 from features.lifecycle.simulator.world import (
     DAY,
     HOUR,
@@ -38,7 +48,6 @@ NEVER = np.iinfo(np.int64).max
 TICKET = {name: i for i, name in enumerate(TICKET_TYPES)}
 COMPLAINT_LIKE = (TICKET["complaint"], TICKET["network_fault"], TICKET["billing_dispute"])
 PACKAGES = tuple(PACKAGE_PRICES)
-OFFERS = ("discount_15pct", "service_credit_20", "loyalty_data_bonus", "account_review")
 DRIVERS = (
     "contract",
     "contract_end",
@@ -78,10 +87,14 @@ _BASE_SENTIMENT = {
     "technical_support": -0.05,
 }
 _WINDOW_MONTHS = 3  # "the last 90 days" of service history, in completed months
-_CAMPAIGN_SHARE = 0.035  # of at-risk customers targeted each month
-_CONTROL_SHARE = 0.2
-_EFFECT_BY_UPLIFT = np.array([-1.5, -0.15, 0.0, 0.9])  # log-odds, for two months
-_ACCEPT_BY_UPLIFT = np.array([0.55, 0.3, 0.05, 0.03])
+# The operator's retention campaigns: each month a share of the customers at risk chosen
+# by its rule, and as many again at random (so effects can be learnt beyond the rule's
+# reach), each given no contact or one eligible action at random, probabilities logged.
+_RULE_SHARE = 0.05
+_RANDOM_SHARE = 0.10
+_NO_CONTACT_SHARE = 0.2
+_EFFECT_MONTHS = 2  # an action changes the hazard of the month it arrives and the next
+_VALUABLE_FEE = 1500 / 18  # a customer worth 1,500 (fee x 36 months x 0.5 margin)
 _PROMO_MONTHS = 6  # new customers pay 75 % of the fee for their first six months
 _PRICE_RISE = 1.08  # consumer tariffs rise once, in April of the history's last year
 
@@ -109,18 +122,18 @@ def _by_ticket_type(values: dict[str, float]) -> np.ndarray:
     return np.array([values[t] for t in TICKET_TYPES])
 
 
-def _two_month_churn(logit: np.ndarray) -> np.ndarray:
-    """Probability of leaving within two months at a constant monthly log-odds."""
-    return 1 - (1 - _sigmoid(logit)) ** 2
-
-
 @dataclass(frozen=True)
-class _Signals:
-    """What the operator's legacy campaign rule can see at a month start."""
+class Assignments:
+    """Retention actions given to customers of one block in one month.
 
-    near_end: np.ndarray
-    bill_shock: np.ndarray
-    complaints: np.ndarray  # complaint-like tickets in the completed window
+    `action` indexes ACTIONS (-1: no contact, a control); `probability` is the logged
+    probability of that assignment."""
+
+    position: np.ndarray  # customer positions within the block
+    action: np.ndarray
+    probability: np.ndarray
+    sent_at: np.ndarray  # seconds
+    campaign_id: np.ndarray  # per row: one customer may get two actions of two campaigns
 
 
 def _uniform_between(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,14 +174,24 @@ _STREAMS: dict[str, dict[str, type]] = {
         "treated": _B,
         "sent_at": _I,
         "accepted": _B,
+        "assignment_probability": _F,
     },
     "hazard": {
         "customer": _I,
         "month": _I,
         "hazard": np.float32,
         **{f"logit_{k}": np.float32 for k in DRIVERS},
+        **{f"effect_{a}": np.float32 for a in ACTIONS},
+        **{f"expected_effect_{a}": np.float32 for a in ACTIONS},
     },
-    "treatment": {"customer": _I, "campaign_id": _S, "uplift_type": _I, "true_effect": _F},
+    "treatment": {
+        "customer": _I,
+        "campaign_id": _S,
+        "action": _S,
+        "base_churn_60d": _F,
+        "true_effect": _F,
+        "expected_effect": _F,
+    },
 }
 
 
@@ -178,6 +201,33 @@ def _empty(stream: str) -> dict[str, np.ndarray]:
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
+def _only(given: Assignments, keep: np.ndarray) -> Assignments:
+    return Assignments(
+        given.position[keep],
+        given.action[keep],
+        given.probability[keep],
+        given.sent_at[keep],
+        given.campaign_id[keep],
+    )
+
+
+_STATE_ARRAYS = (
+    "churn_at",
+    "bills",
+    "complaints",
+    "repeats",
+    "sentiment_sum",
+    "sentiment_count",
+    "bought_package",
+    "last_ticket",
+    "relocating",
+    "had_overage",
+    "effect",
+    "effect_months",
+    "term",
+)
 
 
 class _BlockSimulation:
@@ -206,8 +256,8 @@ class _BlockSimulation:
         self.sentiment_sum = np.zeros((slots, n))
         self.sentiment_count = np.zeros((slots, n))
         self.bought_package = np.zeros((slots, n), dtype=bool)
-        # tickets still open (customer, closing time), pruned as they close
-        self.open_tickets: list[tuple[np.ndarray, np.ndarray]] = []
+        # tickets still open (customer, closing time, ticket number), pruned as they close
+        self.open_tickets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.last_ticket = np.full((len(TICKET_TYPES), n), -NEVER // 2, dtype=np.int64)
         self.relocating = np.zeros(n, dtype=bool)
         self.had_overage = np.zeros(n, dtype=bool)
@@ -221,7 +271,7 @@ class _BlockSimulation:
         self.price_rise_month = int(rise_months[-1]) if len(rise_months) else grid.count
 
     # --- hazard -----------------------------------------------------------------------
-    def _drivers(self, m: int) -> tuple[dict[str, np.ndarray], _Signals]:
+    def _drivers(self, m: int) -> tuple[dict[str, np.ndarray], Situation]:
         """Each driver's contribution to the churn log-odds, and what the operator can see."""
         pop, d, grid, net = self.pop, self.d, self.grid, self.net
         start = grid.starts[m]
@@ -261,16 +311,31 @@ class _BlockSimulation:
             + d.senior * (pop.age == 4)
             + d.package_engagement * self.bought_package[:-1].any(axis=0),
             "frailty": d.frailty_sd * pop.frailty,
-        }, _Signals(near_end=near_end, bill_shock=shock, complaints=complaints)
+        }, Situation(
+            bill_shock=shock,
+            near_end=near_end,
+            complaints=complaints,
+            unresolved=unresolved,
+            negativity=negativity,
+            outage_hours=outage,
+            had_overage=self.had_overage.copy(),
+            tenure_months=tenure,
+            month_to_month=mtm,
+            two_year=pop.contract == 2,
+            enterprise=pop.enterprise,
+            age=pop.age,
+            electronic_check=pop.payment == 0,
+            relocating=self.relocating.copy(),
+        )
 
     def unresolved_at(self, instant: int) -> np.ndarray:
         """Tickets open at `instant` per customer; forgets tickets closed before it."""
         self.open_tickets = [
-            (customer[closed > instant], closed[closed > instant])
-            for customer, closed in self.open_tickets
+            (customer[closed > instant], closed[closed > instant], number[closed > instant])
+            for customer, closed, number in self.open_tickets
         ]
         counts = np.zeros(len(self.pop))
-        for customer, _ in self.open_tickets:
+        for customer, _, _ in self.open_tickets:
             counts += np.bincount(customer, minlength=len(self.pop))
         return counts
 
@@ -280,77 +345,115 @@ class _BlockSimulation:
         return ring[:-1].sum(axis=0)
 
     # --- campaigns --------------------------------------------------------------------
-    def _campaign(
-        self, m: int, at_risk: np.ndarray, base_logit: np.ndarray, seen: _Signals
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The legacy rule-based retention campaign; returns targeted customers and send times."""
-        pop, rng = self.pop, self.rng
+    def legacy_campaign(self, m: int, at_risk: np.ndarray, seen: Situation) -> Assignments | None:
+        """The operator's randomized retention campaign of month `m`: who, what, when."""
+        rng = self.rng
         candidates = np.flatnonzero(at_risk)
-        n_target = round(_CAMPAIGN_SHARE * len(candidates))
-        if m == 0 or n_target == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        n_rule = round(_RULE_SHARE * len(candidates))
+        n_random = round(_RANDOM_SHARE * len(candidates))
+        if m == 0 or n_rule + n_random == 0:
+            return None
         score = (
             1.2 * seen.near_end
             + 0.9 * seen.bill_shock
             + 0.6 * (seen.complaints >= 2)
-            + 0.4 * (pop.contract == 0)
+            + 0.4 * seen.month_to_month
         )[candidates] + rng.normal(0, 0.6, len(candidates))
-        target = candidates[np.argpartition(-score, n_target - 1)[:n_target]]
-        treated = rng.random(n_target) >= _CONTROL_SHARE
-        uplift = pop.uplift_type[target]
-        effect = _EFFECT_BY_UPLIFT[uplift]
-        offer = np.where(
-            pop.enterprise[target],
-            3,
-            np.where(seen.bill_shock[target], 0, np.where(seen.complaints[target] >= 1, 1, 2)),
-        )
+        order = np.argsort(-score, kind="stable")
+        rest = candidates[order[n_rule:]]
+        chosen = rng.choice(rest, size=min(n_random, len(rest)), replace=False)
+        target = np.sort(np.concatenate([candidates[order[:n_rule]], chosen]))
+        allowed = self.eligible()[target]
+        contact = rng.random(len(target)) >= _NO_CONTACT_SHARE
+        # one eligible action, uniformly: the k-th allowed column for k drawn below count
+        count = allowed.sum(axis=1)
+        kth = (rng.random(len(target)) * count).astype(np.int64)
+        pick = np.argmax(np.cumsum(allowed, axis=1) > kth[:, None], axis=1)
         start = self.grid.starts[m]
         sent = (
             start
-            + rng.integers(2 * DAY, 9 * DAY, n_target)
-            + rng.integers(9 * HOUR, 18 * HOUR, n_target)
+            + rng.integers(2 * DAY, 9 * DAY, len(target))
+            + rng.integers(9 * HOUR, 18 * HOUR, len(target))
         )
-        accepted = treated & (rng.random(n_target) < _ACCEPT_BY_UPLIFT[uplift])
-        self.effect[target[treated]] = effect[treated]
-        self.effect_months[target[treated]] = 2
+        return Assignments(
+            position=target,
+            action=np.where(contact, pick, -1),
+            probability=np.where(contact, (1 - _NO_CONTACT_SHARE) / count, _NO_CONTACT_SHARE),
+            sent_at=sent,
+            campaign_id=np.full(
+                len(target), f"RET-{np.datetime64(int(start), 's').astype('datetime64[M]')}", object
+            ),
+        )
+
+    def eligible(self) -> np.ndarray:
+        """[customer, action] the catalogue's eligibility rules."""
+        pop = self.pop
+        valuable = pop.enterprise | (pop.account_manager >= 0) | (pop.fee >= _VALUABLE_FEE)
+        return eligible(pop.contract == 0, pop.contract == 1, valuable)
+
+    def _assign(self, given: Assignments, base_logit: np.ndarray, effect: Effects) -> None:
+        """Apply the actions: their effect on the hazard for two months, the campaign rows
+        (with acceptance) and the truth of what each did."""
+        pop, rng = self.pop, self.rng
+        target, action = given.position, given.action
+        treated = action >= 0
+        column = np.maximum(action, 0)
+        realised = np.where(treated, effect.realised[target, column], 0.0)
+        expected = np.where(treated, effect.expected[target, column], 0.0)
+        # a customer given two actions in one month (an offer and a call) gets both effects
+        combined = np.zeros(len(pop))
+        np.add.at(combined, target[treated], realised[treated])
+        touched = np.unique(target[treated])
+        self.effect[touched] = combined[touched]
+        self.effect_months[touched] = _EFFECT_MONTHS
+        accepted = treated & (rng.random(len(target)) < acceptance_probability(realised))
         logit = base_logit[target]
-        campaign_id = np.full(
-            n_target, f"RET-{np.datetime64(int(start), 's').astype('datetime64[M]')}"
-        )
+        campaign_id = given.campaign_id
+        action_id = np.where(treated, np.array(ACTIONS, dtype=object)[column], NO_ACTION)
         self.out["campaigns"].append(
             {
                 "customer": pop.index[target],
                 "campaign_id": campaign_id,
-                "offer_id": np.array(OFFERS)[offer],
+                "offer_id": action_id,
                 "treated": treated,
-                "sent_at": sent,
+                "sent_at": given.sent_at,
                 "accepted": accepted,
+                "assignment_probability": given.probability.astype(np.float64),
             }
         )
+        base = two_month_churn(logit)
         self.out["treatment"].append(
             {
                 "customer": pop.index[target],
                 "campaign_id": campaign_id,
-                "uplift_type": uplift,
-                "true_effect": _two_month_churn(logit + effect) - _two_month_churn(logit),
+                "action": action_id,
+                "base_churn_60d": base,
+                "true_effect": two_month_churn(logit + realised) - base,
+                "expected_effect": two_month_churn(logit + expected) - base,
             }
         )
-        return target, sent
 
     # --- one month ----------------------------------------------------------------------
-    def month(self, m: int) -> None:
+    def month(self, m: int, engine: Assignments | None = None) -> None:
+        """Simulate month `m`; the operator's legacy campaign runs unless the engine's
+        delivered actions are given (then they are the month's retention contacts)."""
         pop, grid, rng, d = self.pop, self.grid, self.rng, self.d
         start, end = int(grid.starts[m]), int(grid.starts[m + 1])
         at_risk = (pop.signup < start) & (self.churn_at == NEVER)
         contributions, seen = self._drivers(m)
         base_logit = d.intercept + np.sum(list(contributions.values()), axis=0)
-        target, sent = self._campaign(m, at_risk, base_logit, seen)
+        response = effects(seen, pop.receptiveness, pop.taste, pop.contact_averse)
+        given = engine if engine is not None else self.legacy_campaign(m, at_risk, seen)
+        if given is not None:
+            given = _only(given, at_risk[given.position])  # nobody answers after leaving
+            self._assign(given, base_logit, response)
         contributions["campaign"] = self.effect * (self.effect_months > 0)
         hazard = _sigmoid(base_logit + contributions["campaign"])
 
         leaves = at_risk & (rng.random(len(pop)) < hazard)
         earliest = np.full(len(pop), start, dtype=np.int64)
-        earliest[target] = sent  # a targeted customer is still there when the offer goes out
+        if given is not None:  # a contacted customer is still there when the action arrives
+            earliest[given.position] = np.maximum(given.sent_at, start)
         when = _uniform_between(earliest, np.full(len(pop), end), rng)
         self.churn_at[leaves] = when[leaves]
         self._attribute_reasons(leaves, contributions)
@@ -363,6 +466,14 @@ class _BlockSimulation:
                 "month": np.full(len(risk), start),
                 "hazard": hazard[risk].astype(np.float32),
                 **{f"logit_{k}": v[risk].astype(np.float32) for k, v in contributions.items()},
+                **{
+                    f"effect_{a}": response.realised[risk, i].astype(np.float32)
+                    for i, a in enumerate(ACTIONS)
+                },
+                **{
+                    f"expected_effect_{a}": response.expected[risk, i].astype(np.float32)
+                    for i, a in enumerate(ACTIONS)
+                },
             }
         )
 
@@ -611,10 +722,10 @@ class _BlockSimulation:
         np.add.at(self.repeats[-1], customer[is_repeat & complaint_like], 1)
         np.add.at(self.sentiment_sum[-1], customer, sentiment)
         np.add.at(self.sentiment_count[-1], customer, 1)
-        self.open_tickets.append((customer, closed))
+        ticket_number = self.ticket_count + np.arange(n)
+        self.open_tickets.append((customer, closed, ticket_number))
         self.relocating[customer[kind == TICKET["relocation"]]] = True
 
-        ticket_number = self.ticket_count + np.arange(n)
         self.ticket_count += n
         self.out["tickets"].append(
             {
@@ -629,6 +740,42 @@ class _BlockSimulation:
                 "sentiment": sentiment,
             }
         )
+
+    # --- state, for the months after the history --------------------------------------------
+    def export_state(self) -> dict[str, np.ndarray]:
+        """Everything the next month starts from, as plain arrays (saved with np.savez)."""
+        state = {name: np.asarray(getattr(self, name)) for name in _STATE_ARRAYS}
+        state["reason"] = self.reason.astype(str)
+        parts = self.open_tickets or [(np.empty(0, np.int64),) * 3]
+        for k, name in enumerate(("open_customer", "open_closed", "open_number")):
+            state[name] = np.concatenate([np.asarray(p[k], dtype=np.int64) for p in parts])
+        state["ticket_count"] = np.array(self.ticket_count)
+        state["price_rise_month"] = np.array(self.price_rise_month)
+        for f in fields(Population):
+            state[f"pop_{f.name}"] = np.asarray(getattr(self.pop, f.name))
+        return state
+
+    @classmethod
+    def restore(
+        cls,
+        state: dict[str, np.ndarray],
+        grid: MonthGrid,
+        net: Network,
+        promotions: np.ndarray,
+        drivers: ChurnDrivers,
+        rng: np.random.Generator,
+    ) -> _BlockSimulation:
+        pop = Population(**{f.name: state[f"pop_{f.name}"] for f in fields(Population)})
+        simulation = cls(pop, grid, net, promotions, drivers, rng)
+        for name in _STATE_ARRAYS:
+            setattr(simulation, name, state[name].copy())
+        simulation.reason = state["reason"].astype(object)
+        simulation.open_tickets = [
+            (state["open_customer"], state["open_closed"], state["open_number"])
+        ]
+        simulation.ticket_count = int(state["ticket_count"])
+        simulation.price_rise_month = int(state["price_rise_month"])
+        return simulation
 
     # --- result -------------------------------------------------------------------------
     def tables(self) -> BlockTables:
@@ -656,7 +803,8 @@ class _BlockSimulation:
                 "account_manager": pop.account_manager,
                 "churn_at": self.churn_at,
                 "term": self.term,
-                "uplift_type": pop.uplift_type,
+                "contact_averse": pop.contact_averse,
+                "receptiveness": pop.receptiveness,
             }
         )
         churn = pd.DataFrame(
@@ -685,12 +833,29 @@ def simulate_block(
     promotions: np.ndarray,
     drivers: ChurnDrivers,
     rng: np.random.Generator,
-) -> BlockTables:
-    """Simulate every month of the history for one block of customers."""
+) -> tuple[BlockTables, dict[str, np.ndarray]]:
+    """Simulate every month of the history for one block of customers; also the state the
+    following months continue from."""
     simulation = _BlockSimulation(pop, grid, net, promotions, drivers, rng)
     for m in range(grid.count):
         simulation.month(m)
-    return simulation.tables()
+    return simulation.tables(), simulation.export_state()
 
 
-__all__ = ["NEVER", "BlockTables", "simulate_block"]
+def continue_block(
+    state: dict[str, np.ndarray],
+    grid: MonthGrid,
+    net: Network,
+    promotions: np.ndarray,
+    drivers: ChurnDrivers,
+    rng: np.random.Generator,
+    engine: Assignments,
+) -> tuple[BlockTables, dict[str, np.ndarray]]:
+    """Simulate the grid's last month for a block saved by `simulate_block` (or an earlier
+    continuation), with the engine's actions as the month's retention contacts."""
+    simulation = _BlockSimulation.restore(state, grid, net, promotions, drivers, rng)
+    simulation.month(grid.count - 1, engine)
+    return simulation.tables(), simulation.export_state()
+
+
+__all__ = ["NEVER", "Assignments", "BlockTables", "continue_block", "simulate_block"]

@@ -28,6 +28,11 @@ class Network:
     outage_hours: np.ndarray  # [site, month] hours of outage
     drop_rate: np.ndarray  # [site, month] mean daily drop rate
     outage_anchor: np.ndarray  # [site, month] start (s) of the month's longest outage, -1 if none
+    # what the months after the history continue from (`retain data advance`)
+    base_load: np.ndarray  # [site, 1]
+    base_drop: np.ndarray  # [site, 1]
+    ageing_factor: np.ndarray  # [site] drop-rate multiplier of a degraded site at the end
+    ageing_days_left: np.ndarray  # [site] days the degradation still lasts
 
     @property
     def n_sites(self) -> int:
@@ -205,9 +210,12 @@ def simulate_network(customers: int, grid: MonthGrid, rng: np.random.Generator) 
     base_drop = rng.lognormal(np.log(0.007), 0.35, size=(n_sites, 1))
     # ageing hardware: a tenth of the sites degrade for a few months before repair
     ageing = np.ones((n_sites, n_days))
+    ageing_days_left = np.zeros(n_sites, dtype=np.int64)
     for site in np.flatnonzero(rng.random(n_sites) < 0.1):
         begin = int(rng.integers(0, n_days))
-        ageing[site, begin : begin + int(rng.integers(60, 200))] = rng.uniform(1.8, 3.2)
+        length = int(rng.integers(60, 200))
+        ageing[site, begin : begin + length] = rng.uniform(1.8, 3.2)
+        ageing_days_left[site] = max(begin + length - n_days, 0)
     drop = (
         base_drop * ageing * (1 + 2.5 * np.maximum(load - 0.85, 0))
         + 0.25 * np.minimum(outage, 24) / 24
@@ -246,4 +254,84 @@ def simulate_network(customers: int, grid: MonthGrid, rng: np.random.Generator) 
         outage_hours=outage_hours,
         drop_rate=drop_rate,
         outage_anchor=anchor,
+        base_load=base_load,
+        base_drop=base_drop,
+        ageing_factor=ageing[:, -1] if n_days else np.ones(n_sites),
+        ageing_days_left=ageing_days_left,
+    )
+
+
+@dataclass(frozen=True)
+class NetworkMonth:
+    """One more month of the network, continuing from the state at its start."""
+
+    events: pd.DataFrame  # events starting in the month (ids from `first_event`), true ends
+    quality_daily: pd.DataFrame
+    outage_hours: np.ndarray  # [site]
+    drop_rate: np.ndarray  # [site]
+    outage_anchor: np.ndarray  # [site]
+    ageing_factor: np.ndarray
+    ageing_days_left: np.ndarray
+
+
+def simulate_month(
+    sites: pd.DataFrame,
+    month: MonthGrid,
+    history_start: int,
+    base_load: np.ndarray,
+    base_drop: np.ndarray,
+    ageing_factor: np.ndarray,
+    ageing_days_left: np.ndarray,
+    open_events: pd.DataFrame,
+    first_event: int,
+    rng: np.random.Generator,
+) -> NetworkMonth:
+    """The network of the one-month grid `month`, by the same processes as the history:
+    new outages of every cause, the outages still running at its start (`open_events`,
+    true ends), degraded sites continuing or newly degrading, and the daily quality."""
+    n_sites = len(sites)
+    start, end = int(month.starts[0]), int(month.starts[1])
+    new = _events(sites, month, rng)
+    new["event"] = new["event"] + first_event
+    running = pd.concat([open_events, new], ignore_index=True)
+    n_days = (end - start) // DAY
+    outage = _outage_hours_daily(running, n_sites, start, n_days, end)
+    days = start + np.arange(n_days) * DAY
+    years = (days - history_start) / (365.25 * DAY)
+    weekday = ((days // DAY) + 3) % 7
+    weekly = np.where(weekday >= 5, 0.9, 1.0)
+    load = base_load * (1 + 0.06 * years) * weekly * rng.lognormal(0, 0.06, (n_sites, n_days))
+    # a degradation runs on; about 10 % of sites degrade once in two years
+    factor = np.where(ageing_days_left > 0, ageing_factor, 1.0)
+    starting = (ageing_days_left == 0) & (rng.random(n_sites) < 0.1 * n_days / 730)
+    factor = np.where(starting, rng.uniform(1.8, 3.2, n_sites), factor)
+    left = np.where(starting, rng.integers(60, 200, n_sites), ageing_days_left)
+    ageing = np.where(np.arange(n_days)[None, :] < left[:, None], factor[:, None], 1.0)
+    drop = np.clip(
+        base_drop * ageing * (1 + 2.5 * np.maximum(load - 0.85, 0))
+        + 0.25 * np.minimum(outage, 24) / 24
+        + np.abs(rng.normal(0, 0.0008, size=(n_sites, n_days))),
+        0,
+        1,
+    )
+    quality = pd.DataFrame(
+        {
+            "site": np.repeat(np.arange(n_sites), n_days),
+            "day": np.tile(days, n_sites),
+            "drop_rate": drop.ravel().round(5),
+            "load": load.ravel().round(4),
+        }
+    )
+    anchor = np.full(n_sites, -1, dtype=np.int64)
+    longest = new.sort_values("hours").drop_duplicates("site", keep="last")
+    anchor[longest["site"].to_numpy()] = longest["start"].to_numpy()
+    still = np.maximum(left - n_days, 0)
+    return NetworkMonth(
+        events=new,
+        quality_daily=quality,
+        outage_hours=outage.sum(axis=1),
+        drop_rate=drop.mean(axis=1),
+        outage_anchor=anchor,
+        ageing_factor=np.where(still > 0, factor, 1.0),
+        ageing_days_left=still,
     )

@@ -14,9 +14,9 @@ import numpy as np
 
 from features.lifecycle.contract import AGE_BANDS, CONTRACT_TYPES, PAYMENT_METHODS
 from features.lifecycle.simulator.network import Network
+from features.lifecycle.simulator.responses import ACTIONS
 from features.lifecycle.simulator.world import DAY, MONTH_DAYS, PLANS, REGIONS, MonthGrid
 
-UPLIFT_TYPES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 NEW_CUSTOMER_SHARE = 0.38  # of all customers, signed up during the simulated history
 
 
@@ -44,7 +44,9 @@ class Population:
     frailty: np.ndarray  # standard normal propensity to leave
     travel: np.ndarray  # propensity to roam
     data_appetite: np.ndarray
-    uplift_type: np.ndarray  # index into UPLIFT_TYPES
+    receptiveness: np.ndarray  # standard normal, shared by every retention action
+    taste: np.ndarray  # [n, action] standard normal, one per retention action
+    contact_averse: np.ndarray  # dislikes being contacted while content
 
     def __len__(self) -> int:
         return len(self.index)
@@ -144,19 +146,10 @@ def draw_population(
     travel = rng.gamma(0.8, 1.0, n) * np.where(enterprise, 1.8, 1.0) * np.where(age == 4, 0.6, 1.0)
     data_appetite = rng.lognormal(0, 0.45, n) * np.where(young, 1.5, np.where(age == 4, 0.45, 1.0))
 
-    # Who a retention offer helps, leaves indifferent or pushes away depends on who they are.
-    long_tenure = tenure_at_start > 36
-    mtm = contract == 0
-    uplift = np.stack(
-        [
-            0.28 + 0.12 * mtm + 0.08 * (payment == 0),
-            0.40 + 0.12 * long_tenure,
-            0.20 + 0.25 * (frailty > 1.0),
-            0.07 + 0.09 * (long_tenure & ~mtm),
-        ],
-        axis=1,
-    )
-    uplift_type = _choice(rng, uplift)
+    # How a customer answers retention actions (see `responses`): hidden, never features.
+    receptiveness = rng.normal(0, 1, n)
+    taste = rng.normal(0, 1, (n, len(ACTIONS)))
+    contact_averse = rng.random(n) < 0.25 + 0.2 * (contract == 2)
 
     return Population(
         index=index,
@@ -178,7 +171,9 @@ def draw_population(
         frailty=frailty,
         travel=travel,
         data_appetite=data_appetite,
-        uplift_type=uplift_type,
+        receptiveness=receptiveness,
+        taste=taste,
+        contact_averse=contact_averse,
     )
 
 
@@ -186,7 +181,6 @@ __all__ = [
     "AGE_BANDS",
     "CONTRACT_TYPES",
     "PAYMENT_METHODS",
-    "UPLIFT_TYPES",
     "Population",
     "draw_population",
 ]

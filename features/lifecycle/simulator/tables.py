@@ -26,7 +26,6 @@ from features.lifecycle.contract import (
 )
 from features.lifecycle.simulator.lifecycle import NEVER, BlockTables
 from features.lifecycle.simulator.network import Network
-from features.lifecycle.simulator.population import UPLIFT_TYPES
 from features.lifecycle.simulator.world import PLANS, REGIONS, MonthGrid
 
 _ARROW_TYPE = {
@@ -49,6 +48,8 @@ def _timestamps(seconds: np.ndarray, cutoff: int | None = None) -> pd.Series:
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    if len(numbers) == 0:  # np.char.zfill cannot size an empty array
+        return np.empty(0, dtype=object)
     return np.char.add(prefix, np.char.zfill(np.asarray(numbers).astype(str), width)).astype(object)
 
 
@@ -58,6 +59,14 @@ def customer_ids(numbers: np.ndarray) -> np.ndarray:
 
 def site_ids(numbers: np.ndarray) -> np.ndarray:
     return _ids("S", numbers, 5)
+
+
+def event_ids(numbers: np.ndarray) -> np.ndarray:
+    return _ids("NE", numbers, 7)
+
+
+def ticket_ids(block: int, numbers: np.ndarray) -> np.ndarray:
+    return _ids("T", block * 10**8 + np.asarray(numbers), 11)
 
 
 def _arrow(name: str, df: pd.DataFrame) -> pa.Table:
@@ -93,7 +102,7 @@ def network_tables(network: Network, grid: MonthGrid) -> dict[str, pa.Table]:
             "network_events",
             pd.DataFrame(
                 {
-                    "event_id": _ids("NE", events["event"].to_numpy(), 7),
+                    "event_id": event_ids(events["event"].to_numpy()),
                     "cell_site_id": site_ids(events["site"].to_numpy()),
                     "started_at": _timestamps(events["start"].to_numpy()),
                     "ended_at": _timestamps(events["end"].to_numpy(), cutoff=grid.as_of),
@@ -183,7 +192,7 @@ def block_tables(
         ),
         "service_tickets": pd.DataFrame(
             {
-                "ticket_id": _ids("T", block_number * 10**8 + tickets["number"].to_numpy(), 11),
+                "ticket_id": ticket_ids(block_number, tickets["number"].to_numpy()),
                 "customer_id": cid(tickets["customer"]),
                 "opened_at": _timestamps(tickets["opened_at"].to_numpy()),
                 "closed_at": _timestamps(tickets["closed_at"].to_numpy(), cutoff=grid.as_of),
@@ -215,6 +224,7 @@ def block_tables(
                 "treated": campaigns["treated"].to_numpy(),
                 "sent_at": _timestamps(campaigns["sent_at"].to_numpy()),
                 "accepted": campaigns["accepted"].to_numpy(),
+                "assignment_probability": campaigns["assignment_probability"].to_numpy(),
             }
         ),
         "churn_events": pd.DataFrame(
@@ -241,15 +251,14 @@ def block_tables(
         "truth/treatment_effects": pd.DataFrame(
             {
                 "customer_id": cid(treatment["customer"]),
-                "campaign_id": treatment["campaign_id"].to_numpy(),
-                "uplift_type": np.array(UPLIFT_TYPES)[treatment["uplift_type"].to_numpy()],
-                "true_effect": treatment["true_effect"].to_numpy(),
+                **{k: treatment[k].to_numpy() for k in treatment.columns if k != "customer"},
             }
         ),
         "truth/customer_traits": pd.DataFrame(
             {
                 "customer_id": ids,
-                "uplift_type": np.array(UPLIFT_TYPES)[c["uplift_type"]],
+                "contact_averse": c["contact_averse"].to_numpy(),
+                "receptiveness": c["receptiveness"].to_numpy(),
                 "churned_at": _timestamps(c["churn_at"].to_numpy(), cutoff=grid.as_of),
             }
         ),
