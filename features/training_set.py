@@ -13,12 +13,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from features.labels import SNAPSHOT, churn_entity_rows, label_column
+from features.labels import (
+    ACTION,
+    SNAPSHOT,
+    campaign_entity_rows,
+    churn_entity_rows,
+    label_column,
+)
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
 from features.lifecycle.validate import resolve_as_of
+from features.request_time import REQUEST_TIME_FIELD
 from features.sampling import NegativeSampling, sample_negatives
-from features.snapshots import demand_weeks
+from features.snapshots import demand_weeks, epoch_seconds
 from features.table_checks import check_tables
 
 
@@ -76,6 +83,46 @@ def churn_training_set(
     )
     if sampling is not None:
         rows = sample_negatives(rows, label_column(horizon_days), sampling)
+    return training_set(store, rows, feature_service)
+
+
+def effect_training_set(
+    store: FeatureStore,
+    lifecycle_dir: Path,
+    horizon_days: int,
+    feature_service: str,
+    engine_rows: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every matured randomized campaign assignment with its action, logged probability,
+    outcome and the features known when it was made (point in time, through Feast).
+
+    `engine_rows` are the engine's own attributed decisions (`retain attribute`'s export,
+    the same columns); where a campaign export also holds one (a simulated world echoes
+    the engine's actions), the customer, month and action are counted once."""
+    tables = load_tables(lifecycle_dir, ("campaigns", "churn_events"))
+    rows = campaign_entity_rows(
+        tables["campaigns"],
+        tables["churn_events"],
+        resolve_as_of(lifecycle_dir, None),
+        horizon_days,
+    )
+    if engine_rows is not None and not engine_rows.empty:
+        extra = engine_rows.assign(
+            **{
+                SNAPSHOT: pd.to_datetime(engine_rows[SNAPSHOT], utc=True),
+                REQUEST_TIME_FIELD: epoch_seconds(pd.to_datetime(engine_rows[SNAPSHOT], utc=True)),
+            }
+        )[rows.columns]
+        both = pd.concat([extra, rows], ignore_index=True)
+        month = both[SNAPSHOT].dt.strftime("%Y-%m")
+        rows = both[~pd.DataFrame({"c": both["customer_id"], "m": month, "a": both[ACTION]})
+                    .duplicated()]  # fmt: skip
+        rows = rows.sort_values([SNAPSHOT, "customer_id"], ignore_index=True)
+    if rows.empty:
+        raise ValueError(
+            f"{lifecycle_dir}: no randomized campaign assignment (campaigns with an "
+            f"assignment_probability) whose {horizon_days}-day outcome is known yet"
+        )
     return training_set(store, rows, feature_service)
 
 

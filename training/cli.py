@@ -16,7 +16,7 @@ from rich.table import Table
 from features.labels import label_column
 from features.settings import FeatureSettings
 from features.store import open_store
-from features.training_set import churn_training_set
+from features.training_set import churn_training_set, effect_training_set
 from retain.base.settings import load_settings
 from training.byod import DatasetError, DatasetSpec, cross_validate
 from training.churn import train_churn
@@ -25,6 +25,9 @@ from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
 from training.demand.settings import DemandSettings
 from training.demand.tracking import promote_demand
+from training.effects.settings import EffectSettings
+from training.effects.tracking import log_effect_run, promote_effects
+from training.effects.training import describe, train_effects
 from training.experiments import connect
 from training.settings import TrainingSettings
 from training.tracking import log_training_run, promote
@@ -163,6 +166,59 @@ def promote_churn_command() -> None:
     Console(width=120).print(_metrics_table("same held-out months", columns))
     verdict = "promoted to champion" if decision.promoted else "not promoted; champion stays"
     typer.echo(f"churn model version {decision.challenger}: {verdict} ({decision.reason})")
+
+
+@train_app.command("effects")
+def train_effects_command() -> None:
+    """Learn what each retention action does to each customer's churn, from randomized
+    campaign history; evaluate on the latest months; register it as challenger."""
+    settings = load_settings(EffectSettings)
+    features = load_settings(FeatureSettings)
+    started = time.perf_counter()
+    label = label_column(settings.horizon_days)
+    with console.status(f"joining {settings.feature_service} to the campaign assignments"):
+        engine_rows = (
+            pd.read_parquet(settings.outcomes_file) if settings.outcomes_file.exists() else None
+        )
+        try:
+            frame = effect_training_set(
+                open_store(features),
+                features.lifecycle_dir,
+                settings.horizon_days,
+                settings.feature_service,
+                engine_rows,
+            )
+        except ValueError as error:
+            typer.echo(f"no treatment-effect model trained: {error}", err=True)
+            raise typer.Exit(1) from error
+    settings.training_set_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(settings.training_set_file, index=False)
+    with console.status(f"training on {len(frame):,} assignments"):
+        try:
+            trained = train_effects(frame, label, settings)
+        except ValueError as error:
+            typer.echo(f"no treatment-effect model trained: {error}", err=True)
+            raise typer.Exit(1) from error
+    with console.status("logging to MLflow"):
+        logged = log_effect_run(trained, frame, label, settings)
+    typer.echo(
+        f"trained treatment-effect model version {logged.version} (alias challenger, run "
+        f"{logged.run_id}) in {time.perf_counter() - started:.1f}s on {len(frame):,} "
+        f"assignments; {describe(trained.metrics)}"
+    )
+
+
+@promote_app.command("effects")
+def promote_effects_command() -> None:
+    """Promote the effect challenger if its policy is worth more on its held-out campaigns."""
+    settings = load_settings(EffectSettings)
+    decision = promote_effects(settings, label_column(settings.horizon_days))
+    verdict = "promoted to champion" if decision.promoted else "not promoted; champion stays"
+    value = decision.challenger_metrics["policy_value_dr"]
+    typer.echo(
+        f"treatment-effect model version {decision.challenger}: {verdict} ({decision.reason}; "
+        f"challenger's DR policy value {value:.2f} per customer)"
+    )
 
 
 def _backtest_table(result: BacktestResult) -> Table:

@@ -1,0 +1,132 @@
+"""MLflow for the treatment-effect model: log a run, register it, promote on policy value.
+
+The model is registered under its own name (`churn_effects`) with the churn model's
+aliases: each new version is `challenger`; `champion` moves when the challenger's greedy
+policy is worth more per customer, by its doubly-robust estimate on the challenger's
+held-out campaign months, than the champion's on the same rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from features.labels import SNAPSHOT
+from training.effects.settings import EffectSettings
+from training.effects.training import Effects, TrainedEffects, policy_values
+from training.experiments import connect
+from training.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    LoggedRun,
+    data_digest,
+    git_commit,
+    record_decision,
+    register_challenger,
+)
+
+TEST_SET = "evaluation/test_set.parquet"
+
+
+class EffectPyfunc(PythonModel):
+    """The registered effect model: feature rows in, estimated churn reduction by action out."""
+
+    def __init__(self, effects: Effects) -> None:
+        self.effects = effects
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return self.effects.reduction(model_input)
+
+
+def log_effect_run(
+    trained: TrainedEffects, frame: pd.DataFrame, label: str, settings: EffectSettings
+) -> LoggedRun:
+    """Parameters, held-out metrics, the held-out rows and the model; registered challenger."""
+    client = connect(settings)
+    split = trained.split
+    with mlflow.start_run(run_name=f"effects {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}"):
+        mlflow.log_params(
+            {
+                **{f"learner_{k}": v for k, v in settings.params.model_dump().items()},
+                "learner": "doubly-robust (T-learner outcomes, cross-fitted)",
+                "actions": ",".join(trained.effects.actions),
+                "horizon_days": settings.horizon_days,
+                "label": label,
+                "feature_service": settings.feature_service,
+                "train_months": ",".join(split.months("train")),
+                "test_months": ",".join(split.months("test")),
+                "rows_train": len(split.train),
+                "rows_test": len(split.test),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "feature_service": settings.feature_service,
+                "training_data_digest": data_digest(frame),
+                "git_commit": git_commit(),
+                "training_time_range": (
+                    f"{frame[SNAPSHOT].min():%Y-%m-%d}..{frame[SNAPSHOT].max():%Y-%m-%d}"
+                ),
+            }
+        )
+        mlflow.log_metrics({f"test_{k}": float(v) for k, v in trained.metrics.items()})
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "test_set.parquet"
+            split.test.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+        example = split.test[trained.effects.schema.columns].head(5)
+        output = pd.DataFrame({a: np.zeros(len(example)) for a in trained.effects.actions})
+        return register_challenger(client, settings, EffectPyfunc(trained.effects), example, output)
+
+
+def promote_effects(settings: EffectSettings, label: str) -> Decision:
+    """Make the challenger champion if its policy is worth more on its held-out campaigns."""
+    client = connect(settings)
+    name = settings.registered_model
+    aliases = client.get_registered_model(name).aliases
+    if CHALLENGER not in aliases:
+        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train effects` first")
+    challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
+    champion = (
+        client.get_model_version(name, str(aliases[CHAMPION])) if CHAMPION in aliases else None
+    )
+    test = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
+    )
+
+    def value(version: str) -> dict[str, float]:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        effects: Effects = model.effects
+        found = policy_values(effects, test, label, settings)
+        return {
+            "policy_value_dr": found["greedy_dr"].value,
+            "policy_value_dr_se": found["greedy_dr"].std_error,
+            "no_action_value_dr": found["none_dr"].value,
+        }
+
+    new_version = str(challenger.version)
+    old_version = None if champion is None else str(champion.version)
+    new = value(new_version)
+    if old_version is None:
+        decision = Decision(True, new_version, None, new, None, "no champion yet")
+    elif old_version == new_version:
+        decision = Decision(
+            False, new_version, old_version, new, new, "the challenger already is the champion"
+        )
+    else:
+        old = value(old_version)
+        gain = new["policy_value_dr"] - old["policy_value_dr"]
+        wins = gain >= settings.promotion.min_value_gain
+        reason = (
+            f"DR policy value per customer {gain:+.3f} "
+            f"(needs >= {settings.promotion.min_value_gain:+.3f})"
+        )
+        decision = Decision(wins, new_version, old_version, new, old, reason)
+    return record_decision(client, name, decision)
