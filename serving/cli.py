@@ -113,6 +113,14 @@ def daily_command(
             help="The list's day, YYYY-MM-DD (default: today in the customers' time zone).",
         ),
     ] = None,
+    act: Annotated[
+        bool,
+        typer.Option(
+            "--act",
+            help="Also record the day's decisions in the action log, to be delivered (as "
+            "/v1/decide would); without it the list only suggests.",
+        ),
+    ] = False,
 ) -> None:
     """Score every active customer, explain and match the at-risk ones with an action, and
     publish risk_lists/<date>/ (parquet, csv, report.html); logged to MLflow."""
@@ -123,13 +131,13 @@ def daily_command(
         typer.echo(f"error: --date {day!r}: expected YYYY-MM-DD", err=True)
         raise typer.Exit(2) from error
     try:
-        publish_daily_list(when, serving)
+        publish_daily_list(when, serving, act)
     except (ModelLoadError, SnapshotError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
 
 
-def publish_daily_list(when: date, serving: ServingSettings) -> None:
+def publish_daily_list(when: date, serving: ServingSettings, act: bool = False) -> None:
     """`retain daily` for `when`, with the configured settings; prints one summary line.
     Raises SnapshotError when the features are too old for that day."""
     daily = load_settings(DailySettings)
@@ -138,8 +146,8 @@ def publish_daily_list(when: date, serving: ServingSettings) -> None:
     url = serving.action_db_url
     # the contact history, when there is an action log (a SQLite file is not created here)
     sqlite_missing = url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists()
-    action_log = None if sqlite_missing else ActionLog(open_engine(url))
-    risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log)
+    action_log = None if sqlite_missing and not act else ActionLog(open_engine(url))
+    risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log, act)
     summary = risk.summary
     typer.echo(
         f"{summary['date']}: {summary['scored']:,} customers scored, "

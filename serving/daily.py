@@ -31,6 +31,7 @@ from retain.base.publish import publish_folder
 from serving.action_log.log import ActionLog
 from serving.decisions import DecisionService, decision_service
 from serving.domain import CustomerScore
+from serving.effects import LoadedEffects, load_effect_champion
 from serving.explain import batch_contributions
 from serving.reasons import top_reasons
 from serving.report import render_report
@@ -209,15 +210,25 @@ def explain_and_decide(
     daily: DailySettings,
     decisions: DecisionService,
     at: datetime,
+    effects: LoadedEffects | None = None,
+    act: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The listed customers, riskiest first, with reasons and the suggested action; and
-    every action the API would queue for them (a customer may get more than one)."""
+    every action the API would queue for them (a customer may get more than one). With
+    `act`, those decisions are recorded in the action log (control-group and budget
+    suppressions included), as `/v1/decide` would."""
     scored = scores.frame
     chosen = np.flatnonzero(scored["risk_band"].isin(daily.list_bands).to_numpy())
     chosen = chosen[np.argsort(-scored["churn_probability"].to_numpy()[chosen], kind="stable")]
     columns = loaded.model.schema.columns
     contrib = scores.contributions(chosen)
     records = scores.records(chosen)
+    estimates = (
+        effects.estimate({c: [r.get(c) for r in records] for c in effects.columns})
+        if effects is not None and records
+        else [None] * len(records)
+    )
+    model_label = f"{loaded.name} v{loaded.version}"
     items = []
     for k, values in enumerate(records):
         customer = str(values["customer_id"])
@@ -228,10 +239,14 @@ def explain_and_decide(
                 serving.risk_bands.band(float(scored["churn_probability"].iat[chosen[k]])),
                 top_reasons(values, columns, contrib[k], serving.top_reasons),
                 read_contact(customer, values),
+                effects=estimates[k],
+                model=model_label,
             )
         )
     # the contact history up to the scoring instant: a list for an earlier day is reproducible
     plans = decisions.plan(items, at)
+    if act:
+        decisions.record_plans(items, plans, at, "daily")
     rows = []
     actions: list[dict[str, Any]] = []
     for item, values in zip(items, records, strict=True):
@@ -361,10 +376,13 @@ def run_daily(
     features: FeatureSettings,
     tracking: TrainingSettings,
     action_log: ActionLog | None,
+    act: bool = False,
 ) -> tuple[RiskList, Path, str]:
-    """Score, explain, decide, publish and log the list for `day`; (list, folder, run id)."""
+    """Score, explain, decide, publish and log the list for `day`; (list, folder, run id).
+    With `act` the day's decisions are also recorded in the action log (and so delivered)."""
     store = open_store(features)
     loaded = load_champion(serving, tracking)
+    effects = load_effect_champion(serving, tracking)
     refs, _ = scoring_refs(store, loaded.feature_service)
     at = scoring_instant(day, serving)
     if daily.scoring_engine == "spark":
@@ -375,7 +393,9 @@ def run_daily(
         )
         scores = score_locally(batch, loaded, serving)
     decisions = decision_service(None, serving, action_log, features.tables_dir)
-    listed, actions = explain_and_decide(scores, loaded, serving, daily, decisions, at)
+    listed, actions = explain_and_decide(
+        scores, loaded, serving, daily, decisions, at, effects, act
+    )
     scored, snapshot = scores.frame, scores.snapshot
     risk = RiskList(
         day, at, snapshot, loaded, scored, listed,

@@ -31,15 +31,29 @@ from serving.domain import (
     PackageCandidate,
     PastAction,
     Proposal,
+    Suppression,
     UnknownCustomer,
     Verdict,
 )
+from serving.experiment import RETENTION, assign
 from serving.forecasts import CapacityForecast, Refreshing, read_candidates
 from serving.home_cells import HomeCells, OutageIndexError
-from serving.policy import outage_callback, outage_notice, propose, seasonal_package
+from serving.policy import (
+    outage_callback,
+    outage_notice,
+    propose,
+    retention_options,
+    seasonal_package,
+)
 from serving.settings import ServingSettings
 
 Planned = list[tuple[Proposal, Verdict]]
+CONTROL_VERDICT = Verdict(
+    False,
+    None,
+    None,
+    [Suppression("control_group", "the customer is in the random control group this period")],
+)
 INLINE_CUSTOMERS = 8  # a preview this small, on local stores, costs well under a millisecond
 
 
@@ -94,9 +108,13 @@ class DecisionService:
 
     # --- planning -----------------------------------------------------------------------------
     def proposals(self, item: CustomerScore, now: datetime) -> list[Proposal]:
-        """What the policy proposes for the customer now, seasonal packages included."""
+        """What the policy proposes for the customer now, seasonal packages included, as
+        the customer's arm of the experiment has it (`serving.experiment`)."""
+        policy = self.settings.actions
         candidates = self.candidates.get().get(item.customer_id, [])
-        return propose(item, item.contact, self.settings.actions, now, candidates)
+        found = propose(item, item.contact, policy, now, candidates)
+        options = retention_options(item, item.contact, policy, now)
+        return assign(item, found, options, policy.experiment, now)
 
     def check_all(
         self,
@@ -111,6 +129,11 @@ class DecisionService:
         planned = []
         for proposal in proposals:
             verdict = check(proposal, item.contact, seen, self.settings.contact, now)
+            if proposal.details.get("arm") == "control" and verdict.allowed:
+                # held out, but only where it could have gone: the control group must be
+                # chosen like the treated, or the comparison is biased
+                planned.append((proposal, CONTROL_VERDICT))
+                continue
             planned.append((proposal, verdict))
             if verdict.allowed:
                 seen.append(PastAction(proposal.action_type, verdict.channel, "queued", now))
@@ -129,12 +152,59 @@ class DecisionService:
         only for customers with something to propose."""
         proposals = {item.customer_id: self.proposals(item, now) for item in scores}
         history = self.history([c for c, found in proposals.items() if found], now)
-        return {
+        plans = {
             item.customer_id: self.check_all(
                 item, proposals[item.customer_id], history.get(item.customer_id, []), now
             )
             for item in scores
         }
+        return self.within_budget(plans, now)
+
+    def within_budget(self, plans: dict[str, Planned], now: datetime) -> dict[str, Planned]:
+        """Retention actions within the period's budget: exploration first (it is a fixed
+        small share), then the best value per unit of cost; the rest are suppressed. The
+        control group's held-back decisions count as if sent, so the money they would have
+        cost is not spent on anyone else."""
+        budget = self.settings.actions.budget
+        limits = {kind: budget.limit(kind) for kind in RETENTION}
+        if all(limit is None for limit in limits.values()):
+            return plans
+        since = now - timedelta(days=budget.period_days)
+        spent = {
+            kind: (self.log.spent(kind, since, now) if self.log is not None else 0.0)
+            for kind, limit in limits.items()
+            if limit is not None
+        }
+        # control-group decisions take their place in the queue (and a virtual share of the
+        # budget) so that they are cut at the same value per cost as the treated
+        wanted = [
+            (customer, k, proposal)
+            for customer, plan in plans.items()
+            for k, (proposal, verdict) in enumerate(plan)
+            if (verdict.allowed or verdict is CONTROL_VERDICT)
+            and spent.get(proposal.action_type) is not None
+        ]
+
+        def rank(entry: tuple[str, int, Proposal]) -> tuple[bool, float]:
+            proposal = entry[2]
+            cost = float(proposal.details.get("cost") or 0.0)
+            explored = proposal.details.get("arm") == "exploration"
+            return (not explored, -proposal.expected_value / max(cost, 1e-9))
+
+        out = {customer: list(plan) for customer, plan in plans.items()}
+        for customer, k, proposal in sorted(wanted, key=rank):
+            kind, cost = proposal.action_type, float(proposal.details.get("cost") or 0.0)
+            limit = limits[kind]
+            assert limit is not None  # only limited kinds are wanted
+            if spent[kind] + cost <= limit + 1e-9:
+                spent[kind] += cost
+                continue
+            message = f"the {kind} budget of {limit:.0f} per {budget.period_days} days is spent"
+            out[customer][k] = (
+                proposal,
+                Verdict(False, None, None, [Suppression("budget", message)]),
+            )
+        return out
 
     def runs_inline(self, customers: int, scorer: CustomerScorer | None = None) -> bool:
         """Whether a preview is cheap enough for the event loop: a few customers, features
@@ -166,6 +236,28 @@ class DecisionService:
             decided.append(Decided(item, log.record(new, now)))
         return decided
 
+    def record_plans(
+        self,
+        items: Sequence[CustomerScore],
+        plans: dict[str, Planned],
+        now: datetime,
+        source: str,
+    ) -> dict[str, int]:
+        """Record planned actions (a batch's decisions); counts by stored status, and how
+        many existed already."""
+        log = self._log()
+        counts: dict[str, int] = {}
+        new = [
+            self.new_action(item, proposal, verdict, now, source)
+            for item in items
+            for proposal, verdict in plans.get(item.customer_id, [])
+        ]
+        for start in range(0, len(new), 1000):
+            for record, created in log.record(new[start : start + 1000], now):
+                key = record.status.value if created else "already"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def new_action(
         self,
         item: CustomerScore,
@@ -190,6 +282,18 @@ class DecisionService:
             campaign=proposal.details.get("campaign"),
             suppressed=status == ActionStatus.SUPPRESSED,
         )
+        details = {"reason": proposal.reason, **proposal.details}
+        if "arm" in details:  # a marketing decision: what attribution and retraining need
+            details.update(
+                churn_probability=round(item.churn_probability, 6),
+                customer_value=round(
+                    self.settings.actions.customer_value(item.contact.monthly_fee), 2
+                ),
+                churn_model=item.model,
+                effect_model=item.effects.model if item.effects else None,
+                segment=item.contact.segment,
+                contract_type=item.contact.contract_type,
+            )
         return NewAction(
             customer_id=item.customer_id,
             action_type=proposal.action_type,
@@ -202,7 +306,7 @@ class DecisionService:
             region=item.contact.region,
             due_at=proposal.due_at,
             send_after=verdict.send_after,
-            details={"reason": proposal.reason, **proposal.details},
+            details=details,
             suppressions=[vars(s) for s in verdict.suppressions],
             capacity_day=capacity_day,
             capacity=capacity,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 Channel = Literal["sms", "app_push", "email", "phone"]
 ActionType = Literal["retention_offer", "callback", "outage_notice", "seasonal_package"]
 Band = Literal["high", "medium", "low"]
+Arm = Literal["policy", "exploration", "control"]
 MANDATORY: frozenset[str] = frozenset({"outage_notice"})  # service messages, not marketing
 
 
@@ -60,12 +61,25 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class EffectEstimates:
+    """A treatment-effect model's estimates for one customer: by action (an offer id or
+    `callback`), the reduction of P(churn within `horizon_days`) the action would cause
+    (negative: it would push the customer away)."""
+
+    model: str  # name and version, e.g. "churn_effects v3"
+    horizon_days: int
+    reduction: dict[str, float]
+
+
+@dataclass(frozen=True)
 class CustomerScore:
     customer_id: str
     churn_probability: float
     risk_band: Band
     reasons: list[Reason]
     contact: Contact
+    effects: EffectEstimates | None = None  # None: no treatment-effect model is registered
+    model: str | None = None  # the churn model's name and version
 
 
 @dataclass(frozen=True)

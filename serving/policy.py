@@ -12,17 +12,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from serving.domain import Channel, Contact, CustomerScore, PackageCandidate, Proposal
-from serving.settings import ActionPolicy
+from serving.settings import ActionPolicy, Offer
+
+
+def _eligible(offer: Offer, contact: Contact) -> bool:
+    if offer.contract_types is not None and contact.contract_type not in offer.contract_types:
+        return False
+    return offer.segments is None or contact.segment in offer.segments
 
 
 def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> Proposal | None:
-    """The eligible offer with the largest P(churn) x value x save rate - cost, if positive."""
+    """The fallback rule, without a treatment-effect model: the eligible offer with the
+    largest P(churn) x value x constant save rate - cost, if positive."""
     value = policy.customer_value(contact.monthly_fee)
     best: Proposal | None = None
     for offer in policy.offers:
-        if offer.contract_types is not None and contact.contract_type not in offer.contract_types:
-            continue
-        if offer.segments is not None and contact.segment not in offer.segments:
+        if not _eligible(offer, contact):
             continue
         rate = offer.rate(contact.segment)
         net = score.churn_probability * value * rate - offer.cost
@@ -32,10 +37,111 @@ def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> 
                 round(net, 2),
                 tuple(offer.channels),
                 f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
-                f"{rate:.0%} - cost {offer.cost:.0f}",
+                f"{rate:.0%} - cost {offer.cost:.0f} (constant save rate: no treatment-effect "
+                "model registered)",
                 {"offer_id": offer.id, "cost": offer.cost, "save_rate": rate},
             )
     return best
+
+
+def effect_in_words(action: str, reduction: float, horizon_days: int) -> str:
+    """What the model expects the action to do, for the agent who reads it."""
+    points = abs(reduction) * 100
+    window = f"the chance of leaving within {horizon_days} days"
+    if reduction >= 0:
+        return f"{action} is estimated to cut {window} by {points:.1f} points"
+    return (
+        f"{action} is estimated to raise {window} by {points:.1f} points "
+        "(contact would push this customer away)"
+    )
+
+
+def retention_options(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+) -> list[Proposal]:
+    """Every eligible retention action valued by its estimated effect: reduction of the
+    churn probability x customer value - cost (negative values included: the caller
+    decides). Empty without effect estimates."""
+    effects = score.effects
+    if effects is None:
+        return _fallback_options(score, contact, policy, now)
+    value = policy.customer_value(contact.monthly_fee)
+    options = []
+    for offer in policy.offers:
+        if not _eligible(offer, contact) or offer.id not in effects.reduction:
+            continue
+        reduction = effects.reduction[offer.id]
+        options.append(
+            Proposal(
+                "retention_offer",
+                round(reduction * value - offer.cost, 2),
+                tuple(offer.channels),
+                f"{effect_in_words(offer.id, reduction, effects.horizon_days)}: "
+                f"{reduction:.1%} x value {value:.0f} - cost {offer.cost:.0f} ({effects.model})",
+                {"offer_id": offer.id, "cost": offer.cost, "estimated_effect": round(reduction, 5)},
+            )
+        )
+    rule = policy.callbacks
+    if "callback" in effects.reduction and is_valuable(contact, policy):
+        reduction = effects.reduction["callback"]
+        urgent = score.risk_band == "high"
+        options.append(
+            Proposal(
+                "callback",
+                round(reduction * value - rule.cost, 2),
+                ("phone",),
+                f"{effect_in_words('an account-manager call', reduction, effects.horizon_days)}: "
+                f"{reduction:.1%} x value {value:.0f} - cost {rule.cost:.0f} ({effects.model})",
+                {"cost": rule.cost, "estimated_effect": round(reduction, 5)},
+                priority=round(reduction * value, 2),
+                due_at=now + timedelta(hours=rule.urgent_hours if urgent else rule.normal_hours),
+            )
+        )
+    return options
+
+
+def _fallback_options(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+) -> list[Proposal]:
+    """Without a treatment-effect model: each eligible offer and, for a valuable customer,
+    a call, valued by the constant save rates (what exploration draws from)."""
+    value = policy.customer_value(contact.monthly_fee)
+    at_stake = score.churn_probability * value
+    options = [
+        Proposal(
+            "retention_offer",
+            round(at_stake * offer.rate(contact.segment) - offer.cost, 2),
+            tuple(offer.channels),
+            f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
+            f"{offer.rate(contact.segment):.0%} - cost {offer.cost:.0f} (constant save rate)",
+            {"offer_id": offer.id, "cost": offer.cost},
+        )
+        for offer in policy.offers
+        if _eligible(offer, contact)
+    ]
+    rule = policy.callbacks
+    if is_valuable(contact, policy):
+        options.append(
+            Proposal(
+                "callback",
+                round(at_stake * rule.save_rate - rule.cost, 2),
+                ("phone",),
+                f"an account-manager call for a customer worth {value:.0f} (constant save rate)",
+                {"cost": rule.cost},
+                priority=round(at_stake, 2),
+                due_at=now + timedelta(hours=rule.normal_hours),
+            )
+        )
+    return options
+
+
+def best_retention(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+) -> Proposal | None:
+    """The retention action of largest positive incremental value; None when no action is
+    worth its cost, or every one would push the customer away."""
+    options = [p for p in retention_options(score, contact, policy, now) if p.expected_value > 0]
+    return max(options, key=lambda p: p.expected_value, default=None)
 
 
 def is_valuable(contact: Contact, policy: ActionPolicy) -> bool:
@@ -51,7 +157,8 @@ def is_valuable(contact: Contact, policy: ActionPolicy) -> bool:
 def callback(
     score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
 ) -> Proposal | None:
-    """An account-manager call for valuable customers whose risk comes from complaints."""
+    """The fallback rule, without a treatment-effect model: an account-manager call for
+    valuable customers whose risk comes from complaints."""
     rule = policy.callbacks
     value = policy.customer_value(contact.monthly_fee)
     drivers = [r.feature for r in score.reasons if r.feature in rule.complaint_features]
@@ -141,9 +248,10 @@ def propose(
     candidates: Sequence[PackageCandidate] = (),
 ) -> list[Proposal]:
     """Every action worth taking for this customer now, best expected value first."""
-    found = [
-        best_offer(score, contact, policy),
-        callback(score, contact, policy, now),
-        *(seasonal_package(c, policy, now) for c in candidates),
-    ]
+    retention = (
+        [best_retention(score, contact, policy, now)]
+        if score.effects is not None
+        else [best_offer(score, contact, policy), callback(score, contact, policy, now)]
+    )
+    found = [*retention, *(seasonal_package(c, policy, now) for c in candidates)]
     return sorted((p for p in found if p), key=lambda p: p.expected_value, reverse=True)

@@ -61,6 +61,8 @@ def describe(feature: str, value: Any) -> str:
     if feature == "days_to_contract_end" and value == 0:
         return "no contract term to run out: free to leave any day"
     template = TEMPLATES.get(feature)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a count reads "2" whether a store hands it over as 2 or 2.0
     try:
         return template.format(v=value) if template else f"{feature.replace('_', ' ')}: {value}"
     except (ValueError, TypeError):  # a text value where the template expects a number

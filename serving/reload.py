@@ -45,7 +45,7 @@ class ModelWatcher(BackgroundLoop):
         except Exception as error:  # the registry is unreachable: keep serving
             self.state.reload_error = f"cannot read the model registry: {error}"
             return False
-        current = self.state.scorer.loaded.version if self.state.scorer else None
+        current = self.state.scorer.version_key if self.state.scorer else None
         if wanted == current:
             self.state.reload_error = None
             return False

@@ -19,6 +19,7 @@ from feast import FeatureStore
 from features.online_rows import DirectRows, RowReader, row_reader
 from features.training_set import service_features
 from serving.domain import Channel, Contact, CustomerScore, UnknownCustomer
+from serving.effects import LoadedEffects
 from serving.explain import CachedContributions, threads_for
 from serving.reasons import top_reasons
 from serving.settings import ServingSettings
@@ -119,6 +120,7 @@ class Scorer:
         store: FeatureStore,
         settings: ServingSettings,
         reader: RowReader | None = None,
+        effects: LoadedEffects | None = None,
     ):
         self.loaded = loaded
         self.settings = settings
@@ -130,6 +132,13 @@ class Scorer:
                 f"model {loaded.name} v{loaded.version} needs feature(s) "
                 f"{', '.join(missing)} that {loaded.feature_service} does not serve"
             )
+        if effects is not None and set(effects.columns) - offered:
+            raise ModelLoadError(
+                f"model {effects.label} needs feature(s) "
+                f"{', '.join(sorted(set(effects.columns) - offered))} that "
+                f"{loaded.feature_service} does not serve"
+            )
+        self.effects = effects
         trained_levels = model.booster.pandas_categorical or []
         if [list(levels) for levels in trained_levels] != list(model.schema.categories.values()):
             raise ModelLoadError(
@@ -156,6 +165,13 @@ class Scorer:
         raw = model.booster.predict(matrix, num_threads=threads_for(len(matrix)))
         probabilities = model.calibrate(np.asarray(raw))
         contributions = self.contributions(matrix)
+        effects = (
+            self.effects.estimate(
+                {n: [rows.columns[n][i] for i in positions] for n in self.effects.columns}
+            )
+            if self.effects is not None
+            else [None] * len(positions)
+        )
         bands = self.settings.risk_bands
         for k, i in enumerate(positions):
             values = rows.row(i)
@@ -168,5 +184,20 @@ class Scorer:
                     values, self.columns, contributions[k], self.settings.top_reasons
                 ),
                 contact=read_contact(customer_ids[i], values),
+                effects=effects[k],
+                model=self.model_label,
             )
         return results
+
+    @property
+    def model_label(self) -> str:
+        return f"{self.loaded.name} v{self.loaded.version}"
+
+    @property
+    def version_key(self) -> str:
+        """The churn and effect model versions served: what the model watcher compares."""
+        return version_key(self.loaded.version, self.effects.version if self.effects else None)
+
+
+def version_key(churn_version: str, effect_version: str | None) -> str:
+    return f"{churn_version}+{effect_version or '-'}"

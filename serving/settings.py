@@ -63,10 +63,7 @@ def _default_offers() -> list[Offer]:
             contract_types=["month_to_month", "one_year"],
         ),
         Offer(
-            id="contract_upgrade_bonus",
-            cost=60.0,
-            save_rate={"default": 0.35, "enterprise": 0.3},
-            contract_types=["month_to_month"],
+            id="contract_upgrade_bonus", cost=60.0, save_rate={"default": 0.35, "enterprise": 0.3}
         ),
     ]
 
@@ -132,6 +129,40 @@ class SeasonalPackages(BaseModel):
     channels: list[Channel] = Field(default_factory=lambda: list(PACKAGE_CHANNELS))
 
 
+class Experiment(BaseModel):
+    """The persistent random control group and the exploration share.
+
+    A customer's arm is a hash of the customer id and the period (`period_months`
+    calendar months), so it holds for the whole period on every path and worker."""
+
+    control_share: float = Field(
+        0.05, ge=0, lt=1, description="Universal holdout: no marketing action at all."
+    )
+    exploration_share: float = Field(
+        0.05, ge=0, lt=1, description="A random eligible retention action instead of the best."
+    )
+    period_months: int = Field(3, ge=1, le=24, description="How long an arm holds.")
+    salt: str = Field("retain", min_length=1, description="Change it to draw new groups.")
+
+    @model_validator(mode="after")
+    def _shares(self) -> Experiment:
+        if self.control_share + self.exploration_share >= 1:
+            raise ValueError("control_share + exploration_share must stay below 1")
+        return self
+
+
+class Budget(BaseModel):
+    """What retention actions may cost per period; the day's decisions spend it best value
+    per cost first. None: no limit."""
+
+    period_days: int = Field(30, ge=1, description="The budget's period (days back from now).")
+    retention_offer: float | None = Field(None, ge=0)
+    callback: float | None = Field(None, ge=0)
+
+    def limit(self, action_type: str) -> float | None:
+        return {"retention_offer": self.retention_offer, "callback": self.callback}.get(action_type)
+
+
 class ActionPolicy(BaseModel):
     """How a score becomes actions (the design card's expected-value rule)."""
 
@@ -140,6 +171,11 @@ class ActionPolicy(BaseModel):
     offers: list[Offer] = Field(default_factory=_default_offers)
     callbacks: Callbacks = Callbacks()
     packages: SeasonalPackages = SeasonalPackages()
+    effect_model: str = Field(
+        "churn_effects", description="Registered treatment-effect model (alias champion)."
+    )
+    experiment: Experiment = Experiment()
+    budget: Budget = Budget()
 
     def customer_value(self, monthly_fee: float) -> float:
         return monthly_fee * self.value_months * self.margin

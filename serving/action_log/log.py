@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from serving.action_log import capacity
 from serving.action_log.database import (
@@ -167,6 +167,59 @@ class ActionLog:
                     found[row.customer_id].append(
                         PastAction(row.action_type, row.channel, row.status, created)
                     )
+        return found
+
+    def spent(self, action_type: str, since: datetime, until: datetime) -> float:
+        """What the actions of a type created in [since, until] cost (their `cost` detail):
+        everything decided to go out, whatever became of it; suppressed and expired
+        actions spend nothing."""
+        cost = actions.c.details["cost"].as_float()
+        statement = select(func.coalesce(func.sum(cost), 0.0)).where(
+            actions.c.action_type == action_type,
+            actions.c.created_at >= to_db(since),
+            actions.c.created_at <= to_db(until),
+            actions.c.status.not_in([ActionStatus.SUPPRESSED, ActionStatus.EXPIRED]),
+        )
+        with self.engine.connect() as connection:
+            return float(connection.execute(statement).scalar_one())
+
+    def decisions(self, since: datetime, until: datetime) -> list[ActionRecord]:
+        """Marketing decisions (those with an experiment arm) made in [since, until)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions).where(
+                    actions.c.created_at >= to_db(since),
+                    actions.c.created_at < to_db(until),
+                    actions.c.action_type.in_(["retention_offer", "callback"]),
+                )
+            )
+            found = [record_of(row._mapping) for row in rows]
+        return [record for record in found if "arm" in record.details]
+
+    def delivered(self, since: datetime, until: datetime) -> list[tuple[ActionRecord, datetime]]:
+        """Actions the channel accepted in [since, until), with the moment it did (failed
+        ones, settled by giving up, are not among them)."""
+        reached = [
+            ActionStatus.DELIVERED,
+            ActionStatus.ACCEPTED,
+            ActionStatus.DECLINED,
+            ActionStatus.NO_ANSWER,
+        ]
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(actions, outbox.c.delivered_at.label("sent"))
+                .join(outbox, outbox.c.action_id == actions.c.id)
+                .where(
+                    outbox.c.delivered_at >= to_db(since),
+                    outbox.c.delivered_at < to_db(until),
+                    actions.c.status.in_(reached),
+                )
+            )
+            found = []
+            for row in rows:
+                sent = from_db(row.sent)
+                assert sent is not None  # filtered on
+                found.append((record_of(row._mapping), sent))
         return found
 
     def customer_actions(self, customer_id: str) -> list[ActionRecord]:

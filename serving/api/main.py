@@ -26,10 +26,11 @@ from serving.api.routes import actions, events, operations, risk_lists, scoring
 from serving.auth import load_keys
 from serving.decisions import decision_service
 from serving.delivery import DeliveryWorker, open_sink
+from serving.effects import effect_alias_version, load_effect_champion
 from serving.metrics import ApiMetrics
 from serving.promoter import CallbackPromoter
 from serving.reload import ModelWatcher
-from serving.scoring import Scorer, alias_version, load_champion
+from serving.scoring import Scorer, alias_version, load_champion, version_key
 from serving.settings import DailySettings, ServingSettings
 from serving.state import ServingState, load_serving_state
 from training.settings import TrainingSettings
@@ -81,6 +82,7 @@ def create_app(
     install_error_handlers(app)
     for router in (operations, scoring, actions, events, risk_lists):
         app.include_router(router.router)
+    app.include_router(risk_lists.results_router)
     return app
 
 
@@ -93,7 +95,12 @@ def build_app() -> FastAPI:
     tracking = load_settings(TrainingSettings)
 
     def open_scorer() -> Scorer:
-        return Scorer(load_champion(settings, tracking), open_store(features), settings)
+        return Scorer(
+            load_champion(settings, tracking),
+            open_store(features),
+            settings,
+            effects=load_effect_champion(settings, tracking),
+        )
 
     def load_state() -> ServingState:
         action_log = ActionLog(open_engine(settings.action_db_url))
@@ -109,7 +116,9 @@ def build_app() -> FastAPI:
             return None
         return ModelWatcher(
             state,
-            lambda: alias_version(settings, tracking),
+            lambda: version_key(
+                alias_version(settings, tracking), effect_alias_version(settings, tracking)
+            ),
             open_scorer,
             settings.reload_interval_s,
         ).start()

@@ -45,7 +45,8 @@ def test_an_offer_is_worth_probability_times_value_times_save_rate_minus_its_cos
         "retention_offer",
         120.0,
         ("app_push", "sms", "email"),
-        "half: 25.0% x value 1200 x save rate 50% - cost 30",
+        "half: 25.0% x value 1200 x save rate 50% - cost 30 (constant save rate: no "
+        "treatment-effect model registered)",
         {"offer_id": "half", "cost": 30.0, "save_rate": 0.5},
     )
 

@@ -227,7 +227,9 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
             result["churn_probability"] * value * offer.rate("consumer") - offer.cost
             for offer in policy.offers
         )
-        offers = [a for a in result["actions"] if a["action_type"] == "retention_offer"]
+        # the exploration share gets a random eligible action, worth it or not
+        chosen = [a for a in result["actions"] if a["details"].get("arm") != "exploration"]
+        offers = [a for a in chosen if a["action_type"] == "retention_offer"]
         assert len(offers) <= 1
         if best <= 0:
             assert not offers  # nothing pays for itself: nothing is offered
@@ -237,15 +239,18 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
     assert sum(len(log.customer_actions(c)) for c in ids) == before  # scoring records nothing
     for result in results:
         values = [a["expected_value"] for a in result["actions"]]
-        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+        explored = [a["details"].get("arm") == "exploration" for a in result["actions"]]
+        assert values == sorted(values, reverse=True)
+        assert all(v > 0 for v, e in zip(values, explored, strict=True) if not e)
         for action in result["actions"]:
             verdict = action["verdict"]
             assert verdict["allowed"] == (verdict["channel"] is not None)
             for suppression in verdict["suppressions"]:
                 assert suppression["code"] in {
-                    "no_consent", "frequency_cap", "no_channel", "offer_cooldown", "duplicate_today"
+                    "no_consent", "frequency_cap", "no_channel", "offer_cooldown",
+                    "duplicate_today", "control_group", "budget",
                 }  # fmt: skip
-    low = [r for r in results if r["risk_band"] == "low"]
+    low = [r for r in results if r["risk_band"] == "low"]  # exploration is for medium and high
     assert all(not r["actions"] or r["actions"][0]["expected_value"] > 0 for r in low)
 
 

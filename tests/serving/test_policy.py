@@ -23,9 +23,10 @@ def test_the_offer_with_the_largest_positive_expected_value_wins() -> None:
     proposal = best_offer(_score(0.2), _contact(), POLICY)
     assert proposal is not None and proposal.details["offer_id"] == "loyalty_discount"
     assert proposal.expected_value == pytest.approx(30.0)
-    # on a two-year contract only the data boost is eligible
+    # on a two-year contract the loyalty discount is not eligible: the upgrade bonus wins
     two_year = best_offer(_score(0.2), _contact(contract_type="two_year"), POLICY)
-    assert two_year is not None and two_year.details["offer_id"] == "data_boost"
+    assert two_year is not None and two_year.details["offer_id"] == "contract_upgrade_bonus"
+    assert two_year.expected_value == pytest.approx(24.0)
     # at 1% risk nothing pays for itself
     assert best_offer(_score(0.01), _contact(), POLICY) is None
 

@@ -17,7 +17,7 @@ from mlflow.pyfunc import PythonModel
 from features.store import open_store
 from serving.api.main import create_app
 from serving.reload import ModelWatcher
-from serving.scoring import Scorer, alias_version, load_champion
+from serving.scoring import Scorer, alias_version, load_champion, version_key
 from serving.state import ServingState
 from tests.serving.conftest import KEYS, Served, running, serving_state
 from tests.serving.test_api import _known_ids
@@ -59,7 +59,10 @@ def test_the_api_follows_the_champion_alias(
 
     def watch(state: ServingState) -> ModelWatcher:
         return ModelWatcher(
-            state, lambda: alias_version(settings, tracking), open_scorer, 0.2
+            state,
+            lambda: version_key(alias_version(settings, tracking), None),  # no effect model
+            open_scorer,
+            0.2,
         ).start()
 
     app = create_app(settings, lambda: serving_state(served, settings, open_scorer), watch)

@@ -19,10 +19,8 @@ def demo_model(demo_training_set: pd.DataFrame) -> TrainedChurn:
 
 def test_beats_the_logistic_baseline_on_the_held_out_months(demo_model: TrainedChurn) -> None:
     assert demo_model.test_metrics["roc_auc"] > demo_model.baseline_test_metrics["roc_auc"]
-    assert (
-        demo_model.test_metrics["lift_top_10pct"]
-        > demo_model.baseline_test_metrics["lift_top_10pct"]
-    )
+    # ranking at the top, threshold-free (a single decile's lift moves with a few churners)
+    assert demo_model.test_metrics["pr_auc"] > demo_model.baseline_test_metrics["pr_auc"]
     assert demo_model.test_metrics["roc_auc"] > 0.75
 
 

@@ -1,0 +1,232 @@
+"""Decisions by incremental value, the control group, exploration and the budget."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.decisions import DecisionService
+from serving.domain import EffectEstimates
+from serving.experiment import arm_of, assign, period_of, unit_hash
+from serving.forecasts import CapacityForecast
+from serving.policy import best_retention, propose, retention_options
+from serving.settings import ActionPolicy, Budget, Experiment, ServingSettings
+from tests.serving.builders import NOON, score
+
+POLICY = ActionPolicy()
+VALUE = POLICY.customer_value(100.0)  # 1,800
+
+
+def estimates(**reduction: float) -> EffectEstimates:
+    return EffectEstimates("churn_effects v7", 60, dict(reduction))
+
+
+def with_effects(p: float = 0.05, band: str | None = None, **reduction: float) -> Any:
+    return replace(score(p, band=band), effects=estimates(**reduction))
+
+
+def test_the_action_of_largest_incremental_value_is_chosen() -> None:
+    item = with_effects(
+        data_boost=0.01, loyalty_discount=0.04, contract_upgrade_bonus=0.05, callback=0.02
+    )
+    best = best_retention(item, item.contact, POLICY, NOON)
+    assert best is not None
+    # 0.04 x 1,800 - 30 = 42 beats 0.05 x 1,800 - 60 = 30 and 0.01 x 1,800 - 5 = 13
+    assert best.details["offer_id"] == "loyalty_discount"
+    assert best.expected_value == pytest.approx(42.0)
+    assert "estimated to cut the chance of leaving within 60 days by 4.0 points" in best.reason
+    assert "churn_effects v7" in best.reason
+
+
+def test_no_marketing_action_when_none_is_worth_it_and_sleeping_dogs_are_left_alone() -> None:
+    dog = with_effects(
+        p=0.3, data_boost=-0.02, loyalty_discount=-0.01, contract_upgrade_bonus=0.01, callback=-0.03
+    )
+    assert best_retention(dog, dog.contact, POLICY, NOON) is None
+    assert propose(dog, dog.contact, POLICY, NOON) == []  # high risk, yet nothing is sent
+    options = retention_options(dog, dog.contact, POLICY, NOON)
+    pushed = next(o for o in options if o.details["offer_id"] == "data_boost")
+    assert (
+        "raise the chance of leaving" in pushed.reason
+        and "push this customer away" in pushed.reason
+    )
+
+
+def test_eligibility_rules_still_hold_with_effects() -> None:
+    item = replace(
+        score(0.2, contract_type="two_year"),
+        effects=estimates(loyalty_discount=0.5, data_boost=0.0, callback=0.5),
+    )
+    offered = {
+        o.details.get("offer_id") or o.action_type
+        for o in retention_options(item, item.contact, POLICY, NOON)
+    }
+    assert "loyalty_discount" not in offered  # month-to-month and one-year only
+    assert "callback" in offered  # worth 1,800 >= 1,500: valuable
+
+
+def test_without_an_effect_model_the_constant_save_rate_is_the_fallback_and_says_so() -> None:
+    item = score(0.3)
+    found = propose(item, item.contact, POLICY, NOON)
+    offer = next(p for p in found if p.action_type == "retention_offer")
+    assert "save rate" in offer.reason and "no treatment-effect model registered" in offer.reason
+
+
+def test_arms_are_a_stable_hash_with_the_configured_shares() -> None:
+    experiment = Experiment(control_share=0.05, exploration_share=0.05, period_months=3)
+    ids = [f"C{i:08d}" for i in range(40_000)]
+    arms = [arm_of(c, NOON, experiment) for c in ids]
+    assert abs(arms.count("control") / len(ids) - 0.05) < 0.005
+    assert abs(arms.count("exploration") / len(ids) - 0.05) < 0.005
+    # the same arm all period long, a new draw the next period
+    later = NOON + timedelta(days=25)
+    assert period_of(NOON, 3) == period_of(later, 3) == "2026-10"
+    assert all(
+        arm_of(c, later, experiment) == a for c, a in zip(ids[:2000], arms[:2000], strict=True)
+    )
+    next_period = [arm_of(c, datetime(2027, 1, 5, tzinfo=UTC), experiment) for c in ids[:2000]]
+    assert next_period != arms[:2000]
+    assert 0 <= unit_hash("a", "b") < 1 and unit_hash("a", "b") == unit_hash("a", "b")
+
+
+def customer_in(arm: str, experiment: Experiment) -> str:
+    return next(f"C{i:08d}" for i in range(10_000) if arm_of(f"C{i:08d}", NOON, experiment) == arm)
+
+
+def test_control_gets_no_marketing_and_every_proposal_carries_its_probability() -> None:
+    experiment = Experiment(control_share=0.1, exploration_share=0.1)
+    reduction = {
+        "data_boost": 0.01,
+        "loyalty_discount": 0.04,
+        "contract_upgrade_bonus": 0.0,
+        "callback": 0.0,
+    }
+    for arm in ("policy", "control", "exploration"):
+        item = replace(with_effects(p=0.2, **reduction), customer_id=customer_in(arm, experiment))
+        found = propose(item, item.contact, POLICY, NOON)
+        options = retention_options(item, item.contact, POLICY, NOON)
+        assigned = assign(item, found, options, experiment, NOON)
+        marketing = [p for p in assigned if p.action_type in ("retention_offer", "callback")]
+        assert len(marketing) == 1 and marketing[0].details["arm"] == arm
+        k = len(options)  # 4: three offers and a call
+        probability = marketing[0].details["assignment_probability"]
+        if arm == "control":
+            assert probability == pytest.approx(0.1)
+        elif arm == "policy":
+            assert probability == pytest.approx(0.8 + 0.1 / k)
+        else:
+            chosen = marketing[0].details.get("offer_id") == "loyalty_discount"
+            assert probability == pytest.approx(0.1 / k + 0.8 * chosen)
+
+
+def test_exploration_draws_uniformly_among_the_eligible_actions() -> None:
+    experiment = Experiment(control_share=0.0, exploration_share=0.5)
+    counts: dict[str, int] = {}
+    for i in range(4_000):
+        item = replace(
+            with_effects(
+                p=0.2,
+                data_boost=0.0,
+                loyalty_discount=0.05,
+                contract_upgrade_bonus=0.0,
+                callback=0.0,
+            ),
+            customer_id=f"C{i:08d}",
+        )
+        options = retention_options(item, item.contact, POLICY, NOON)
+        assigned = assign(
+            item, propose(item, item.contact, POLICY, NOON), options, experiment, NOON
+        )
+        for p in assigned:
+            if p.details.get("arm") == "exploration":
+                name = p.details.get("offer_id") or p.action_type
+                counts[name] = counts.get(name, 0) + 1
+    assert set(counts) == {"data_boost", "loyalty_discount", "contract_upgrade_bonus", "callback"}
+    assert max(counts.values()) / min(counts.values()) < 1.25
+
+
+def service(
+    tmp_path: Path, budget: Budget, experiment: Experiment | None = None
+) -> DecisionService:
+    actions = POLICY.model_copy(
+        update={
+            "budget": budget,
+            "experiment": experiment or Experiment(control_share=0, exploration_share=0),
+        }
+    )
+    settings = ServingSettings.model_validate({"actions": actions.model_dump()})
+    settings.actions.packages.candidates_file = tmp_path / "none.parquet"
+    return DecisionService(None, settings, None, CapacityForecast(tmp_path / "none.parquet", 40))
+
+
+def test_the_budget_goes_to_the_best_value_per_cost_first(tmp_path: Path) -> None:
+    decisions = service(tmp_path, Budget(retention_offer=60.0))
+    items = [
+        replace(
+            with_effects(
+                p=0.2,
+                loyalty_discount=0.03,
+                data_boost=0.0,
+                contract_upgrade_bonus=0.0,
+                callback=0.0,
+            ),
+            customer_id="C1",
+        ),  # 24 for 30
+        replace(
+            with_effects(
+                p=0.2,
+                loyalty_discount=0.0,
+                data_boost=0.01,
+                contract_upgrade_bonus=0.0,
+                callback=0.0,
+            ),
+            customer_id="C2",
+        ),  # 13 for 5
+        replace(
+            with_effects(
+                p=0.2,
+                loyalty_discount=0.05,
+                data_boost=0.0,
+                contract_upgrade_bonus=0.0,
+                callback=0.0,
+            ),
+            customer_id="C3",
+        ),  # 60 for 30
+    ]
+    plans = decisions.plan(items, NOON)
+    allowed = {c: [v.allowed for _, v in plan] for c, plan in plans.items()}
+    assert allowed == {"C1": [False], "C2": [True], "C3": [True]}  # 5 + 30 spent; 30 more > 60
+    _, verdict = plans["C1"][0]
+    assert verdict.suppressions[0].code == "budget"
+    assert "budget of 60 per 30 days is spent" in verdict.suppressions[0].message
+
+
+def test_control_group_decisions_are_suppressed_as_such(tmp_path: Path) -> None:
+    experiment = Experiment(control_share=0.5, exploration_share=0.0)
+    decisions = service(tmp_path, Budget(), experiment)
+    ids = [f"C{i:08d}" for i in range(200)]
+    items = [
+        replace(
+            with_effects(
+                p=0.2,
+                loyalty_discount=0.05,
+                data_boost=0.0,
+                contract_upgrade_bonus=0.0,
+                callback=0.0,
+            ),
+            customer_id=c,
+        )
+        for c in ids
+    ]
+    plans = decisions.plan(items, NOON)
+    for customer, plan in plans.items():
+        ((proposal, verdict),) = plan
+        if arm_of(customer, NOON, experiment) == "control":
+            assert not verdict.allowed and verdict.suppressions[0].code == "control_group"
+            assert proposal.details["assignment_probability"] == pytest.approx(0.5)
+        else:
+            assert verdict.allowed
