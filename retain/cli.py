@@ -21,6 +21,7 @@ from features.settings import FeatureSettings
 from features.table_checks import FeatureTableError
 from retain.base.settings import load_settings
 from serving import cli as serving_cli
+from serving import loop as loop_cli
 from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
@@ -38,6 +39,10 @@ app.command("forecast")(training_cli.forecast_command)
 app.command("serve")(serving_cli.serve_command)
 app.command("campaign")(serving_cli.campaign_command)
 app.command("daily")(serving_cli.daily_command)
+app.command("deliver")(loop_cli.deliver_command)
+app.command("attribute")(loop_cli.attribute_command)
+app.command("results")(loop_cli.results_command)
+data_cli.app.command("advance")(loop_cli.advance_command)
 
 
 @app.command()
@@ -45,8 +50,9 @@ def run() -> None:
     """The main job end to end on the configured defaults.
 
     Generate and validate the lifecycle data, build the feature tables, apply the Feast
-    repository, materialize the latest values into the online store, train the churn and
-    demand models (registered as challengers) and promote each if it beats its champion,
+    repository, materialize the latest values into the online store, train the churn,
+    treatment-effect and demand models (registered as challengers) and promote each if it
+    beats its champion,
     then forecast the next 8 weeks of demand with the champion, and publish today's risk
     list (risk_lists/<date>/).
     """
@@ -62,6 +68,11 @@ def run() -> None:
     features_cli.run_materialize(features)
     training_cli.train_churn_command(dataset=None, training_set_path=None)
     training_cli.promote_churn_command()
+    try:
+        training_cli.train_effects_command()
+        training_cli.promote_effects_command()
+    except typer.Exit:  # too little randomized history: decisions use the constant save rates
+        typer.echo("(decisions use the constant save rates until effects can be learnt)")
     training_cli.train_demand_command()
     training_cli.promote_demand_command()
     horizon = load_settings(DemandSettings).horizon_weeks

@@ -38,3 +38,17 @@ def publish_folder(folder: Path, write: Callable[[Path], None]) -> Path:
     if ours and previous != version.name:  # never delete a folder someone else linked
         shutil.rmtree(folder.parent / str(previous), ignore_errors=True)
     return folder
+
+
+def publish_file(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(temporary)` beside `path`, then rename it into place (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}-{uuid.uuid4().hex[:12]}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -89,6 +90,31 @@ outcomes = Table(
     Column("action_id", String(36), ForeignKey("actions.id"), nullable=False, index=True),
     Column("outcome", String(16), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+decision_outcomes = Table(
+    "decision_outcomes",
+    metadata,
+    Column("action_id", String(36), ForeignKey("actions.id"), primary_key=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("arm", String(16), nullable=False),
+    Column("action_type", String(32), nullable=False),
+    Column("offer_id", String(64)),
+    Column("segment", String(32)),
+    Column("region", String(64)),
+    Column("contract_type", String(32)),
+    Column("assignment_probability", Float),
+    Column("estimated_effect", Float),
+    Column("churn_probability", Float),
+    Column("customer_value", Float),
+    Column("cost", Float),
+    Column("churn_model", String(80)),
+    Column("effect_model", String(80)),
+    Column("churned_30d", Boolean),  # null until 30 days have passed
+    Column("churned_60d", Boolean),
+    Column("accepted", Boolean),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure

@@ -1,4 +1,5 @@
-"""The daily risk list `retain daily` publishes, for marketing."""
+"""The daily risk list `retain daily` publishes, and the campaign results `retain results`
+publishes beside it, for marketing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.background import BackgroundTask
 
 from serving.api.deps import MarketingCaller, RiskListsDep
 from serving.api.errors import ApiError
+from serving.results import RESULTS_FILE
 
 router = APIRouter(prefix="/risk-list", tags=["marketing"])
 Day = Annotated[date | None, Query(alias="date", description="The list's day (default: latest).")]
@@ -52,5 +54,26 @@ def risk_list(
         headers={"Content-Disposition": f'attachment; filename="risk_list_{wanted}.csv"'}
         if csv
         else {},
+        background=BackgroundTask(handle.close),
+    )
+
+
+results_router = APIRouter(prefix="/campaign-results", tags=["marketing"])
+
+
+@results_router.get("", response_class=HTMLResponse)
+def campaign_results(_: MarketingCaller, folder: RiskListsDep) -> Response:
+    """Treated against control by action, segment and month (`retain results`'s page)."""
+    page = folder / RESULTS_FILE
+    if not page.exists():
+        raise ApiError(
+            404,
+            "no_campaign_results",
+            "no campaign results yet: run `retain attribute` and `retain results`",
+        )
+    handle = open(os.path.realpath(page), "rb")  # noqa: SIM115  # closed after streaming
+    return StreamingResponse(
+        iter(lambda: handle.read(1 << 16), b""),
+        media_type="text/html; charset=utf-8",
         background=BackgroundTask(handle.close),
     )

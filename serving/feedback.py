@@ -1,0 +1,64 @@
+"""What the engine did, for the world to answer and for attribution.
+
+`world_actions` turns the action log of a period into the simulator's input (`retain data
+advance`): every action delivered to a customer (an offer by its id, a callback, a
+service message) with the logged assignment probability, and every control-group
+decision as an assignment to no contact.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from serving.action_log.log import ActionLog
+from serving.domain import ActionRecord, ActionStatus
+
+WORLD_COLUMNS = ["customer_id", "action", "sent_at", "assignment_probability", "action_id"]
+
+
+def action_name(record: ActionRecord) -> str:
+    """The catalogue's name of an action: the offer id of a retention offer, else its type."""
+    if record.action_type == "retention_offer":
+        return str(record.details.get("offer_id") or "retention_offer")
+    return record.action_type
+
+
+def is_control(record: ActionRecord) -> bool:
+    return record.status == ActionStatus.SUPPRESSED and any(
+        s.get("code") == "control_group" for s in record.suppressions
+    )
+
+
+def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFrame:
+    """Delivered actions and control-group decisions of [since, until), one row per
+    customer and action (the first, if the log holds repeats)."""
+    rows = [
+        {
+            "customer_id": record.customer_id,
+            "action": action_name(record),
+            "sent_at": sent,
+            "assignment_probability": float(record.details.get("assignment_probability") or 1.0),
+            "action_id": record.id,
+        }
+        for record, sent in log.delivered(since, until)
+    ]
+    rows += [
+        {
+            "customer_id": record.customer_id,
+            "action": "none",
+            "sent_at": record.created_at,
+            "assignment_probability": float(record.details["assignment_probability"]),
+            "action_id": record.id,
+        }
+        for record in log.decisions(since, until)
+        if is_control(record) and "assignment_probability" in record.details
+    ]
+    frame = pd.DataFrame(rows, columns=WORLD_COLUMNS)
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
+    return (
+        frame.sort_values("sent_at", kind="stable")
+        .drop_duplicates(["customer_id", "action"])
+        .reset_index(drop=True)
+    )

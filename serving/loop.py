@@ -1,0 +1,200 @@
+"""The closed loop's commands: deliver, let the world answer, attribute, read the results.
+
+One month of the loop by hand (README): `retain features build && retain features
+materialize`, `retain daily --date D --act` (score and decide, recorded), `retain deliver
+--now D` (the outbox to the channel), `retain data advance` (the simulated world lives the
+month, answering what was delivered), `retain attribute` (30/60-day outcomes of every
+decision), `retain train effects && retain promote effects` (learn from them), and
+`retain results` (treated against control, for marketing).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+import typer
+
+from features.lifecycle.cli import parse_instant
+from features.lifecycle.settings import ChurnDrivers, DataSettings
+from features.lifecycle.simulator.advance import AdvanceError, World, advance_month
+from features.lifecycle.validate import resolve_as_of
+from features.settings import FeatureSettings
+from retain.base.publish import publish_file
+from retain.base.settings import load_settings
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.action_log.outbox import Outbox
+from serving.attribution import attribute, export_training_rows, outcomes_frame
+from serving.delivery import drain_once, open_sink
+from serving.feedback import world_actions
+from serving.results import RESULTS_FILE, campaign_results, render_results, results_table_text
+from serving.settings import DailySettings, ServingSettings
+from training.effects.settings import EffectSettings
+
+TRUTH_EFFECTS = Path("truth") / "treatment_effects.parquet"
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _log(serving: ServingSettings, create: bool = True) -> ActionLog | None:
+    url = serving.action_db_url
+    if not create and url.startswith("sqlite:///") and not Path(url[10:]).exists():
+        return None
+    return ActionLog(open_engine(url))
+
+
+def _instant(text: str | None) -> datetime:
+    return parse_instant(text).to_pydatetime() if text else datetime.now(UTC)
+
+
+def deliver_command(
+    now: Annotated[
+        str | None, typer.Option(help="Deliver what is due at this instant (default: now).")
+    ] = None,
+) -> None:
+    """Drain the outbox once to the configured channel (what `retain serve` does in the
+    background), retrying per the delivery settings; for batch runs and the loop."""
+    serving = load_settings(ServingSettings)
+    log = _log(serving)
+    assert log is not None
+    outbox, sink, at = Outbox(log.engine), open_sink(serving.delivery), _instant(now)
+    total = {"delivered": 0, "retried": 0, "failed": 0}
+    while True:
+        drained = drain_once(outbox, sink, serving.delivery, at)
+        for key in total:
+            total[key] += getattr(drained, key)
+        if drained.delivered + drained.retried + drained.failed < serving.delivery.batch:
+            break
+    typer.echo(
+        f"delivered {total['delivered']:,} message(s) due at {at.isoformat()} "
+        f"({total['retried']:,} to retry, {total['failed']:,} given up)"
+    )
+
+
+def advance_command(
+    months: Annotated[int, typer.Option(min=1, max=24, help="Months to simulate.")] = 1,
+    month: Annotated[
+        str | None,
+        typer.Option(help="The month expected next, YYYY-MM: refused if the world is elsewhere."),
+    ] = None,
+    actions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Actions to apply, a parquet or CSV file (customer_id, action, sent_at, "
+            "assignment_probability); default: those the action log delivered."
+        ),
+    ] = None,
+    world: Annotated[Path | None, typer.Option(help="The world's folder.")] = None,
+) -> None:
+    """Simulate the next month(s) of the world, answering the engine's delivered actions."""
+    data = load_settings(DataSettings)
+    serving = load_settings(ServingSettings)
+    directory = world or data.out_dir
+    given = None
+    if actions is not None:
+        given = pd.read_csv(actions) if actions.suffix == ".csv" else pd.read_parquet(actions)
+    try:
+        for step in range(months):
+            opened = World.open(directory, seed=data.seed)
+            start = pd.Timestamp(opened.grid.as_of, unit="s", tz="UTC")
+            end = start + pd.offsets.MonthBegin(1)
+            if given is not None:
+                sent = pd.to_datetime(given["sent_at"], utc=True)
+                chosen = given[(sent >= start) & (sent < end)]
+            else:
+                log = _log(serving, create=False)
+                chosen = (
+                    world_actions(log, start.to_pydatetime(), end.to_pydatetime())
+                    if log is not None
+                    else pd.DataFrame(
+                        columns=["customer_id", "action", "sent_at", "assignment_probability"]
+                    )
+                )
+            drivers = ChurnDrivers.model_validate(opened.manifest.get("drivers") or {})
+            summary = advance_month(opened, chosen, drivers, month if step == 0 else None)
+            applied = ", ".join(f"{n} {a}" for a, n in sorted(summary.applied.items())) or "none"
+            typer.echo(
+                f"{directory}: simulated {summary.month} ({applied}); "
+                f"{summary.churned:,} customers left"
+            )
+    except AdvanceError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+def attribute_command(
+    as_of: Annotated[
+        str | None, typer.Option(help="Outcomes known at this instant (default: the data's).")
+    ] = None,
+) -> None:
+    """Record the 30- and 60-day outcomes of every marketing decision (treated, explored
+    and control), and export the matured ones for the treatment-effect model."""
+    serving = load_settings(ServingSettings)
+    features = load_settings(FeatureSettings)
+    effects = load_settings(EffectSettings)
+    log = _log(serving)
+    assert log is not None
+    cutoff = parse_instant(as_of) if as_of else resolve_as_of(features.lifecycle_dir, None)
+    outcomes = attribute(log, features.lifecycle_dir, cutoff, EARLIEST, datetime.now(UTC))
+    exported = export_training_rows(outcomes, effects.outcomes_file, effects.horizon_days)
+    matured = int(outcomes["churned_60d"].notna().sum())
+    typer.echo(
+        f"{len(outcomes):,} decisions attributed as of {cutoff.isoformat()} ({matured:,} with "
+        f"their 60-day outcome; {exported:,} exported to {effects.outcomes_file})"
+    )
+
+
+def with_truth(outcomes: pd.DataFrame, lifecycle_dir: Path) -> pd.DataFrame:
+    """On a simulated world, each treated decision's true effect (reduction of the 60-day
+    churn probability) and whether it pushed the customer away."""
+    path = lifecycle_dir / TRUTH_EFFECTS
+    if not path.exists() or outcomes.empty:
+        return outcomes
+    truth = pd.read_parquet(path)
+    truth = truth[truth["campaign_id"].astype(str).str.startswith("ENG-")]
+    reduction = -truth["true_effect"].to_numpy()
+    keyed = pd.DataFrame(
+        {
+            "customer_id": truth["customer_id"].to_numpy(),
+            "key": truth["campaign_id"].str.removeprefix("ENG-").to_numpy(),
+            "true_effect": reduction,
+            "true_pushed_away": reduction < 0,
+            "true_kept": reduction,
+        }
+    ).drop_duplicates(["customer_id", "key"])
+    action = outcomes["offer_id"].fillna(outcomes["action_type"])
+    merged = outcomes.assign(key=outcomes["month"] + "-" + action.astype(str)).merge(
+        keyed, on=["customer_id", "key"], how="left"
+    )
+    return merged.drop(columns="key")
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def results_command(
+    horizon: Annotated[str, typer.Option(help="30d or 60d.")] = "60d",
+) -> None:
+    """Campaign results: treated against control by action, segment and month, with
+    confidence intervals; printed, and published beside the risk lists as a page."""
+    if horizon not in ("30d", "60d"):
+        typer.echo(f"error: --horizon {horizon!r}: expected 30d or 60d", err=True)
+        raise typer.Exit(2)
+    window: Literal["30d", "60d"] = "30d" if horizon == "30d" else "60d"
+    serving = load_settings(ServingSettings)
+    features = load_settings(FeatureSettings)
+    daily = load_settings(DailySettings)
+    log = _log(serving, create=False)
+    if log is None:
+        typer.echo("error: no action log yet: nothing was decided", err=True)
+        raise typer.Exit(1)
+    outcomes = with_truth(outcomes_frame(log), features.lifecycle_dir)
+    results = campaign_results(outcomes, window)
+    typer.echo(results_table_text(results))
+    page = daily.output_dir / RESULTS_FILE
+    html = render_results(results, f"Campaign results ({window} churn)")
+    publish_file(page, lambda target: _write_text(target, html))
+    typer.echo(f"page: {page}")
