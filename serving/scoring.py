@@ -200,4 +200,7 @@ class Scorer:
 
 
 def version_key(churn_version: str, effect_version: str | None) -> str:
-    return f"{churn_version}+{effect_version or '-'}"
+    """The versions served, as the model watcher compares and reports them."""
+    return (
+        churn_version if effect_version is None else f"{churn_version} (effects {effect_version})"
+    )

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -167,13 +168,14 @@ class Decision:
     reason: str
 
 
-def promote(settings: TrainingSettings) -> Decision:
-    """Make the challenger champion if it beats the champion on the challenger's held-out months."""
-    client = connect(settings)
-    name = settings.registered_model
+def contenders(
+    client: MlflowClient, name: str, train_command: str
+) -> tuple[Any, Any, pd.DataFrame]:
+    """The challenger and champion versions of `name` (None without a champion) and the
+    challenger's held-out rows, on which both are judged."""
     aliases = client.get_registered_model(name).aliases  # {alias: version}
     if CHALLENGER not in aliases:
-        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train churn` first")
+        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `{train_command}` first")
     challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
     champion = (
         client.get_model_version(name, str(aliases[CHAMPION])) if CHAMPION in aliases else None
@@ -181,6 +183,14 @@ def promote(settings: TrainingSettings) -> Decision:
     test = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
     )
+    return challenger, champion, test
+
+
+def promote(settings: TrainingSettings) -> Decision:
+    """Make the challenger champion if it beats the champion on the challenger's held-out months."""
+    client = connect(settings)
+    name = settings.registered_model
+    challenger, champion, test = contenders(client, name, "retain train churn")
     label = next(c for c in test.columns if c.startswith("churned_within_"))
     labels = test[label].to_numpy().astype(int)
 

@@ -29,6 +29,14 @@ def with_effects(p: float = 0.05, band: str | None = None, **reduction: float) -
     return replace(score(p, band=band), effects=estimates(**reduction))
 
 
+def customer(customer_id: str, **reduction: float) -> Any:
+    """A customer at 20 % risk whose estimates are zero but for `reduction`."""
+    full = dict.fromkeys(
+        ("data_boost", "loyalty_discount", "contract_upgrade_bonus", "callback"), 0.0
+    )
+    return replace(with_effects(p=0.2, **{**full, **reduction}), customer_id=customer_id)
+
+
 def test_the_action_of_largest_incremental_value_is_chosen() -> None:
     item = with_effects(
         data_boost=0.01, loyalty_discount=0.04, contract_upgrade_bonus=0.05, callback=0.02
@@ -127,16 +135,7 @@ def test_exploration_draws_uniformly_among_the_eligible_actions() -> None:
     experiment = Experiment(control_share=0.0, exploration_share=0.5)
     counts: dict[str, int] = {}
     for i in range(4_000):
-        item = replace(
-            with_effects(
-                p=0.2,
-                data_boost=0.0,
-                loyalty_discount=0.05,
-                contract_upgrade_bonus=0.0,
-                callback=0.0,
-            ),
-            customer_id=f"C{i:08d}",
-        )
+        item = customer(f"C{i:08d}", loyalty_discount=0.05)
         options = retention_options(item, item.contact, POLICY, NOON)
         assigned = assign(
             item, propose(item, item.contact, POLICY, NOON), options, experiment, NOON
@@ -166,36 +165,9 @@ def service(
 def test_the_budget_goes_to_the_best_value_per_cost_first(tmp_path: Path) -> None:
     decisions = service(tmp_path, Budget(retention_offer=60.0))
     items = [
-        replace(
-            with_effects(
-                p=0.2,
-                loyalty_discount=0.03,
-                data_boost=0.0,
-                contract_upgrade_bonus=0.0,
-                callback=0.0,
-            ),
-            customer_id="C1",
-        ),  # 24 for 30
-        replace(
-            with_effects(
-                p=0.2,
-                loyalty_discount=0.0,
-                data_boost=0.01,
-                contract_upgrade_bonus=0.0,
-                callback=0.0,
-            ),
-            customer_id="C2",
-        ),  # 13 for 5
-        replace(
-            with_effects(
-                p=0.2,
-                loyalty_discount=0.05,
-                data_boost=0.0,
-                contract_upgrade_bonus=0.0,
-                callback=0.0,
-            ),
-            customer_id="C3",
-        ),  # 60 for 30
+        customer("C1", loyalty_discount=0.03),  # 24 for 30
+        customer("C2", data_boost=0.01),  # 13 for 5
+        customer("C3", loyalty_discount=0.05),  # 60 for 30
     ]
     plans = decisions.plan(items, NOON)
     allowed = {c: [v.allowed for _, v in plan] for c, plan in plans.items()}
@@ -209,23 +181,11 @@ def test_control_group_decisions_are_suppressed_as_such(tmp_path: Path) -> None:
     experiment = Experiment(control_share=0.5, exploration_share=0.0)
     decisions = service(tmp_path, Budget(), experiment)
     ids = [f"C{i:08d}" for i in range(200)]
-    items = [
-        replace(
-            with_effects(
-                p=0.2,
-                loyalty_discount=0.05,
-                data_boost=0.0,
-                contract_upgrade_bonus=0.0,
-                callback=0.0,
-            ),
-            customer_id=c,
-        )
-        for c in ids
-    ]
+    items = [customer(c, loyalty_discount=0.05) for c in ids]
     plans = decisions.plan(items, NOON)
-    for customer, plan in plans.items():
+    for customer_id, plan in plans.items():
         ((proposal, verdict),) = plan
-        if arm_of(customer, NOON, experiment) == "control":
+        if arm_of(customer_id, NOON, experiment) == "control":
             assert not verdict.allowed and verdict.suppressions[0].code == "control_group"
             assert proposal.details["assignment_probability"] == pytest.approx(0.5)
         else:

@@ -270,20 +270,15 @@ def _fit_offset(
     effect_models: dict[str, Any] = {}
     for a in arms[1:]:
         rows = np.flatnonzero(logged == a)
-        data = lgb.Dataset(
+        effect_models[a] = _train(
             x.iloc[rows],
-            label=y[rows],
-            weight=None if w is None else w[rows],
+            y[rows],
+            None if w is None else w[rows],
+            {**params.effect_params, "objective": "binary"},
+            params.effect_rounds,
+            params.seed,
             init_score=offset[rows],
-            categorical_feature="auto",
         )
-        settings = {
-            "verbosity": -1,
-            "seed": params.seed,
-            **params.effect_params,
-            "objective": "binary",
-        }
-        effect_models[a] = lgb.train(settings, data, num_boost_round=params.effect_rounds)
     return EffectModel(
         actions=arms[1:],
         features=schema,
@@ -350,9 +345,12 @@ def _train(
     lgb_params: Mapping[str, Any],
     rounds: int,
     seed: int,
+    init_score: np.ndarray | None = None,
 ) -> Any:
     full = {"verbosity": -1, "seed": seed, **lgb_params}
-    data = lgb.Dataset(x, label=target, weight=weight, categorical_feature="auto")
+    data = lgb.Dataset(
+        x, label=target, weight=weight, init_score=init_score, categorical_feature="auto"
+    )
     return lgb.train(full, data, num_boost_round=rounds)
 
 

@@ -22,17 +22,14 @@ from training.effects.settings import EffectSettings
 from training.effects.training import Effects, TrainedEffects, policy_values
 from training.experiments import connect
 from training.tracking import (
-    CHALLENGER,
-    CHAMPION,
     Decision,
     LoggedRun,
+    contenders,
     data_digest,
     git_commit,
     record_decision,
     register_challenger,
 )
-
-TEST_SET = "evaluation/test_set.parquet"
 
 
 class EffectPyfunc(PythonModel):
@@ -90,16 +87,7 @@ def promote_effects(settings: EffectSettings, label: str) -> Decision:
     """Make the challenger champion if its policy is worth more on its held-out campaigns."""
     client = connect(settings)
     name = settings.registered_model
-    aliases = client.get_registered_model(name).aliases
-    if CHALLENGER not in aliases:
-        raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train effects` first")
-    challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
-    champion = (
-        client.get_model_version(name, str(aliases[CHAMPION])) if CHAMPION in aliases else None
-    )
-    test = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
-    )
+    challenger, champion, test = contenders(client, name, "retain train effects")
 
     def value(version: str) -> dict[str, float]:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()

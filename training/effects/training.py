@@ -159,6 +159,7 @@ def fit_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> Ef
     columns = [c for c in frame.columns if c not in (*NOT_FEATURES, label)]
     schema = FeatureSchema.infer(frame, columns)
     actions = learnable_actions(frame, label, settings.actions)
+    frame = frame[frame[ACTION].isin([NO_ACTION, *actions])]  # other actions: not learnt
     model = fit_effect_model(
         schema.transform(frame),
         frame[ACTION].to_numpy(dtype=object),
@@ -194,7 +195,9 @@ def policy_values(
     effects: Effects, test: pd.DataFrame, label: str, settings: EffectSettings
 ) -> dict[str, PolicyValue]:
     """Per-customer value of the greedy policy, of doing nothing, and of the logged
-    assignment, on held-out rows (reward: value if the customer stays, minus the cost)."""
+    assignment, on held-out rows (reward: value if the customer stays, minus the cost);
+    rows of an action the model does not know are left out."""
+    test = test[test[ACTION].isin(effects.model.arms)]
     value = customer_value(test, settings)
     costs = {a: float(settings.action_costs.get(a, 0.0)) for a in effects.actions}
     logged = test[ACTION].to_numpy(dtype=object)
@@ -242,9 +245,12 @@ def evaluate_effects(
 
 
 def train_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> TrainedEffects:
-    """Fit on the earlier months, evaluate on the held-out ones."""
+    """Fit on the earlier months, evaluate on the held-out ones (the rows of the arms the
+    model knows: an action too rare to learn is not judged either)."""
     split = effect_split(frame, settings.test_months)
     effects = fit_effects(split.train, label, settings)
+    known = split.test[split.test[ACTION].isin([NO_ACTION, *effects.actions])]
+    split = EffectSplit(split.train, known)
     metrics, reduction = evaluate_effects(effects, split.test, label, settings)
     metrics["rows_train"] = float(len(split.train))
     return TrainedEffects(effects, split, metrics, reduction)

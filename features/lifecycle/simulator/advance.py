@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from features.lifecycle.simulator.state import (
     STATE_DIR,
     block_state_file,
     load_arrays,
+    network_state,
     save_arrays,
 )
 from features.lifecycle.simulator.tables import (
@@ -255,7 +256,7 @@ def advance_month(
             "_region_idx": net_state["site_region"],
         }
     )
-    open_events = pd.DataFrame({c: net_state[f"open_{c}"] for c in EVENT_COLUMNS})
+    open_events = _open_events(net_state)
     m = grid.count - 1
     net_month = simulate_month(
         sites, one_month, int(grid.history_start), net_state["base_load"], net_state["base_drop"],
@@ -316,10 +317,7 @@ def advance_month(
                           pd.concat(ticket_ends, ignore_index=True), net_state, end)  # fmt: skip
     save_arrays(
         staging / STATE_DIR / NETWORK_STATE,
-        {
-            **net_state,
-            **_continued_network(network, net_state, net_month, promotions, end),
-        },
+        _continued_network(network, net_state, promotions, end),
     )
     _write_manifest(world, staging, grid, counts, applied)
     _update_promotions_truth(staging, grid, promotions)
@@ -352,32 +350,17 @@ def _next_promotions(promotions: np.ndarray, rng: np.random.Generator) -> np.nda
 
 
 def _continued_network(
-    network: Network,
-    old: dict[str, np.ndarray],
-    month: object,
-    promotions: np.ndarray,
-    end: int,
+    network: Network, old: dict[str, np.ndarray], promotions: np.ndarray, end: int
 ) -> dict[str, np.ndarray]:
-    running = pd.concat(
-        [
-            pd.DataFrame({c: old[f"open_{c}"] for c in EVENT_COLUMNS}),
-            network.events[["event", "site", "start", "end", "hours", "cause", "severity"]],
-        ],
-        ignore_index=True,
-    )
-    running = running[running["end"] > end]
-    last_event = int(network.events["event"].max()) + 1 if len(network.events) else 0
-    return {
-        "ageing_factor": network.ageing_factor,
-        "ageing_days_left": network.ageing_days_left,
-        "outage_hours": network.outage_hours,
-        "drop_rate": network.drop_rate,
-        "outage_anchor": network.outage_anchor,
-        "promotions": promotions,
-        "next_event": np.array(max(int(old["next_event"]), last_event)),
-        **{f"open_{c}": running[c].to_numpy() for c in ("event", "site", "start", "end", "hours")},
-        **{f"open_{c}": running[c].to_numpy().astype(str) for c in ("cause", "severity")},
-    }
+    """The network state after the month: outages still running at its end (old and new)."""
+    running = pd.concat([_open_events(old), network.events[list(EVENT_COLUMNS)]], ignore_index=True)
+    state = network_state(replace(network, events=running), promotions, end)
+    state["next_event"] = np.array(max(int(old["next_event"]), int(state["next_event"])))
+    return state
+
+
+def _open_events(state: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({c: state[f"open_{c}"] for c in EVENT_COLUMNS})
 
 
 def _write_month(
