@@ -10,7 +10,7 @@ and, exported, the treatment-effect model's retraining.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,9 @@ from retain.base.publish import publish_file
 from serving.action_log.database import decision_outcomes, from_db, in_transaction, to_db
 from serving.action_log.log import ActionLog
 from serving.domain import ActionRecord, ActionStatus
+from serving.experiment import arm_of
 from serving.feedback import action_name, is_control
+from serving.settings import Experiment
 
 WINDOWS = {"churned_30d": 30, "churned_60d": 60}
 # what an action's status says about its acceptance (None: not known yet)
@@ -39,11 +41,15 @@ def outcome_rows(
     rows = []
     for record in decisions:
         decided = pd.Timestamp(record.created_at)
+        # quiet hours may push the sending into the next day, or month: the world and the
+        # campaign rows know the action by when it went out
+        sent = pd.Timestamp(record.send_after or record.created_at)
         left = churned_at.get(record.customer_id)
         row: dict[str, object] = {
             "action_id": record.id,
             "customer_id": record.customer_id,
             "decided_at": record.created_at,
+            "sent_at": sent.to_pydatetime(),
             "arm": record.details.get("arm"),
             "action_type": record.action_type,
             "offer_id": record.details.get("offer_id"),
@@ -65,7 +71,7 @@ def outcome_rows(
             end = decided + pd.Timedelta(days=days)
             gone = left is not None and not pd.isna(left) and decided < left <= end
             row[column] = bool(gone) if end <= as_of else None
-        key = (record.customer_id, f"{decided:%Y-%m}", action_name(record))
+        key = (record.customer_id, f"{sent:%Y-%m}", action_name(record))
         accepted = ACCEPTANCE.get(record.status)
         if accepted is None and record.details.get("arm") != "control":
             accepted = key in accepted_in_world if accepted_in_world else None
@@ -74,13 +80,24 @@ def outcome_rows(
     return rows
 
 
-def compared(record: ActionRecord) -> bool:
+CARRYOVER_DAYS = 60  # an action changes churn for up to two months after it
+
+
+def compared(record: ActionRecord, experiment: Experiment) -> bool:
     """Decisions the results compare: actions that went out (or are going), and control-group
     ones; not those the contact policy or the budget stopped (no one was treated, and they
-    are not in the control group either)."""
-    if record.details.get("arm") == "control":
-        return is_control(record)
-    return record.status not in STOPPED
+    are not in the control group either). And only while the customer's control membership
+    held from two months before (no earlier action still at work on a control customer) to
+    the end of the outcome window (no later one): arms are drawn anew each period, and this
+    depends on the hash alone, never on what happened to the customer."""
+    if record.details.get("arm") == "control" and not is_control(record):
+        return False
+    if record.details.get("arm") != "control" and record.status in STOPPED:
+        return False
+    held_out = record.details.get("arm") == "control"
+    at = record.created_at
+    span = (at - timedelta(days=CARRYOVER_DAYS), at + timedelta(days=max(WINDOWS.values())))
+    return all((arm_of(record.customer_id, t, experiment) == "control") == held_out for t in span)
 
 
 def world_acceptances(campaigns: pd.DataFrame) -> set[tuple[str, str, str]]:
@@ -92,15 +109,32 @@ def world_acceptances(campaigns: pd.DataFrame) -> set[tuple[str, str, str]]:
     return set(zip(taken["customer_id"], sent.dt.strftime("%Y-%m"), taken["offer_id"], strict=True))
 
 
+class AttributionError(ValueError):
+    """Outcomes cannot be attributed as asked; nothing was recorded."""
+
+
+def check_horizon(horizon_days: int) -> None:
+    if f"churned_{horizon_days}d" not in WINDOWS:
+        known = " and ".join(str(d) for d in WINDOWS.values())
+        raise AttributionError(
+            f"outcomes are attributed over {known} days; the effect model's horizon is "
+            f"{horizon_days} days (configs/effects.yaml horizon_days)"
+        )
+
+
 def attribute(
     log: ActionLog,
     lifecycle_dir: Path,
     as_of: pd.Timestamp,
     since: datetime,
     now: datetime,
+    experiment: Experiment,
 ) -> pd.DataFrame:
     """Record the outcomes of the decisions made from `since` up to `as_of`; returns them."""
-    churn = pd.read_parquet(lifecycle_dir / "churn_events.parquet")
+    churn_file = lifecycle_dir / "churn_events.parquet"
+    if not churn_file.exists():
+        raise AttributionError(f"{churn_file} not found: no churn events to attribute from")
+    churn = pd.read_parquet(churn_file)
     churned_at = pd.Series(
         pd.to_datetime(churn["churned_at"], utc=True).to_numpy(), index=churn["customer_id"]
     )
@@ -108,11 +142,14 @@ def attribute(
     accepted = (
         world_acceptances(pd.read_parquet(campaigns_file)) if campaigns_file.exists() else set()
     )
-    decisions = [d for d in log.decisions(since, as_of.to_pydatetime()) if compared(d)]
-    rows = outcome_rows(decisions, churned_at, as_of, accepted, now)
+    decisions = log.decisions(since, as_of.to_pydatetime())
+    chosen = [d for d in decisions if compared(d, experiment)]
+    rows = outcome_rows(chosen, churned_at, as_of, accepted, now)
 
     def write(connection: object) -> None:
-        ids = [r["action_id"] for r in rows]
+        # every decision of the window is replaced: one no longer compared (a callback that
+        # expired waiting for capacity) must not keep an outcome row from an earlier run
+        ids = [d.id for d in decisions]
         for start in range(0, len(ids), 500):
             connection.execute(  # type: ignore[attr-defined]
                 delete(decision_outcomes).where(
@@ -124,6 +161,7 @@ def attribute(
                 {
                     **r,
                     "decided_at": to_db(r["decided_at"]),  # type: ignore[arg-type]
+                    "sent_at": to_db(r["sent_at"]),  # type: ignore[arg-type]
                     "updated_at": to_db(now),
                 }
                 for r in rows
@@ -141,9 +179,9 @@ def outcomes_frame(log: ActionLog) -> pd.DataFrame:
             connection.execute(select(decision_outcomes)).mappings().all(),
             columns=[c.name for c in decision_outcomes.columns],
         )
-    for column in ("decided_at", "updated_at"):
+    for column in ("decided_at", "sent_at", "updated_at"):
         frame[column] = pd.to_datetime(frame[column].map(from_db), utc=True)
-    frame["month"] = frame["decided_at"].dt.strftime("%Y-%m")
+    frame["month"] = frame["sent_at"].dt.strftime("%Y-%m")
     return frame
 
 
@@ -156,7 +194,7 @@ def export_training_rows(outcomes: pd.DataFrame, path: Path, horizon_days: int =
     rows = pd.DataFrame(
         {
             "customer_id": matured["customer_id"],
-            "event_timestamp": matured["decided_at"],
+            "event_timestamp": matured["sent_at"],
             "action": [
                 "none" if arm == "control" else (offer or kind)
                 for arm, offer, kind in zip(

@@ -22,9 +22,12 @@ from serving.domain import (
 from serving.settings import ContactPolicy
 
 # What reached the customer or is on its way: these count against caps, the cooldown and the
-# one-a-day rule. Not suppressed, expired or failed actions, which never reached anyone.
+# one-a-day rule. Not suppressed, expired or failed actions, which never reached anyone. A
+# control-group decision counts as if sent: the control group must meet the same rules as
+# the treated (a cooldown after its first decision, not a new one every day).
 SENT: frozenset[str] = frozenset(
     {
+        ActionStatus.CONTROL,
         ActionStatus.QUEUED,
         ActionStatus.DEFERRED,
         ActionStatus.WAITING_CAPACITY,

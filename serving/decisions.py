@@ -133,6 +133,7 @@ class DecisionService:
                 # held out, but only where it could have gone: the control group must be
                 # chosen like the treated, or the comparison is biased
                 planned.append((proposal, CONTROL_VERDICT))
+                seen.append(PastAction(proposal.action_type, verdict.channel, "control", now))
                 continue
             planned.append((proposal, verdict))
             if verdict.allowed:
@@ -271,6 +272,8 @@ class DecisionService:
         status = ActionStatus.SUPPRESSED
         if verdict.allowed:
             status = ActionStatus.DEFERRED if verdict.send_after else ActionStatus.QUEUED
+        elif verdict is CONTROL_VERDICT:
+            status = ActionStatus.CONTROL
         capacity_day = capacity = None
         if proposal.action_type == "callback":  # the log books the slot, atomically
             capacity_day = local_day(proposal.due_at or now, self.zone)
@@ -343,7 +346,7 @@ class DecisionService:
         }
         ids = sorted(customer for customer, found in chosen.items() if found)
         counts = dict.fromkeys(
-            ("candidates", "queued", "deferred", "suppressed", "already", "unknown"), 0
+            ("candidates", "queued", "deferred", "suppressed", "control", "already", "unknown"), 0
         )
         counts["candidates"] = len(ids)
         for scores, history in self._scored(ids, now):
@@ -360,6 +363,8 @@ class DecisionService:
                     )
                     if p
                 ]
+                # the control group gets no marketing, seasonal packages included
+                proposals = assign(item, proposals, [], self.settings.actions.experiment, now)
                 past = history.get(item.customer_id, [])
                 for proposal, verdict in self.check_all(item, proposals, past, now):
                     new.append(self.new_action(item, proposal, verdict, now, "campaign"))

@@ -28,6 +28,7 @@ class ActionStatus(StrEnum):
     DEFERRED = "deferred"
     WAITING_CAPACITY = "waiting_capacity"
     SUPPRESSED = "suppressed"
+    CONTROL = "control"  # held out: the control group's decision, never delivered
     EXPIRED = "expired"  # waited too long for callback capacity
     DELIVERED = "delivered"
     ACCEPTED = "accepted"

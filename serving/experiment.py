@@ -55,9 +55,7 @@ def _with_arm(proposal: Proposal, arm: Arm, probability: float) -> Proposal:
     return replace(proposal, details=details)
 
 
-def _same_action(a: Proposal, b: Proposal | None) -> bool:
-    if b is None:
-        return False
+def _same_action(a: Proposal, b: Proposal) -> bool:
     return (a.action_type, a.details.get("offer_id")) == (b.action_type, b.details.get("offer_id"))
 
 
@@ -74,14 +72,15 @@ def assign(
     control, explore = experiment.control_share, experiment.exploration_share
     explores = score.risk_band != "low" and bool(options)
     policy_share = 1 - control - (explore if explores else 0.0)
-    chosen = next((p for p in proposals if p.action_type in RETENTION), None)
+    chosen = [p for p in proposals if p.action_type in RETENTION]  # two without effects
     out = []
     if arm == "exploration" and explores:
         day = now.date().isoformat()
         pick = options[
             int(unit_hash(experiment.salt, "explore", day, score.customer_id) * len(options))
         ]
-        probability = explore / len(options) + policy_share * _same_action(pick, chosen)
+        policy_sends = any(_same_action(pick, p) for p in chosen)
+        probability = explore / len(options) + policy_share * policy_sends
         out.append(_with_arm(pick, "exploration", probability))
         proposals = [p for p in proposals if p.action_type not in RETENTION]
     for proposal in proposals:

@@ -15,6 +15,7 @@ import pandas as pd
 from serving.action_log.log import ActionLog
 from serving.domain import ActionRecord, ActionStatus
 
+NEUTRAL = ("outage_notice", "seasonal_package")  # messages that do not change churn
 WORLD_COLUMNS = ["customer_id", "action", "sent_at", "assignment_probability", "action_id"]
 
 
@@ -26,9 +27,7 @@ def action_name(record: ActionRecord) -> str:
 
 
 def is_control(record: ActionRecord) -> bool:
-    return record.status == ActionStatus.SUPPRESSED and any(
-        s.get("code") == "control_group" for s in record.suppressions
-    )
+    return record.status == ActionStatus.CONTROL
 
 
 def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFrame:
@@ -39,7 +38,8 @@ def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFr
             "customer_id": record.customer_id,
             "action": action_name(record),
             "sent_at": sent,
-            "assignment_probability": float(record.details.get("assignment_probability") or 1.0),
+            # a service action (an outage callback, a notice) was not randomized: no probability
+            "assignment_probability": record.details.get("assignment_probability"),
             "action_id": record.id,
         }
         for record, sent in log.delivered(since, until)
@@ -57,6 +57,10 @@ def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFr
     ]
     frame = pd.DataFrame(rows, columns=WORLD_COLUMNS)
     frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
+    frame["assignment_probability"] = frame["assignment_probability"].astype("float64")
+    # a control customer who was called after an outage is no clean control any more
+    contacted = set(frame.loc[~frame["action"].isin(["none", *NEUTRAL]), "customer_id"])
+    frame = frame[~((frame["action"] == "none") & frame["customer_id"].isin(contacted))]
     return (
         frame.sort_values("sent_at", kind="stable")
         .drop_duplicates(["customer_id", "action"])

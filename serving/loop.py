@@ -14,20 +14,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 import typer
 
 from features.lifecycle.cli import parse_instant
 from features.lifecycle.settings import ChurnDrivers, DataSettings
 from features.lifecycle.simulator.advance import AdvanceError, World, advance_month
-from features.lifecycle.validate import resolve_as_of
+from features.lifecycle.validate import MANIFEST_FILE, resolve_as_of
 from features.settings import FeatureSettings
 from retain.base.publish import publish_file
 from retain.base.settings import load_settings
 from serving.action_log.database import open_engine
 from serving.action_log.log import ActionLog
 from serving.action_log.outbox import Outbox
-from serving.attribution import attribute, export_training_rows, outcomes_frame
+from serving.attribution import (
+    AttributionError,
+    attribute,
+    check_horizon,
+    export_training_rows,
+    outcomes_frame,
+)
 from serving.delivery import drain_once, open_sink
 from serving.feedback import world_actions
 from serving.results import RESULTS_FILE, campaign_results, render_results, results_table_text
@@ -92,16 +99,14 @@ def advance_command(
     data = load_settings(DataSettings)
     serving = load_settings(ServingSettings)
     directory = world or data.out_dir
-    given = None
-    if actions is not None:
-        given = pd.read_csv(actions) if actions.suffix == ".csv" else pd.read_parquet(actions)
     try:
+        given = None if actions is None else read_actions(actions, directory, data.seed, months)
         for step in range(months):
             opened = World.open(directory, seed=data.seed)
             start = pd.Timestamp(opened.grid.as_of, unit="s", tz="UTC")
             end = start + pd.offsets.MonthBegin(1)
             if given is not None:
-                sent = pd.to_datetime(given["sent_at"], utc=True)
+                sent = pd.to_datetime(given["sent_at"], utc=True)  # checked by read_actions
                 chosen = given[(sent >= start) & (sent < end)]
             else:
                 log = _log(serving, create=False)
@@ -124,6 +129,30 @@ def advance_command(
         raise typer.Exit(2) from error
 
 
+def read_actions(path: Path, directory: Path, seed: int, months: int) -> pd.DataFrame:
+    """An actions file for the months to come: every row must fall in one of them (a row
+    outside would otherwise be silently skipped, and its month cannot be run again)."""
+    try:
+        given = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        raise AdvanceError(f"{path}: not a readable parquet or CSV file ({error})") from None
+    wanted = ("customer_id", "action", "sent_at", "assignment_probability")
+    missing = [c for c in wanted if c not in given.columns]
+    if missing:
+        raise AdvanceError(f"{path}: missing column(s) {', '.join(missing)}")
+    start = pd.Timestamp(World.open(directory, seed=seed).grid.as_of, unit="s", tz="UTC")
+    end = start + pd.offsets.MonthBegin(months)
+    sent = pd.to_datetime(given["sent_at"], utc=True, errors="coerce")
+    outside = given[sent.isna() | (sent < start) | (sent >= end)]
+    if len(outside):
+        raise AdvanceError(
+            f"{path}: {len(outside)} row(s) not sent within the {months} month(s) from "
+            f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (e.g. {outside['customer_id'].iloc[0]} at "
+            f"{outside['sent_at'].iloc[0]})"
+        )
+    return given
+
+
 def attribute_command(
     as_of: Annotated[
         str | None, typer.Option(help="Outcomes known at this instant (default: the data's).")
@@ -134,10 +163,26 @@ def attribute_command(
     serving = load_settings(ServingSettings)
     features = load_settings(FeatureSettings)
     effects = load_settings(EffectSettings)
-    log = _log(serving)
-    assert log is not None
-    cutoff = parse_instant(as_of) if as_of else resolve_as_of(features.lifecycle_dir, None)
-    outcomes = attribute(log, features.lifecycle_dir, cutoff, EARLIEST, datetime.now(UTC))
+    lifecycle = features.lifecycle_dir
+    has_manifest = (lifecycle / MANIFEST_FILE).exists()
+    try:
+        check_horizon(effects.horizon_days)
+        if not has_manifest and as_of is None:
+            raise AttributionError(
+                f"{lifecycle} has no {MANIFEST_FILE} saying when its churn events end: give "
+                "--as-of (outcomes after it would count as stays)"
+            )
+        asked = resolve_as_of(lifecycle, parse_instant(as_of) if as_of else None)
+        # a window past the data's end is not over, whatever the clock says
+        cutoff = min(asked, resolve_as_of(lifecycle, None)) if has_manifest else asked
+        log = _log(serving)
+        assert log is not None
+        outcomes = attribute(
+            log, lifecycle, cutoff, EARLIEST, datetime.now(UTC), serving.actions.experiment
+        )
+    except AttributionError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
     exported = export_training_rows(outcomes, effects.outcomes_file, effects.horizon_days)
     matured = int(outcomes["churned_60d"].notna().sum())
     typer.echo(
@@ -146,15 +191,21 @@ def attribute_command(
     )
 
 
-def with_truth(outcomes: pd.DataFrame, lifecycle_dir: Path) -> pd.DataFrame:
-    """On a simulated world, each treated decision's true effect (reduction of the 60-day
-    churn probability) and whether it pushed the customer away."""
+def with_truth(
+    outcomes: pd.DataFrame, lifecycle_dir: Path, horizon: Literal["30d", "60d"] = "60d"
+) -> pd.DataFrame:
+    """On a simulated world, each treated decision's true effect (reduction of the churn
+    probability over the horizon) and whether it pushed the customer away. The simulator's
+    truth is over two months at a constant monthly hazard; one month's follows from it."""
     path = lifecycle_dir / TRUTH_EFFECTS
     if not path.exists() or outcomes.empty:
         return outcomes
     truth = pd.read_parquet(path)
     truth = truth[truth["campaign_id"].astype(str).str.startswith("ENG-")]
     reduction = -truth["true_effect"].to_numpy()
+    if horizon == "30d":  # P(leave in a month) = 1 - sqrt(1 - P(leave in two))
+        base = truth["base_churn_60d"].to_numpy()
+        reduction = np.sqrt(1 - base - truth["true_effect"].to_numpy()) - np.sqrt(1 - base)
     keyed = pd.DataFrame(
         {
             "customer_id": truth["customer_id"].to_numpy(),
@@ -191,7 +242,7 @@ def results_command(
     if log is None:
         typer.echo("error: no action log yet: nothing was decided", err=True)
         raise typer.Exit(1)
-    outcomes = with_truth(outcomes_frame(log), features.lifecycle_dir)
+    outcomes = with_truth(outcomes_frame(log), features.lifecycle_dir, window)
     results = campaign_results(outcomes, window)
     typer.echo(results_table_text(results))
     page = daily.output_dir / RESULTS_FILE

@@ -141,7 +141,9 @@ class Experiment(BaseModel):
     exploration_share: float = Field(
         0.05, ge=0, lt=1, description="A random eligible retention action instead of the best."
     )
-    period_months: int = Field(3, ge=1, le=24, description="How long an arm holds.")
+    period_months: int = Field(
+        12, ge=1, le=24, description="How long an arm holds (calendar blocks from January)."
+    )
     salt: str = Field("retain", min_length=1, description="Change it to draw new groups.")
 
     @model_validator(mode="after")

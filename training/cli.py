@@ -180,6 +180,9 @@ def train_effects_command() -> None:
         engine_rows = (
             pd.read_parquet(settings.outcomes_file) if settings.outcomes_file.exists() else None
         )
+        if engine_rows is not None and label not in engine_rows:
+            typer.echo(f"({settings.outcomes_file} holds no {label}: not used)", err=True)
+            engine_rows = None
         try:
             frame = effect_training_set(
                 open_store(features),

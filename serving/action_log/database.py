@@ -98,6 +98,7 @@ decision_outcomes = Table(
     Column("action_id", String(36), ForeignKey("actions.id"), primary_key=True),
     Column("customer_id", String(64), nullable=False, index=True),
     Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),  # or held out (control)
     Column("arm", String(16), nullable=False),
     Column("action_type", String(32), nullable=False),
     Column("offer_id", String(64)),

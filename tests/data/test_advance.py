@@ -147,6 +147,13 @@ def test_two_months_in_a_row_stay_valid(copy: Path) -> None:
             [("C00000001", "data_boost", "2026-11-01T09:00:00Z", 1.0)] * 2,
             "repeat a customer's action",
         ),
+        (
+            [
+                ("C00000001", "none", "2026-11-01T09:00:00Z", 0.05),
+                ("C00000001", "callback", "2026-11-02T09:00:00Z", 0.9),
+            ],
+            "both held out (none) and contacted",
+        ),
     ],
 )
 def test_bad_actions_are_refused_and_nothing_is_written(
@@ -176,3 +183,21 @@ def test_a_folder_without_simulator_state_is_refused(copy: Path) -> None:
     shutil.rmtree(copy / "state")
     with pytest.raises(AdvanceError, match="no simulator state"):
         World.open(copy)
+
+
+def test_an_action_that_was_not_randomized_goes_in_without_a_probability(copy: Path) -> None:
+    (customer,) = active_ids(copy, 1)
+    given = actions([(customer, "callback", "2026-11-01T09:00:00Z", 1.0)])
+    given["assignment_probability"] = None  # an outage callback: a service, not an experiment
+    advance_month(World.open(copy), given, ChurnDrivers())
+    campaigns = pd.read_parquet(copy / "campaigns.parquet")
+    row = campaigns[campaigns["campaign_id"] == "ENG-2026-11-callback"]
+    assert len(row) == 1 and row["assignment_probability"].isna().all()
+    assert validate_directory(copy).ok
+
+
+def test_a_sent_at_that_is_not_a_time_is_named(copy: Path) -> None:
+    given = actions([("C00000001", "data_boost", "2026-11-01T09:00:00Z", 1.0)])
+    given["sent_at"] = ["next tuesday"]
+    with pytest.raises(AdvanceError, match="sent_at that is not a time"):
+        advance_month(World.open(copy), given, ChurnDrivers())

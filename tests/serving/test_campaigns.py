@@ -105,19 +105,23 @@ def test_a_campaign_notifies_each_candidate_once_under_the_contact_policy(
     now = SURGE - timedelta(days=5)
     first = engine.campaign(now)
     assert first["candidates"] == 12 and first["unknown"] == 0 and first["already"] == 0
-    assert first["queued"] + first["suppressed"] == 12 and first["queued"] > 0
+    # the control group (a hashed 5 %) gets no package notice: recorded, held out
+    assert first["queued"] + first["suppressed"] + first["control"] == 12 and first["queued"] > 0
     for customer in ids:
         rows = [r for r in log.customer_actions(customer) if r.action_type == "seasonal_package"]
         assert len(rows) == 1 and rows[0].source == "campaign"
         assert rows[0].dedupe_key.startswith("roaming_pack:2026-12-07")
         if rows[0].status == "suppressed":  # no consent on any package channel
             assert {s["code"] for s in rows[0].suppressions} >= {"no_consent", "no_channel"}
+        elif rows[0].status == "control":
+            assert rows[0].suppressions[0]["code"] == "control_group"
+            assert rows[0].details["arm"] == "control"
         else:
             assert rows[0].channel in {"app_push", "sms", "email"}
     # the next day (and any later run of the same campaign): nobody is notified again;
     # those the contact policy stopped are looked at again (consent may have come)
     again = engine.campaign(now + timedelta(days=1))
-    assert again["already"] == first["queued"] and again["queued"] == 0
+    assert again["already"] == first["queued"] + first["control"] and again["queued"] == 0
     assert again["suppressed"] == first["suppressed"]
     assert engine.campaign(now, package="campus_data_pack")["candidates"] == 0
 

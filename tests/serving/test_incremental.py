@@ -190,3 +190,87 @@ def test_control_group_decisions_are_suppressed_as_such(tmp_path: Path) -> None:
             assert proposal.details["assignment_probability"] == pytest.approx(0.5)
         else:
             assert verdict.allowed
+
+
+def test_without_effects_exploration_counts_every_action_the_policy_would_send() -> None:
+    """The fallback can propose an offer and a call at once; exploration drawing either
+    must log the policy's share too."""
+    experiment = Experiment(control_share=0.1, exploration_share=0.2)
+    item = replace(
+        score(0.3, reasons=("tickets_complaint_90d",), band="high", monthly_fee=120.0),
+        customer_id=customer_in("exploration", experiment),
+    )
+    found = propose(item, item.contact, POLICY, NOON)
+    sent = {p.details.get("offer_id") or p.action_type for p in found}
+    assert sent >= {"callback"} and len(sent) == 2  # an offer and a call
+    options = retention_options(item, item.contact, POLICY, NOON)
+    (explored,) = [
+        p for p in assign(item, found, options, experiment, NOON) if p.details.get("arm")
+    ]
+    name = explored.details.get("offer_id") or explored.action_type
+    expected = 0.2 / len(options) + 0.7 * (name in sent)
+    assert explored.details["assignment_probability"] == pytest.approx(expected)
+
+
+def test_a_control_decision_counts_like_a_sent_one_for_the_contact_rules(tmp_path: Path) -> None:
+    """Held out today, held out (not decided again) tomorrow: the treated twin is under the
+    offer cooldown, so must the control customer be, or the groups drift apart."""
+    from serving.action_log.database import open_engine
+    from serving.action_log.log import ActionLog
+    from serving.domain import ActionStatus
+
+    experiment = Experiment(control_share=0.5, exploration_share=0.0)
+    decisions = service(tmp_path, Budget(), experiment)
+    decisions.log = ActionLog(open_engine(f"sqlite:///{tmp_path / 'actions.db'}"))
+    held = customer(customer_in("control", experiment), loyalty_discount=0.05)
+    treated = customer(customer_in("policy", experiment), loyalty_discount=0.05)
+    first = decisions.plan([held, treated], NOON)
+    decisions.record_plans([held, treated], first, NOON, "daily")
+    stored = {
+        r.customer_id: r.status
+        for r in decisions.log.decisions(NOON - timedelta(days=1), NOON + timedelta(days=1))
+    }
+    assert stored == {
+        held.customer_id: ActionStatus.CONTROL,
+        treated.customer_id: ActionStatus.QUEUED,
+    }
+    tomorrow = NOON + timedelta(days=1)
+    second = decisions.plan([held, treated], tomorrow)
+    for plan in second.values():
+        ((_, verdict),) = plan
+        assert not verdict.allowed and verdict.suppressions[0].code == "offer_cooldown"
+
+
+def test_outcomes_are_compared_only_while_the_control_membership_holds() -> None:
+    """Arms are drawn anew each period: a control customer whose window (or the two months
+    before, when an earlier action may still work) crosses into a period where they are
+    treated is no clean control; chosen by the hash alone, never by the outcome."""
+    from serving.attribution import compared
+    from serving.domain import ActionRecord, ActionStatus
+
+    experiment = Experiment(control_share=0.5, exploration_share=0.0, period_months=12)
+    boundary = datetime(2027, 1, 1, tzinfo=UTC)
+    ids = [f"C{i:08d}" for i in range(400)]
+    flips = [
+        c
+        for c in ids
+        if arm_of(c, boundary - timedelta(days=1), experiment) == "control"
+        and arm_of(c, boundary, experiment) != "control"
+    ]
+    stays = [
+        c
+        for c in ids
+        if all(arm_of(c, boundary + timedelta(days=d), experiment) == "control" for d in (-1, 0))
+    ]
+
+    def record(customer_id: str, at: datetime) -> ActionRecord:
+        return ActionRecord(
+            "a1", customer_id, "retention_offer", "k", ActionStatus.CONTROL, "daily", None, None,
+            None, None, None, None, None, {"arm": "control"}, [], at, at,
+        )  # fmt: skip
+
+    mid_year = datetime(2026, 6, 1, tzinfo=UTC)
+    assert flips and stays
+    assert compared(record(flips[0], mid_year), experiment)
+    assert not compared(record(flips[0], boundary - timedelta(days=20)), experiment)
+    assert compared(record(stays[0], boundary - timedelta(days=20)), experiment)

@@ -43,8 +43,9 @@ models that never saw it. For each action a, on rows with A in {a, none}:
     phi_a = (mu_0 - mu_a) + 1[A=0] (Y - mu_0) / e_0 - 1[A=a] (Y - mu_a) / e_a
 
 (positive = the action lowers churn; e is the row's logged propensity, clipped below at
-`clip_propensity`), and a strongly regularised LightGBM regression of phi_a on x gives
-tau_a(x). The outcome models kept for prediction are refit on all rows of each arm.
+`clip_propensity`; a row of another arm has only the first term), and a strongly
+regularised LightGBM regression of phi_a on x, over every row, gives tau_a(x). The
+outcome models kept for prediction are refit on all rows of each arm.
 """
 
 from __future__ import annotations
@@ -232,7 +233,9 @@ def fit_effect_model(
 
     effect_models: dict[str, Any] = {}
     for a in arms[1:]:
-        rows = np.flatnonzero((logged == a) | (logged == NO_ACTION))
+        # every row: a row of another arm contributes mu_0 - mu_a alone, which keeps the
+        # correction terms' 1/e weights the marginal propensities they are
+        rows = np.arange(len(x))
         phi = _pseudo_outcome(mu[NO_ACTION][rows], mu[a][rows], logged[rows], y[rows], e[rows], a)
         effect_models[a] = _train(
             x.iloc[rows],

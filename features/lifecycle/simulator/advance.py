@@ -133,7 +133,13 @@ def check_actions(actions: pd.DataFrame, customers: int, start: int, end: int) -
             f"actions: {len(bad)} row(s) name customers this world does not have "
             f"(e.g. {', '.join(bad.head(3))})"
         )
-    sent = pd.to_datetime(actions["sent_at"], utc=True).astype("int64") // 10**9
+    parsed = pd.to_datetime(actions["sent_at"], utc=True, errors="coerce")
+    if parsed.isna().any():
+        bad = actions.loc[parsed.isna(), "sent_at"]
+        raise AdvanceError(
+            f"actions: {len(bad)} row(s) with a sent_at that is not a time (e.g. {bad.iloc[0]!r})"
+        )
+    sent = parsed.astype("int64") // 10**9
     outside = actions[(sent < start) | (sent >= end)]
     if len(outside):
         first = pd.Timestamp(start, unit="s", tz="UTC")
@@ -144,10 +150,12 @@ def check_actions(actions: pd.DataFrame, customers: int, start: int, end: int) -
             f"{pd.Timestamp(outside['sent_at'].iloc[0])})"
         )
     probability = pd.to_numeric(actions["assignment_probability"], errors="coerce")
-    wrong = ~((probability > 0) & (probability <= 1))
+    given = actions["assignment_probability"].notna()
+    wrong = given & ~((probability > 0) & (probability <= 1))
     if wrong.any():
         raise AdvanceError(
-            f"actions: {int(wrong.sum())} row(s) with an assignment_probability outside (0, 1]"
+            f"actions: {int(wrong.sum())} row(s) with an assignment_probability outside (0, 1] "
+            "(leave it empty for an action that was not randomized)"
         )
     kept = actions.assign(number=numbers.astype("int64"), sent=sent, probability=probability)
     kept = kept[~kept["action"].isin(NEUTRAL_ACTIONS)]
@@ -156,6 +164,13 @@ def check_actions(actions: pd.DataFrame, customers: int, start: int, end: int) -
         raise AdvanceError(
             f"actions: {int(twice.sum())} row(s) repeat a customer's action within the month "
             f"(e.g. {kept['customer_id'][twice].iloc[0]}): each is applied once"
+        )
+    held_out = set(kept.loc[kept["action"] == NO_ACTION, "customer_id"])
+    both = kept[(kept["action"] != NO_ACTION) & kept["customer_id"].isin(held_out)]
+    if len(both):
+        raise AdvanceError(
+            f"actions: {len(both)} customer(s) both held out (none) and contacted in the month "
+            f"(e.g. {both['customer_id'].iloc[0]}): a control customer gets no action"
         )
     return kept
 
