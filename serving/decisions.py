@@ -112,8 +112,8 @@ class DecisionService:
         the customer's arm of the experiment has it (`serving.experiment`)."""
         policy = self.settings.actions
         candidates = self.candidates.get().get(item.customer_id, [])
-        found = propose(item, item.contact, policy, now, candidates)
         options = retention_options(item, item.contact, policy, now)
+        found = propose(item, item.contact, policy, now, candidates, options)
         return assign(item, found, options, policy.experiment, now)
 
     def check_all(

@@ -136,11 +136,18 @@ def _fallback_options(
 
 
 def best_retention(
-    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
+    score: CustomerScore,
+    contact: Contact,
+    policy: ActionPolicy,
+    now: datetime,
+    options: list[Proposal] | None = None,
 ) -> Proposal | None:
     """The retention action of largest positive incremental value; None when no action is
-    worth its cost, or every one would push the customer away."""
-    options = [p for p in retention_options(score, contact, policy, now) if p.expected_value > 0]
+    worth its cost, or every one would push the customer away. `options`: the customer's
+    `retention_options`, when the caller already has them."""
+    if options is None:
+        options = retention_options(score, contact, policy, now)
+    options = [p for p in options if p.expected_value > 0]
     return max(options, key=lambda p: p.expected_value, default=None)
 
 
@@ -246,10 +253,11 @@ def propose(
     policy: ActionPolicy,
     now: datetime,
     candidates: Sequence[PackageCandidate] = (),
+    options: list[Proposal] | None = None,
 ) -> list[Proposal]:
     """Every action worth taking for this customer now, best expected value first."""
     retention = (
-        [best_retention(score, contact, policy, now)]
+        [best_retention(score, contact, policy, now, options)]
         if score.effects is not None
         else [best_offer(score, contact, policy), callback(score, contact, policy, now)]
     )
