@@ -406,10 +406,11 @@ def _notes(
             "was the same; they were not chosen alike, so that comparison is indicative only."
         )
     if horizon != "60d":
+        # the truth column is given for the horizon asked (`retain results` converts it);
+        # the model's estimates are always of the 60-day churn
         notes.append(
-            "The model's estimated effects"
-            + (" and the simulator's true effects" if has_truth else "")
-            + " are for churn within 60 days; read them against the 60d results."
+            "The model's estimated effects are for churn within 60 days; read them against "
+            "the 60d results."
         )
     notes.append(INTERVAL_METHOD)
     return tuple(notes)
