@@ -28,6 +28,7 @@ TEMPLATES: dict[str, str] = {
     "plan_id": "plan {v}",
     "bill_30d": "last bill {v:.2f}",
     "bill_change_vs_prev_3m": "last bill {v:+.0%} against the three before",
+    "overage_30d": "overage charges {v:.2f} last month",
     "overage_90d": "overage charges {v:.2f} in 90 days",
     "late_payments_180d": "{v:.0f} late payments in 180 days",
     "tickets_complaint_90d": "{v:.0f} complaints in 90 days",

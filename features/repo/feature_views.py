@@ -87,6 +87,7 @@ customer_activity = FeatureView(
             "bill_mean_90d",
             "bill_mean_180d",
             "bill_change_vs_prev_3m",
+            "overage_30d",
             "overage_90d",
         ),
         *_fields(Int64, "roaming_days_90d", "late_payments_180d", "months_billed_180d"),

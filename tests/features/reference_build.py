@@ -100,6 +100,7 @@ def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.Da
     frame["bill_mean_90d"] = q["bill_amount"].mean()
     frame["bill_mean_180d"] = h["bill_amount"].mean()
     frame["bill_change_vs_prev_3m"] = frame["bill_30d"] / previous_3.mean().replace(0, np.nan) - 1
+    frame["overage_30d"] = last["overage_amount"].sum()
     frame["overage_90d"] = q["overage_amount"].sum()
     frame["late_payments_180d"] = h["late_payment"].sum()
     frame["months_billed_180d"] = h.size()

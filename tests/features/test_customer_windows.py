@@ -105,6 +105,7 @@ def test_usage_windows_are_the_last_1_3_and_6_months_billed_by_the_snapshot() ->
         "bill_mean_90d": (100.0 + 40.0 + 50.0) / 3,
         "bill_mean_180d": (100.0 + 40.0 + 50.0 + 60.0 + 1000.0 + 2000.0) / 6,
         "bill_change_vs_prev_3m": 100.0 / 50.0 - 1,  # the 3 months before the last: 40, 50, 60
+        "overage_30d": 1.0,  # the last month billed alone
         "overage_90d": 1.0 + 2.0 + 4.0,
         "late_payments_180d": 4,  # the late August 2025 is 6 months back: outside
         "months_billed_180d": 6,
