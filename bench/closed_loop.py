@@ -47,7 +47,11 @@ sys.path.insert(0, str(ROOT))
 from features import cli as features_cli  # noqa: E402
 from features.lifecycle.settings import ChurnDrivers, DataSettings  # noqa: E402
 from features.lifecycle.simulator import generate  # noqa: E402
-from features.lifecycle.simulator.advance import World, advance_month  # noqa: E402
+from features.lifecycle.simulator.advance import (  # noqa: E402
+    ACTION_COLUMNS,
+    World,
+    advance_month,
+)
 from features.lifecycle.simulator.responses import ACTION_COSTS, ACTIONS  # noqa: E402
 from features.settings import FeatureSettings  # noqa: E402
 from retain.base.settings import load_settings  # noqa: E402
@@ -58,15 +62,14 @@ from serving.action_log.database import open_engine  # noqa: E402
 from serving.action_log.log import ActionLog  # noqa: E402
 from serving.action_log.outbox import Outbox  # noqa: E402
 from serving.attribution import outcomes_frame  # noqa: E402
-from serving.delivery import drain_once  # noqa: E402
+from serving.delivery import drain_due  # noqa: E402
 from serving.feedback import world_actions  # noqa: E402
 from serving.results import campaign_results  # noqa: E402
-from serving.settings import ServingSettings  # noqa: E402
+from serving.settings import ActionPolicy, ServingSettings  # noqa: E402
 from training import cli as training_cli  # noqa: E402
 
 POLICIES = ("rule", "policy", "random", "oracle")
-VALUE_MONTHS, MARGIN = 36.0, 0.5
-VALUABLE = 1500.0
+POLICY = ActionPolicy()  # customer value and the callback threshold, as the engine has them
 QUIET_MONTHS = 2  # after the last decisions: their 60-day outcomes mature
 
 
@@ -140,7 +143,7 @@ def active_customers(world: Path, at: pd.Timestamp) -> pd.DataFrame:
         (pd.to_datetime(customers["signup_at"], utc=True) < at)
         & ~customers["customer_id"].isin(gone)
     ].reset_index(drop=True)
-    active["value"] = active["monthly_fee"] * VALUE_MONTHS * MARGIN
+    active["value"] = POLICY.customer_value(active["monthly_fee"])
     return active
 
 
@@ -150,7 +153,7 @@ def eligible(active: pd.DataFrame) -> pd.DataFrame:
     valuable = (
         (active["segment"] == "enterprise")
         | active["account_manager_id"].notna()
-        | (active["value"] >= VALUABLE)
+        | (active["value"] >= POLICY.callbacks.min_value)
     )
     return pd.DataFrame(
         {
@@ -171,7 +174,7 @@ def true_reductions(world: Path, work: Path, at: pd.Timestamp) -> pd.DataFrame:
     shutil.rmtree(dry, ignore_errors=True)
     shutil.copytree(world, dry)
     opened = World.open(dry)
-    advance_month(opened, pd.DataFrame(columns=ACTION_FRAME), ChurnDrivers.model_validate(
+    advance_month(opened, pd.DataFrame(columns=list(ACTION_COLUMNS)), ChurnDrivers.model_validate(
         opened.manifest.get("drivers") or {}))  # fmt: skip
     hazard = pd.read_parquet(dry / "truth" / "churn_hazard.parquet")
     month = hazard[pd.to_datetime(hazard["month"], utc=True) == at]
@@ -200,7 +203,6 @@ def true_reductions(world: Path, work: Path, at: pd.Timestamp) -> pd.DataFrame:
 
 
 HIDDEN_DRIVERS = ("frailty", "competitor", "relocation")
-ACTION_FRAME = ["customer_id", "action", "sent_at", "assignment_probability"]
 
 
 def allocate(
@@ -262,7 +264,7 @@ def outside_choice(
             "sent_at": sent,
             "assignment_probability": 1.0,
         },
-        columns=ACTION_FRAME,
+        columns=list(ACTION_COLUMNS),
     )
 
 
@@ -272,8 +274,7 @@ def engine_choice(root: Path, day: pd.Timestamp) -> pd.DataFrame:
     serving_cli.publish_daily_list(day.date(), serving, act=True)
     log = ActionLog(open_engine(serving.action_db_url))
     now = (day + pd.Timedelta(hours=9)).to_pydatetime()
-    while drain_once(Outbox(log.engine), NullSink(), serving.delivery, now).delivered:
-        pass
+    drain_due(Outbox(log.engine), NullSink(), serving.delivery, now)
     end = day + pd.offsets.MonthBegin(1)
     return world_actions(log, day.to_pydatetime(), end.to_pydatetime())
 
@@ -284,7 +285,7 @@ def account(world: Path, month: str) -> dict[str, float]:
     mine = truth[truth["campaign_id"].astype(str).str.startswith(f"ENG-{month}-")]
     mine = mine[mine["action"] != "none"]
     customers = pd.read_parquet(world / "customers.parquet").set_index("customer_id")
-    value = customers.loc[mine["customer_id"], "monthly_fee"].to_numpy() * VALUE_MONTHS * MARGIN
+    value = POLICY.customer_value(customers.loc[mine["customer_id"], "monthly_fee"].to_numpy())
     change = mine["true_effect"].to_numpy()
     cost = mine["action"].map(ACTION_COSTS).to_numpy(dtype="float64")
     return {
@@ -317,7 +318,7 @@ def run_policy(
             if step > 0 and deciding:
                 features_cli.run_build(features)
             if not deciding:
-                actions = pd.DataFrame(columns=ACTION_FRAME)
+                actions = pd.DataFrame(columns=list(ACTION_COLUMNS))
             elif policy in ("rule", "policy"):
                 actions = engine_choice(root, at)
             else:

@@ -15,7 +15,7 @@ from features.batch_rows import SnapshotError
 from features.settings import FeatureSettings
 from features.store import open_store
 from retain.base.settings import load_settings
-from serving.action_log.database import open_engine
+from serving.action_log.database import log_exists, open_engine
 from serving.action_log.log import ActionLog
 from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.daily import run_daily
@@ -144,9 +144,8 @@ def publish_daily_list(when: date, serving: ServingSettings, act: bool = False) 
     features = load_settings(FeatureSettings)
     tracking = load_settings(TrainingSettings)
     url = serving.action_db_url
-    # the contact history, when there is an action log (a SQLite file is not created here)
-    sqlite_missing = url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists()
-    action_log = None if sqlite_missing and not act else ActionLog(open_engine(url))
+    # the contact history, when there is an action log (created only to record decisions)
+    action_log = ActionLog(open_engine(url)) if act or log_exists(url) else None
     risk, folder, run_id = run_daily(when, serving, daily, features, tracking, action_log, act)
     summary = risk.summary
     typer.echo(

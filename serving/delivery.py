@@ -129,6 +129,18 @@ def drain_once(
     return result
 
 
+def drain_due(outbox: Outbox, sink: Sink, settings: Delivery, now: datetime) -> Drained:
+    """Send everything due at `now`, batch after batch (a one-off run, not the worker)."""
+    total = Drained()
+    while True:
+        drained = drain_once(outbox, sink, settings, now)
+        total.delivered += drained.delivered
+        total.retried += drained.retried
+        total.failed += drained.failed
+        if drained.delivered + drained.retried + drained.failed < settings.batch:
+            return total
+
+
 class DeliveryWorker(BackgroundLoop):
     """Drains the outbox in a background thread until stopped."""
 

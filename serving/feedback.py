@@ -12,11 +12,12 @@ from datetime import datetime
 
 import pandas as pd
 
+from features.lifecycle.simulator.advance import ACTION_COLUMNS
+from features.lifecycle.simulator.responses import NEUTRAL_ACTIONS, NO_ACTION
 from serving.action_log.log import ActionLog
 from serving.domain import ActionRecord, ActionStatus
 
-NEUTRAL = ("outage_notice", "seasonal_package")  # messages that do not change churn
-WORLD_COLUMNS = ["customer_id", "action", "sent_at", "assignment_probability", "action_id"]
+WORLD_COLUMNS = [*ACTION_COLUMNS, "action_id"]  # the simulator's input, and whose it is
 
 
 def action_name(record: ActionRecord) -> str:
@@ -47,7 +48,7 @@ def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFr
     rows += [
         {
             "customer_id": record.customer_id,
-            "action": "none",
+            "action": NO_ACTION,
             "sent_at": record.created_at,
             "assignment_probability": float(record.details["assignment_probability"]),
             "action_id": record.id,
@@ -59,8 +60,8 @@ def world_actions(log: ActionLog, since: datetime, until: datetime) -> pd.DataFr
     frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
     frame["assignment_probability"] = frame["assignment_probability"].astype("float64")
     # a control customer who was called after an outage is no clean control any more
-    contacted = set(frame.loc[~frame["action"].isin(["none", *NEUTRAL]), "customer_id"])
-    frame = frame[~((frame["action"] == "none") & frame["customer_id"].isin(contacted))]
+    contacted = set(frame.loc[~frame["action"].isin([NO_ACTION, *NEUTRAL_ACTIONS]), "customer_id"])
+    frame = frame[~((frame["action"] == NO_ACTION) & frame["customer_id"].isin(contacted))]
     return (
         frame.sort_values("sent_at", kind="stable")
         .drop_duplicates(["customer_id", "action"])

@@ -20,12 +20,17 @@ import typer
 
 from features.lifecycle.cli import parse_instant
 from features.lifecycle.settings import ChurnDrivers, DataSettings
-from features.lifecycle.simulator.advance import AdvanceError, World, advance_month
+from features.lifecycle.simulator.advance import (
+    ACTION_COLUMNS,
+    AdvanceError,
+    World,
+    advance_month,
+)
 from features.lifecycle.validate import MANIFEST_FILE, resolve_as_of
 from features.settings import FeatureSettings
 from retain.base.publish import publish_file
 from retain.base.settings import load_settings
-from serving.action_log.database import open_engine
+from serving.action_log.database import log_exists, open_engine
 from serving.action_log.log import ActionLog
 from serving.action_log.outbox import Outbox
 from serving.attribution import (
@@ -35,7 +40,7 @@ from serving.attribution import (
     export_training_rows,
     outcomes_frame,
 )
-from serving.delivery import drain_once, open_sink
+from serving.delivery import drain_due, open_sink
 from serving.feedback import world_actions
 from serving.results import RESULTS_FILE, campaign_results, render_results, results_table_text
 from serving.settings import DailySettings, ServingSettings
@@ -47,9 +52,7 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 def _log(serving: ServingSettings, create: bool = True) -> ActionLog | None:
     url = serving.action_db_url
-    if not create and url.startswith("sqlite:///") and not Path(url[10:]).exists():
-        return None
-    return ActionLog(open_engine(url))
+    return ActionLog(open_engine(url)) if create or log_exists(url) else None
 
 
 def _instant(text: str | None) -> datetime:
@@ -66,17 +69,11 @@ def deliver_command(
     serving = load_settings(ServingSettings)
     log = _log(serving)
     assert log is not None
-    outbox, sink, at = Outbox(log.engine), open_sink(serving.delivery), _instant(now)
-    total = {"delivered": 0, "retried": 0, "failed": 0}
-    while True:
-        drained = drain_once(outbox, sink, serving.delivery, at)
-        for key in total:
-            total[key] += getattr(drained, key)
-        if drained.delivered + drained.retried + drained.failed < serving.delivery.batch:
-            break
+    at = _instant(now)
+    total = drain_due(Outbox(log.engine), open_sink(serving.delivery), serving.delivery, at)
     typer.echo(
-        f"delivered {total['delivered']:,} message(s) due at {at.isoformat()} "
-        f"({total['retried']:,} to retry, {total['failed']:,} given up)"
+        f"delivered {total.delivered:,} message(s) due at {at.isoformat()} "
+        f"({total.retried:,} to retry, {total.failed:,} given up)"
     )
 
 
@@ -101,6 +98,7 @@ def advance_command(
     directory = world or data.out_dir
     try:
         given = None if actions is None else read_actions(actions, directory, data.seed, months)
+        log = None if given is not None else _log(serving, create=False)
         for step in range(months):
             opened = World.open(directory, seed=data.seed)
             start = pd.Timestamp(opened.grid.as_of, unit="s", tz="UTC")
@@ -108,15 +106,10 @@ def advance_command(
             if given is not None:
                 sent = pd.to_datetime(given["sent_at"], utc=True)  # checked by read_actions
                 chosen = given[(sent >= start) & (sent < end)]
-            else:
-                log = _log(serving, create=False)
-                chosen = (
-                    world_actions(log, start.to_pydatetime(), end.to_pydatetime())
-                    if log is not None
-                    else pd.DataFrame(
-                        columns=["customer_id", "action", "sent_at", "assignment_probability"]
-                    )
-                )
+            elif log is not None:
+                chosen = world_actions(log, start.to_pydatetime(), end.to_pydatetime())
+            else:  # nothing was ever decided: the month passes without the engine
+                chosen = pd.DataFrame(columns=list(ACTION_COLUMNS))
             drivers = ChurnDrivers.model_validate(opened.manifest.get("drivers") or {})
             summary = advance_month(opened, chosen, drivers, month if step == 0 else None)
             applied = ", ".join(f"{n} {a}" for a, n in sorted(summary.applied.items())) or "none"
@@ -136,8 +129,7 @@ def read_actions(path: Path, directory: Path, seed: int, months: int) -> pd.Data
         given = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except (OSError, ValueError) as error:
         raise AdvanceError(f"{path}: not a readable parquet or CSV file ({error})") from None
-    wanted = ("customer_id", "action", "sent_at", "assignment_probability")
-    missing = [c for c in wanted if c not in given.columns]
+    missing = [c for c in ACTION_COLUMNS if c not in given.columns]
     if missing:
         raise AdvanceError(f"{path}: missing column(s) {', '.join(missing)}")
     start = pd.Timestamp(World.open(directory, seed=seed).grid.as_of, unit="s", tz="UTC")

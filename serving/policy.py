@@ -21,26 +21,35 @@ def _eligible(offer: Offer, contact: Contact) -> bool:
     return offer.segments is None or contact.segment in offer.segments
 
 
+def _by_save_rate(
+    score: CustomerScore, contact: Contact, policy: ActionPolicy, offer: Offer
+) -> tuple[float, Proposal]:
+    """An offer valued by the constant save rate: P(churn) x value x rate - cost (unrounded,
+    and the proposal)."""
+    value = policy.customer_value(contact.monthly_fee)
+    rate = offer.rate(contact.segment)
+    net = score.churn_probability * value * rate - offer.cost
+    return net, Proposal(
+        "retention_offer",
+        round(net, 2),
+        tuple(offer.channels),
+        f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
+        f"{rate:.0%} - cost {offer.cost:.0f} (constant save rate: no treatment-effect "
+        "model registered)",
+        {"offer_id": offer.id, "cost": offer.cost, "save_rate": rate},
+    )
+
+
 def best_offer(score: CustomerScore, contact: Contact, policy: ActionPolicy) -> Proposal | None:
     """The fallback rule, without a treatment-effect model: the eligible offer with the
     largest P(churn) x value x constant save rate - cost, if positive."""
-    value = policy.customer_value(contact.monthly_fee)
     best: Proposal | None = None
     for offer in policy.offers:
         if not _eligible(offer, contact):
             continue
-        rate = offer.rate(contact.segment)
-        net = score.churn_probability * value * rate - offer.cost
+        net, proposal = _by_save_rate(score, contact, policy, offer)
         if net > 0 and (best is None or net > best.expected_value):
-            best = Proposal(
-                "retention_offer",
-                round(net, 2),
-                tuple(offer.channels),
-                f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
-                f"{rate:.0%} - cost {offer.cost:.0f} (constant save rate: no treatment-effect "
-                "model registered)",
-                {"offer_id": offer.id, "cost": offer.cost, "save_rate": rate},
-            )
+            best = proposal
     return best
 
 
@@ -61,7 +70,7 @@ def retention_options(
 ) -> list[Proposal]:
     """Every eligible retention action valued by its estimated effect: reduction of the
     churn probability x customer value - cost (negative values included: the caller
-    decides). Empty without effect estimates."""
+    decides). Without effect estimates, valued by the constant save rates."""
     effects = score.effects
     if effects is None:
         return _fallback_options(score, contact, policy, now)
@@ -108,14 +117,7 @@ def _fallback_options(
     value = policy.customer_value(contact.monthly_fee)
     at_stake = score.churn_probability * value
     options = [
-        Proposal(
-            "retention_offer",
-            round(at_stake * offer.rate(contact.segment) - offer.cost, 2),
-            tuple(offer.channels),
-            f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
-            f"{offer.rate(contact.segment):.0%} - cost {offer.cost:.0f} (constant save rate)",
-            {"offer_id": offer.id, "cost": offer.cost},
-        )
+        _by_save_rate(score, contact, policy, offer)[1]
         for offer in policy.offers
         if _eligible(offer, contact)
     ]

@@ -155,6 +155,12 @@ def log_engine(url: str) -> Engine:
     return engine
 
 
+def log_exists(url: str) -> bool:
+    """Whether there is an action log at `url` to read (a SQLite file is not created just
+    to find it empty; any other database is taken to be there)."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+
+
 def open_engine(url: str) -> Engine:
     """The action log's engine, its tables created where missing and their columns checked."""
     engine = log_engine(url)

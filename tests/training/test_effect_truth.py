@@ -23,10 +23,10 @@ from features.lifecycle.validate import resolve_as_of
 from features.settings import FeatureSettings
 from features.store import apply, open_store
 from features.training_set import effect_training_set
-from training.effects.evaluation import qini_coefficient
+from training.effects.evaluation import greedy_policy, qini_coefficient
 from training.effects.learner import NO_ACTION
 from training.effects.settings import EffectSettings
-from training.effects.training import best_eligible, customer_value, eligibility, train_effects
+from training.effects.training import customer_value, eligibility, train_effects
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL = "churned_within_60d"
@@ -119,8 +119,8 @@ def test_acting_on_the_estimates_earns_most_of_what_the_truth_would(judged: pd.D
             )
         )
 
-    model = worth(best_eligible(estimate, allowed, value, costs))
-    oracle = worth(best_eligible(true, allowed, value, costs))
+    model = worth(greedy_policy(estimate, value, costs, allowed))
+    oracle = worth(greedy_policy(true, value, costs, allowed))
     everyone = worth(np.full(len(judged), "data_boost"))
     assert model >= 0.55 * oracle, f"model {model:.2f} vs oracle {oracle:.2f} per customer"
     assert model > everyone + 5

@@ -123,14 +123,20 @@ def expected_reward(
 
 
 def greedy_policy(
-    reduction: pd.DataFrame, value: np.ndarray, cost: Mapping[str, float]
+    reduction: pd.DataFrame,
+    value: np.ndarray,
+    cost: Mapping[str, float],
+    allowed: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """Per row the action with the largest reduction x value - cost, NO_ACTION when none is
-    positive (an action must pay for itself). Ties go to the earlier column."""
+    positive (an action must pay for itself). Ties go to the earlier column. `allowed`
+    ([row, action], the reduction's columns) leaves out the actions a row may not get."""
     actions = [str(c) for c in reduction.columns]
     prices = _costs(cost, actions)
     v = np.asarray(value, dtype="float64").reshape(-1, 1)
     net = reduction.to_numpy(dtype="float64") * v - np.array([prices[a] for a in actions])
+    if allowed is not None:
+        net = np.where(allowed[actions].to_numpy(dtype=bool), net, -np.inf)
     best = net.argmax(axis=1)
     chosen = np.asarray(actions, dtype=object)[best]
     return np.where(net[np.arange(len(net)), best] > 0.0, chosen, NO_ACTION)

@@ -24,6 +24,7 @@ from training.effects.evaluation import (
     auuc,
     dr_value,
     expected_reward,
+    greedy_policy,
     ips_value,
     qini_coefficient,
 )
@@ -64,7 +65,7 @@ def eligibility(
     frame: pd.DataFrame, actions: tuple[str, ...], settings: EffectSettings
 ) -> pd.DataFrame:
     """[row, action] whether the catalogue allows the action for the customer."""
-    value = frame["monthly_fee"].astype("float64") * settings.value_months * settings.margin
+    value = customer_value(frame, settings)
     valuable = (
         (frame["segment"].astype(str) == "enterprise")
         | frame.get("has_account_manager", pd.Series(False, index=frame.index))
@@ -84,18 +85,6 @@ def eligibility(
 
 def customer_value(frame: pd.DataFrame, settings: EffectSettings) -> np.ndarray:
     return frame["monthly_fee"].to_numpy(dtype="float64") * settings.value_months * settings.margin
-
-
-def best_eligible(
-    reduction: pd.DataFrame, allowed: pd.DataFrame, value: np.ndarray, costs: dict[str, float]
-) -> np.ndarray:
-    """Per row the eligible action of largest positive reduction x value - cost, else none."""
-    actions = list(reduction.columns)
-    net = reduction.to_numpy() * value[:, None] - np.array([costs[a] for a in actions])
-    net = np.where(allowed[actions].to_numpy(), net, -np.inf)
-    best = net.argmax(axis=1)
-    chosen = np.asarray(actions, dtype=object)[best]
-    return np.where(net[np.arange(len(net)), best] > 0, chosen, NO_ACTION)
 
 
 @dataclass(frozen=True)
@@ -126,7 +115,6 @@ class TrainedEffects:
     effects: Effects
     split: EffectSplit
     metrics: dict[str, float] = field(default_factory=dict)
-    test_reduction: pd.DataFrame | None = None
 
 
 def learner_params(settings: EffectSettings) -> EffectParams:
@@ -192,11 +180,16 @@ def learnable_actions(frame: pd.DataFrame, label: str, wanted: list[str]) -> lis
 
 
 def policy_values(
-    effects: Effects, test: pd.DataFrame, label: str, settings: EffectSettings
+    effects: Effects,
+    test: pd.DataFrame,
+    label: str,
+    settings: EffectSettings,
+    reduction: pd.DataFrame | None = None,
 ) -> dict[str, PolicyValue]:
     """Per-customer value of the greedy policy, of doing nothing, and of the logged
     assignment, on held-out rows (reward: value if the customer stays, minus the cost);
-    rows of an action the model does not know are left out."""
+    rows of an action the model does not know are left out. `reduction`: the model's
+    estimates for `test`, when the caller has them already."""
     test = test[test[ACTION].isin(effects.model.arms)]
     value = customer_value(test, settings)
     costs = {a: float(settings.action_costs.get(a, 0.0)) for a in effects.actions}
@@ -205,8 +198,8 @@ def policy_values(
     reward = value * stayed - np.array([costs.get(a, 0.0) for a in logged])
     propensity = test[PROPENSITY].to_numpy(dtype="float64")
     predicted = expected_reward(effects.model, effects.schema.transform(test), value, costs)
-    reduction = effects.reduction(test)
-    greedy = best_eligible(reduction, eligibility(test, effects.actions, settings), value, costs)
+    reduction = effects.reduction(test) if reduction is None else reduction.loc[test.index]
+    greedy = greedy_policy(reduction, value, costs, eligibility(test, effects.actions, settings))
     nothing = np.full(len(test), NO_ACTION, dtype=object)
     return {
         "greedy_dr": dr_value(greedy, logged, propensity, reward, predicted),
@@ -218,8 +211,8 @@ def policy_values(
 
 def evaluate_effects(
     effects: Effects, test: pd.DataFrame, label: str, settings: EffectSettings
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Qini and AUUC per action, policy values; also the held-out reductions."""
+) -> dict[str, float]:
+    """Qini and AUUC per action, and the policy values."""
     reduction = effects.reduction(test)
     y = test[label].to_numpy(dtype="float64")
     propensity = test[PROPENSITY].to_numpy(dtype="float64")
@@ -236,12 +229,12 @@ def evaluate_effects(
         )
         metrics[f"qini_{action}"] = qini_coefficient(*args)
         metrics[f"auuc_{action}"] = auuc(*args)
-    for name, estimate in policy_values(effects, test, label, settings).items():
+    for name, estimate in policy_values(effects, test, label, settings, reduction).items():
         metrics[f"value_{name}"] = estimate.value
         metrics[f"value_{name}_se"] = estimate.std_error
     metrics["value_gain_dr"] = metrics["value_greedy_dr"] - metrics["value_none_dr"]
     metrics["rows_test"] = float(len(test))
-    return metrics, reduction
+    return metrics
 
 
 def train_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> TrainedEffects:
@@ -251,9 +244,9 @@ def train_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> 
     effects = fit_effects(split.train, label, settings)
     known = split.test[split.test[ACTION].isin([NO_ACTION, *effects.actions])]
     split = EffectSplit(split.train, known)
-    metrics, reduction = evaluate_effects(effects, split.test, label, settings)
+    metrics = evaluate_effects(effects, split.test, label, settings)
     metrics["rows_train"] = float(len(split.train))
-    return TrainedEffects(effects, split, metrics, reduction)
+    return TrainedEffects(effects, split, metrics)
 
 
 def describe(metrics: dict[str, Any]) -> str:

@@ -43,17 +43,23 @@ def risk_list(
 ) -> Response:
     """The daily risk list: the report page, or the list as CSV (`?format=csv`)."""
     wanted = published_day(folder, day)
-    # open the published version once: a re-publication swaps the link and removes the
-    # old version, and an open file is read whole regardless
-    name = "risk_list.csv" if kind == "csv" else "report.html"
-    handle = open(os.path.realpath(folder / wanted / name), "rb")  # noqa: SIM115
-    csv = kind == "csv"
+    if kind == "csv":
+        return stream_file(
+            folder / wanted / "risk_list.csv",
+            "text/csv",
+            {"Content-Disposition": f'attachment; filename="risk_list_{wanted}.csv"'},
+        )
+    return stream_file(folder / wanted / "report.html", "text/html; charset=utf-8")
+
+
+def stream_file(path: Path, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    """A published file, opened once through its link (a re-publication may swap the link
+    and remove the old version while it streams: an open file is read whole regardless)."""
+    handle = open(os.path.realpath(path), "rb")  # noqa: SIM115  # closed after streaming
     return StreamingResponse(
         iter(lambda: handle.read(1 << 16), b""),
-        media_type="text/csv" if csv else "text/html; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="risk_list_{wanted}.csv"'}
-        if csv
-        else {},
+        media_type=media_type,
+        headers=headers or {},
         background=BackgroundTask(handle.close),
     )
 
@@ -71,9 +77,4 @@ def campaign_results(_: MarketingCaller, folder: RiskListsDep) -> Response:
             "no_campaign_results",
             "no campaign results yet: run `retain attribute` and `retain results`",
         )
-    handle = open(os.path.realpath(page), "rb")  # noqa: SIM115  # closed after streaming
-    return StreamingResponse(
-        iter(lambda: handle.read(1 << 16), b""),
-        media_type="text/html; charset=utf-8",
-        background=BackgroundTask(handle.close),
-    )
+    return stream_file(page, "text/html; charset=utf-8")
