@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from features.labels import (
+    ACCEPTED,
     ACTION,
     SNAPSHOT,
     campaign_entity_rows,
     churn_entity_rows,
     label_column,
+    untreated_entity_rows,
 )
 from features.lifecycle.contract import TABLES
 from features.lifecycle.profile import load_tables
@@ -92,14 +95,19 @@ def effect_training_set(
     horizon_days: int,
     feature_service: str,
     engine_rows: pd.DataFrame | None = None,
+    baseline_rows: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Every matured randomized campaign assignment with its action, logged probability,
     outcome and the features known when it was made (point in time, through Feast).
 
     `engine_rows` are the engine's own attributed decisions (`retain attribute`'s export,
     the same columns); where a campaign export also holds one (a simulated world echoes
-    the engine's actions), the customer, month and action are counted once."""
-    tables = load_tables(lifecycle_dir, ("campaigns", "churn_events"))
+    the engine's actions), the customer, month and action are counted once.
+    `baseline_rows`: up to this many customer-months nobody contacted are added for the
+    no-action baseline (`features.labels.untreated_entity_rows`), action `none` with no
+    assignment probability."""
+    tables = load_tables(lifecycle_dir, ("campaigns", "churn_events", "customers"))
     rows = campaign_entity_rows(
         tables["campaigns"],
         tables["churn_events"],
@@ -107,6 +115,8 @@ def effect_training_set(
         horizon_days,
     )
     if engine_rows is not None and not engine_rows.empty:
+        if ACCEPTED not in engine_rows:  # an export from before take-up was recorded
+            engine_rows = engine_rows.assign(**{ACCEPTED: np.nan})
         extra = engine_rows.assign(
             **{
                 SNAPSHOT: pd.to_datetime(engine_rows[SNAPSHOT], utc=True),
@@ -123,6 +133,23 @@ def effect_training_set(
             f"{lifecycle_dir}: no randomized campaign assignment (campaigns with an "
             f"assignment_probability) whose {horizon_days}-day outcome is known yet"
         )
+    if baseline_rows > 0:
+        contacts = [tables["campaigns"][["customer_id", "sent_at"]]]
+        if engine_rows is not None and not engine_rows.empty:
+            contacts.append(
+                engine_rows[["customer_id", SNAPSHOT]].rename(columns={SNAPSHOT: "sent_at"})
+            )
+        untreated = untreated_entity_rows(
+            tables["customers"],
+            tables["churn_events"],
+            pd.concat(contacts, ignore_index=True),
+            _first_month(lifecycle_dir),
+            resolve_as_of(lifecycle_dir, None),
+            horizon_days,
+            baseline_rows,
+            seed,
+        )
+        rows = pd.concat([rows, untreated[rows.columns]], ignore_index=True)
     return training_set(store, rows, feature_service)
 
 

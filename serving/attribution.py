@@ -187,8 +187,8 @@ def outcomes_frame(log: ActionLog) -> pd.DataFrame:
 
 def export_training_rows(outcomes: pd.DataFrame, path: Path, horizon_days: int = 60) -> int:
     """The matured decisions as the treatment-effect model's training rows (customer,
-    instant, action or none, assignment probability, churn within the horizon), published
-    atomically; returns the row count."""
+    instant, action or none, assignment probability, take-up, churn within the horizon),
+    published atomically; returns the row count."""
     label = f"churned_{horizon_days}d"
     matured = outcomes[outcomes[label].notna() & outcomes["assignment_probability"].notna()]
     rows = pd.DataFrame(
@@ -202,6 +202,8 @@ def export_training_rows(outcomes: pd.DataFrame, path: Path, horizon_days: int =
                 )
             ],
             "assignment_probability": matured["assignment_probability"].astype("float64"),
+            # taken up 1 / not 0 / unknown NaN (the control group, unreported outcomes)
+            "accepted": pd.to_numeric(matured["accepted"], errors="coerce").astype("float64"),
             f"churned_within_{horizon_days}d": matured[label].astype(bool),
         }
     )

@@ -163,9 +163,10 @@ class DecisionService:
 
     def within_budget(self, plans: dict[str, Planned], now: datetime) -> dict[str, Planned]:
         """Retention actions within the period's budget: exploration first (it is a fixed
-        small share), then the best value per unit of cost; the rest are suppressed. The
-        control group's held-back decisions count as if sent, so the money they would have
-        cost is not spent on anyone else."""
+        small share), then the best value per unit of cost; the rest are suppressed. A
+        control-group decision stays a control decision where a treated one in its place
+        would have fitted the budget, and spends nothing: the budget goes to the treated,
+        and the control group stays the customers the policy would have treated."""
         budget = self.settings.actions.budget
         limits = {kind: budget.limit(kind) for kind in RETENTION}
         if all(limit is None for limit in limits.values()):
@@ -176,8 +177,8 @@ class DecisionService:
             for kind, limit in limits.items()
             if limit is not None
         }
-        # control-group decisions take their place in the queue (and a virtual share of the
-        # budget) so that they are cut at the same value per cost as the treated
+        # control-group decisions take their place in the queue so that they are cut at the
+        # same value per cost as the treated
         wanted = [
             (customer, k, proposal)
             for customer, plan in plans.items()
@@ -198,7 +199,8 @@ class DecisionService:
             limit = limits[kind]
             assert limit is not None  # only limited kinds are wanted
             if spent[kind] + cost <= limit + 1e-9:
-                spent[kind] += cost
+                if proposal.details.get("arm") != "control":
+                    spent[kind] += cost
                 continue
             message = f"the {kind} budget of {limit:.0f} per {budget.period_days} days is spent"
             out[customer][k] = (

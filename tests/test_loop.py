@@ -103,6 +103,10 @@ def test_one_month_of_the_loop_by_hand(project: Path) -> None:
     assert "with their 60-day outcome" in attributed
     exported = pd.read_parquet(project / "data" / "outcomes" / "decision_outcomes.parquet")
     assert len(exported) > 100 and set(exported["action"]) >= {"none", "data_boost"}
+    # take-up: known (0/1) for delivered offers the world answered, unknown for control
+    assert exported.loc[exported["action"] == "none", "accepted"].isna().all()
+    treated_taken = exported.loc[exported["action"] != "none", "accepted"].dropna()
+    assert len(treated_taken) > 50 and set(treated_taken) == {0.0, 1.0}
     results = retain("results")
     assert "policy" in results and "control" in results.lower()
     page = project / "risk_lists" / "campaign_results.html"

@@ -27,7 +27,7 @@ from training.demand.settings import DemandSettings
 from training.demand.tracking import promote_demand
 from training.effects.settings import EffectSettings
 from training.effects.tracking import log_effect_run, promote_effects
-from training.effects.training import describe, train_effects
+from training.effects.training import describe, randomized, train_effects
 from training.experiments import connect
 from training.settings import TrainingSettings
 from training.tracking import log_training_run, promote
@@ -190,13 +190,16 @@ def train_effects_command() -> None:
                 settings.horizon_days,
                 settings.feature_service,
                 engine_rows,
+                settings.baseline_rows,
+                settings.seed,
             )
         except ValueError as error:
             typer.echo(f"no treatment-effect model trained: {error}", err=True)
             raise typer.Exit(1) from error
     settings.training_set_file.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(settings.training_set_file, index=False)
-    with console.status(f"training on {len(frame):,} assignments"):
+    assignments = int(randomized(frame).sum())
+    with console.status(f"training on {assignments:,} assignments"):
         try:
             trained = train_effects(frame, label, settings)
         except ValueError as error:
@@ -206,8 +209,9 @@ def train_effects_command() -> None:
         logged = log_effect_run(trained, frame, label, settings)
     typer.echo(
         f"trained treatment-effect model version {logged.version} (alias challenger, run "
-        f"{logged.run_id}) in {time.perf_counter() - started:.1f}s on {len(frame):,} "
-        f"assignments; {describe(trained.metrics)}"
+        f"{logged.run_id}) in {time.perf_counter() - started:.1f}s on {assignments:,} "
+        f"assignments and {len(frame) - assignments:,} untreated customer-months; "
+        f"{describe(trained.metrics)}"
     )
 
 

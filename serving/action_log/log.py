@@ -171,14 +171,16 @@ class ActionLog:
 
     def spent(self, action_type: str, since: datetime, until: datetime) -> float:
         """What the actions of a type created in [since, until] cost (their `cost` detail):
-        everything decided to go out, whatever became of it; suppressed and expired
-        actions spend nothing."""
+        everything decided to go out, whatever became of it; suppressed, expired and
+        control-group (held back) actions spend nothing."""
         cost = actions.c.details["cost"].as_float()
         statement = select(func.coalesce(func.sum(cost), 0.0)).where(
             actions.c.action_type == action_type,
             actions.c.created_at >= to_db(since),
             actions.c.created_at <= to_db(until),
-            actions.c.status.not_in([ActionStatus.SUPPRESSED, ActionStatus.EXPIRED]),
+            actions.c.status.not_in(
+                [ActionStatus.SUPPRESSED, ActionStatus.EXPIRED, ActionStatus.CONTROL]
+            ),
         )
         with self.engine.connect() as connection:
             return float(connection.execute(statement).scalar_one())

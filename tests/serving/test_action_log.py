@@ -820,3 +820,21 @@ def test_an_error_without_a_state_code_is_raised_at_once(log: ActionLog) -> None
     with pytest.raises(OperationalError):
         in_transaction(log.engine, broken)
     assert calls == [1]
+
+
+def test_spending_counts_what_was_decided_to_go_out_not_what_was_held_back(
+    log: ActionLog,
+) -> None:
+    """Queued, deferred and delivered offers spend their cost; suppressed, expired and
+    control-group decisions spend nothing; other types and other periods are not counted."""
+    costs = {
+        "C1": ("queued", 30.0),
+        "C2": ("deferred", 5.0),
+        "C3": ("suppressed", 60.0),
+        "C4": ("control", 30.0),
+    }
+    log.record([_action(c, s, details={"cost": cost}) for c, (s, cost) in costs.items()], NOW)
+    log.record([_action("C5", "queued", "callback", details={"cost": 15.0})], NOW)
+    log.record([_action("C6", "queued", key="2026-10-01", details={"cost": 60.0})], NOW - 40 * DAY)
+    assert log.spent("retention_offer", NOW - 30 * DAY, NOW) == pytest.approx(35.0)
+    assert log.spent("callback", NOW - 30 * DAY, NOW) == pytest.approx(15.0)

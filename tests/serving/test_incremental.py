@@ -192,6 +192,28 @@ def test_control_group_decisions_are_suppressed_as_such(tmp_path: Path) -> None:
             assert verdict.allowed
 
 
+def test_the_control_group_spends_no_budget_and_is_cut_where_the_treated_are(
+    tmp_path: Path,
+) -> None:
+    """Budget 60, offers of 30 in order of value: the treated get two of them, whatever
+    the control group holds above them; a control decision is kept where a treated one in
+    its place would have fitted, and suppressed for the budget below that."""
+    experiment = Experiment(control_share=0.5, exploration_share=0.0)
+    decisions = service(tmp_path, Budget(retention_offer=60.0), experiment)
+    ids = [f"C{i:08d}" for i in range(40)]
+    control = [c for c in ids if arm_of(c, NOON, experiment) == "control"][:3]
+    treated = [c for c in ids if arm_of(c, NOON, experiment) == "policy"][:3]
+    # value order: control, treated, control, treated, control, treated
+    order = [control[0], treated[0], control[1], treated[1], control[2], treated[2]]
+    items = [customer(c, loyalty_discount=0.10 - 0.01 * rank) for rank, c in enumerate(order)]
+    plans = decisions.plan(items, NOON)
+    allowed = {c: plans[c][0][1].allowed for c in treated}
+    assert allowed == {treated[0]: True, treated[1]: True, treated[2]: False}
+    codes = {c: plans[c][0][1].suppressions[0].code for c in control}
+    assert codes == {control[0]: "control_group", control[1]: "control_group",
+                     control[2]: "budget"}  # fmt: skip
+
+
 def test_without_effects_exploration_counts_every_action_the_policy_would_send() -> None:
     """The fallback can propose an offer and a call at once; exploration drawing either
     must log the policy's share too."""

@@ -55,8 +55,11 @@ def judged(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Data
     )
     store = open_store(features)
     apply(store)
-    frame = effect_training_set(store, features.lifecycle_dir, 60, "churn_v1")
-    trained = train_effects(frame, LABEL, EffectSettings())
+    settings = EffectSettings()
+    frame = effect_training_set(
+        store, features.lifecycle_dir, 60, "churn_v1", None, settings.baseline_rows
+    )
+    trained = train_effects(frame, LABEL, settings)
     test = trained.split.test.reset_index(drop=True)
     estimate = trained.effects.reduction(test).add_prefix("estimate_")
     # the truth of each held-out assignment's customer-month, for every action

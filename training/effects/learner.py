@@ -2,15 +2,24 @@
 
 Two methods, chosen by `EffectParams.method`:
 
-- `offset` (the default): a baseline outcome model mu_0(x) on the no-action rows, then per
-  action a binary LightGBM on that action's rows that starts from the baseline's log-odds
-  (`init_score`) and learns only the change the action makes to them, tau_a(x), strongly
-  regularised so it stays near zero without evidence. The per-row noise is plain binomial
-  noise (no 1/e weighting), and the effect is learnt on the scale the actions work on
-  (log-odds: the same nudge matters more to a customer at 20 % risk than at 2 %). On the
-  simulator's campaigns (40,000 assignments, five arms) its greedy policy reached 72 % of
-  the oracle's true value on held-out months, against 63 % for a T-learner and 51 % for
-  the DR learner below, whose pseudo-outcomes are dominated by Y/e noise at this size.
+- `offset` (the default): a baseline outcome model mu_0(x) on the no-action rows (and on
+  untreated customer-months, when given: many more rows of the same no-action outcome),
+  then per action the change tau_a(x) the action makes to the baseline's log-odds, learnt
+  on that action's rows from the baseline's prediction (`init_score`). The per-row noise
+  is plain binomial noise (no 1/e weighting), and the effect is learnt on the scale the
+  actions work on (log-odds: the same nudge matters more to a customer at 20 % risk than
+  at 2 %). tau_a is either
+  - an *acceptance index* where take-up was logged: tau_a(x) = c + b logit P(accept | x, a),
+    the acceptance model learnt from the action's take-ups (far more informative than
+    60-day churn: a third accept, a few percent leave) and c, b from the churn outcomes;
+    customers take up what is worth something to them, so the index finds whom the action
+    helps and the churn outcomes only scale it (`AcceptanceIndex`); or
+  - boosted stumps (an additive change, strongly regularised towards none).
+  Measured on the simulator's held-out campaign months (40,000 assignments, five arms),
+  acting greedily on the estimates earned 89 % of an oracle's true value (the oracle knows
+  the expected effects): 80 % without take-up, 72 % with the baseline from the no-action
+  arm alone and deeper trees, 63 % for a T-learner and 51 % for the DR learner below,
+  whose pseudo-outcomes are dominated by Y/e noise at this size.
 - `dr`, described next, unbiased whatever the outcome models' errors: the better choice
   with much more randomized data.
 
@@ -60,6 +69,8 @@ import pandas as pd
 
 NO_ACTION = "none"
 MIN_ARM_ROWS = 50
+MIN_ACCEPTANCE_ROWS = 200
+ACCEPTANCE_PATIENCE = 50  # rounds without a better held-out log-loss before stopping
 
 
 def _default_outcome_params() -> dict[str, Any]:
@@ -70,6 +81,10 @@ def _default_outcome_params() -> dict[str, Any]:
         "lambda_l2": 10.0,
         "feature_fraction": 0.8,
     }
+
+
+def _default_acceptance_params() -> dict[str, Any]:
+    return {"num_leaves": 7, "min_child_samples": 200, "learning_rate": 0.05}
 
 
 def _default_effect_params() -> dict[str, Any]:
@@ -98,6 +113,9 @@ class EffectParams:
     seed: int = 7
     clip_propensity: float = 0.01
     method: str = "offset"  # or "dr"
+    acceptance_index: bool = True  # offset: model an action through its acceptance, if logged
+    acceptance_params: dict[str, Any] = field(default_factory=_default_acceptance_params)
+    acceptance_rounds: int = 1000  # at most; early stopping on held-out take-up chooses
 
 
 @dataclass
@@ -144,6 +162,26 @@ class _Features:
 
 
 @dataclass
+class AcceptanceIndex:
+    """An action's change of the churn log-odds as a line in its acceptance log-odds:
+    change(x) = intercept + slope x logit P(accept | x, action).
+
+    Whether a customer takes an offer up is observed on every treated row and is far less
+    noisy than churn within 60 days (about a third accept, against a few percent who
+    leave), and customers take up what is worth something to them: the acceptance model
+    finds *who* an action matters to from many informative outcomes, and the churn
+    outcomes only have to fix two numbers, how much a unit of that index changes churn.
+    """
+
+    acceptance: Any  # lgb.Booster (binary): P(accept | x) on the action's rows
+    intercept: float
+    slope: float
+
+    def change(self, x: pd.DataFrame) -> np.ndarray:
+        return self.intercept + self.slope * _logit(self.acceptance.predict(x))
+
+
+@dataclass
 class EffectModel:
     """Per-action effect models and per-arm outcome models, with their input schema.
 
@@ -154,7 +192,8 @@ class EffectModel:
     features: _Features
     outcome_models: dict[str, Any]  # arm -> lgb.Booster (binary); offset: NO_ACTION only
     effect_models: dict[str, Any]  # action -> lgb.Booster (dr: regression of phi_a;
-    # offset: the change of the log-odds, a binary booster trained from the baseline's)
+    # offset: the change of the log-odds, a binary booster trained from the baseline's,
+    # or an AcceptanceIndex where the action's acceptance was logged)
     method: str = "dr"
 
     @property
@@ -185,7 +224,11 @@ class EffectModel:
         logit = np.log(base / (1 - base))
         out = {NO_ACTION: base}
         for a in self.actions:
-            change = self.effect_models[a].predict(x, raw_score=True)
+            model = self.effect_models[a]
+            if isinstance(model, AcceptanceIndex):
+                change = model.change(x)
+            else:
+                change = model.predict(x, raw_score=True)
             out[a] = 1.0 / (1.0 + np.exp(-(logit + change)))
         return out
 
@@ -207,13 +250,20 @@ def fit_effect_model(
     actions: Sequence[str],
     params: EffectParams,
     sample_weight: np.ndarray | None = None,
+    baseline: tuple[pd.DataFrame, np.ndarray] | None = None,
+    accepted: np.ndarray | None = None,
 ) -> EffectModel:
-    """Fit the DR learner on logged randomized data (see the module docstring).
+    """Fit the learner on logged randomized data (see the module docstring).
 
     `action`: per row NO_ACTION or one of `actions`; `outcome`: 0/1 (1 = the event the
     actions try to prevent, e.g. churn); `propensity`: the logged probability that the row
     got the action it got; `sample_weight` weights every model's rows (e.g. to undo
-    sampling).
+    sampling). `baseline`: (features, outcome) of untreated, non-randomized rows that the
+    offset learner's no-action model learns from besides the no-action arm (the DR
+    learner's correction needs propensities, so it does not use them). `accepted`: per
+    row 1 when the customer took the action up, 0 when not, NaN when unknown (no-action
+    rows, unreported outcomes); where an action has enough of them, the offset learner
+    models its effect through them (`AcceptanceIndex`).
     """
     arms = (NO_ACTION, *_check_actions(actions))
     logged, y, e, w = _check_inputs(features, action, outcome, propensity, sample_weight, arms)
@@ -224,7 +274,18 @@ def fit_effect_model(
     schema = _Features.infer(features)
     x = schema.transform(features)
     if params.method == "offset":
-        return _fit_offset(x, logged, y, w, arms, schema, params)
+        extra = None
+        if baseline is not None and len(baseline[0]):
+            extra_y = np.asarray(baseline[1], dtype="float64")
+            if len(extra_y) != len(baseline[0]) or not np.isin(extra_y, (0.0, 1.0)).all():
+                raise ValueError("baseline outcome must be 0 or 1, one per baseline row")
+            extra = (schema.transform(baseline[0]), extra_y)
+        taken = None
+        if accepted is not None and params.acceptance_index:
+            taken = np.asarray(accepted, dtype="float64")
+            if len(taken) != len(x) or not np.isin(taken[~np.isnan(taken)], (0.0, 1.0)).all():
+                raise ValueError("accepted must be 0, 1 or NaN (unknown), one per row")
+        return _fit_offset(x, logged, y, w, arms, schema, params, extra, taken)
     if params.method != "dr":
         raise ValueError(f"unknown method {params.method!r}: offset or dr")
     e = np.maximum(e, params.clip_propensity)
@@ -263,16 +324,31 @@ def _fit_offset(
     arms: tuple[str, ...],
     schema: _Features,
     params: EffectParams,
+    extra: tuple[pd.DataFrame, np.ndarray] | None = None,
+    accepted: np.ndarray | None = None,
 ) -> EffectModel:
-    """The baseline on the no-action rows; per action, the change of its log-odds learnt
-    on the action's rows from the baseline's prediction (out of sample: the baseline never
-    saw them)."""
-    baseline = _train_outcome(x, y, w, np.flatnonzero(logged == NO_ACTION), params)
+    """The baseline on the no-action rows (and `extra` untreated rows); per action, the
+    change of its log-odds learnt on the action's rows from the baseline's prediction (out
+    of sample: the baseline never saw them): an `AcceptanceIndex` where the action's
+    acceptance is known on enough rows, else a boosted change."""
+    none = np.flatnonzero(logged == NO_ACTION)
+    if extra is None:
+        baseline = _train_outcome(x, y, w, none, params)
+    else:
+        both_x = pd.concat([x.iloc[none], extra[0]], ignore_index=True)
+        both_w = None if w is None else np.r_[w[none], np.ones(len(extra[1]))]
+        everything = np.arange(len(both_x))
+        baseline = _train_outcome(both_x, np.r_[y[none], extra[1]], both_w, everything, params)
     base = np.clip(baseline.predict(x), 1e-6, 1 - 1e-6)
     offset = np.log(base / (1 - base))
     effect_models: dict[str, Any] = {}
     for a in arms[1:]:
         rows = np.flatnonzero(logged == a)
+        if accepted is not None and _enough_acceptance(accepted[rows]):
+            effect_models[a] = _fit_acceptance_index(
+                x.iloc[rows], y[rows], accepted[rows], offset[rows], params
+            )
+            continue
         effect_models[a] = _train(
             x.iloc[rows],
             y[rows],
@@ -289,6 +365,81 @@ def _fit_offset(
         effect_models=effect_models,
         method="offset",
     )
+
+
+def _enough_acceptance(accepted: np.ndarray) -> bool:
+    """Enough known take-ups, of both kinds, to learn an acceptance model from."""
+    known = accepted[~np.isnan(accepted)]
+    return len(known) >= MIN_ACCEPTANCE_ROWS and 0 < known.sum() < len(known)
+
+
+def _fit_acceptance_index(
+    x: pd.DataFrame,
+    churned: np.ndarray,
+    accepted: np.ndarray,
+    offset: np.ndarray,
+    params: EffectParams,
+) -> AcceptanceIndex:
+    """The acceptance model on the rows where acceptance is known; its cross-fitted
+    log-odds as every row's index (a row's own fit would overstate how well the index
+    predicts, and shrink the slope); the intercept and slope by a logistic regression of
+    churn on the index, offset by the baseline's log-odds."""
+    known = np.flatnonzero(~np.isnan(accepted))
+    fold = np.random.default_rng(params.seed).permutation(len(x)) % params.folds
+    index = np.empty(len(x), dtype="float64")
+    lgb_params = {
+        "verbosity": -1,
+        "seed": params.seed,
+        **params.acceptance_params,
+        "objective": "binary",
+    }
+    rounds = []
+    for k in range(params.folds):
+        # take-up is plentiful and far less noisy than churn: its own held-out fold can
+        # say when the acceptance model stops learning (early stopping on its log-loss)
+        fit_rows, check_rows = known[fold[known] != k], known[fold[known] == k]
+        booster = lgb.train(
+            lgb_params,
+            lgb.Dataset(x.iloc[fit_rows], label=accepted[fit_rows]),
+            num_boost_round=params.acceptance_rounds,
+            valid_sets=[lgb.Dataset(x.iloc[check_rows], label=accepted[check_rows])],
+            callbacks=[lgb.early_stopping(ACCEPTANCE_PATIENCE, verbose=False)],
+        )
+        rounds.append(max(booster.best_iteration, 1))
+        held_out = np.flatnonzero(fold == k)
+        held_out_p = np.asarray(booster.predict(x.iloc[held_out], num_iteration=rounds[-1]))
+        index[held_out] = _logit(held_out_p)
+    intercept, slope = _offset_logistic(index, churned, offset)
+    final = lgb.train(
+        lgb_params,
+        lgb.Dataset(x.iloc[known], label=accepted[known]),
+        num_boost_round=round(float(np.mean(rounds))),
+    )
+    return AcceptanceIndex(final, intercept, slope)
+
+
+def _offset_logistic(
+    z: np.ndarray, y: np.ndarray, offset: np.ndarray, ridge: float = 1.0
+) -> tuple[float, float]:
+    """(a, b) of P(y=1) = sigmoid(offset + a + b z), by Newton's method with a small ridge
+    (two parameters: no library needed, and it cannot fail to converge on separable data)."""
+    design = np.column_stack([np.ones_like(z), z])
+    beta = np.zeros(2)
+    penalty = ridge * np.eye(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(offset + design @ beta)))
+        gradient = design.T @ (y - p) - penalty @ beta
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + penalty
+        step = np.linalg.solve(hessian, gradient)
+        beta = beta + step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _pseudo_outcome(

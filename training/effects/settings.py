@@ -19,13 +19,20 @@ class EffectLearnerParams(BaseModel):
     method: Literal["offset", "dr"] = Field(
         "offset", description="Baseline-offset learner, or the doubly-robust learner."
     )
-    outcome_rounds: int = Field(300, ge=10)
-    outcome_leaves: int = Field(15, ge=2)
+    outcome_rounds: int = Field(400, ge=10)
+    outcome_leaves: int = Field(31, ge=2)
     outcome_min_child_samples: int = Field(200, ge=1)
-    effect_rounds: int = Field(200, ge=10)
-    effect_leaves: int = Field(4, ge=2)
+    effect_rounds: int = Field(100, ge=10)
+    effect_leaves: int = Field(2, ge=2)
     effect_min_child_samples: int = Field(300, ge=1)
-    folds: int = Field(3, ge=2, le=10, description="Cross-fitting folds (dr).")
+    folds: int = Field(3, ge=2, le=10, description="Cross-fitting folds (dr, acceptance index).")
+    acceptance_index: bool = Field(
+        True,
+        description="offset: where take-up is logged, model an action's effect as a line in "
+        "its acceptance log-odds (training.effects.learner.AcceptanceIndex).",
+    )
+    acceptance_leaves: int = Field(7, ge=2, description="The acceptance model's tree size.")
+    acceptance_min_child_samples: int = Field(200, ge=1)
 
 
 class EffectPromotion(BaseModel):
@@ -67,6 +74,12 @@ class EffectSettings(TrackedSettings):
     )
     value_months: float = Field(36.0, gt=0, description="Customer value: monthly fee x this...")
     margin: float = Field(0.5, gt=0, le=1, description="...x this (as configs/serving.yaml).")
+    baseline_rows: int = Field(
+        200_000,
+        ge=0,
+        description="Customer-months nobody contacted, sampled for the no-action baseline "
+        "(offset learner); 0 learns it from the campaigns' no-action arm alone.",
+    )
     params: EffectLearnerParams = EffectLearnerParams()
     promotion: EffectPromotion = EffectPromotion()
     outcomes_file: Path = Field(

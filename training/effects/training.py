@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.labels import ACTION, PROPENSITY, SNAPSHOT
+from features.labels import ACCEPTED, ACTION, PROPENSITY, SNAPSHOT
 from features.request_time import REQUEST_TIME_FIELD
 from training.effects.evaluation import (
     PolicyValue,
@@ -38,7 +38,7 @@ from training.effects.learner import (
 from training.effects.settings import EffectSettings
 from training.model import FeatureSchema
 
-NOT_FEATURES = ("customer_id", SNAPSHOT, REQUEST_TIME_FIELD, ACTION, PROPENSITY)
+NOT_FEATURES = ("customer_id", SNAPSHOT, REQUEST_TIME_FIELD, ACTION, PROPENSITY, ACCEPTED)
 # Who may get what: the serving catalogue's default rules (configs/serving.yaml).
 LOYALTY_CONTRACTS = ("month_to_month", "one_year")
 CALLBACK_MIN_VALUE = 1500.0
@@ -97,17 +97,24 @@ class EffectSplit:
         return sorted(frame[SNAPSHOT].dt.strftime("%Y-%m").unique().tolist())
 
 
+def randomized(frame: pd.DataFrame) -> pd.Series:
+    """The rows of randomized assignments; the others are untreated baseline rows."""
+    return frame[PROPENSITY].notna()
+
+
 def effect_split(frame: pd.DataFrame, test_months: int) -> EffectSplit:
-    """The latest `test_months` assignment months held out."""
+    """The latest `test_months` months of randomized assignments held out; baseline rows
+    (untreated customer-months) go to training when they are older, else are dropped."""
     month = frame[SNAPSHOT].dt.strftime("%Y-%m")
-    months = sorted(month.unique())
+    months = sorted(month[randomized(frame)].unique())
     if len(months) < test_months + 2:
         raise ValueError(
             f"{len(months)} months of randomized campaigns are too few to hold out "
             f"{test_months} and learn from at least 2"
         )
-    held = month.isin(months[-test_months:])
-    return EffectSplit(frame[~held], frame[held])
+    first_held = months[-test_months]
+    held = month >= first_held
+    return EffectSplit(frame[~held], frame[held & randomized(frame)])
 
 
 @dataclass
@@ -140,12 +147,21 @@ def learner_params(settings: EffectSettings) -> EffectParams:
         folds=p.folds,
         seed=settings.seed,
         method=p.method,
+        acceptance_index=p.acceptance_index,
+        acceptance_params={
+            "num_leaves": p.acceptance_leaves,
+            "min_child_samples": p.acceptance_min_child_samples,
+            "learning_rate": 0.05,
+            "num_threads": 2,
+        },
     )
 
 
 def fit_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> Effects:
     columns = [c for c in frame.columns if c not in (*NOT_FEATURES, label)]
     schema = FeatureSchema.infer(frame, columns)
+    baseline = frame[~randomized(frame)]
+    frame = frame[randomized(frame)]
     actions = learnable_actions(frame, label, settings.actions)
     frame = frame[frame[ACTION].isin([NO_ACTION, *actions])]  # other actions: not learnt
     model = fit_effect_model(
@@ -155,6 +171,10 @@ def fit_effects(frame: pd.DataFrame, label: str, settings: EffectSettings) -> Ef
         frame[PROPENSITY].to_numpy(dtype="float64"),
         actions,
         learner_params(settings),
+        baseline=(schema.transform(baseline), baseline[label].to_numpy(dtype="int64"))
+        if len(baseline)
+        else None,
+        accepted=frame[ACCEPTED].to_numpy(dtype="float64") if ACCEPTED in frame else None,
     )
     return Effects(schema, model, settings.horizon_days)
 
