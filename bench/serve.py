@@ -225,6 +225,7 @@ def main() -> None:
     ours_env = {
         "RETAIN_API_KEYS": f"{API_KEY}:crm",
         "RETAIN_SERVING_DELIVERY__ENABLED": "false",  # nothing to deliver: score only
+        "RETAIN_SERVING_LIMITS__RATE_LIMIT": "off",  # one key at saturation: not the limiter
         "RETAIN_SERVING_RELOAD_INTERVAL_S": "0",
     }
     tracking_env = {"MLFLOW_TRACKING_URI": tracking.resolved_tracking_uri()}

@@ -12,7 +12,9 @@ that they agree value for value.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -206,14 +208,43 @@ class DirectRows:
         return query
 
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, reopened when the file was replaced (a restore or a
+        new materialization moved into place: another inode) or had failed before."""
+        try:
+            stat = os.stat(self.path)
+        except OSError as error:
+            self._drop()
+            raise OnlineStoreUnavailable(f"online store {self.path}: {error}") from error
+        identity = (stat.st_dev, stat.st_ino)
         conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        if conn is not None and getattr(self.local, "identity", None) != identity:
+            self._drop()
+            conn = None
         if conn is None:
             uri = f"{self.path.resolve().as_uri()}?mode=ro"  # as_uri escapes ? # and %
             conn = sqlite3.connect(uri, uri=True, check_same_thread=True)
-            self.local.conn = conn
+            self.local.conn, self.local.identity = conn, identity
         return conn
 
+    def _drop(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
     def read(self, customer_ids: Sequence[str], at: pd.Timestamp) -> FeatureRows:
+        try:
+            return self._read(customer_ids, at)
+        except sqlite3.Error as error:
+            # a damaged or half-written file: this connection may hold a broken view of it,
+            # so the next read opens a new one (the file may have been restored by then)
+            self._drop()
+            raise OnlineStoreUnavailable(
+                f"online store {self.path} cannot be read: {error}"
+            ) from error
+
+    def _read(self, customer_ids: Sequence[str], at: pd.Timestamp) -> FeatureRows:
         keys = [self.serialize(c) for c in customer_ids]
         position = {key: i for i, key in enumerate(keys)}  # repeats: the last one is filled
         n = len(keys)

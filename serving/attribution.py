@@ -19,12 +19,14 @@ from sqlalchemy import delete, insert, select
 from retain.base.publish import publish_file
 from serving.action_log.database import decision_outcomes, from_db, in_transaction, to_db
 from serving.action_log.log import ActionLog
+from serving.action_log.retention import PSEUDONYM_PREFIX, is_pseudonym
 from serving.domain import ActionRecord, ActionStatus
 from serving.experiment import arm_of
 from serving.feedback import action_name, is_control
 from serving.settings import Experiment
 
 WINDOWS = {"churned_30d": 30, "churned_60d": 60}
+HORIZON_DAYS = max(WINDOWS.values())  # a decision's customer id is needed this long
 # what an action's status says about its acceptance (None: not known yet)
 ACCEPTANCE = {ActionStatus.ACCEPTED: True, ActionStatus.DECLINED: False}
 STOPPED = frozenset({ActionStatus.SUPPRESSED, ActionStatus.EXPIRED, ActionStatus.FAILED})
@@ -142,7 +144,12 @@ def attribute(
     accepted = (
         world_acceptances(pd.read_parquet(campaigns_file)) if campaigns_file.exists() else set()
     )
-    decisions = log.decisions(since, as_of.to_pydatetime())
+    # a pseudonymized decision is past every window (`retain housekeeping` refuses a
+    # retention shorter than the horizon): its outcome row is final, and its customer can
+    # no longer be matched with churn events, take-up or arm, so it is left as it is
+    decisions = [
+        d for d in log.decisions(since, as_of.to_pydatetime()) if not is_pseudonym(d.customer_id)
+    ]
     chosen = [d for d in decisions if compared(d, experiment)]
     rows = outcome_rows(chosen, churned_at, as_of, accepted, now)
 
@@ -190,7 +197,9 @@ def export_training_rows(outcomes: pd.DataFrame, path: Path, horizon_days: int =
     instant, action or none, assignment probability, take-up, churn within the horizon),
     published atomically; returns the row count."""
     label = f"churned_{horizon_days}d"
-    matured = outcomes[outcomes[label].notna() & outcomes["assignment_probability"].notna()]
+    # a pseudonymized decision's customer has no features to join any more
+    named = ~outcomes["customer_id"].astype(str).str.startswith(PSEUDONYM_PREFIX)
+    matured = outcomes[outcomes[label].notna() & outcomes["assignment_probability"].notna() & named]
     rows = pd.DataFrame(
         {
             "customer_id": matured["customer_id"],

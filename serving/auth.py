@@ -1,8 +1,9 @@
 """API keys with roles.
 
 Keys come from the environment (`RETAIN_API_KEYS="key1:crm,key2:ops+admin"`) or a secrets
-file (YAML `keys: [{key: ..., roles: [crm]}]`). Only SHA-256 digests are kept in memory
-and compared in constant time. A placeholder key ("changeme", "dev", ...) or a key
+file (YAML `keys: [{key: ..., roles: [crm], name: crm-gateway}]`; the name, optional, is
+what audit records and rate limits use). Only SHA-256 digests are kept in memory and
+compared in constant time. A placeholder key ("changeme", "dev", ...) or a key
 shorter than 16 characters stops the server at start unless it runs in dev mode.
 """
 
@@ -13,7 +14,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -35,22 +36,45 @@ def _digest(key: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who presented a known key: its name (never the key) and roles."""
+
+    name: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
 class ApiKeys:
     by_digest: Mapping[bytes, frozenset[str]]
+    names: Mapping[bytes, str] = field(default_factory=dict)
 
-    def roles(self, presented: str | None) -> frozenset[str] | None:
-        """The roles of a presented key, or None when it is not a known key."""
+    def caller(self, presented: str | None) -> Caller | None:
+        """The caller a presented key stands for, or None when it is not a known key."""
         if not presented:
             return None
         digest = _digest(presented)
         for known, roles in self.by_digest.items():
             if hmac.compare_digest(known, digest):
-                return roles
+                return Caller(self.names.get(known) or key_name(known), roles)
         return None
 
+    def roles(self, presented: str | None) -> frozenset[str] | None:
+        """The roles of a presented key, or None when it is not a known key."""
+        found = self.caller(presented)
+        return None if found is None else found.roles
 
-def parse_keys(entries: list[tuple[str, list[str]]], dev_mode: bool) -> ApiKeys:
-    """Check every key and role; refuse weak keys outside dev mode."""
+
+def key_name(digest: bytes) -> str:
+    """A key's default name: a prefix of its digest, which names it in audit records and
+    rate limits without revealing it."""
+    return f"key-{digest.hex()[:10]}"
+
+
+def parse_keys(
+    entries: list[tuple[str, list[str]]], dev_mode: bool, names: list[str | None] | None = None
+) -> ApiKeys:
+    """Check every key and role; refuse weak keys outside dev mode. `names`: per entry the
+    name audit records and rate limits use (default: a prefix of the key's digest)."""
     if not entries:
         raise KeyConfigError(f"no API keys: set {KEYS_ENV}='key:role,...' or serving.api_keys_file")
     keys: dict[bytes, frozenset[str]] = {}
@@ -67,20 +91,28 @@ def parse_keys(entries: list[tuple[str, list[str]]], dev_mode: bool) -> ApiKeys:
                 "refusing to start (use serving.dev_mode only on a development machine)"
             )
         keys[_digest(key)] = frozenset(roles)
-    return ApiKeys(keys)
+    given = {
+        _digest(key): name
+        for (key, _), name in zip(entries, names or [None] * len(entries), strict=True)
+        if name
+    }
+    return ApiKeys(keys, given)
 
 
 def load_keys(keys_file: Path | None, dev_mode: bool) -> ApiKeys:
     """Keys from the secrets file and the environment together."""
     entries: list[tuple[str, list[str]]] = []
+    names: list[str | None] = []
     if keys_file is not None:
         document = yaml.safe_load(Path(keys_file).read_text()) or {}
         for item in document.get("keys", []):
             entries.append((str(item["key"]), [str(r) for r in item.get("roles", [])]))
+            names.append(str(item["name"]) if item.get("name") else None)
     for item in filter(None, os.environ.get(KEYS_ENV, "").split(",")):
         key, _, roles = item.strip().partition(":")
         entries.append((key, [r for r in roles.split("+") if r]))
-    return parse_keys(entries, dev_mode)
+        names.append(None)
+    return parse_keys(entries, dev_mode, names)
 
 
 ROLE_NAMES: tuple[str, ...] = get_args(Role)
@@ -95,7 +127,7 @@ def write_keys_file(
         raise FileExistsError(f"{path} exists: keys are never overwritten")
     keys = {role: f"{role}-{secrets.token_hex(16)}" for role in roles}
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"keys": [{"key": key, "roles": [role]} for role, key in keys.items()]}
+    document = {"keys": [{"key": key, "roles": [role], "name": role} for role, key in keys.items()]}
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
         yaml.safe_dump(document, out)
     return keys

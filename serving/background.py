@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Self
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def report_failure(log: logging.Logger, what: str, error: Exception) -> None:
+    """A database that is down or restarting: one line per attempt, no traceback (a loop
+    retrying every second must not fill the log); anything else with its traceback."""
+    if isinstance(error, UNAVAILABLE):
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        log.warning(what, extra={"error": f"{type(error).__name__}: {first_line}"})
+    else:
+        log.error(what, exc_info=error)
 
 
 class BackgroundLoop:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,14 +12,24 @@ import typer
 import uvicorn
 
 from features.batch_rows import SnapshotError
+from features.lifecycle.cli import parse_instant
 from features.settings import FeatureSettings
 from features.store import open_store
 from retain.base.settings import load_settings
-from serving.action_log.database import log_exists, open_engine
+from serving.action_log.database import (
+    ActionLogSchemaError,
+    check_schema,
+    log_engine,
+    log_exists,
+    open_engine,
+)
 from serving.action_log.log import ActionLog
+from serving.action_log.migrations import current_revision, head_revision, upgrade
+from serving.api.logs import log_config
 from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.daily import run_daily
 from serving.decisions import decision_service
+from serving.housekeeping import RetentionError, housekeeping
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from serving.settings import DailySettings, ServingSettings
 from training.settings import TrainingSettings
@@ -75,6 +85,12 @@ def serve_command(
         # busy 2-core machine, over and over
         timeout_worker_healthcheck=settings.worker_start_timeout_s,
         access_log=False,
+        log_config=log_config(),  # JSON lines with timestamps and request ids
+        # slow or idle clients: a kept-alive connection idle this long is closed, and past
+        # `max_connections` per worker uvicorn answers 503 at once instead of queueing
+        # (header timeouts against slowloris belong to the proxy in front: see README)
+        timeout_keep_alive=settings.limits.keep_alive_s,
+        limit_concurrency=settings.limits.max_connections,
     )
 
 
@@ -152,4 +168,82 @@ def publish_daily_list(when: date, serving: ServingSettings, act: bool = False) 
         f"{summary['date']}: {summary['scored']:,} customers scored, "
         f"{summary['at_risk']['high']:,} high and {summary['at_risk']['medium']:,} medium risk; "
         f"{folder / 'report.html'} (MLflow run {run_id})"
+    )
+
+
+def housekeeping_command(
+    now: Annotated[
+        str | None,
+        typer.Option(help="Apply the retention periods as of this instant (default: now)."),
+    ] = None,
+) -> None:
+    """Delete risk lists and delivered messages older than their retention period and
+    pseudonymize the action log's older decisions (configs/serving.yaml `retention`); run
+    it daily. Running it again changes nothing."""
+    serving = load_settings(ServingSettings)
+    daily = load_settings(DailySettings)
+    at = parse_instant(now).to_pydatetime() if now else datetime.now(UTC)
+    url = serving.action_db_url
+    try:
+        log = ActionLog(open_engine(url)) if log_exists(url) else None
+        done = housekeeping(serving, daily, log, at)
+    except RetentionError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    retention = serving.retention
+    days = ", ".join(done.risk_list_days) or "none"
+    typer.echo(
+        f"risk lists older than {retention.risk_lists_days} days: {len(done.risk_list_days)} "
+        f"deleted ({days})"
+    )
+    typer.echo(
+        f"delivered messages older than {retention.delivered_messages_days} days: "
+        f"{done.messages:,} removed from {serving.delivery.file_path}"
+    )
+    since = (at - timedelta(days=retention.action_log_personal_days)).date().isoformat()
+    typer.echo(
+        f"action log, decisions before {since}: {done.actions:,} pseudonymized "
+        f"({done.outcomes:,} outcome rows, {done.audit:,} audit rows)"
+        if log is not None
+        else "action log: none yet"
+    )
+
+
+action_log_app = typer.Typer(
+    help="The action log's schema: its revision, and migrating it.", no_args_is_help=True
+)
+
+
+@action_log_app.command("upgrade")
+def action_log_upgrade_command() -> None:
+    """Migrate the configured action log to this version's schema.
+
+    What every command using the log does first, one process at a time; prints the revision
+    it was at and the one it is at now."""
+    engine = log_engine(load_settings(ServingSettings).action_db_url)
+    try:
+        done = upgrade(engine)
+        check_schema(engine)
+    except ActionLogSchemaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    was = done.before or "new"
+    if done.stamped:
+        was += " (made before migrations, stamped)"
+    shown = engine.url.render_as_string(hide_password=True)
+    typer.echo(f"action log {shown}: {was} -> {done.after}")
+
+
+@action_log_app.command("current")
+def action_log_current_command() -> None:
+    """Print the configured action log's revision, and this version's."""
+    url = load_settings(ServingSettings).action_db_url
+    if not log_exists(url):
+        typer.echo(f"error: no action log at {url}", err=True)
+        raise typer.Exit(1)
+    engine = log_engine(url)
+    revision = current_revision(engine) or "none (made before migrations)"
+    typer.echo(
+        f"action log {engine.url.render_as_string(hide_password=True)}: {revision} "
+        f"(this version's: {head_revision()})"
     )

@@ -4,13 +4,15 @@ Every customer active on D is scored from the latest features (the columnar batc
 `features.batch_rows`), with the champion the API serves. Customers in the listed bands get
 their exact reasons and the action the API would choose for them (the API's decision
 service, planning only: the list suggests, `/v1/decide` acts).
-The list and its report are published to `risk_lists/D/` atomically and logged to MLflow.
+The list and its report are published to `risk_lists/D/` atomically; the day's figures and
+aggregate plots are logged to MLflow (the list itself only with `log_customer_rows`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -34,7 +36,7 @@ from serving.domain import CustomerScore
 from serving.effects import LoadedEffects, load_effect_champion
 from serving.explain import batch_contributions
 from serving.reasons import top_reasons
-from serving.report import render_report
+from serving.report import render_report, report_plots
 from serving.scoring import LoadedModel, load_champion, read_contact, scoring_refs
 from serving.settings import DailySettings, RiskBands, ServingSettings
 from serving.spark_scoring import risk_bands, score_on_spark, spark_latest_features
@@ -339,7 +341,10 @@ def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) ->
 def log_daily_run(
     risk: RiskList, folder: Path, daily: DailySettings, tracking: TrainingSettings
 ) -> str:
-    """The run in MLflow: the day's figures as metrics, the files as artifacts."""
+    """The run in MLflow: the day's figures as metrics, its summary and aggregate plots as
+    artifacts (`summary/`). The list names customers: it stays in `folder`, where the
+    marketing role reads it, and goes to the run (`risk_list/`) only with
+    `log_customer_rows`."""
     # the daily experiment, with its artifacts beside the training ones (inside `mlflow
     # run`, `connect` leaves the experiment to the run MLflow started)
     connect(tracking.model_copy(update={"experiment": daily.experiment}))
@@ -351,6 +356,9 @@ def log_daily_run(
                 "snapshot": summary["snapshot"],
                 "model": summary["model"],
                 "model_run_id": risk.model.run_id,
+                "list_bands": ",".join(daily.list_bands),
+                "risk_band_high": risk.bands.high,
+                "risk_band_medium": risk.bands.medium,
             }
         )
         metrics = {
@@ -365,7 +373,14 @@ def log_daily_run(
             ),
         }
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.log_artifacts(str(folder.resolve()), artifact_path="risk_list")
+        with tempfile.TemporaryDirectory() as staging:
+            out = Path(staging)
+            (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            for title, svg in report_plots(risk, []):
+                (out / f"{title.lower().replace(' ', '_')}.svg").write_text(svg)
+            mlflow.log_artifacts(staging, artifact_path="summary")
+        if daily.log_customer_rows:
+            mlflow.log_artifacts(str(folder.resolve()), artifact_path="risk_list")
         return str(run.info.run_id)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -226,17 +226,36 @@ class DecisionService:
     def decide(
         self, customer_ids: Sequence[str], now: datetime, scorer: CustomerScorer | None = None
     ) -> list[Decided]:
-        """Score, plan, and record what the plan proposes (idempotent per customer, action
-        type and day)."""
+        """Score, plan, and record what the plan proposes. Idempotent per customer, action
+        type and the customers' local day: where an action of the type was made today
+        (by any path, whatever became of it), that action is returned, not a new one."""
         log = self._log()
+        previews = self.preview(customer_ids, now, scorer)
+        planned = [d.score.customer_id for d in previews if d.planned]
+        midnight = datetime.combine(now.astimezone(self.zone).date(), time(), self.zone)
+        today = log.made_since(planned, midnight) if planned else {}
         decided = []
-        for decision in self.preview(customer_ids, now, scorer):
+        for decision in previews:
             item = decision.score
             if not isinstance(item, CustomerScore) or not decision.planned:
                 decided.append(Decided(item, []))
                 continue
-            new = [self.new_action(item, p, v, now, "decide") for p, v in decision.planned]
-            decided.append(Decided(item, log.record(new, now)))
+            made = first_of_each_type(today.get(item.customer_id, []))
+            new = [
+                self.new_action(item, p, v, now, "decide")
+                for p, v in decision.planned
+                if p.action_type not in made
+            ]
+            recorded = iter(log.record(new, now) if new else [])
+            decided.append(
+                Decided(
+                    item,
+                    [
+                        (made[p.action_type], False) if p.action_type in made else next(recorded)
+                        for p, _ in decision.planned
+                    ],
+                )
+            )
         return decided
 
     def record_plans(
@@ -452,6 +471,19 @@ class DecisionService:
             now,
             expire_before=now - timedelta(days=rule.max_wait_days),
         )
+
+
+def first_of_each_type(records: Sequence[ActionRecord]) -> dict[str, ActionRecord]:
+    """Per action type the action that stands for the day: the first one that went out,
+    else the first one made (records oldest first)."""
+    chosen: dict[str, ActionRecord] = {}
+    for record in records:
+        kept = chosen.get(record.action_type)
+        if kept is None or (
+            kept.status == ActionStatus.SUPPRESSED and record.status != ActionStatus.SUPPRESSED
+        ):
+            chosen[record.action_type] = record
+    return chosen
 
 
 def decision_service(

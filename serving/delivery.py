@@ -9,10 +9,13 @@ message carries its action id, which the receiver uses to drop repeats.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any, Protocol
 import requests
 
 from serving.action_log.outbox import Outbox
-from serving.background import BackgroundLoop
+from serving.background import BackgroundLoop, report_failure
 from serving.domain import ActionRecord
 from serving.settings import Delivery
 
@@ -33,8 +36,25 @@ class Sink(Protocol):
         """Hand the message over; raise if the channel did not accept it."""
 
 
+DELIVERED_AT = "delivered_at"  # the file sink's stamp on each line, for its retention
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive use of the file sink's file across threads and processes: appends and
+    pruning (`prune_delivered`) take turns. The lock is a file of its own beside it, which
+    pruning never replaces."""
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class FileSink:
-    """One JSON line per message, flushed and synced before the message counts as sent."""
+    """One JSON line per message, stamped with the moment it was written (`delivered_at`),
+    flushed and synced before the message counts as sent."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -42,11 +62,50 @@ class FileSink:
         self._lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
-        line = json.dumps(message, default=str, sort_keys=True) + "\n"
-        with self._lock, self.path.open("a") as out:
+        stamped = {**message, DELIVERED_AT: datetime.now(UTC).isoformat()}
+        line = json.dumps(stamped, default=str, sort_keys=True) + "\n"
+        with self._lock, _file_lock(self.path), self.path.open("a") as out:
             out.write(line)
             out.flush()
             os.fsync(out.fileno())
+
+
+def prune_delivered(path: Path, before: datetime) -> int:
+    """Remove the file sink's messages delivered before `before`; how many.
+
+    The kept lines are copied to a new file that then replaces the old one in one rename,
+    under the sink's lock, so an append is never lost and a reader sees the old file or the
+    new one. A line without a readable stamp (not JSON, or from before the stamp) is kept,
+    unless the whole file was last written before `before`. Nothing old: the file is left
+    untouched."""
+    if not path.exists():
+        return 0
+    removed = 0
+    with _file_lock(path):
+        unstamped_old = datetime.fromtimestamp(path.stat().st_mtime, UTC) < before
+        temporary = path.with_name(f".{path.name}-pruned")
+        try:
+            with path.open() as source, temporary.open("w") as out:
+                for line in source:
+                    if _delivered_before(line, before, unstamped_old):
+                        removed += 1
+                    else:
+                        out.write(line)
+                out.flush()
+                os.fsync(out.fileno())
+            if removed:
+                os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return removed
+
+
+def _delivered_before(line: str, before: datetime, unstamped_old: bool) -> bool:
+    try:
+        stamp = datetime.fromisoformat(json.loads(line)[DELIVERED_AT])
+    except (ValueError, KeyError, TypeError):
+        return unstamped_old
+    return stamp.astimezone(UTC) < before
 
 
 class WebhookSink:
@@ -153,8 +212,8 @@ class DeliveryWorker(BackgroundLoop):
     def step(self) -> float:
         try:
             drained = drain_once(self.outbox, self.sink, self.settings)
-        except Exception:  # the database is briefly unavailable: try again later
-            log.exception("delivery drain failed")
+        except Exception as error:  # the database is briefly unavailable: try again later
+            report_failure(log, "delivery drain failed", error)
             return self.settings.interval_s
         busy = drained.delivered + drained.retried + drained.failed >= self.settings.batch
         return 0.0 if busy else self.settings.interval_s

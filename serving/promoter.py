@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from serving.background import BackgroundLoop
+from serving.background import BackgroundLoop, report_failure
 from serving.decisions import DecisionService
 
 log = logging.getLogger("retain.serving")
@@ -25,6 +25,6 @@ class CallbackPromoter(BackgroundLoop):
         if service is not None and service.log is not None:
             try:
                 service.promote_waiting(datetime.now(UTC))
-            except Exception:  # the database is briefly unavailable: try again later
-                log.exception("callback promotion failed")
+            except Exception as error:  # the database is briefly unavailable: try again later
+                report_failure(log, "callback promotion failed", error)
         return self.interval_s

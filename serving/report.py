@@ -166,11 +166,10 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int) -> str:
-    """The page: headline figures, plots, and a sortable, filterable table."""
-    summary = risk.summary
+def report_plots(risk: RiskList, earlier: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The report's plots, (title, SVG): aggregates over every customer, none naming one
+    (the daily run logs them to MLflow too)."""
     bands = risk.bands
-    actions = summary["actions"]
     plots = [
         ("Risk distribution", risk_distribution(risk.scored, bands.high, bands.medium)),
         ("Risk by segment", risk_by(risk.scored, "segment")),
@@ -178,7 +177,15 @@ def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int
         ("Most frequent reasons", frequent_reasons(risk.listed)),
     ]
     if earlier:
-        plots.append(("Trend", trend([*earlier, summary])))
+        plots.append(("Trend", trend([*earlier, risk.summary])))
+    return plots
+
+
+def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int) -> str:
+    """The page: headline figures, plots, and a sortable, filterable table."""
+    summary = risk.summary
+    actions = summary["actions"]
+    plots = report_plots(risk, earlier)
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("serving", "templates"),
         autoescape=True,

@@ -6,10 +6,10 @@ from datetime import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from retain.base.settings import StageSettings
+from retain.base.settings import RunLoggingSettings, StageSettings
 from serving.domain import Band, Channel
 
 
@@ -223,6 +223,96 @@ class Delivery(BaseModel):
         return self
 
 
+MAX_CUSTOMERS_PER_REQUEST = 1000  # the schema's hard bound; `max_customers` may lower it
+
+
+class RequestLimits(BaseModel):
+    """What one caller or one request may ask of a worker."""
+
+    max_body_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Larger request bodies are refused (413) before they are read or parsed.",
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="A request body must arrive within this (408 otherwise)."
+    )
+    keep_alive_s: int = Field(5, ge=1, description="An idle kept-alive connection is closed.")
+    max_connections: int = Field(
+        500,
+        ge=1,
+        description="Open connections per worker at most; beyond it uvicorn answers 503 at "
+        "once rather than letting slow clients starve the rest.",
+    )
+    rate_limit: str | None = Field(
+        "300/second",
+        description="Requests per API key and worker (the `limits` library's notation, e.g. "
+        "'6000/minute'; 'off' or null: none); beyond it 429 with Retry-After. Generous for "
+        "a CRM integration, a bound on a runaway client.",
+    )
+
+    @model_validator(mode="after")
+    def _parses(self) -> RequestLimits:
+        if self.rate_limit is not None and self.rate_limit.strip().lower() in ("off", "none"):
+            self.rate_limit = None
+        if self.rate_limit is not None:
+            from limits import parse  # the settings stay importable without the server's deps
+
+            try:
+                parse(self.rate_limit)
+            except ValueError as error:
+                raise ValueError(f"rate_limit {self.rate_limit!r}: {error}") from error
+        return self
+
+
+class TimeWindow(BaseModel):
+    """The instants the API accepts, relative to now: anything else is a caller's mistake
+    (a year 9999, a unix 0) that must be refused, not computed with."""
+
+    past_days: int = Field(
+        3 * 365, ge=1, description="A scoring or decision time at most this far back."
+    )
+    future_days: int = Field(
+        366, ge=0, description="A scoring or decision time at most this far ahead."
+    )
+    outage_past_days: int = Field(
+        30, ge=0, description="An outage reported at most this long after it started."
+    )
+    outage_lead_days: int = Field(
+        30, ge=0, description="A planned outage announced at most this far ahead."
+    )
+    outage_max_days: int = Field(
+        30, ge=1, description="An outage's expected end at most this long after its start."
+    )
+
+
+class Retention(BaseModel):
+    """How long customer data rests here (`retain housekeeping`, run daily beside `retain
+    daily`). Risk lists and delivered messages are deleted after their period; decisions
+    stay in the action log for the campaign results and budgets, but lose their personal
+    fields: the customer id becomes a keyed pseudonym and free text is dropped."""
+
+    risk_lists_days: int = Field(
+        90, ge=1, description="risk_lists/<date>/ of a day longer ago than this is deleted."
+    )
+    delivered_messages_days: int = Field(
+        30, ge=1, description="The file sink's messages delivered longer ago are deleted."
+    )
+    action_log_personal_days: int = Field(
+        400,
+        ge=1,
+        description="Decisions older than this are pseudonymized; never less than the "
+        "attribution horizon (outcomes need the customer id) or the offer cooldown.",
+    )
+    pseudonym_secret: SecretStr | None = Field(
+        None,
+        description="The pseudonyms' HMAC key, at least 32 characters; from the environment "
+        "only (RETAIN_SERVING_RETENTION__PSEUDONYM_SECRET). Keep it: another key gives the "
+        "same customer another pseudonym.",
+    )
+    batch: int = Field(1000, ge=1, description="Decisions pseudonymized per transaction.")
+
+
 class ServingSettings(StageSettings):
     """Where the API listens, which model it serves, who may call it."""
 
@@ -240,7 +330,17 @@ class ServingSettings(StageSettings):
     )
     model_name: str = "churn"
     model_alias: str = "champion"
-    max_customers: int = Field(1000, ge=1, description="Customer ids per request at most.")
+    max_customers: int = Field(
+        MAX_CUSTOMERS_PER_REQUEST,
+        ge=1,
+        le=MAX_CUSTOMERS_PER_REQUEST,
+        description="Customer ids per request at most.",
+    )
+    limits: RequestLimits = RequestLimits()
+    probe_interval_s: float = Field(
+        5.0, gt=0, description="How often /readyz's dependency probes run (per worker)."
+    )
+    time_window: TimeWindow = TimeWindow()
     reload_interval_s: float = Field(
         30.0, ge=0, description="How often to check the alias for a new champion (0: never)."
     )
@@ -260,9 +360,10 @@ class ServingSettings(StageSettings):
         description="The action log and outbox: SQLite by default, any SQLAlchemy URL.",
     )
     dev_mode: bool = Field(False, description="Allow placeholder API keys (never in production).")
+    retention: Retention = Retention()
 
 
-class DailySettings(StageSettings):
+class DailySettings(RunLoggingSettings):
     """The daily risk list (`retain daily`): who is at risk, why, and what to do."""
 
     config_file: ClassVar[str] = "daily.yaml"

@@ -10,6 +10,7 @@ starting their own: `make mutation` starts one for its thousands of short test r
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -44,15 +45,37 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Cluster:
+    """A throwaway cluster this session started: its URL, and stop/start for fault tests."""
+
+    def __init__(self, pg_ctl: str, data: Path, options: str, log: Path, as_user: list[str]):
+        self.pg_ctl, self.data, self.options, self.log, self.as_user = (
+            pg_ctl, data, options, log, as_user
+        )  # fmt: skip
+        self.url = ""
+
+    def _run(self, *command: str) -> None:
+        subprocess.run(
+            [*self.as_user, *command], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            check=True,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._run(
+            self.pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(self.log),
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` disconnects the clients and shuts down cleanly; `immediate` is a crash."""
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Start a cluster in a new temporary folder; yields the SQLAlchemy URL of a superuser's
-    server, and removes the cluster afterwards. (Not under pytest's tmp_path: that is
-    private to root, and the server runs as `postgres` when the tests run as root.)"""
-    given = os.environ.get(SERVER_ENV)
-    if given:
-        yield given
-        return
+def owned_cluster() -> Iterator[Cluster]:
+    """A new cluster in a new temporary folder (skipped where PostgreSQL is not installed),
+    removed afterwards. (Not under pytest's tmp_path: that is private to root, and the
+    server runs as `postgres` when the tests run as root.)"""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         reason = "PostgreSQL is not installed (make test installs Debian's postgresql as root)"
@@ -64,22 +87,32 @@ def postgres_cluster() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres", "postgres")
     data, port = folder / "data", _free_port()
-
-    def quiet(*command: str) -> None:
-        subprocess.run(
-            [*as_user, *command], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True
-        )
-
-    quiet(initdb, "-D", str(data), "-U", "retain", "-A", "trust", "--no-sync")
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "retain", "-A", "trust", "--no-sync"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True,
+    )  # fmt: skip
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    quiet(
-        pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start"
-    )
+    cluster = Cluster(pg_ctl, data, options, folder / "log", as_user)
+    cluster.url = f"postgresql+psycopg://retain@127.0.0.1:{port}/postgres"
+    cluster.start()
     try:
-        yield f"postgresql+psycopg://retain@127.0.0.1:{port}/postgres"
+        yield cluster
     finally:
-        quiet(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A superuser's SQLAlchemy URL: `TEST_POSTGRES_URL`'s server, or a cluster started
+    for the session (`owned_cluster`)."""
+    given = os.environ.get(SERVER_ENV)
+    if given:
+        yield given
+        return
+    with owned_cluster() as cluster:
+        yield cluster.url
 
 
 def fresh_database(server_url: str) -> str:

@@ -159,7 +159,11 @@ def train_churn_command(
 def promote_churn_command() -> None:
     """Compare challenger and champion on the challenger's held-out months; promote if better."""
     settings = load_settings(TrainingSettings)
-    decision = promote(settings)
+    try:
+        decision = promote(settings)
+    except LookupError as error:  # no challenger, or its held-out rows are not here
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     columns = {f"challenger v{decision.challenger}": decision.challenger_metrics}
     if decision.champion_metrics is not None and decision.champion != decision.challenger:
         columns[f"champion v{decision.champion}"] = decision.champion_metrics
@@ -219,7 +223,11 @@ def train_effects_command() -> None:
 def promote_effects_command() -> None:
     """Promote the effect challenger if its policy is worth more on its held-out campaigns."""
     settings = load_settings(EffectSettings)
-    decision = promote_effects(settings, label_column(settings.horizon_days))
+    try:
+        decision = promote_effects(settings, label_column(settings.horizon_days))
+    except LookupError as error:  # no challenger, or its held-out rows are not here
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     verdict = "promoted to champion" if decision.promoted else "not promoted; champion stays"
     value = decision.challenger_metrics["policy_value_dr"]
     typer.echo(

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from retain.base.settings import StageSettings
+from retain.base.settings import RunLoggingSettings
 
 
 class LightGBMParams(BaseModel):
@@ -30,6 +30,9 @@ class LightGBMParams(BaseModel):
     early_stopping_rounds: int = 200
 
 
+HELDOUT_DIR = Path("data/training/heldout")  # <registered model>/<run id>/test_set.parquet
+
+
 class Economics(BaseModel):
     """What a retention offer costs and what a saved customer is worth (currency units)."""
 
@@ -45,7 +48,7 @@ class Promotion(BaseModel):
     max_brier_increase: float = 0.0
 
 
-class TrackedSettings(StageSettings):
+class TrackedSettings(RunLoggingSettings):
     """What every model stage shares: where MLflow is and what the model is called there."""
 
     tracking_uri: str = Field(
@@ -72,6 +75,11 @@ class TrainingSettings(TrackedSettings):
     feature_service: str = "churn_v1"
     seed: int = 7
     test_months: int = Field(3, ge=1, description="Latest snapshot months held out for testing.")
+    heldout_dir: Path = Field(
+        HELDOUT_DIR,
+        description="The challenger's held-out rows, for promotion: customer rows, kept on "
+        "this disk beside the training sets rather than in MLflow.",
+    )
     valid_months: int = Field(
         2, ge=1, description="Months before them, for early stopping and calibration."
     )

@@ -3,11 +3,17 @@
 Runs go where `training.experiments.connect` points (embedded by default, any team
 server through MLFLOW_TRACKING_URI). Each new version gets the alias `challenger`;
 `promote` moves `champion` only when the challenger wins on the same held-out months.
+
+A run holds parameters, metrics, plots, aggregates and digests. The held-out rows are
+customer rows: they are kept on this disk for promotion (`heldout_dir`) and copied into
+the run only with `log_customer_rows`; the model's signature and input example are made
+up from typical values (`typical_row`), never a customer's row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -18,9 +24,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
+from retain.base.publish import publish_file
 from training import plots
 from training.churn import SNAPSHOT, TrainedChurn
 from training.experiments import connect
@@ -29,7 +37,8 @@ from training.model import ChurnPyfunc
 from training.settings import TrackedSettings, TrainingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
-TEST_SET = "evaluation/test_set.parquet"
+EVALUATION, TEST_SET_FILE = "evaluation", "test_set.parquet"
+TEST_SET = f"{EVALUATION}/{TEST_SET_FILE}"  # in a run's artifacts, with log_customer_rows
 
 
 def data_digest(frame: pd.DataFrame) -> str:
@@ -73,6 +82,51 @@ def _log_plots(result: TrainedChurn, folder: Path) -> None:
     )
 
 
+def typical_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """One made-up row with `frame`'s columns and dtypes: each numeric column's median
+    (rounded for integers), every other column's most frequent value. The model's
+    signature and input example are inferred from it, so no customer's row is stored
+    beside the model."""
+    values = {}
+    for name, column in frame.items():
+        present = column.dropna()
+        value: Any = None
+        if present.empty:
+            pass
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            value = present.median()
+            if pd.api.types.is_integer_dtype(column):
+                value = round(value)
+        else:
+            value = present.mode().iloc[0]
+        values[str(name)] = pd.Series([value], dtype=column.dtype)
+    return pd.DataFrame(values)
+
+
+def heldout_path(folder: Path, registered_model: str, run_id: str) -> Path:
+    """Where the held-out rows of a run of `registered_model` are kept on this disk."""
+    return folder / registered_model / run_id / TEST_SET_FILE
+
+
+def keep_heldout(rows: pd.DataFrame, folder: Path, settings: TrackedSettings) -> None:
+    """Keep the active run's held-out rows for its promotion: on this disk under `folder`,
+    and in the run's artifacts too only with `log_customer_rows`."""
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]  # called inside a run
+    path = heldout_path(folder, settings.registered_model, run_id)
+    publish_file(path, lambda target: rows.to_parquet(target, index=False))
+    mlflow.set_tag("heldout_rows", len(rows))
+    if settings.log_customer_rows:
+        mlflow.log_artifact(str(path), artifact_path=EVALUATION)
+
+
+def drop_superseded_heldout(folder: Path, registered_model: str, run_id: str) -> None:
+    """Remove the held-out rows of earlier runs: promotion only ever judges the current
+    challenger, and customer rows are not kept longer than they serve."""
+    for run in (folder / registered_model).glob("*"):
+        if run.is_dir() and run.name != run_id:
+            shutil.rmtree(run, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class LoggedRun:
     run_id: str
@@ -82,7 +136,8 @@ class LoggedRun:
 def log_training_run(
     result: TrainedChurn, frame: pd.DataFrame, settings: TrainingSettings
 ) -> LoggedRun:
-    """Log parameters, metrics, plots, the held-out set and the model; register it as challenger."""
+    """Log parameters, metrics, plots and the model, keep the held-out rows; register the
+    model as challenger."""
     client = connect(settings)
     split = result.split
     with mlflow.start_run(run_name=f"churn {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}"):
@@ -127,12 +182,13 @@ def log_training_run(
                 out / "profit_curve.csv", index=False
             )
             reliability(labels, result.test_calibrated).to_csv(out / "reliability.csv", index=False)
-            mlflow.log_artifacts(str(out), artifact_path="evaluation")
-            split.test.to_parquet(out / "test_set.parquet", index=False)
-            mlflow.log_artifact(str(out / "test_set.parquet"), artifact_path="evaluation")
-        example = split.test[result.model.schema.columns].head(5)
+            mlflow.log_artifacts(str(out), artifact_path=EVALUATION)
+        keep_heldout(split.test, settings.heldout_dir, settings)
+        example = typical_row(split.test[result.model.schema.columns])
         output = pd.DataFrame({"churn_probability": np.zeros(len(example))})
-        return register_challenger(client, settings, ChurnPyfunc(result.model), example, output)
+        logged = register_challenger(client, settings, ChurnPyfunc(result.model), example, output)
+    drop_superseded_heldout(settings.heldout_dir, settings.registered_model, logged.run_id)
+    return logged
 
 
 def register_challenger(
@@ -169,7 +225,7 @@ class Decision:
 
 
 def contenders(
-    client: MlflowClient, name: str, train_command: str
+    client: MlflowClient, name: str, heldout_dir: Path, train_command: str
 ) -> tuple[Any, Any, pd.DataFrame]:
     """The challenger and champion versions of `name` (None without a champion) and the
     challenger's held-out rows, on which both are judged."""
@@ -180,17 +236,33 @@ def contenders(
     champion = (
         client.get_model_version(name, str(aliases[CHAMPION])) if CHAMPION in aliases else None
     )
-    test = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=TEST_SET)
-    )
-    return challenger, champion, test
+    return challenger, champion, heldout_rows(name, challenger, heldout_dir, train_command)
+
+
+def heldout_rows(name: str, version: Any, heldout_dir: Path, train_command: str) -> pd.DataFrame:
+    """A version's held-out rows: kept on this disk, else in its run's artifacts (a run
+    logged with `log_customer_rows`)."""
+    path = heldout_path(heldout_dir, name, str(version.run_id))
+    if path.exists():
+        return pd.read_parquet(path)
+    try:
+        logged = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TEST_SET)
+    except (MlflowException, OSError):
+        raise LookupError(
+            f"{name} v{version.version}: its held-out rows are neither at {path} nor in its "
+            f"run's artifacts: promote where it was trained (heldout_dir), or run "
+            f"`{train_command}` again"
+        ) from None
+    return pd.read_parquet(logged)
 
 
 def promote(settings: TrainingSettings) -> Decision:
     """Make the challenger champion if it beats the champion on the challenger's held-out months."""
     client = connect(settings)
     name = settings.registered_model
-    challenger, champion, test = contenders(client, name, "retain train churn")
+    challenger, champion, test = contenders(
+        client, name, settings.heldout_dir, "retain train churn"
+    )
     label = next(c for c in test.columns if c.startswith("churned_within_"))
     labels = test[label].to_numpy().astype(int)
 

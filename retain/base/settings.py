@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,6 +30,21 @@ class StageSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__")
     config_file: ClassVar[str]
+
+
+class RunLoggingSettings(StageSettings):
+    """Base for a stage that logs runs to MLflow: what its artifacts may hold.
+
+    Anyone who can read MLflow reads its artifacts, while customer-level data is only for
+    the roles the API grants it to; so runs hold aggregates, plots, metrics and digests,
+    and customer rows only when a stage's settings ask for them explicitly.
+    """
+
+    log_customer_rows: bool = Field(
+        False,
+        description="Sensitive: also copy customer-level rows (held-out rows, the daily "
+        "risk list, campaign candidates) into the run's MLflow artifacts.",
+    )
 
 
 S = TypeVar("S", bound=StageSettings)

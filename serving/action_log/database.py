@@ -118,6 +118,22 @@ decision_outcomes = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Who read or acted on which customer through the API: the key's name and roles (never the
+# key), the route, the customer (none for a list read) and the request id.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("caller", String(80), nullable=False),
+    Column("roles", String(80), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("route", String(120), nullable=False),
+    Column("customer_id", String(64), index=True),
+    Column("status", Integer, nullable=False),
+    Column("request_id", String(64)),
+)
+
 RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
 T = TypeVar("T")
 Upsert = Callable[[Table], Any]  # the dialect's INSERT with ON CONFLICT
@@ -162,9 +178,13 @@ def log_exists(url: str) -> bool:
 
 
 def open_engine(url: str) -> Engine:
-    """The action log's engine, its tables created where missing and their columns checked."""
+    """The action log's engine, its tables created or migrated to this version's (one
+    process at a time: the others wait, then find them done) and their columns checked."""
+    # imported here: the migrations import this module (its tables and error)
+    from serving.action_log.migrations import upgrade
+
     engine = log_engine(url)
-    metadata.create_all(engine)
+    upgrade(engine)
     check_schema(engine)
     return engine
 
@@ -176,7 +196,7 @@ class ActionLogSchemaError(RuntimeError):
 def check_schema(engine: Engine) -> None:
     """Refuse an existing action log whose tables lack columns this version writes.
 
-    `create_all` creates missing tables but never alters existing ones, so an older log
+    The last check after migrating: a log altered by hand since its revision was recorded
     would fail at the first write; better to stop at start-up and say what to do.
     """
     existing = inspect(engine)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from serving.action_log import capacity
+from serving.action_log import capacity, retention
 from serving.action_log.database import (
     actions,
     from_db,
@@ -224,6 +224,26 @@ class ActionLog:
                 found.append((record_of(row._mapping), sent))
         return found
 
+    def made_since(
+        self, customer_ids: Iterable[str], since: datetime
+    ) -> dict[str, list[ActionRecord]]:
+        """Each customer's actions created at or after `since`, oldest first."""
+        ids = list(dict.fromkeys(customer_ids))
+        found: dict[str, list[ActionRecord]] = {c: [] for c in ids}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                rows = connection.execute(
+                    select(actions)
+                    .where(
+                        actions.c.customer_id.in_(ids[start : start + 500]),
+                        actions.c.created_at >= to_db(since),
+                    )
+                    .order_by(actions.c.created_at, actions.c.id)
+                )
+                for row in rows:
+                    found[row.customer_id].append(record_of(row._mapping))
+        return found
+
     def customer_actions(self, customer_id: str) -> list[ActionRecord]:
         """Every action of the customer, newest first."""
         with self.engine.connect() as connection:
@@ -268,6 +288,39 @@ class ActionLog:
                 )
             row = connection.execute(select(actions).where(actions.c.id == action_id)).one()
         return record_of(row._mapping)
+
+    def pseudonymize(self, before: datetime, secret: bytes, batch: int) -> tuple[int, int]:
+        """Replace the personal fields of the decisions made before `before` with a keyed
+        pseudonym and their analytic fields (`retention`), `batch` actions per
+        transaction; (actions, outcome rows) changed. Decisions still to be delivered keep
+        their customer; those already pseudonymized are left as they are, so a second
+        call changes nothing."""
+        cutoff = to_db(before)
+        total_actions = total_outcomes = 0
+        while True:
+            done, outcomes_done = in_transaction(
+                self.engine,
+                lambda connection: retention.pseudonymize_batch(connection, cutoff, secret, batch),
+            )
+            total_actions += done
+            total_outcomes += outcomes_done
+            if done < batch:
+                return total_actions, total_outcomes
+
+    def pseudonymize_audit(self, before: datetime, secret: bytes, batch: int) -> int:
+        """The audit rows older than `before` under the customers' pseudonyms; the count."""
+        cutoff = to_db(before)
+        total = 0
+        while True:
+            done = in_transaction(
+                self.engine,
+                lambda connection: retention.pseudonymize_audit_batch(
+                    connection, cutoff, secret, batch
+                ),
+            )
+            total += done
+            if done < batch:
+                return total
 
     def outage(self, event_id: str) -> dict[str, Any] | None:
         """An outage event recorded earlier (its payload and counts), or None."""

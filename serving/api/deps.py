@@ -6,18 +6,25 @@ plain `def` dependency in its thread pool, a hop that costs more than a cached s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
 
 from serving.action_log.log import ActionLog
+from serving.api.bounds import RateLimiter
 from serving.api.errors import ApiError
+from serving.api.logs import REQUEST_ID
+from serving.audit import AuditRow, AuditTrail
+from serving.auth import Caller
 from serving.decisions import DecisionService
 from serving.metrics import ApiMetrics
 from serving.scoring import Scorer
-from serving.settings import ServingSettings
+from serving.settings import ServingSettings, TimeWindow
 from serving.state import ServingState
 
 
@@ -72,20 +79,29 @@ DecisionsDep = Annotated[DecisionService, Depends(decision_service)]
 ActionLogDep = Annotated[ActionLog, Depends(action_log)]
 
 
-def role(name: str) -> Callable[[Request, ServingState], Awaitable[frozenset[str]]]:
+# declared in OpenAPI as the API's security scheme; `Authorization: Bearer <key>` works too
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key with the role.")
+
+
+def role(name: str) -> Callable[..., Awaitable[frozenset[str]]]:
     """A dependency admitting callers whose API key has `name` (or admin) among its roles."""
 
-    async def check(request: Request, state: StateDep) -> frozenset[str]:
-        presented = request.headers.get("x-api-key")
+    async def check(
+        request: Request, state: StateDep, presented: Annotated[str | None, Security(API_KEY)]
+    ) -> frozenset[str]:
         bearer = request.headers.get("authorization", "")
         if not presented and bearer.lower().startswith("bearer "):
             presented = bearer[7:].strip()
-        roles = state.keys.roles(presented)
-        if roles is None:
+        caller = state.keys.caller(presented)
+        if caller is None:
             raise ApiError(401, "unauthenticated", "a valid X-API-Key header is required")
-        if name not in roles and "admin" not in roles:
+        limiter: RateLimiter | None = request.app.state.rate_limiter
+        if limiter is not None:
+            limiter.check(caller.name)
+        if name not in caller.roles and "admin" not in caller.roles:
             raise ApiError(403, "forbidden", f"this key lacks the {name!r} role")
-        return roles
+        request.state.caller = caller  # for the audit trail
+        return caller.roles
 
     return check
 
@@ -103,3 +119,77 @@ def check_batch_size(customer_ids: list[str], settings: ServingSettings) -> None
             "too_many_customers",
             f"{len(customer_ids)} customer ids; at most {settings.max_customers} per request",
         )
+
+
+def check_instant(
+    value: datetime | None, field: str, earliest: datetime, latest: datetime, why: str
+) -> None:
+    """422 naming the field when an instant falls outside [earliest, latest]: a year 9999
+    or 0001 is a caller's mistake, refused before anything computes with it."""
+    if value is None or earliest <= value <= latest:
+        return
+    raise RequestValidationError(
+        [
+            {
+                "loc": ("body", *field.split(".")),
+                "msg": f"{value.isoformat()} is outside {earliest:%Y-%m-%d} .. "
+                f"{latest:%Y-%m-%d} ({why})",
+                "type": "value_error",
+            }
+        ]
+    )
+
+
+def check_scoring_time(at: datetime | None, now: datetime, window: TimeWindow) -> None:
+    check_instant(
+        at,
+        "context.timestamp",
+        now - timedelta(days=window.past_days),
+        now + timedelta(days=window.future_days),
+        f"scoring times within {window.past_days} days back and {window.future_days} ahead",
+    )
+
+
+def check_outage_times(
+    start: datetime, expected_end: datetime | None, now: datetime, window: TimeWindow
+) -> None:
+    check_instant(
+        start,
+        "start",
+        now - timedelta(days=window.outage_past_days),
+        now + timedelta(days=window.outage_lead_days),
+        f"outages reported within {window.outage_past_days} days of their start, "
+        f"announced at most {window.outage_lead_days} days ahead",
+    )
+    check_instant(
+        expected_end,
+        "expected_end",
+        start,
+        start + timedelta(days=window.outage_max_days),
+        f"an expected end within {window.outage_max_days} days of the start",
+    )
+
+
+def audited(request: Request, customer_ids: Sequence[str | None], status: int = 200) -> None:
+    """Put on the audit trail that this request's caller read or acted on the customers
+    (None: a list or an event, not one customer)."""
+    trail: AuditTrail | None = getattr(request.app.state, "audit", None)
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if trail is None or caller is None:
+        return
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    now = datetime.now(UTC)
+    trail.add(
+        AuditRow(
+            now,
+            caller.name,
+            "+".join(sorted(caller.roles)),
+            request.method,
+            str(path)[:120],
+            customer_id,
+            status,
+            REQUEST_ID.get(),
+        )
+        for customer_id in dict.fromkeys(customer_ids)
+    )

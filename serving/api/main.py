@@ -8,7 +8,7 @@ the configured settings, keys, model, feature store and action log.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,23 @@ from retain.base.settings import load_settings
 from serving.action_log.database import open_engine
 from serving.action_log.log import ActionLog
 from serving.action_log.outbox import Outbox
+from serving.api.bounds import BodyLimit, RateLimiter
 from serving.api.errors import install_error_handlers
+from serving.api.logs import RequestId
 from serving.api.routes import actions, events, operations, risk_lists, scoring
+from serving.audit import AuditTrail
 from serving.auth import load_keys
 from serving.decisions import decision_service
 from serving.delivery import DeliveryWorker, open_sink
 from serving.effects import effect_alias_version, load_effect_champion
+from serving.health import (
+    Health,
+    Probe,
+    action_log_probe,
+    files_probe,
+    model_registry_probe,
+    online_store_probe,
+)
 from serving.metrics import ApiMetrics
 from serving.promoter import CallbackPromoter
 from serving.reload import ModelWatcher
@@ -41,16 +52,21 @@ def create_app(
     load_state: Callable[[], ServingState],
     start_watching: Callable[[ServingState], Any] | None = None,
     risk_lists_dir: Path = Path("risk_lists"),
+    probes: Sequence[Probe] = (),
 ) -> FastAPI:
     """The API; `load_state` runs at start-up (keys, champion model, feature store);
     `start_watching` starts following the champion alias (`serving.reload`);
-    `risk_lists_dir` holds `retain daily`'s lists, served at /risk-list."""
+    `risk_lists_dir` holds `retain daily`'s lists, served at /risk-list; `probes` check
+    the dependencies for /readyz (`serving.health`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state.serving = load_state()
         loops: list[Any] = []
+        app.state.audit = None
         if state.action_log is not None:
+            app.state.audit = AuditTrail(state.action_log.engine).start()
+            loops.append(app.state.audit)
             if settings.delivery.enabled:
                 outbox = Outbox(state.action_log.engine)
                 sink = open_sink(settings.delivery)
@@ -59,6 +75,10 @@ def create_app(
             loops.append(CallbackPromoter(lambda: state.decisions, interval).start())
         if start_watching is not None and (watcher := start_watching(state)) is not None:
             loops.append(watcher)
+        health = app.state.health = Health(lambda: state, probes, settings.probe_interval_s)
+        if probes:
+            health.run_once()  # ready or not from the first request on
+            loops.append(health.start())
         # Everything loaded so far (MLflow, Feast, the model) lives as long as the process:
         # out of the garbage collector's sight, a full collection no longer walks it in
         # the middle of a request (the largest part of the tail latency otherwise).
@@ -77,8 +97,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.risk_lists = risk_lists_dir
+    limits = settings.limits
+    app.state.rate_limiter = RateLimiter(limits.rate_limit) if limits.rate_limit else None
+    # inside the metrics middleware (added after it: outer), so refused bodies are counted
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     app.state.metrics = ApiMetrics()
     app.state.metrics.install(app)
+    app.add_middleware(RequestId)  # outermost: every line a request logs carries its id
     install_error_handlers(app)
     for router in (operations, scoring, actions, events, risk_lists):
         app.include_router(router.router)
@@ -123,4 +148,14 @@ def build_app() -> FastAPI:
             settings.reload_interval_s,
         ).start()
 
-    return create_app(settings, load_state, start_watching, load_settings(DailySettings).output_dir)
+    probes = [
+        action_log_probe(),
+        online_store_probe(),
+        model_registry_probe(lambda: alias_version(settings, tracking)),
+        files_probe(
+            "forecasts",
+            [settings.actions.callbacks.capacity_file, settings.actions.packages.candidates_file],
+        ),
+    ]
+    daily = load_settings(DailySettings)
+    return create_app(settings, load_state, start_watching, daily.output_dir, probes)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from serving.decisions import Decided, Decision
 from serving.domain import (
@@ -25,32 +26,68 @@ from serving.domain import (
     Verdict,
 )
 from serving.scoring import LoadedModel
+from serving.settings import MAX_CUSTOMERS_PER_REQUEST
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 EventId = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Outcome = Literal["accepted", "declined", "no_answer", "delivered", "failed"]
+TOO_MANY = "too_many_customers"
 
 
 # --- requests -----------------------------------------------------------------------------
 
 
-class RequestContext(BaseModel):
+def _text_only(value: Any) -> Any:
+    """A date-time must be written out: pydantic would read a number as unix seconds, and
+    `"timestamp": 0` is a caller's mistake, not 1970."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("expected an ISO 8601 date-time with a timezone, e.g. 2026-11-02T09:00:00Z")
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+
+
+class Request(BaseModel):
+    """A request body: a field this API does not know is refused (422), not ignored (a
+    misspelt `contxt` must not silently score at the wrong time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestContext(Request):
     channel: Literal["call_centre", "retail", "app", "web", "crm_batch"] | None = None
-    timestamp: AwareDatetime | None = Field(
+    timestamp: Instant | None = Field(
         None, description="When to score (with a timezone); default: now."
     )
 
 
-class CustomersRequest(BaseModel):
-    customer_ids: list[CustomerId] = Field(min_length=1, description="1 to 1,000 customer ids.")
+def _few_enough(value: Any) -> Any:
+    """The list's length before any item is validated (pydantic's `max_length` is checked
+    after the items: a million bad ids would make a million errors first)."""
+    if isinstance(value, list) and len(value) > MAX_CUSTOMERS_PER_REQUEST:
+        raise PydanticCustomError(  # answered 413 (serving.api.errors), as the setting's limit
+            TOO_MANY,
+            "{count} customer ids; at most {limit} per request",
+            {"count": f"{len(value):,}", "limit": f"{MAX_CUSTOMERS_PER_REQUEST:,}"},
+        )
+    return value
+
+
+class CustomersRequest(Request):
+    customer_ids: Annotated[list[CustomerId], BeforeValidator(_few_enough)] = Field(
+        min_length=1,
+        max_length=MAX_CUSTOMERS_PER_REQUEST,
+        description=f"1 to {MAX_CUSTOMERS_PER_REQUEST:,} customer ids.",
+    )
     context: RequestContext = RequestContext()
 
 
-class OutageEvent(BaseModel):
+class OutageEvent(Request):
     event_id: EventId
     sites: list[CustomerId] = Field(min_length=1, max_length=10_000)
-    start: AwareDatetime
-    expected_end: AwareDatetime | None = None
+    start: Instant
+    expected_end: Instant | None = None
     severity: Literal["minor", "major", "critical"]
 
     @model_validator(mode="after")
@@ -60,8 +97,66 @@ class OutageEvent(BaseModel):
         return self
 
 
-class OutcomeIn(BaseModel):
+class OutcomeIn(Request):
     outcome: Outcome
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable: what went wrong, for programs.")
+    message: str = Field(description="For people: what went wrong and what was expected.")
+    fields: list[FieldError] | None = Field(None, description="The fields a 422 refused.")
+    dependency: str | None = Field(None, description="The dependency that is down (503).")
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    error: ErrorDetail
+
+
+class NotReadyOut(ErrorOut):
+    """/readyz when not ready: why, and each dependency's last probe."""
+
+    dependencies: dict[str, dict[str, Any]]
+
+
+_ERRORS = {
+    400: "The body is not JSON (or not UTF-8).",
+    401: "No valid API key (X-API-Key).",
+    403: "The key lacks the role this route needs.",
+    404: "No such resource.",
+    408: "The request body did not arrive in time.",
+    409: "The change is not allowed from the resource's current state.",
+    413: "The body, or its list of customer ids, is too large.",
+    422: "A field is invalid or unknown: `fields` names each one.",
+    429: "Over the key's request rate: retry after `Retry-After` seconds.",
+    503: "A dependency is down (`dependency` names it): retry after `Retry-After` seconds.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of the errors a route can answer, in the API's one shape."""
+    return {
+        code: {
+            "model": ErrorOut,
+            "description": _ERRORS[code],
+            **({"headers": _RETRY_AFTER} if code in (429, 503) else {}),
+        }
+        for code in codes
+    }
+
+
+AUTHENTICATED = (401, 403, 429)
+WITH_BODY = (400, 408, 413, 422)
 
 
 # --- the parts of an answer ---------------------------------------------------------------

@@ -66,6 +66,7 @@ def served(
         {
             "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
             "artifact_root": root / "artifacts",
+            "heldout_dir": root / "heldout",
             "params": {"max_rounds": 300, "early_stopping_rounds": 30},
         }
     )

@@ -127,13 +127,14 @@ def test_the_list_is_published_whole_and_logged(served: Served, published: tuple
     # opens offline: nothing is fetched from anywhere
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<link" not in page and "@import" not in page
-    # the run in MLflow, with the files
+    # the run in MLflow, with the summary and the plots (the list only when asked for:
+    # tests/serving/test_artifacts_privacy.py)
     use_backend(served.tracking.resolved_tracking_uri())
     runs = mlflow.search_runs(experiment_names=[daily.experiment], output_format="list")
     run = next(r for r in runs if r.data.params["date"] == DAY.isoformat())
     assert run.data.metrics["scored"] == summary["scored"]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "risk_list")}
-    assert {"risk_list/report.html", "risk_list/risk_list.parquet"} <= artifacts
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "summary")}
+    assert {"summary/summary.json", "summary/risk_distribution.svg"} <= artifacts
     # a re-run replaces the day's folder in one swap and leaves no old version behind
     before = os.readlink(folder)
     run_daily(DAY, served.settings, daily, served.features, served.tracking, None)

@@ -184,3 +184,59 @@ def test_preview_shows_exactly_what_decide_records(tmp_path: Path) -> None:
     # once recorded, a preview shows the one-a-day rule holding them back
     again = {p.score.customer_id: p.planned for p in service.preview(ids, at + SECOND)}
     assert all(not v.allowed for planned in again.values() for _, v in planned)
+
+
+SURGE = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday: a seasonal package's surge week
+PACKAGE_DAY = SURGE - timedelta(days=3) + timedelta(hours=3)  # 11:00 in Shanghai
+
+
+def _package_candidates(path: Path, ids: list[str]) -> None:
+    pd.DataFrame(
+        {
+            "region": "metro_central",
+            "package": "roaming_pack",
+            "week_start": pd.Timestamp(SURGE),
+            "rank": range(1, len(ids) + 1),
+            "customer_id": ids,
+            "propensity": 0.6,
+        }
+    ).to_parquet(path)
+
+
+@pytest.mark.parametrize("action_type", ["retention_offer", "callback", "seasonal_package"])
+def test_a_repeated_decide_returns_the_action_made_earlier_that_day(
+    tmp_path: Path, action_type: str
+) -> None:
+    """Whatever path made it and whatever became of it: a seasonal package the campaign
+    sent this morning, an offer or a callback an earlier decide made."""
+    _package_candidates(tmp_path / "none.parquet", ["C1"])
+    engine = _engine(tmp_path, [_scored("C1", 0.3)], quiet_start="00:00", quiet_end="00:00")
+    if action_type == "seasonal_package":
+        assert engine.campaign(PACKAGE_DAY)["queued"] == 1
+        first = {r.action_type: r for r in engine.log.customer_actions("C1")}
+    else:
+        first = {r.action_type: r for d in engine.decide(["C1"], PACKAGE_DAY) for r, _ in d.actions}
+    earlier = first[action_type]
+    rows = len(engine.log.customer_actions("C1"))
+    again = {
+        r.action_type: (r, created)
+        for d in engine.decide(["C1"], PACKAGE_DAY + timedelta(hours=2))
+        for r, created in d.actions
+    }
+    record, created = again[action_type]
+    assert not created and record.id == earlier.id and record.status == earlier.status
+    same_types = [r for r in engine.log.customer_actions("C1") if r.action_type == action_type]
+    assert len(same_types) == 1
+    if action_type != "seasonal_package":  # nothing at all was added by the repeat
+        assert len(engine.log.customer_actions("C1")) == rows
+
+
+def test_a_repeated_decide_returns_a_suppressed_action_as_it_is(tmp_path: Path) -> None:
+    no_consent = _scored("C1", 0.3, consent={})
+    engine = _engine(tmp_path, [no_consent], quiet_start="00:00", quiet_end="00:00")
+    first = {r.action_type: r for d in engine.decide(["C1"], PACKAGE_DAY) for r, _ in d.actions}
+    assert first and all(r.status == "suppressed" for r in first.values())
+    again = engine.decide(["C1"], PACKAGE_DAY + timedelta(minutes=5))
+    assert {(r.id, created) for d in again for r, created in d.actions} == {
+        (r.id, False) for r in first.values()
+    }

@@ -69,5 +69,6 @@ def tracking(tmp_path: Path) -> TrainingSettings:
         {
             "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "artifact_root": tmp_path / "artifacts",
+            "heldout_dir": tmp_path / "heldout",
         }
     )

@@ -97,6 +97,7 @@ def test_train_promote_forecast(demo_project: FeatureSettings, demand: DemandSet
     assert logged.data.tags["model_version"] == "1"
     files = {a.path for a in client.list_artifacts(result.run_id, "forecast")}
     assert "forecast/forecast.parquet" in files
+    assert "forecast/campaign_candidates.parquet" not in files  # names customers: on disk only
     capacity = result.tables["callback_capacity"]
     assert (capacity["callbacks_available"] >= 0).all() and capacity["date"].nunique() == 40
 

@@ -169,7 +169,9 @@ def promote_demand(settings: DemandSettings) -> Decision:
 
 
 def log_forecast(tables: dict[str, pd.DataFrame], version: str, settings: DemandSettings) -> str:
-    """Log a forecast run (its tables as artifacts) into the demand experiment."""
+    """Log a forecast run into the demand experiment: its tables as artifacts, except
+    those naming customers (the campaign candidates), which only with
+    `log_customer_rows`."""
     connect(settings)
     forecast = tables["forecast"]
     with mlflow.start_run(run_name=f"forecast from {forecast['origin'].max():%Y-%m-%d}") as run:
@@ -182,6 +184,8 @@ def log_forecast(tables: dict[str, pd.DataFrame], version: str, settings: Demand
         mlflow.log_metrics({f"{name}_rows": len(table) for name, table in tables.items()})
         with tempfile.TemporaryDirectory() as folder:
             for name, table in tables.items():
+                if "customer_id" in table.columns and not settings.log_customer_rows:
+                    continue
                 table.to_parquet(Path(folder) / f"{name}.parquet", index=False)
             mlflow.log_artifacts(folder, artifact_path="forecast")
     return run.info.run_id

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from training.settings import TrackedSettings
+from training.settings import HELDOUT_DIR, TrackedSettings
 
 
 class EffectLearnerParams(BaseModel):
@@ -53,6 +53,11 @@ class EffectSettings(TrackedSettings):
     feature_service: str = "churn_v1"
     horizon_days: int = Field(60, ge=7, description="Churn within this many days of the action.")
     test_months: int = Field(3, ge=1, description="Latest campaign months held out.")
+    heldout_dir: Path = Field(
+        HELDOUT_DIR,
+        description="The challenger's held-out rows, for promotion: customer rows, kept on "
+        "this disk beside the training sets rather than in MLflow.",
+    )
     seed: int = 7
     actions: list[str] = Field(
         default_factory=lambda: [

@@ -8,8 +8,6 @@ held-out campaign months, than the champion's on the same rows.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -26,9 +24,12 @@ from training.tracking import (
     LoggedRun,
     contenders,
     data_digest,
+    drop_superseded_heldout,
     git_commit,
+    keep_heldout,
     record_decision,
     register_challenger,
+    typical_row,
 )
 
 
@@ -45,7 +46,8 @@ class EffectPyfunc(PythonModel):
 def log_effect_run(
     trained: TrainedEffects, frame: pd.DataFrame, label: str, settings: EffectSettings
 ) -> LoggedRun:
-    """Parameters, held-out metrics, the held-out rows and the model; registered challenger."""
+    """Parameters, held-out metrics and the model, the held-out rows kept (`keep_heldout`);
+    registered challenger."""
     client = connect(settings)
     split = trained.split
     with mlflow.start_run(run_name=f"effects {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M}"):
@@ -74,20 +76,23 @@ def log_effect_run(
             }
         )
         mlflow.log_metrics({f"test_{k}": float(v) for k, v in trained.metrics.items()})
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "test_set.parquet"
-            split.test.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
-        example = split.test[trained.effects.schema.columns].head(5)
+        keep_heldout(split.test, settings.heldout_dir, settings)
+        example = typical_row(split.test[trained.effects.schema.columns])
         output = pd.DataFrame({a: np.zeros(len(example)) for a in trained.effects.actions})
-        return register_challenger(client, settings, EffectPyfunc(trained.effects), example, output)
+        logged = register_challenger(
+            client, settings, EffectPyfunc(trained.effects), example, output
+        )
+    drop_superseded_heldout(settings.heldout_dir, settings.registered_model, logged.run_id)
+    return logged
 
 
 def promote_effects(settings: EffectSettings, label: str) -> Decision:
     """Make the challenger champion if its policy is worth more on its held-out campaigns."""
     client = connect(settings)
     name = settings.registered_model
-    challenger, champion, test = contenders(client, name, "retain train effects")
+    challenger, champion, test = contenders(
+        client, name, settings.heldout_dir, "retain train effects"
+    )
 
     def value(version: str) -> dict[str, float]:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()

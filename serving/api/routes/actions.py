@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from serving.action_log.log import TransitionError
 from serving.api.deps import (
@@ -14,23 +14,33 @@ from serving.api.deps import (
     MetricsDep,
     ScorerDep,
     SettingsDep,
+    audited,
     check_batch_size,
+    check_scoring_time,
 )
 from serving.api.errors import ApiError
 from serving.api.schemas import (
+    AUTHENTICATED,
+    WITH_BODY,
     ActionRecordOut,
     CustomerId,
     CustomersRequest,
     DecideResponse,
     ModelOut,
     OutcomeIn,
+    error_responses,
 )
 
 router = APIRouter(prefix="/v1", tags=["actions"])
 
 
-@router.post("/decide", response_model=DecideResponse)
+@router.post(
+    "/decide",
+    response_model=DecideResponse,
+    responses=error_responses(*AUTHENTICATED, *WITH_BODY, 503),
+)
 def decide(
+    request: Request,
     body: CustomersRequest,
     _: CrmCaller,
     scorer: ScorerDep,
@@ -45,7 +55,9 @@ def decide(
     """
     check_batch_size(body.customer_ids, settings)
     now = datetime.now(UTC)
+    check_scoring_time(body.context.timestamp, now, settings.time_window)
     decided = decisions.decide(body.customer_ids, now, scorer)
+    audited(request, body.customer_ids)
     metrics.recorded(record for item in decided for record, created in item.actions if created)
     metrics.serving(scorer.loaded.name, scorer.loaded.version)
     return DecideResponse(
@@ -55,8 +67,14 @@ def decide(
     )
 
 
-@router.post("/actions/{action_id}/outcome", response_model=ActionRecordOut)
-def outcome(action_id: str, body: OutcomeIn, _: CrmCaller, log: ActionLogDep) -> ActionRecordOut:
+@router.post(
+    "/actions/{action_id}/outcome",
+    response_model=ActionRecordOut,
+    responses=error_responses(*AUTHENTICATED, 404, 409, *WITH_BODY, 503),
+)
+def outcome(
+    request: Request, action_id: str, body: OutcomeIn, _: CrmCaller, log: ActionLogDep
+) -> ActionRecordOut:
     """What happened: accepted, declined, no_answer, delivered or failed."""
     try:
         record = log.set_outcome(action_id, body.outcome, datetime.now(UTC))
@@ -64,12 +82,19 @@ def outcome(action_id: str, body: OutcomeIn, _: CrmCaller, log: ActionLogDep) ->
         raise ApiError(409, "invalid_transition", str(error)) from error
     if record is None:
         raise ApiError(404, "action_not_found", f"no action {action_id}")
+    audited(request, [record.customer_id])
     return ActionRecordOut.of(record)
 
 
-@router.get("/customers/{customer_id}/actions", response_model=list[ActionRecordOut])
+@router.get(
+    "/customers/{customer_id}/actions",
+    response_model=list[ActionRecordOut],
+    responses=error_responses(*AUTHENTICATED, 422, 503),
+)
 def customer_actions(
-    customer_id: CustomerId, _: CrmCaller, log: ActionLogDep
+    request: Request, customer_id: CustomerId, _: CrmCaller, log: ActionLogDep
 ) -> list[ActionRecordOut]:
     """Every action for the customer, newest first, suppressions included."""
-    return [ActionRecordOut.of(record) for record in log.customer_actions(customer_id)]
+    found = [ActionRecordOut.of(record) for record in log.customer_actions(customer_id)]
+    audited(request, [customer_id])
+    return found

@@ -8,12 +8,13 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from serving.api.deps import MarketingCaller, RiskListsDep
+from serving.api.deps import MarketingCaller, RiskListsDep, audited
 from serving.api.errors import ApiError
+from serving.api.schemas import AUTHENTICATED, error_responses
 from serving.results import RESULTS_FILE
 
 router = APIRouter(prefix="/risk-list", tags=["marketing"])
@@ -37,12 +38,27 @@ def published_day(folder: Path, day: date | None) -> str:
     return wanted
 
 
-@router.get("", response_class=HTMLResponse)
+@router.get(
+    "",
+    response_class=Response,  # the page or CSV; errors in the API's JSON shape
+    responses={
+        200: {
+            "content": {"text/html": {}, "text/csv": {}},
+            "description": "The report page, or the list as CSV.",
+        },
+        **error_responses(*AUTHENTICATED, 404, 422),
+    },
+)
 def risk_list(
-    _: MarketingCaller, folder: RiskListsDep, day: Day = None, kind: Format = "html"
+    request: Request,
+    _: MarketingCaller,
+    folder: RiskListsDep,
+    day: Day = None,
+    kind: Format = "html",
 ) -> Response:
     """The daily risk list: the report page, or the list as CSV (`?format=csv`)."""
     wanted = published_day(folder, day)
+    audited(request, [None])  # the whole list: every listed customer
     if kind == "csv":
         return stream_file(
             folder / wanted / "risk_list.csv",
@@ -67,8 +83,15 @@ def stream_file(path: Path, media_type: str, headers: dict[str, str] | None = No
 results_router = APIRouter(prefix="/campaign-results", tags=["marketing"])
 
 
-@results_router.get("", response_class=HTMLResponse)
-def campaign_results(_: MarketingCaller, folder: RiskListsDep) -> Response:
+@results_router.get(
+    "",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The campaign results page."},
+        **error_responses(*AUTHENTICATED, 404),
+    },
+)
+def campaign_results(request: Request, _: MarketingCaller, folder: RiskListsDep) -> Response:
     """Treated against control by action, segment and month (`retain results`'s page)."""
     page = folder / RESULTS_FILE
     if not page.exists():
@@ -77,4 +100,5 @@ def campaign_results(_: MarketingCaller, folder: RiskListsDep) -> Response:
             "no_campaign_results",
             "no campaign results yet: run `retain attribute` and `retain results`",
         )
+    audited(request, [None])
     return stream_file(page, "text/html; charset=utf-8")
