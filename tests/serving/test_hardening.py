@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, select
 
 from serving.action_log.database import audit
 from serving.api.main import create_app
+from serving.health import Probe, action_log_probe, files_probe, model_registry_probe
 from serving.settings import ServingSettings
 from tests.serving.conftest import KEYS, Served, active_ids, running, serving_state
 
@@ -283,3 +285,43 @@ def test_who_read_or_acted_on_which_customer_is_audited_without_the_key(
         everything = connection.execute(select(audit)).all()
     assert not any(KEYS["crm"] in str(tuple(row)) for row in everything)
     engine.dispose()
+
+
+def test_readiness_reports_every_dependency_and_fails_only_on_a_required_one(
+    served: Served, tmp_path: Path
+) -> None:
+    """The registry down (an MLflow server that does not answer) shows, but the worker
+    still serves its loaded model; a required dependency down makes it not ready."""
+
+    def registry() -> None:
+        raise ConnectionError("tracking server at http://mlflow:5000 refused the connection")
+
+    def broken_store(_: object) -> None:
+        raise RuntimeError("online store down")
+
+    settings = served.settings.model_copy(
+        update={"action_db_url": f"sqlite:///{tmp_path / 'actions.db'}"}
+    )
+    probes = [
+        action_log_probe(),
+        model_registry_probe(registry),
+        files_probe("forecasts", [tmp_path / "capacity.parquet"]),
+    ]
+    app = create_app(settings, lambda: serving_state(served, settings), probes=probes)
+    with running(app) as url:
+        ready = requests.get(f"{url}/readyz", timeout=30)
+        assert ready.status_code == 200
+        found = ready.json()["dependencies"]
+        assert found["action_log"]["status"] == "up" and found["action_log"]["required"]
+        assert found["model_registry"]["status"] == "down"
+        assert "refused the connection" in found["model_registry"]["error"]
+        assert found["forecasts"] == {**found["forecasts"], "status": "down", "required": False}
+    required = [*probes, Probe("online_store", True, broken_store)]
+    app = create_app(settings, lambda: serving_state(served, settings), probes=required)
+    with running(app) as url:
+        not_ready = requests.get(f"{url}/readyz", timeout=30)
+        assert not_ready.status_code == 503 and not_ready.headers["Retry-After"] == "5"
+        assert "online_store" in not_ready.json()["error"]["message"]
+        assert not_ready.json()["dependencies"]["online_store"]["error"].endswith(
+            "online store down"
+        )
