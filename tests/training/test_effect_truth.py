@@ -78,7 +78,7 @@ def judged(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Data
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("action", "threshold"),
-    [("loyalty_discount", 0.4), ("contract_upgrade_bonus", 0.4), ("data_boost", 0.25)],
+    [("loyalty_discount", 0.75), ("contract_upgrade_bonus", 0.7), ("data_boost", 0.65)],
 )
 def test_estimates_rank_like_the_true_effects(
     judged: pd.DataFrame, action: str, threshold: float
@@ -100,7 +100,7 @@ def test_qini_approaches_the_oracles(judged: pd.DataFrame, action: str) -> None:
     model = qini_coefficient(part[f"estimate_{action}"].to_numpy(), *args)
     oracle = qini_coefficient(part[f"true_{action}"].to_numpy(), *args)
     assert oracle > 0
-    assert model >= 0.4 * oracle, f"{action}: Qini {model:.4f} against the oracle's {oracle:.4f}"
+    assert model >= 0.6 * oracle, f"{action}: Qini {model:.4f} against the oracle's {oracle:.4f}"
 
 
 @pytest.mark.slow
@@ -125,5 +125,5 @@ def test_acting_on_the_estimates_earns_most_of_what_the_truth_would(judged: pd.D
     model = worth(greedy_policy(estimate, value, costs, allowed))
     oracle = worth(greedy_policy(true, value, costs, allowed))
     everyone = worth(np.full(len(judged), "data_boost"))
-    assert model >= 0.55 * oracle, f"model {model:.2f} vs oracle {oracle:.2f} per customer"
-    assert model > everyone + 5
+    assert model >= 0.8 * oracle, f"model {model:.2f} vs oracle {oracle:.2f} per customer"
+    assert model > everyone + 10
