@@ -12,12 +12,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
+def failure_line(error: BaseException) -> str:
+    """An error as one short line: its type and its message's first line (SQLAlchemy adds
+    the statement and a link after it; parameters are hidden by the engines)."""
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {first}"
+
+
 def report_failure(log: logging.Logger, what: str, error: Exception) -> None:
     """A database that is down or restarting: one line per attempt, no traceback (a loop
     retrying every second must not fill the log); anything else with its traceback."""
     if isinstance(error, UNAVAILABLE):
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        log.warning(what, extra={"error": f"{type(error).__name__}: {first_line}"})
+        log.warning(what, extra={"error": failure_line(error)})
     else:
         log.error(what, exc_info=error)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import text
 
-from serving.background import BackgroundLoop
+from serving.background import BackgroundLoop, failure_line
 from serving.state import ServingState
 
 log = logging.getLogger("retain.serving")
@@ -102,10 +102,7 @@ def run_probe(probe: Probe, state: ServingState) -> DependencyState:
     try:
         probe.check(state)
     except Exception as error:  # any failure of a dependency is "down"
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        return DependencyState(
-            False, probe.required, datetime.now(UTC), f"{type(error).__name__}: {first_line}"
-        )
+        return DependencyState(False, probe.required, datetime.now(UTC), failure_line(error))
     latency = (time.perf_counter() - started) * 1000
     return DependencyState(True, probe.required, datetime.now(UTC), latency_ms=latency)
 

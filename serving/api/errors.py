@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from features.online_rows import OnlineStoreUnavailable
+from serving.background import UNAVAILABLE, failure_line
 
 log = logging.getLogger("retain.serving")
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
@@ -111,12 +110,9 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
 
 def log_failure(dependency: str, error: BaseException) -> None:
     """One line per failure, no traceback: a database down for 20 s under load must not
-    write a traceback per request. The message's first line only (SQLAlchemy adds the
-    statement and a link after it; parameters are hidden by the engine)."""
-    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    write a traceback per request."""
     log.warning(
-        "dependency unavailable",
-        extra={"dependency": dependency, "error": f"{type(error).__name__}: {first_line}"},
+        "dependency unavailable", extra={"dependency": dependency, "error": failure_line(error)}
     )
 
 
@@ -131,6 +127,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(OnlineStoreUnavailable, _store_unavailable)
     # a database that is down, restarting or out of connections: the caller may retry
-    for failure in (OperationalError, InterfaceError, PoolTimeout):
+    for failure in UNAVAILABLE:
         app.add_exception_handler(failure, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
