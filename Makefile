@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/materialize.py
 	$(BIN)/python bench/online_read.py
 	$(BIN)/python bench/closed_loop.py
+	$(BIN)/python bench/soak.py
 
 ## bench-serve: the scoring API against mlflow models serve and a naive Feast app (after make run)
 bench-serve: $(STAMP)
