@@ -221,7 +221,7 @@ class EffectModel:
 
     def _offset_outcomes(self, x: pd.DataFrame) -> dict[str, np.ndarray]:
         base = np.clip(self.outcome_models[NO_ACTION].predict(x), 1e-6, 1 - 1e-6)
-        logit = np.log(base / (1 - base))
+        logit = _logit(base)
         out = {NO_ACTION: base}
         for a in self.actions:
             model = self.effect_models[a]
@@ -339,8 +339,7 @@ def _fit_offset(
         both_w = None if w is None else np.r_[w[none], np.ones(len(extra[1]))]
         everything = np.arange(len(both_x))
         baseline = _train_outcome(both_x, np.r_[y[none], extra[1]], both_w, everything, params)
-    base = np.clip(baseline.predict(x), 1e-6, 1 - 1e-6)
-    offset = np.log(base / (1 - base))
+    offset = _logit(baseline.predict(x))
     effect_models: dict[str, Any] = {}
     for a in arms[1:]:
         rows = np.flatnonzero(logged == a)
