@@ -106,19 +106,22 @@ def test_an_outage_notifies_exactly_the_active_customers_homed_there(
         .apply(set)
     )
     site = homed.map(len).idxmax()
+    # the API takes outages reported within days of their start: one that began an hour ago
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     event = {
-        "event_id": "NOC-2026-11-02-001",
+        "event_id": "NOC-TEST-001",
         "sites": [site],
-        "start": "2026-11-02T10:00:00+00:00",
-        "expected_end": "2026-11-02T14:00:00+00:00",
+        "start": start.isoformat(),
+        "expected_end": (start + timedelta(hours=4)).isoformat(),
         "severity": "major",
     }
     posted = requests.post(f"{api}/v1/events/outage", json=event, headers=OPS, timeout=120)
     assert posted.status_code == 200, posted.text
     counts = posted.json()
     assert counts["affected"] == len(homed[site]) and not counts["duplicate"]
-    assert counts["notified"] + counts["unreachable"] == counts["affected"]  # no quiet hours here
-    assert counts["notified"] > 0
+    # a major outage waits out the customers' quiet hours when the suite runs at night
+    told = counts["notified"] + counts["deferred"]
+    assert told + counts["unreachable"] == counts["affected"] and told > 0
     with _log(served).engine.connect() as connection:
         notified = {
             row.customer_id
