@@ -5,7 +5,7 @@ The churn_v1 training set of the 20k demo data (built through Feast) is replicat
 the same LightGBM parameters and the same time split:
 
 - ours: `training.churn.train_churn` (feature schema, monotone constraints, early stopping,
-  isotonic calibration on the validation months, test metrics, logistic baseline);
+  calibration chosen and fitted on the validation months, test metrics, logistic baseline);
 - raw: `lightgbm.train` on the same frames with the same parameters and early stopping.
 
 Each child reports the seconds from "data in memory" to "model ready" and its peak RSS;

@@ -22,8 +22,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.sampling import WEIGHT
+from training.calibration import SMOOTH_METHODS, choose_calibration
 from training.metrics import evaluate
-from training.model import Calibrator, ChurnModel, FeatureSchema
+from training.model import ChurnModel, FeatureSchema
 from training.settings import LightGBMParams, TrainingSettings
 
 SNAPSHOT = "event_timestamp"
@@ -172,6 +173,7 @@ class TrainedChurn:
     test_raw: np.ndarray
     test_calibrated: np.ndarray
     test_baseline: np.ndarray
+    calibration: pd.DataFrame  # the candidate methods' out-of-fold validation log loss and ECE
 
 
 def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> TrainedChurn:
@@ -188,8 +190,9 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
     weights = sample_weights(split)
     booster = fit_booster(x["train"], y["train"], x["valid"], y["valid"], schema, settings, weights)
     raw = {part: np.asarray(booster.predict(x[part])) for part in ("valid", "test")}
-    calibrator = Calibrator(settings.calibration).fit(raw["valid"], y["valid"])
-    model = ChurnModel(schema, booster, calibrator)
+    methods = SMOOTH_METHODS if settings.calibration == "auto" else (settings.calibration,)
+    choice = choose_calibration(raw["valid"], y["valid"], methods, seed=settings.seed)
+    model = ChurnModel(schema, booster, choice.calibrator)
     calibrated = {part: model.calibrate(raw[part]) for part in ("valid", "test")}
 
     # the baseline is a yardstick: a sample of the training months is plenty for it
@@ -212,4 +215,5 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
         test_raw=raw["test"],
         test_calibrated=calibrated["test"],
         test_baseline=test_baseline,
+        calibration=choice.candidates,
     )

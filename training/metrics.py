@@ -66,8 +66,38 @@ def evaluate(
     curve = profit_curve(labels, probabilities, economics)
     best = curve.loc[curve["net_value"].idxmax()]
     metrics["max_net_value"] = float(best["net_value"])
+    metrics["ece"] = expected_calibration_error(labels, probabilities)
+    metrics["max_probability"] = float(probabilities.max())
+    metrics["largest_tie_share"] = largest_tie_share(probabilities)
     metrics["share_targeted_at_max_net_value"] = float(best["share_targeted"])
     return metrics
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = 10
+) -> float:
+    """Mean absolute gap between predicted and observed churn over equal-count bins of the
+    predictions, weighted by the bins' sizes (ties stay in one bin)."""
+    labels = np.asarray(labels, dtype="float64")
+    probabilities = np.asarray(probabilities, dtype="float64")
+    edges = np.unique(np.quantile(probabilities, np.linspace(0, 1, bins + 1)[1:-1]))
+    which = np.searchsorted(edges, probabilities, side="right")
+    counts = np.bincount(which, minlength=len(edges) + 1)
+    gaps = np.abs(
+        np.bincount(which, probabilities - labels, minlength=len(edges) + 1)
+    )  # per bin: |sum of predicted - sum of observed| = size x |mean gap|
+    return float(gaps.sum() / max(counts.sum(), 1))
+
+
+def largest_tie_share(probabilities: np.ndarray, resolution: float = 1e-5) -> float:
+    """The largest share of rows whose probabilities agree to `resolution` (a thousandth
+    of a percentage point, finer than anything shown to a person): a calibration with
+    plateaus shows as a large share, even under a negligible tie-break slope."""
+    if len(probabilities) == 0:
+        return 0.0
+    grid = np.round(np.asarray(probabilities, dtype="float64") / resolution)
+    _, counts = np.unique(grid, return_counts=True)
+    return float(counts.max() / len(probabilities))
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> pd.DataFrame:

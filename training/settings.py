@@ -83,7 +83,11 @@ class TrainingSettings(TrackedSettings):
     valid_months: int = Field(
         2, ge=1, description="Months before them, for early stopping and calibration."
     )
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["auto", "sigmoid", "beta", "isotonic"] = Field(
+        "auto",
+        description="auto: Platt (sigmoid) or beta calibration, whichever has the lower "
+        "out-of-fold log loss on the validation months. isotonic ties customers to steps.",
+    )
     baseline_rows: int = Field(
         50_000, ge=1_000, description="Training rows sampled for the logistic baseline."
     )

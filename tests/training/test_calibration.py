@@ -10,6 +10,7 @@ trees: no simulator, no Feast store, no MLflow run.
 from __future__ import annotations
 
 import functools
+import pickle
 
 import lightgbm as lgb
 import numpy as np
@@ -19,8 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 
+from training.calibration import choose_calibration, out_of_fold
 from training.churn import TrainedChurn, train_churn
+from training.metrics import expected_calibration_error, largest_tie_share
 from training.model import (
     Calibrator,
     ChurnModel,
@@ -177,9 +181,15 @@ def test_isotonic_calibration_is_monotone_and_breaks_every_tie(
     assert ((calibrated >= 0) & (calibrated <= 1 + TIE_BREAK)).all()
 
 
-def test_calibration_before_fitting_is_refused() -> None:
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid", "beta"])
+def test_calibration_before_fitting_is_refused(method: str) -> None:
     with pytest.raises(AssertionError, match=r"^calibrator used before fit$"):
-        Calibrator("isotonic")(np.array([0.5]))
+        Calibrator(method)(np.array([0.5]))
+
+
+def test_an_unknown_method_is_named() -> None:
+    with pytest.raises(ValueError, match="'venn': expected sigmoid, beta or isotonic"):
+        Calibrator("venn").fit(HAND_RAW, HAND_LABELS)
 
 
 # --- Platt scaling ------------------------------------------------------------------------
@@ -211,12 +221,13 @@ def test_platt_calibration_is_a_logistic_regression_on_the_logit_of_the_score() 
     logits = np.concatenate([[[LOGIT_OF_0], [LOGIT_OF_1]], _logit(raw[2:])])
     reference = LogisticRegression(C=1e6).fit(logits, labels)
     inside = np.array([1e-6, 0.001, 0.05, 0.2, 0.5, 0.9, 0.999])
-    assert np.array_equal(fitted(inside), reference.predict_proba(_logit(inside))[:, 1])
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-10, atol=0)
+    close(fitted(inside), reference.predict_proba(_logit(inside))[:, 1])
     ends = reference.predict_proba(np.array([[LOGIT_OF_0], [LOGIT_OF_1]]))[:, 1]
-    assert np.array_equal(fitted(np.array([0.0, 1.0])), ends)
+    close(fitted(np.array([0.0, 1.0])), ends)
     assert 0.1 < ends[0] < ends[1] < 0.9  # mid-range: the fit is flat, not the identity
     # scores outside [0, 1] calibrate like the nearest end
-    assert np.array_equal(fitted(np.array([-0.5, 1.5])), ends)
+    assert np.array_equal(fitted(np.array([-0.5, 1.5])), fitted(np.array([0.0, 1.0])))
 
 
 def test_platt_fits_scores_outside_the_unit_interval_like_the_nearest_end() -> None:
@@ -485,3 +496,152 @@ def test_platt_calibration_in_training_matches_the_validation_churn_rate() -> No
     assert np.array_equal(trained.test_calibrated, refit(trained.test_raw))
     # a logistic fit with an intercept matches the mean of what it was fitted on
     assert model.predict_proba(split.valid).mean() == pytest.approx(labels.mean(), abs=1e-3)
+
+
+# --- beta calibration and the choice between smooth maps ----------------------------------
+
+
+def _beta_world(n: int = 20_000, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Scores whose true map is beta-shaped, not Platt: P(churn | p) = expit(0.6 ln p
+    - 2.5 ln(1 - p) - 0.5): the booster is under-confident at the low end (slope 0.6)
+    and over-confident at the top (2.5), which one Platt slope cannot express."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0.005, 0.995, n)
+    truth = 1 / (1 + np.exp(-(0.6 * np.log(raw) - 2.5 * np.log1p(-raw) - 0.5)))
+    return raw, (rng.uniform(size=n) < truth).astype(int)
+
+
+def test_beta_calibration_recovers_a_beta_shaped_map_and_platt_cannot() -> None:
+    raw, labels = _beta_world()
+    beta = Calibrator("beta").fit(raw, labels)
+    assert beta._coef is not None
+    np.testing.assert_allclose(beta._coef, [0.6, 2.5], atol=0.2)
+    assert beta._intercept == pytest.approx(-0.5, abs=0.2)
+    choice = choose_calibration(raw, labels, seed=1)
+    table = choice.candidates.set_index("method")
+    assert (
+        choice.method == "beta" and table.loc["beta", "log_loss"] < table.loc["sigmoid", "log_loss"]
+    )
+
+
+def test_beta_calibration_is_platt_when_the_world_is_platts() -> None:
+    """With a = b, beta calibration is Platt's: on a world whose true map is Platt's
+    (expit(0.8 logit p - 0.3)) both fits agree."""
+    rng = np.random.default_rng(6)
+    raw = rng.uniform(0.005, 0.995, 20_000)
+    truth = 1 / (1 + np.exp(-(0.8 * np.log(raw / (1 - raw)) - 0.3)))
+    labels = (rng.uniform(size=len(raw)) < truth).astype(int)
+    probe = np.linspace(0.01, 0.99, 50)
+    beta, platt = Calibrator("beta").fit(raw, labels), Calibrator("sigmoid").fit(raw, labels)
+    np.testing.assert_allclose(beta(probe), platt(probe), atol=0.03)
+
+
+@given(
+    raw=st.lists(st.floats(0.001, 0.999), min_size=30, max_size=200),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_smooth_maps_never_invert_the_ranking(raw: list[float], seed: int) -> None:
+    """Whatever the scores and labels (tiny, separable, backwards), the map is monotone."""
+    scores = np.array(raw)
+    labels = (np.random.default_rng(seed).uniform(size=len(scores)) < scores).astype(int)
+    if labels.min() == labels.max():
+        labels[0] = 1 - labels[0]
+    probe = np.linspace(0.0, 1.0, 201)
+    for method in ("sigmoid", "beta"):
+        calibrated = Calibrator(method).fit(scores, labels)(probe)
+        assert (np.diff(calibrated) >= 0).all()
+        assert ((calibrated >= 0) & (calibrated <= 1)).all()
+
+
+def test_beta_drops_a_slope_that_would_invert_the_ranking() -> None:
+    """Churn falls with the score at the low end and rises at the top: an unconstrained
+    fit gives ln p a negative slope; the calibrator keeps the map increasing instead."""
+    rng = np.random.default_rng(2)
+    raw = rng.uniform(0.001, 0.999, 20_000)
+    truth = np.where(raw < 0.5, 0.3 - 0.4 * raw, raw - 0.4)
+    labels = (rng.uniform(size=len(raw)) < np.clip(truth, 0.01, 0.99)).astype(int)
+    beta = Calibrator("beta").fit(raw, labels)
+    assert beta._coef is not None and (beta._coef >= 0).all() and beta._coef.max() > 0
+    assert (np.diff(beta(np.linspace(0.001, 0.999, 500))) > 0).all()
+
+
+def test_the_choice_is_judged_out_of_fold_and_the_winner_refitted_on_every_row() -> None:
+    raw, labels = _platt_data()
+    choice = choose_calibration(raw, labels, seed=3)
+    table = choice.candidates.set_index("method")
+    for method in ("sigmoid", "beta"):
+        held_out = out_of_fold(method, raw, labels, 5, 3)
+        assert table.loc[method, "log_loss"] == pytest.approx(
+            log_loss(labels, np.clip(held_out, 1e-12, 1 - 1e-12))
+        )
+        assert table.loc[method, "ece"] == pytest.approx(
+            expected_calibration_error(labels, held_out)
+        )
+    assert choice.method == table["log_loss"].idxmin()
+    probe = np.linspace(0, 1, 21)
+    np.testing.assert_array_equal(
+        choice.calibrator(probe), Calibrator(choice.method).fit(raw, labels)(probe)
+    )
+
+
+def test_one_method_is_fitted_without_a_contest_and_one_class_is_refused() -> None:
+    raw, labels = _platt_data()
+    assert choose_calibration(raw, labels, ("sigmoid",)).method == "sigmoid"
+    with pytest.raises(ValueError, match="1 row\\(s\\) of one class"):
+        choose_calibration(raw, np.r_[1, np.zeros(len(raw) - 1, dtype=int)])
+
+
+def test_a_model_pickled_with_a_scikit_learn_platt_regression_still_serves() -> None:
+    """Models registered before the coefficients were stored carry `_platt`."""
+    raw, labels = _platt_data()
+    old = Calibrator("sigmoid")
+    old.__dict__ = {
+        "method": "sigmoid",
+        "_isotonic": None,
+        "_platt": LogisticRegression(C=1e6).fit(_logit(np.clip(raw, 1e-3, 1 - 1e-3)), labels),
+    }
+    loaded = pickle.loads(pickle.dumps(old))
+    probe = np.linspace(0.01, 0.99, 9)
+    np.testing.assert_allclose(
+        loaded(probe), old.__dict__["_platt"].predict_proba(_logit(probe))[:, 1], rtol=1e-12
+    )
+
+
+# --- the readability measures --------------------------------------------------------------
+
+
+def test_ece_of_hand_made_bins() -> None:
+    # two bins of two: predicted 0.1 and 0.1 with one churner (gap 0.4), 0.8 and 0.8 with two
+    predicted = np.array([0.1, 0.1, 0.8, 0.8])
+    observed = np.array([1, 0, 1, 1])
+    assert expected_calibration_error(observed, predicted, bins=2) == pytest.approx(
+        0.5 * 0.4 + 0.5 * 0.2
+    )
+
+
+def test_ece_is_near_zero_when_calibrated_and_the_shift_when_not() -> None:
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.0, 0.3, 200_000)
+    labels = (rng.uniform(size=len(p)) < p).astype(int)
+    assert expected_calibration_error(labels, p) < 0.003
+    assert expected_calibration_error(labels, p + 0.05) == pytest.approx(0.05, abs=0.003)
+
+
+def test_the_largest_tie_share_sees_plateaus_under_a_negligible_slope() -> None:
+    raw, labels = _beta_world()
+    isotonic = Calibrator("isotonic").fit(raw, labels)(raw)
+    beta = Calibrator("beta").fit(raw, labels)(raw)
+    assert largest_tie_share(isotonic) > 0.05  # steps, despite the 1e-6 tie-break
+    assert largest_tie_share(beta) < 0.01
+    assert largest_tie_share(np.array([0.1, 0.1000001, 0.2])) == pytest.approx(2 / 3)
+    assert largest_tie_share(np.array([])) == 0.0
+
+
+def test_scores_that_rank_backwards_get_the_churn_rate_not_an_inverted_map() -> None:
+    rng = np.random.default_rng(9)
+    raw = rng.uniform(0.01, 0.99, 5000)
+    labels = (rng.uniform(size=len(raw)) < 0.6 - 0.5 * raw).astype(int)
+    for method in ("sigmoid", "beta"):
+        calibrated = Calibrator(method).fit(raw, labels)(np.array([0.05, 0.5, 0.95]))
+        np.testing.assert_allclose(calibrated, labels.mean(), rtol=1e-9)

@@ -9,6 +9,7 @@ import pytest
 from features.sampling import WEIGHT, NegativeSampling, sample_negatives
 from tests.training.conftest import LABEL
 from training.churn import TrainedChurn, sample_weights, time_split, train_churn
+from training.metrics import largest_tie_share
 from training.settings import TrainingSettings
 
 
@@ -32,16 +33,33 @@ def test_the_split_is_by_time(demo_model: TrainedChurn) -> None:
 
 
 def test_probabilities_are_calibrated(demo_model: TrainedChurn) -> None:
-    # on the validation months, which the isotonic calibrator was fitted on, the mean
-    # probability is the churn rate up to the 1e-6 tie-break slope and evaluate's clip to
-    # [1e-6, 1 - 1e-6]; raw scores (calibration skipped) are nowhere near that
+    # on the validation months, which the logistic-type calibrator was fitted on, the mean
+    # probability is the churn rate (a fit with an intercept keeps the mean of its data);
+    # raw scores (calibration skipped) are nowhere near that
     valid = demo_model.valid_metrics
-    assert abs(valid["mean_probability"] - valid["base_rate"]) <= 2e-6
+    assert valid["mean_probability"] == pytest.approx(valid["base_rate"], rel=0.01)
     metrics = demo_model.test_metrics
     assert abs(metrics["mean_probability"] - metrics["base_rate"]) < 0.25 * metrics["base_rate"]
     assert metrics["brier"] < metrics["base_rate"] * (
         1 - metrics["base_rate"]
     )  # beats the base rate
+    assert metrics["ece"] < 0.2 * metrics["base_rate"]
+
+
+def test_the_scores_a_person_reads_have_no_plateaus_and_no_certainties(
+    demo_model: TrainedChurn,
+) -> None:
+    """What the daily list and the API print: the latest month's customers. Isotonic
+    calibration put an eighth of them on one probability and some at 100 %."""
+    assert demo_model.model.calibrator.method in ("sigmoid", "beta")
+    assert set(demo_model.calibration["method"]) == {"sigmoid", "beta"}
+    latest = demo_model.split.test
+    latest = latest[latest["event_timestamp"] == latest["event_timestamp"].max()]
+    scored = demo_model.model.predict_proba(latest)
+    assert scored.max() < 0.99
+    # no probability shared (to a thousandth of a percentage point) by more than 1 % of
+    # the customers: the booster is not that flat anywhere on the demo
+    assert largest_tie_share(scored) <= 0.01
 
 
 @pytest.mark.parametrize(
