@@ -1,13 +1,16 @@
 """Bring your own dataset: train and evaluate on any snapshot CSV described by a YAML spec.
 
 A spec names the file(s), the id and label columns, the label's positive value, columns
-to drop, type overrides and which strings mean "missing". Evaluation is stratified k-fold
-cross-validation: LightGBM and a logistic-regression baseline on the same folds, metrics
-as mean and standard deviation. Nothing is resampled, so no fold ever sees its test rows.
+to drop, type overrides and which strings mean "missing". Evaluation is nested
+cross-validation: on each outer stratified fold, LightGBM's parameters are searched on the
+training rows alone (`training.tuning`), and three models are scored on the same test
+rows: the tuned LightGBM, LightGBM with its defaults, and a logistic regression whose C is
+chosen on inner folds. Nothing is resampled, so no fold ever sees its test rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,12 +19,18 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, Field, field_validator
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 
 from training.churn import baseline_input, logistic_baseline
 from training.metrics import evaluate
 from training.model import FeatureSchema
 from training.settings import Economics
+from training.tuning import INNER_FOLDS, Tuned, TuningError, tune_cv
+
+DEFAULT_BUDGET_S = 60.0
+LOGISTIC_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 class DatasetError(ValueError):
@@ -64,15 +73,10 @@ class DatasetSpec(BaseModel):
     types: dict[str, Literal["numeric", "category"]] = {}
     missing_values: list[str] = ["", " "]
     cv: CrossValidation = CrossValidation()
-    lightgbm: dict[str, float | int | str] = {
-        "learning_rate": 0.01,
-        "num_leaves": 4,
-        "n_estimators": 1200,
-        "min_child_samples": 80,
-        "colsample_bytree": 0.5,
-        "reg_lambda": 10.0,
-        "extra_trees": True,
-    }
+    lightgbm: dict[str, float | int | str] | None = Field(
+        None,
+        description="LGBMClassifier parameters to use as they are, skipping the search.",
+    )
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -116,6 +120,13 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
             f"{spec.name}: label column {spec.label.column!r} has "
             f"{int(label.isna().sum())} missing values"
         )
+    values = label.astype(str).str.strip().str.lower().unique()
+    if len(values) > 2:
+        seen = ", ".join(map(repr, sorted(label.astype(str).str.strip().unique())[:10]))
+        raise DatasetError(
+            f"{spec.name}: label column {spec.label.column!r} has {len(values)} distinct values "
+            f"({seen}); a churn label has two: map it to churned / not churned first"
+        )
     if positive.all() or not positive.any():
         seen = ", ".join(map(repr, label.unique()[:5]))
         raise DatasetError(
@@ -141,23 +152,115 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
     return features, positive.to_numpy().astype(int)
 
 
-def cross_validate(spec: DatasetSpec, economics: Economics) -> dict[str, pd.DataFrame]:
-    """Per-fold metrics of LightGBM and of the logistic baseline on the same folds."""
+@dataclass(frozen=True)
+class CrossValidated:
+    """Per outer fold: each model's metrics on the test rows and what was chosen."""
+
+    metrics: dict[str, pd.DataFrame]  # model -> one row of metrics per outer fold
+    choices: pd.DataFrame  # one row per outer fold: LightGBM's parameters, logistic C
+
+    @property
+    def candidate(self) -> str:
+        """The LightGBM judged against the two baselines: tuned, or pinned by the spec."""
+        return next(iter(self.metrics))
+
+
+def _check_fold_sizes(spec: DatasetSpec, labels: np.ndarray) -> None:
+    """Each outer training fold needs both classes in every inner fold."""
+    needed = spec.cv.folds * INNER_FOLDS
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < needed:
+        which = "churned" if counts[1] < counts[0] else "not churned"
+        raise DatasetError(
+            f"{spec.name}: label column {spec.label.column!r} has {counts.min()} rows {which}; "
+            f"{spec.cv.folds}-fold cross-validation with {INNER_FOLDS} inner folds needs at "
+            f"least {needed}"
+        )
+
+
+def tune_logistic(
+    schema: FeatureSchema, x: pd.DataFrame, y: np.ndarray, seed: int
+) -> tuple[Pipeline, float]:
+    """The logistic baseline with C chosen by inner stratified folds of (x, y), refitted.
+
+    The imputer and scaler see all of (x, y) before the inner folds: they read no label.
+    """
+    search = LogisticRegressionCV(
+        Cs=list(LOGISTIC_C),
+        l1_ratios=(0.0,),
+        cv=StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed),
+        scoring="roc_auc",
+        max_iter=2000,
+        use_legacy_attributes=False,
+    )
+    pipeline = logistic_baseline(schema).set_params(logisticregression=search)
+    pipeline.fit(baseline_input(schema, x), y)
+    return pipeline, float(np.ravel(search.C_)[0])
+
+
+def _tuned_lightgbm(
+    x_train: pd.DataFrame, y_train: np.ndarray, budget_s: float, seed: int, max_trials: int | None
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    tuned: Tuned = tune_cv(x_train, y_train, budget_s, seed, max_trials)
+    booster = lgb.train(tuned.params, lgb.Dataset(x_train, y_train), num_boost_round=tuned.rounds)
+    choice = {
+        **tuned.searched(),
+        "inner_roc_auc": tuned.score,
+        "inner_roc_auc_defaults": tuned.first_score,
+        "trials": tuned.trials,
+    }
+    return booster, choice
+
+
+def cross_validate(
+    spec: DatasetSpec,
+    economics: Economics,
+    budget_s: float = DEFAULT_BUDGET_S,
+    max_trials: int | None = None,
+) -> CrossValidated:
+    """Nested CV: per outer fold, tune on its training rows, score three models on its test rows.
+
+    `budget_s` seconds of search are shared equally by the outer folds; a spec that pins
+    `lightgbm` parameters skips the search (the model is then reported as lightgbm_pinned).
+    """
+    if not budget_s > 0:
+        raise TuningError(f"the tuning budget must be a positive number of seconds, not {budget_s}")
     features, labels = load_dataset(spec)
-    folds = StratifiedKFold(spec.cv.folds, shuffle=True, random_state=spec.cv.seed)
-    rows: dict[str, list[dict[str, float]]] = {"lightgbm": [], "logistic_baseline": []}
+    _check_fold_sizes(spec, labels)
+    seed = spec.cv.seed
+    candidate = "lightgbm_tuned" if spec.lightgbm is None else "lightgbm_pinned"
+    rows: dict[str, list[dict[str, float]]] = {
+        candidate: [],
+        "lightgbm_untuned": [],
+        "logistic_tuned": [],
+    }
+    choices: list[dict[str, Any]] = []
+    folds = StratifiedKFold(spec.cv.folds, shuffle=True, random_state=seed)
     for train, test in folds.split(features, labels):
         schema = FeatureSchema.infer(features.iloc[train], list(features.columns))
         x_train, x_test = (
             schema.transform(features.iloc[train]),
             schema.transform(features.iloc[test]),
         )
-        params: dict[str, Any] = dict(spec.lightgbm)
-        booster = lgb.LGBMClassifier(verbose=-1, random_state=spec.cv.seed, **params)
-        booster.fit(x_train, labels[train])
-        predicted = np.asarray(booster.predict_proba(x_test))[:, 1]
-        rows["lightgbm"].append(evaluate(labels[test], predicted, economics))
-        baseline = logistic_baseline(schema).fit(baseline_input(schema, x_train), labels[train])
-        predicted = baseline.predict_proba(baseline_input(schema, x_test))[:, 1]
-        rows["logistic_baseline"].append(evaluate(labels[test], predicted, economics))
-    return {model: pd.DataFrame(folds_metrics) for model, folds_metrics in rows.items()}
+        y_train, y_test = labels[train], labels[test]
+        if spec.lightgbm is None:
+            booster, choice = _tuned_lightgbm(
+                x_train, y_train, budget_s / spec.cv.folds, seed, max_trials
+            )
+            predicted = np.asarray(booster.predict(x_test))
+        else:
+            choice = dict(spec.lightgbm)
+            pinned = lgb.LGBMClassifier(verbose=-1, random_state=seed, **choice)
+            predicted = np.asarray(pinned.fit(x_train, y_train).predict_proba(x_test))[:, 1]
+        rows[candidate].append(evaluate(y_test, predicted, economics))
+        untuned = lgb.LGBMClassifier(verbose=-1, random_state=seed).fit(x_train, y_train)
+        predicted = np.asarray(untuned.predict_proba(x_test))[:, 1]
+        rows["lightgbm_untuned"].append(evaluate(y_test, predicted, economics))
+        logistic, c = tune_logistic(schema, x_train, y_train, seed)
+        predicted = logistic.predict_proba(baseline_input(schema, x_test))[:, 1]
+        rows["logistic_tuned"].append(evaluate(y_test, predicted, economics))
+        choices.append({**choice, "logistic_C": c})
+    return CrossValidated(
+        metrics={model: pd.DataFrame(fold_metrics) for model, fold_metrics in rows.items()},
+        choices=pd.DataFrame(choices).rename_axis("fold"),
+    )
