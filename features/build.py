@@ -158,6 +158,9 @@ def usage_windows(usage: Table, snapshots: Table) -> Table:
     previous = (rows.months_back >= 1) & (rows.months_back <= 3)
     sums = rows.group_by(["customer_id", "t"]).aggregate(
         data_gb_30d=rows.data_gb.sum(where=one),
+        data_gb_mean_prev_3m=rows.data_gb.mean(where=previous),
+        voice_min_30d=rows.voice_min.sum(where=one),
+        voice_min_mean_prev_3m=rows.voice_min.mean(where=previous),
         data_gb_mean_90d=rows.data_gb.mean(where=three),
         data_gb_mean_180d=rows.data_gb.mean(),
         voice_min_mean_90d=rows.voice_min.mean(where=three),
@@ -172,9 +175,27 @@ def usage_windows(usage: Table, snapshots: Table) -> Table:
         late_payments_180d=_count(rows.late_payment),
         months_billed_180d=rows.count(),
     )
-    # no bill in the three months before: no ratio (null), neither infinity nor an error
-    previous_bill = sums.bill_mean_prev_3m.nullif(0)
-    return sums.mutate(bill_change_vs_prev_3m=sums.bill_30d / previous_bill - 1)
+    # nothing in the months compared against: no ratio (null), neither infinity nor an error
+    return sums.mutate(
+        bill_change_vs_prev_3m=sums.bill_30d / sums.bill_mean_prev_3m.nullif(0) - 1,
+        bill_change_vs_6m=sums.bill_30d / sums.bill_mean_180d.nullif(0) - 1,
+        data_gb_change_vs_prev_3m=sums.data_gb_30d / sums.data_gb_mean_prev_3m.nullif(0) - 1,
+        voice_min_change_vs_prev_3m=sums.voice_min_30d / sums.voice_min_mean_prev_3m.nullif(0) - 1,
+    )
+
+
+def usage_lifetime(usage: Table, snapshots: Table) -> Table:
+    """Every month billed by each snapshot, since signup: how many and how many paid late.
+
+    A habit of paying late is a trait of the customer, better measured over the whole
+    relationship than over six months.
+    """
+    pairs = usage.cross_join(snapshots)
+    billed = pairs.filter(pairs.month + ibis.interval(months=1) <= pairs.t)
+    return billed.group_by(["customer_id", "t"]).aggregate(
+        months_billed_lifetime=billed.count(),
+        late_payments_lifetime=_count(billed.late_payment),
+    )
 
 
 def ticket_windows(tickets: Table, snapshots: Table) -> Table:
@@ -185,6 +206,7 @@ def ticket_windows(tickets: Table, snapshots: Table) -> Table:
     d90 = known.opened_at >= _days_before(known.t, 90)
     d180 = known.opened_at >= _days_before(known.t, 180)
     complaint_like = known.ticket_type.isin(COMPLAINT_LIKE)
+    d30_to_90 = d90 & ~d30
     by_type = {
         f"tickets_{kind}_90d": _count(d90 & (known.ticket_type == kind)) for kind in TICKET_TYPES
     }
@@ -198,6 +220,12 @@ def ticket_windows(tickets: Table, snapshots: Table) -> Table:
         sentiment_min_90d=known.sentiment.min(where=d90),
         first_contact_resolution_180d=known.first_contact_resolved.cast("float64").mean(where=d180),
         last_complaint_at=known.opened_at.max(where=complaint_like),
+        complaints_30d=_count(d30 & complaint_like),
+        complaints_30_to_90d=_count(d30_to_90 & complaint_like),
+        tickets_relocation_30d=_count(d30 & (known.ticket_type == "relocation")),
+        sentiment_mean_30d=known.sentiment.mean(where=d30),
+        sentiment_mean_lifetime=known.sentiment.mean(),
+        complaints_lifetime=_count(complaint_like),
     )
 
 
@@ -280,6 +308,7 @@ def customer_activity(tables: dict[str, Table], snapshots: Table, site_quality: 
     keys = ["customer_id", "t"]
     base = active_customers(tables["customers"], tables["churn_events"], snapshots)
     usage = usage_windows(tables["usage_monthly"], snapshots)
+    lifetime = usage_lifetime(tables["usage_monthly"], snapshots)
     tickets = ticket_windows(tables["service_tickets"], snapshots)
     offers = campaign_windows(tables["campaigns"], snapshots)
     packages = package_windows(tables["package_purchases"], snapshots)
@@ -292,6 +321,7 @@ def customer_activity(tables: dict[str, Table], snapshots: Table, site_quality: 
     )
     j = (
         base.left_join(usage, keys)
+        .left_join(lifetime, keys)
         .left_join(tickets, keys)
         .left_join(offers, keys)
         .left_join(packages, keys)
@@ -330,8 +360,32 @@ def customer_activity(tables: dict[str, Table], snapshots: Table, site_quality: 
         home_cell_drop_rate_30d=j.home_cell_drop_rate_30d,
         home_cell_outage_hours_30d=_fill(j.home_cell_outage_hours_30d, 0.0, "float64"),
         home_cell_outage_hours_90d=_fill(j.home_cell_outage_hours_90d, 0.0, "float64"),
+        **_change_features(j),
         event_timestamp=j.t,
     )
+
+
+def _change_features(j: Table) -> dict[str, ibis.Value]:
+    """The features of change (churn_v2): the latest month against the months before, the
+    last 30 days of service against the 60 before, and lifetime habits to compare with."""
+    months = _fill(j.months_billed_lifetime, 0, "int64")
+    complaints = _fill(j.complaints_lifetime, 0, "int64")
+    return {
+        "data_gb_change_vs_prev_3m": j.data_gb_change_vs_prev_3m,
+        "voice_min_change_vs_prev_3m": j.voice_min_change_vs_prev_3m,
+        "bill_change_vs_6m": j.bill_change_vs_6m,
+        "complaints_30d": _fill(j.complaints_30d, 0, "int64"),
+        "complaints_30_to_90d": _fill(j.complaints_30_to_90d, 0, "int64"),
+        "tickets_relocation_30d": _fill(j.tickets_relocation_30d, 0, "int64"),
+        "sentiment_mean_30d": j.sentiment_mean_30d,
+        "sentiment_mean_lifetime": j.sentiment_mean_lifetime,
+        "months_billed_lifetime": months,
+        # no month billed yet: no rate (null) rather than a division by zero
+        "late_payment_rate_lifetime": j.late_payments_lifetime.cast("float64")
+        / months.nullif(0).cast("float64"),
+        "complaints_per_month_lifetime": complaints.cast("float64")
+        / months.nullif(0).cast("float64"),
+    }
 
 
 def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> Table:

@@ -27,6 +27,10 @@ console = Console(stderr=True)
 StoreYaml = Annotated[
     Path | None, typer.Option("--store-yaml", help="Environment's feature_store.yaml.")
 ]
+CHURN_SERVICE = "churn_v2"  # the churn model's current FeatureService (configs/training.yaml)
+FeatureServiceName = Annotated[
+    str, typer.Option(help="The FeatureService (features/repo/feature_services.py).")
+]
 
 
 def _settings(**overrides: object) -> FeatureSettings:
@@ -102,6 +106,7 @@ def training_set_command(
         int | None, typer.Option(help="Label: churned within this many days.")
     ] = None,
     store_yaml: StoreYaml = None,
+    feature_service: FeatureServiceName = CHURN_SERVICE,
 ) -> None:
     """Point-in-time training rows for a model's FeatureService, labelled."""
     if model != "churn":
@@ -118,11 +123,11 @@ def training_set_command(
             open_store(settings),
             settings.lifecycle_dir,
             settings.label_horizon_days,
-            f"{model}_v1",
+            feature_service,
             settings.negative_sampling,
         )
     settings.training_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.training_dir / f"{model}_v1.parquet"
+    path = settings.training_dir / f"{feature_service}.parquet"
     frame.to_parquet(path, index=False)
     label = label_column(settings.label_horizon_days)
     weights = frame[WEIGHT] if WEIGHT in frame else pd.Series(1.0, index=frame.index)
@@ -132,7 +137,7 @@ def training_set_command(
         else ""
     )
     typer.echo(
-        f"training set {model}_v1: {len(frame):,} rows{sampled}, {frame.shape[1]} columns, "
+        f"training set {feature_service}: {len(frame):,} rows{sampled}, {frame.shape[1]} columns, "
         f"positive rate {(frame[label] * weights).sum() / weights.sum():.2%} ({label}), "
         f"{frame['event_timestamp'].nunique()} snapshots, "
         f"in {time.perf_counter() - started:.1f}s -> {path}"
@@ -143,12 +148,13 @@ def training_set_command(
 def online_command(
     customer_ids: Annotated[list[str], typer.Argument(help="Customer ids.")],
     store_yaml: StoreYaml = None,
+    feature_service: FeatureServiceName = CHURN_SERVICE,
 ) -> None:
-    """Read a customer's live churn_v1 features from the online store."""
+    """Read a customer's live churn features from the online store."""
     store = open_store(_settings(store_yaml=store_yaml))
     now = int(pd.Timestamp.now(tz="UTC").timestamp())
     rows = [{"customer_id": c, "request_epoch_s": now} for c in customer_ids]
     features = store.get_online_features(
-        features=store.get_feature_service("churn_v1"), entity_rows=rows
+        features=store.get_feature_service(feature_service), entity_rows=rows
     ).to_df()
     typer.echo(features.T.to_string())

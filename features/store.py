@@ -51,6 +51,7 @@ def definitions() -> list[Any]:
         feature_views.cell_site_quality,
         feature_views.region_weekly_demand,
         feature_services.churn_v1,
+        feature_services.churn_v2,
         feature_services.demand_v1,
     ]
 

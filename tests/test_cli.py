@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.store import definitions
 from retain.cli import app
 
 runner = CliRunner()
@@ -99,7 +100,8 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "valid, 9 tables" in result.stdout
-    assert "built feature tables" in result.stdout and "applied 16 Feast objects" in result.stdout
+    applied = f"applied {len(definitions())} Feast objects"
+    assert "built feature tables" in result.stdout and applied in result.stdout
     assert "materialized 5 feature views" in result.stdout
     assert "trained churn model version 1 (alias challenger" in result.stdout
     assert "churn model version 1: promoted to champion" in result.stdout

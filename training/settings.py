@@ -72,7 +72,7 @@ class TrainingSettings(TrackedSettings):
 
     experiment: str = "churn"
     registered_model: str = "churn"
-    feature_service: str = "churn_v1"
+    feature_service: str = "churn_v2"
     seed: int = 7
     test_months: int = Field(3, ge=1, description="Latest snapshot months held out for testing.")
     heldout_dir: Path = Field(

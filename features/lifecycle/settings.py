@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,6 +44,30 @@ class ChurnDrivers(BaseModel):
     frailty_sd: float = 0.55  # unobserved heterogeneity
 
 
+class PlantedShift(BaseModel):
+    """A rival's price war, nationwide or in some regions, from a month on: a shift
+    planted to test production monitoring (off unless set).
+
+    From `start`'s month the targeted customers' churn log-odds rise (fully for
+    month-to-month customers, a third for contract ones, as a promotion's pull), they
+    call to compare prices or ask how to port out (extra `complaint` tickets at
+    `enquiry_rate` a month), and they move part of their data use to the rival's SIM."""
+
+    model_config = {"extra": "forbid"}
+
+    regions: list[str] | None = Field(
+        None, min_length=1, description="Regions of the price war (names); none: all of them."
+    )
+    start: date = Field(description="The war starts on the first day of this date's month.")
+    churn_logit: float = Field(1.2, ge=0, description="Added to the churn log-odds.")
+    enquiry_rate: float = Field(
+        0.6, ge=0, le=5, description="Price and port-out enquiries a customer a month."
+    )
+    data_usage_factor: float = Field(
+        0.8, gt=0, le=1, description="Share of their data use the customers keep with us."
+    )
+
+
 class DataSettings(StageSettings):
     """Where and how much lifecycle data to simulate, and how to validate it."""
 
@@ -61,6 +85,9 @@ class DataSettings(StageSettings):
     )
     out_dir: Path = Path("data/lifecycle")
     drivers: ChurnDrivers = ChurnDrivers()
+    shift: PlantedShift | None = Field(
+        None, description="A planted shift (a regional price war) to test monitoring."
+    )
 
     @field_validator("as_of")
     @classmethod

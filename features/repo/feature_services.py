@@ -7,26 +7,34 @@ service by name, so a model's features are defined once, here.
 from feast import FeatureService
 
 from features.repo.feature_views import (
+    CHANGE_FEATURES,
     customer_activity,
     customer_profile,
     customer_request_time,
     region_weekly_demand,
 )
 
+_CHURN_PROFILE = [
+    f.name for f in customer_profile.features if f.name not in ("signup_epoch_s", "cell_site_id")
+]
+
 churn_v1 = FeatureService(
     name="churn_v1",
     features=[
-        customer_profile[
-            [
-                f.name
-                for f in customer_profile.features
-                if f.name not in ("signup_epoch_s", "cell_site_id")
-            ]
+        customer_profile[_CHURN_PROFILE],
+        customer_activity[
+            [f.name for f in customer_activity.features if f.name not in CHANGE_FEATURES]
         ],
-        customer_activity,
         customer_request_time,
     ],
     description="Churn model v1: profile, activity history and request-time contract features.",
+)
+
+churn_v2 = FeatureService(
+    name="churn_v2",
+    features=[customer_profile[_CHURN_PROFILE], customer_activity, customer_request_time],
+    description="Churn model v2: churn_v1's features and the features of change (usage, bill, "
+    "complaints and sentiment against the months before, lifetime payment and complaint habits).",
 )
 
 demand_v1 = FeatureService(

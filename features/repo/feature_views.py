@@ -71,6 +71,22 @@ customer_contact = FeatureView(
     "segment and value, home cell. Not a model input.",
 )
 
+# churn_v2's features of change (features/build.py `_change_features`); churn_v1 reads
+# the view without them
+CHANGE_FIELDS = [
+    *_fields(
+        Float64,
+        "data_gb_change_vs_prev_3m",
+        "voice_min_change_vs_prev_3m",
+        "bill_change_vs_6m",
+    ),
+    *_fields(Int64, "complaints_30d", "complaints_30_to_90d", "tickets_relocation_30d"),
+    *_fields(Float64, "sentiment_mean_30d", "sentiment_mean_lifetime"),
+    *_fields(Int64, "months_billed_lifetime"),
+    *_fields(Float64, "late_payment_rate_lifetime", "complaints_per_month_lifetime"),
+]
+CHANGE_FEATURES = tuple(field.name for field in CHANGE_FIELDS)
+
 customer_activity = FeatureView(
     name="customer_activity",
     entities=[customer],
@@ -128,6 +144,7 @@ customer_activity = FeatureView(
             "home_cell_outage_hours_30d",
             "home_cell_outage_hours_90d",
         ),
+        *CHANGE_FIELDS,
     ],
     source=customer_activity_source,
     online=True,

@@ -90,7 +90,8 @@ def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.Da
         return recent[recent["months_back"] < months].groupby("customer_id")
 
     last, q, h = window(1), window(3), window(6)
-    previous_3 = recent[recent["months_back"].between(1, 3)].groupby("customer_id")["bill_amount"]
+    previous = recent[recent["months_back"].between(1, 3)].groupby("customer_id")
+    previous_3 = previous["bill_amount"]
     frame["data_gb_30d"] = last["data_gb"].sum()
     frame["data_gb_mean_90d"] = q["data_gb"].mean()
     frame["data_gb_mean_180d"] = h["data_gb"].mean()
@@ -106,6 +107,13 @@ def _usage_windows(usage: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd.Da
     frame["months_billed_180d"] = h.size()
     counted = ["roaming_days_90d", "late_payments_180d", "months_billed_180d"]
     frame[counted] = frame[counted].fillna(0).astype("int64")  # none billed yet: 0, not NaN
+    frame["bill_change_vs_6m"] = frame["bill_30d"] / frame["bill_mean_180d"].replace(0, np.nan) - 1
+    for column in ("data_gb", "voice_min"):
+        before = previous[column].mean().replace(0, np.nan)
+        frame[f"{column}_change_vs_prev_3m"] = last[column].sum() / before - 1
+    by_customer = billed.groupby("customer_id")
+    frame["months_billed_lifetime"] = by_customer.size()
+    frame["late_payments_lifetime"] = by_customer["late_payment"].sum()
     return frame.reindex(ids)
 
 
@@ -136,7 +144,23 @@ def _ticket_windows(tickets: pd.DataFrame, ids: pd.Index, t: pd.Timestamp) -> pd
         known[known["ticket_type"].isin(COMPLAINT_LIKE)].groupby("customer_id")["opened_at"].max()
     )
     frame["days_since_last_complaint"] = (t - last_complaint) / DAY
-    counted = [c for c in frame.columns if c.startswith(("tickets_", "unresolved", "repeat_"))]
+    w30 = known[age <= 30 * DAY]
+    complaints = known[known["ticket_type"].isin(COMPLAINT_LIKE)]
+    complaint_age = t - complaints["opened_at"]
+    frame["complaints_30d"] = complaints[complaint_age <= 30 * DAY].groupby("customer_id").size()
+    frame["complaints_30_to_90d"] = (
+        complaints[(complaint_age > 30 * DAY) & (complaint_age <= 90 * DAY)]
+        .groupby("customer_id")
+        .size()
+    )
+    frame["tickets_relocation_30d"] = (
+        w30[w30["ticket_type"] == "relocation"].groupby("customer_id").size()
+    )
+    frame["sentiment_mean_30d"] = w30.groupby("customer_id")["sentiment"].mean()
+    frame["sentiment_mean_lifetime"] = known.groupby("customer_id")["sentiment"].mean()
+    frame["complaints_lifetime"] = complaints.groupby("customer_id").size()
+    counts = ("tickets_", "unresolved", "repeat_", "complaints_")
+    counted = [c for c in frame.columns if c.startswith(counts)]
     frame[counted] = frame[counted].fillna(0).astype("int64")
     return frame
 
@@ -237,6 +261,7 @@ def customer_activity(
         frame["home_cell_outage_hours_90d"] = (
             cells.map(sites["outage_hours_90d"]).fillna(0).to_numpy()
         )
+        frame = _change_features(frame)
         frames.append(frame.reset_index().assign(event_timestamp=t))
     activity = pd.concat(frames, ignore_index=True)
     floats = activity.select_dtypes("number").columns.difference(
@@ -244,6 +269,30 @@ def customer_activity(
     )
     activity[floats] = activity[floats].astype("float64")
     return activity
+
+
+def _change_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """churn_v2's features of change, after every churn_v1 column, in the engines' order."""
+    months = frame.pop("months_billed_lifetime").fillna(0).astype("int64")
+    late = frame.pop("late_payments_lifetime")
+    complaints = frame.pop("complaints_lifetime")
+    changes = [
+        "data_gb_change_vs_prev_3m",
+        "voice_min_change_vs_prev_3m",
+        "bill_change_vs_6m",
+        "complaints_30d",
+        "complaints_30_to_90d",
+        "tickets_relocation_30d",
+        "sentiment_mean_30d",
+        "sentiment_mean_lifetime",
+    ]
+    moved = {name: frame.pop(name) for name in changes}
+    for name in changes:
+        frame[name] = moved[name]
+    frame["months_billed_lifetime"] = months
+    frame["late_payment_rate_lifetime"] = late / months.replace(0, np.nan)
+    frame["complaints_per_month_lifetime"] = complaints / months.replace(0, np.nan)
+    return frame
 
 
 def cell_site_quality(tables: dict[str, pd.DataFrame], snapshots: pd.DatetimeIndex) -> pd.DataFrame:

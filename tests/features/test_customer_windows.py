@@ -109,6 +109,11 @@ def test_usage_windows_are_the_last_1_3_and_6_months_billed_by_the_snapshot() ->
         "overage_90d": 1.0 + 2.0 + 4.0,
         "late_payments_180d": 4,  # the late August 2025 is 6 months back: outside
         "months_billed_180d": 6,
+        "bill_change_vs_6m": 100.0 / ((100.0 + 40.0 + 50.0 + 60.0 + 1000.0 + 2000.0) / 6) - 1,
+        "data_gb_change_vs_prev_3m": 3.0 / ((6.0 + 12.0 + 24.0) / 3) - 1,
+        "voice_min_change_vs_prev_3m": 10.0 / ((20.0 + 30.0 + 4000.0) / 3) - 1,
+        "months_billed_lifetime": 7,  # every month billed by T, August 2025 included
+        "late_payments_lifetime": 5,
     }
 
 
@@ -239,6 +244,12 @@ def test_ticket_counts_cover_exactly_30_90_and_180_days_before_the_snapshot() ->
         "sentiment_min_90d": -1.0,
         "first_contact_resolution_180d": 2 / 6,
         "days_since_last_complaint": SECOND / DAY,
+        "complaints_30d": 2,  # complaint-like: the complaint and the fault of exactly 30 days
+        "complaints_30_to_90d": 1,  # the dispute 30 days + 1 s back; not the one at 90 days + 1 s
+        "tickets_relocation_30d": 0,
+        "sentiment_mean_30d": (-1.0 + 0.5) / 2,
+        "sentiment_mean_lifetime": (-1.0 + 0.5 + 0.0 + 0.25 - 0.75 - 0.5 - 0.5) / 7,
+        "complaints_lifetime": 5,  # every complaint-like ticket known at t, however old
     }
 
 
@@ -268,10 +279,18 @@ def test_customers_without_tickets_count_zero_in_int64_and_have_no_means() -> No
         "tickets_180d",
         "unresolved_tickets",
         "repeat_complaints_90d",
+        "complaints_30d",
+        "complaints_30_to_90d",
+        "tickets_relocation_30d",
+        "complaints_lifetime",
     ]
     assert frame.loc["c", counted].tolist() == [0] * len(counted)
     means = ["sentiment_mean_90d", "sentiment_min_90d", "first_contact_resolution_180d"]
+    means.append("sentiment_mean_30d")
     assert frame.loc[["b", "c"], means].isna().all().all()
+    # b's only ticket is 200 days old: it still speaks for the customer's habits
+    assert pd.isna(frame.loc["c", "sentiment_mean_lifetime"])
+    assert frame.loc["b", "sentiment_mean_lifetime"] == 0.0
     assert pd.isna(frame.loc["c", "days_since_last_complaint"])
 
 

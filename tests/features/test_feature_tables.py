@@ -4,8 +4,10 @@ cell's figures of that same snapshot, and every table built over the same instan
 from __future__ import annotations
 
 import pandas as pd
+from feast.types import Float64
 
 from features.lifecycle.contract import TICKET_TYPES
+from features.repo.feature_views import CHANGE_FEATURES, CHANGE_FIELDS
 from tests.features.reference_build import (
     PACKAGES,
     FeatureTables,
@@ -50,6 +52,7 @@ ACTIVITY_COLUMNS = [
     "home_cell_drop_rate_30d",
     "home_cell_outage_hours_30d",
     "home_cell_outage_hours_90d",
+    *CHANGE_FEATURES,
     "event_timestamp",
 ]
 FLOATS = {
@@ -72,6 +75,7 @@ FLOATS = {
     "home_cell_drop_rate_30d",
     "home_cell_outage_hours_30d",
     "home_cell_outage_hours_90d",
+    *(f.name for f in CHANGE_FIELDS if f.dtype == Float64),
 }
 
 
@@ -195,6 +199,7 @@ def test_activity_keeps_counts_in_int64_and_the_rest_in_float64_at_a_mid_month_s
     d = activity.set_index("customer_id").loc["d"]
     assert (d["months_billed_180d"], d["late_payments_180d"], d["roaming_days_90d"]) == (0, 0, 0)
     assert pd.isna(d["data_gb_30d"])
+    assert d["months_billed_lifetime"] == 0 and pd.isna(d["late_payment_rate_lifetime"])
 
 
 def test_all_tables_are_built_over_the_same_snapshots() -> None:

@@ -62,7 +62,7 @@ def _online_frame(settings: FeatureSettings, ids: list[str]) -> pd.DataFrame:
     store = open_store(settings)
     rows = [{"customer_id": c, "request_epoch_s": int(AS_OF.timestamp())} for c in ids]
     return store.get_online_features(
-        features=store.get_feature_service("churn_v1"), entity_rows=rows
+        features=store.get_feature_service("churn_v2"), entity_rows=rows
     ).to_df()
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from features.build import build_directory
 from features.labels import churn_entity_rows, label_column
 from features.lifecycle.profile import load_tables
+from features.repo.feature_views import CHANGE_FEATURES
 from features.settings import FeatureSettings
 from features.store import apply, open_store
 from features.training_set import training_set
@@ -64,6 +65,76 @@ def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettin
     assert joined.loc[t1 + 20 * DAY, "tickets_complaint_90d"] == before["tickets_complaint_90d"]
     assert joined.loc[t2, "tickets_complaint_90d"] == after["tickets_complaint_90d"]
     assert joined.loc[t1, "sentiment_min_90d"] != -0.9
+
+
+def test_later_events_never_reach_an_earlier_snapshots_features_of_change(
+    project: FeatureSettings,
+) -> None:
+    """A complaint the day after t1 and the bill of t1's own month (billed only after t1)
+    move churn_v2's features of change at t2, never at t1, in the table and in the join."""
+    tables = load_tables(project.lifecycle_dir)
+    t1 = pd.Timestamp("2026-06-01", tz="UTC")
+    t2 = pd.Timestamp("2026-07-01", tz="UTC")
+    usage = tables["usage_monthly"]
+    customers, churn = tables["customers"], tables["churn_events"]
+    churned_at = customers["customer_id"].map(churn.set_index("customer_id")["churned_at"])
+    alive = customers[(customers["signup_at"] < t1 - 200 * DAY) & ~(churned_at <= t2)]
+    billed_june = set(usage.loc[usage["month"] == t1, "customer_id"])
+    customer = next(c for c in alive["customer_id"] if c in billed_june)
+    before_build = pd.read_parquet(project.tables_dir / "customer_activity.parquet").set_index(
+        ["customer_id", "event_timestamp"]
+    )
+
+    complaint = (
+        tables["service_tickets"]
+        .iloc[[0]]
+        .assign(
+            ticket_id="T-LATE",
+            customer_id=customer,
+            ticket_type="complaint",
+            opened_at=t1 + DAY,
+            closed_at=pd.NaT,
+            is_repeat=False,
+            sentiment=-1.0,
+        )
+    )
+    tickets = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
+    tickets.to_parquet(project.lifecycle_dir / "service_tickets.parquet", index=False)
+    june = (usage["customer_id"] == customer) & (usage["month"] == t1)
+    usage.loc[june, ["data_gb", "late_payment"]] = [1_000.0, True]
+    usage.to_parquet(project.lifecycle_dir / "usage_monthly.parquet", index=False)
+    build_directory(project.lifecycle_dir, project.tables_dir, AS_OF, project.offline_engine)
+
+    activity = pd.read_parquet(project.tables_dir / "customer_activity.parquet").set_index(
+        ["customer_id", "event_timestamp"]
+    )
+    changes = list(CHANGE_FEATURES)
+    pd.testing.assert_series_equal(
+        activity.loc[(customer, t1), changes], before_build.loc[(customer, t1), changes]
+    )
+    old, new = before_build.loc[(customer, t2)], activity.loc[(customer, t2)]
+    assert new["complaints_30d"] == old["complaints_30d"] + 1
+    assert new["complaints_per_month_lifetime"] > old["complaints_per_month_lifetime"]
+    assert new["sentiment_mean_lifetime"] < (old["sentiment_mean_lifetime"] or 0.0)
+    assert new["late_payment_rate_lifetime"] > old["late_payment_rate_lifetime"]
+    assert new["data_gb_change_vs_prev_3m"] > old["data_gb_change_vs_prev_3m"]
+
+    store = open_store(project)
+    apply(store)
+    rows = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "event_timestamp": [t1, t1 + 20 * DAY, t2],
+            "request_epoch_s": [int(t.timestamp()) for t in (t1, t1 + 20 * DAY, t2)],
+        }
+    )
+    joined = training_set(store, rows, "churn_v2").set_index("event_timestamp")
+    for at, snapshot in ((t1, t1), (t1 + 20 * DAY, t1), (t2, t2)):
+        pd.testing.assert_series_equal(
+            joined.loc[at, changes].astype("float64"),
+            activity.loc[(customer, snapshot), changes].astype("float64"),
+            check_names=False,
+        )
 
 
 def test_the_label_window_is_exactly_snapshot_to_snapshot_plus_horizon() -> None:

@@ -28,7 +28,7 @@ def test_redis_rows_equal_feasts_reads_value_for_value(
     store = open_store(redis_project(project, redis_server))
     apply(store)
     materialize(store, AS_OF)
-    refs, presence = scoring_refs(store, "churn_v1")
+    refs, presence = scoring_refs(store, "churn_v2")
     reader = row_reader(store, refs, presence)
     assert isinstance(reader, RedisRows)
     feast = FeastRows(store, refs, presence)

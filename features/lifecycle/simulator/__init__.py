@@ -30,7 +30,12 @@ from features.lifecycle.simulator.state import (
     save_arrays,
 )
 from features.lifecycle.simulator.tables import TableWriters, block_tables, network_tables
-from features.lifecycle.simulator.world import REGIONS, MonthGrid, competitor_promotions
+from features.lifecycle.simulator.world import (
+    REGIONS,
+    MonthGrid,
+    competitor_promotions,
+    price_war,
+)
 from features.lifecycle.validate import MANIFEST_FILE
 
 BLOCK_SIZE = 25_000
@@ -107,6 +112,7 @@ def generate(
     grid = MonthGrid.ending_at(settings.as_of, settings.months)
     network = simulate_network(settings.customers, grid, np.random.default_rng([settings.seed, 0]))
     promotions = competitor_promotions(grid, np.random.default_rng([settings.seed, 2]))
+    war = price_war(settings.shift, grid) if settings.shift is not None else None
 
     with TableWriters(staging) as writers:
         for name, table in network_tables(network, grid).items():
@@ -116,7 +122,7 @@ def generate(
             rng = np.random.default_rng([settings.seed, 1, block])
             population = draw_population(index, settings.customers, grid, network, rng)
             result, state = simulate_block(
-                population, grid, network, promotions, settings.drivers, rng
+                population, grid, network, promotions, settings.drivers, rng, war
             )
             for name, table in block_tables(result, network, grid, block).items():
                 writers.write(name, table)
@@ -136,6 +142,8 @@ def generate(
         "drivers": settings.drivers.model_dump(),
         "row_counts": row_counts,
     }
+    if settings.shift is not None:  # only then: a world without it stays as it was
+        manifest["shift"] = settings.shift.model_dump(mode="json")
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     # a hidden churn driver: it belongs with the ground truth, not beside the features
     hidden = {

@@ -42,6 +42,7 @@ from features.lifecycle.simulator.world import (
     PACKAGE_PRICES,
     PLANS,
     MonthGrid,
+    PriceWar,
 )
 
 NEVER = np.iinfo(np.int64).max
@@ -241,9 +242,10 @@ class _BlockSimulation:
         promotions: np.ndarray,
         drivers: ChurnDrivers,
         rng: np.random.Generator,
+        war: PriceWar | None = None,
     ) -> None:
         self.pop, self.grid, self.net, self.promotions = pop, grid, net, promotions
-        self.d, self.rng = drivers, rng
+        self.d, self.rng, self.war = drivers, rng, war
         n = len(pop)
         self.churn_at = np.full(n, NEVER, dtype=np.int64)
         self.reason = np.full(n, "", dtype=object)
@@ -441,6 +443,10 @@ class _BlockSimulation:
         start, end = int(grid.starts[m]), int(grid.starts[m + 1])
         at_risk = (pop.signup < start) & (self.churn_at == NEVER)
         contributions, seen = self._drivers(m)
+        if self.war is not None:  # a planted price war pulls like a rival's promotion
+            contributions["competitor"] = contributions["competitor"] + self.war.on(
+                pop.region, m
+            ) * self.war.churn_logit * np.where(pop.contract == 0, 1.0, 1 / 3)
         base_logit = d.intercept + np.sum(list(contributions.values()), axis=0)
         response = effects(seen, pop.receptiveness, pop.taste, pop.contact_averse)
         given = engine if engine is not None else self.legacy_campaign(m, at_risk, seen)
@@ -576,6 +582,10 @@ class _BlockSimulation:
             * rng.lognormal(0, 0.25, n)
             * f
         )
+        if self.war is not None:  # part of the data use moves to the rival's SIM
+            data_gb = data_gb * np.where(
+                self.war.on(pop.region[idx], m), self.war.data_usage_factor, 1.0
+            )
         voice = (110 + 170 * senior_or_business) * rng.lognormal(0, 0.5, n) * f
         sms = rng.poisson(18 * np.where(pop.age[idx] == 4, 1.8, 1.0) * f)
         days_active = np.maximum(np.ceil(f * 30), 1)
@@ -650,6 +660,8 @@ class _BlockSimulation:
             + 0.03 * frail
             + 0.15 * leaves[idx]
         )
+        if self.war is not None:  # price comparisons and port-out enquiries
+            rates[TICKET["complaint"]] += self.war.on(pop.region[idx], m) * self.war.enquiry_rate
         rates[TICKET["relocation"]] = 0.003
         rates[TICKET["technical_support"]] = 0.02 * np.where(pop.age[idx] == 4, 1.5, 1.0)
         counts = np.minimum(rng.poisson(rates * share[idx]), 5)
@@ -833,10 +845,11 @@ def simulate_block(
     promotions: np.ndarray,
     drivers: ChurnDrivers,
     rng: np.random.Generator,
+    war: PriceWar | None = None,
 ) -> tuple[BlockTables, dict[str, np.ndarray]]:
     """Simulate every month of the history for one block of customers; also the state the
-    following months continue from."""
-    simulation = _BlockSimulation(pop, grid, net, promotions, drivers, rng)
+    following months continue from (`war`: a planted price war, none by default)."""
+    simulation = _BlockSimulation(pop, grid, net, promotions, drivers, rng, war)
     for m in range(grid.count):
         simulation.month(m)
     return simulation.tables(), simulation.export_state()

@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from features.lifecycle.calendar import SPRING_FESTIVAL_DATES
+from features.lifecycle.settings import PlantedShift
 
 DAY = 86_400
 HOUR = 3_600
@@ -131,3 +132,29 @@ def competitor_promotions(grid: MonthGrid, rng: np.random.Generator) -> np.ndarr
         regions = rng.choice(len(REGIONS), size=int(rng.integers(2, 5)), replace=False)
         flags[np.ix_(regions, np.arange(start, min(start + length, grid.count)))] = True
     return flags
+
+
+@dataclass(frozen=True)
+class PriceWar:
+    """A planted price war (`PlantedShift`) on the month grid."""
+
+    flags: np.ndarray  # [region, month]: the war runs there then
+    churn_logit: float
+    enquiry_rate: float
+    data_usage_factor: float
+
+    def on(self, region: np.ndarray, m: int) -> np.ndarray:
+        return self.flags[region, m]
+
+
+def price_war(shift: PlantedShift, grid: MonthGrid) -> PriceWar:
+    """Where and when the planted price war runs; an unknown region name is an error."""
+    names = [r.name for r in REGIONS]
+    regions = names if shift.regions is None else shift.regions
+    unknown = sorted(set(regions) - set(names))
+    if unknown:
+        raise ValueError(f"shift.regions: unknown region(s) {unknown}; expected some of {names}")
+    first = np.datetime64(shift.start, "M").astype("datetime64[s]").astype(np.int64)
+    flags = np.zeros((len(REGIONS), grid.count), dtype=bool)
+    flags[[names.index(r) for r in regions]] = grid.starts[:-1] >= first
+    return PriceWar(flags, shift.churn_logit, shift.enquiry_rate, shift.data_usage_factor)
