@@ -65,11 +65,13 @@ from serving.attribution import outcomes_frame  # noqa: E402
 from serving.delivery import drain_due  # noqa: E402
 from serving.feedback import world_actions  # noqa: E402
 from serving.results import campaign_results  # noqa: E402
-from serving.settings import ActionPolicy, ServingSettings  # noqa: E402
+from serving.settings import ServingSettings  # noqa: E402
 from training import cli as training_cli  # noqa: E402
 
 POLICIES = ("rule", "policy", "random", "oracle")
-POLICY = ActionPolicy()  # customer value and the callback threshold, as the engine has them
+# who may get a callback, on the yardstick value (`kept_value`): 1,500, i.e. a monthly fee
+# of about 83, as in every recorded run (the engine's threshold is on its model's value)
+CALLBACK_YARDSTICK_VALUE = 1500.0
 QUIET_MONTHS = 2  # after the last decisions: their 60-day outcomes mature
 
 
@@ -134,6 +136,13 @@ def setup(base: Path, args: argparse.Namespace, budget: dict[str, float]) -> Non
         training_cli.promote_effects_command()
 
 
+def kept_value(monthly_fee: np.ndarray) -> np.ndarray:
+    """The yardstick every policy is judged by: a kept customer is worth 18 monthly fees
+    (36 months at half margin), the same for all four policies and for every recorded
+    run, whatever value the engine's own model puts on the customer."""
+    return 18.0 * np.asarray(monthly_fee, dtype="float64")
+
+
 def active_customers(world: Path, at: pd.Timestamp) -> pd.DataFrame:
     """Customers signed up before `at` and not gone, with what eligibility needs."""
     customers = pd.read_parquet(world / "customers.parquet")
@@ -143,7 +152,7 @@ def active_customers(world: Path, at: pd.Timestamp) -> pd.DataFrame:
         (pd.to_datetime(customers["signup_at"], utc=True) < at)
         & ~customers["customer_id"].isin(gone)
     ].reset_index(drop=True)
-    active["value"] = POLICY.customer_value(active["monthly_fee"])
+    active["value"] = kept_value(active["monthly_fee"].to_numpy())
     return active
 
 
@@ -153,7 +162,7 @@ def eligible(active: pd.DataFrame) -> pd.DataFrame:
     valuable = (
         (active["segment"] == "enterprise")
         | active["account_manager_id"].notna()
-        | (active["value"] >= POLICY.callbacks.min_value)
+        | (active["value"] >= CALLBACK_YARDSTICK_VALUE)
     )
     return pd.DataFrame(
         {
@@ -285,7 +294,7 @@ def account(world: Path, month: str) -> dict[str, float]:
     mine = truth[truth["campaign_id"].astype(str).str.startswith(f"ENG-{month}-")]
     mine = mine[mine["action"] != "none"]
     customers = pd.read_parquet(world / "customers.parquet").set_index("customer_id")
-    value = POLICY.customer_value(customers.loc[mine["customer_id"], "monthly_fee"].to_numpy())
+    value = kept_value(customers.loc[mine["customer_id"], "monthly_fee"].to_numpy())
     change = mine["true_effect"].to_numpy()
     cost = mine["action"].map(ACTION_COSTS).to_numpy(dtype="float64")
     return {

@@ -39,6 +39,7 @@ from serving.experiment import RETENTION, assign
 from serving.forecasts import CapacityForecast, Refreshing, read_candidates
 from serving.home_cells import HomeCells, OutageIndexError
 from serving.policy import (
+    customer_value,
     outage_callback,
     outage_notice,
     propose,
@@ -310,9 +311,7 @@ class DecisionService:
         if "arm" in details:  # a marketing decision: what attribution and retraining need
             details.update(
                 churn_probability=round(item.churn_probability, 6),
-                customer_value=round(
-                    self.settings.actions.customer_value(item.contact.monthly_fee), 2
-                ),
+                customer_value=round(customer_value(item), 2),
                 churn_model=item.model,
                 effect_model=item.effects.model if item.effects else None,
                 segment=item.contact.segment,

@@ -73,6 +73,17 @@ class EffectEstimates:
 
 
 @dataclass(frozen=True)
+class CustomerValue:
+    """What keeping the customer is worth: the expected margin over the next
+    `horizon_months`, discounted, and the expected months retained within them (from the
+    churn model's monthly hazards, `serving.value`)."""
+
+    expected_margin: float
+    expected_months: float
+    horizon_months: int
+
+
+@dataclass(frozen=True)
 class CustomerScore:
     customer_id: str
     churn_probability: float
@@ -81,6 +92,7 @@ class CustomerScore:
     contact: Contact
     effects: EffectEstimates | None = None  # None: no treatment-effect model is registered
     model: str | None = None  # the churn model's name and version
+    value: CustomerValue | None = None  # None only where no model scored the customer
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,21 @@ from serving.domain import Channel, Contact, CustomerScore, PackageCandidate, Pr
 from serving.settings import ActionPolicy, Offer
 
 
+def customer_value(score: CustomerScore) -> float:
+    """What keeping the customer is worth: the expected margin over the value horizon, from
+    the churn model's monthly hazards (`serving.value`), set on the score by the scorer."""
+    if score.value is None:
+        raise ValueError(f"customer {score.customer_id} was scored without a customer value")
+    return score.value.expected_margin
+
+
+def value_words(score: CustomerScore) -> str:
+    """The value as a reason states it: "value 840 (expected 24-month margin)"."""
+    value = customer_value(score)
+    horizon = score.value.horizon_months if score.value else 0
+    return f"value {value:.0f} (expected {horizon}-month margin)"
+
+
 def _eligible(offer: Offer, contact: Contact) -> bool:
     if offer.contract_types is not None and contact.contract_type not in offer.contract_types:
         return False
@@ -26,14 +41,14 @@ def _by_save_rate(
 ) -> tuple[float, Proposal]:
     """An offer valued by the constant save rate: P(churn) x value x rate - cost (unrounded,
     and the proposal)."""
-    value = policy.customer_value(contact.monthly_fee)
+    value = customer_value(score)
     rate = offer.rate(contact.segment)
     net = score.churn_probability * value * rate - offer.cost
     return net, Proposal(
         "retention_offer",
         round(net, 2),
         tuple(offer.channels),
-        f"{offer.id}: {score.churn_probability:.1%} x value {value:.0f} x save rate "
+        f"{offer.id}: risk {score.churn_probability:.1%} x {value_words(score)} x save rate "
         f"{rate:.0%} - cost {offer.cost:.0f} (constant save rate: no treatment-effect "
         "model registered)",
         {"offer_id": offer.id, "cost": offer.cost, "save_rate": rate},
@@ -74,7 +89,7 @@ def retention_options(
     effects = score.effects
     if effects is None:
         return _fallback_options(score, contact, policy, now)
-    value = policy.customer_value(contact.monthly_fee)
+    value = customer_value(score)
     options = []
     for offer in policy.offers:
         if not _eligible(offer, contact) or offer.id not in effects.reduction:
@@ -86,12 +101,13 @@ def retention_options(
                 round(reduction * value - offer.cost, 2),
                 tuple(offer.channels),
                 f"{effect_in_words(offer.id, reduction, effects.horizon_days)}: "
-                f"{reduction:.1%} x value {value:.0f} - cost {offer.cost:.0f} ({effects.model})",
+                f"{reduction:.1%} x {value_words(score)} - cost {offer.cost:.0f} "
+                f"({effects.model})",
                 {"offer_id": offer.id, "cost": offer.cost, "estimated_effect": round(reduction, 5)},
             )
         )
     rule = policy.callbacks
-    if "callback" in effects.reduction and is_valuable(contact, policy):
+    if "callback" in effects.reduction and is_valuable(contact, value, policy):
         reduction = effects.reduction["callback"]
         urgent = score.risk_band == "high"
         options.append(
@@ -100,7 +116,8 @@ def retention_options(
                 round(reduction * value - rule.cost, 2),
                 ("phone",),
                 f"{effect_in_words('an account-manager call', reduction, effects.horizon_days)}: "
-                f"{reduction:.1%} x value {value:.0f} - cost {rule.cost:.0f} ({effects.model})",
+                f"{reduction:.1%} x {value_words(score)} - cost {rule.cost:.0f} "
+                f"({effects.model})",
                 {"cost": rule.cost, "estimated_effect": round(reduction, 5)},
                 priority=round(reduction * value, 2),
                 due_at=now + timedelta(hours=rule.urgent_hours if urgent else rule.normal_hours),
@@ -114,7 +131,7 @@ def _fallback_options(
 ) -> list[Proposal]:
     """Without a treatment-effect model: each eligible offer and, for a valuable customer,
     a call, valued by the constant save rates (what exploration draws from)."""
-    value = policy.customer_value(contact.monthly_fee)
+    value = customer_value(score)
     at_stake = score.churn_probability * value
     options = [
         _by_save_rate(score, contact, policy, offer)[1]
@@ -122,13 +139,15 @@ def _fallback_options(
         if _eligible(offer, contact)
     ]
     rule = policy.callbacks
-    if is_valuable(contact, policy):
+    if is_valuable(contact, value, policy):
         options.append(
             Proposal(
                 "callback",
                 round(at_stake * rule.save_rate - rule.cost, 2),
                 ("phone",),
-                f"an account-manager call for a customer worth {value:.0f} (constant save rate)",
+                f"an account-manager call: risk {score.churn_probability:.1%} x "
+                f"{value_words(score)} x save rate {rule.save_rate:.0%} - cost "
+                f"{rule.cost:.0f} (constant save rate)",
                 {"cost": rule.cost},
                 priority=round(at_stake, 2),
                 due_at=now + timedelta(hours=rule.normal_hours),
@@ -153,13 +172,14 @@ def best_retention(
     return max(options, key=lambda p: p.expected_value, default=None)
 
 
-def is_valuable(contact: Contact, policy: ActionPolicy) -> bool:
+def is_valuable(contact: Contact, value: float, policy: ActionPolicy) -> bool:
     """Worth an account manager's time: an enterprise, a customer who already has an account
-    manager, or one whose value reaches the callback threshold. Each alone is enough."""
+    manager, or one whose value (`customer_value`) reaches the callback threshold. Each
+    alone is enough."""
     return (
         contact.segment == "enterprise"
         or contact.has_account_manager
-        or policy.customer_value(contact.monthly_fee) >= policy.callbacks.min_value
+        or value >= policy.callbacks.min_value
     )
 
 
@@ -169,9 +189,11 @@ def callback(
     """The fallback rule, without a treatment-effect model: an account-manager call for
     valuable customers whose risk comes from complaints."""
     rule = policy.callbacks
-    value = policy.customer_value(contact.monthly_fee)
+    value = customer_value(score)
     drivers = [r.feature for r in score.reasons if r.feature in rule.complaint_features]
-    eligible = is_valuable(contact, policy) and score.churn_probability >= rule.min_probability
+    eligible = (
+        is_valuable(contact, value, policy) and score.churn_probability >= rule.min_probability
+    )
     if not (eligible and drivers):
         return None
     net = score.churn_probability * value * rule.save_rate - rule.cost
@@ -183,7 +205,8 @@ def callback(
         "callback",
         round(net, 2),
         ("phone",),
-        f"complaint-driven risk ({', '.join(drivers)}) of a customer worth {value:.0f}",
+        f"complaint-driven risk ({', '.join(drivers)}): risk {score.churn_probability:.1%} x "
+        f"{value_words(score)} x save rate {rule.save_rate:.0%} - cost {rule.cost:.0f}",
         {"drivers": drivers, "cost": rule.cost},
         priority=round(score.churn_probability * value, 2),
         due_at=due,
@@ -208,14 +231,15 @@ def outage_callback(
     score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime, event_id: str
 ) -> Proposal | None:
     """An urgent account-manager call for a valuable customer at high risk hit by an outage."""
-    if score.risk_band != "high" or not is_valuable(contact, policy):
+    value = customer_value(score)
+    if score.risk_band != "high" or not is_valuable(contact, value, policy):
         return None
-    value = policy.customer_value(contact.monthly_fee)
     return Proposal(
         "callback",
         0.0,
         ("phone",),
-        f"high-risk, high-value customer hit by outage {event_id}",
+        f"high-risk customer ({score.churn_probability:.1%}, {value_words(score)}) hit by "
+        f"outage {event_id}",
         {"event_id": event_id},
         priority=round(score.churn_probability * value, 2),
         due_at=now + timedelta(hours=policy.callbacks.urgent_hours),

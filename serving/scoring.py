@@ -23,6 +23,7 @@ from serving.effects import LoadedEffects
 from serving.explain import CachedContributions, threads_for
 from serving.reasons import top_reasons
 from serving.settings import ServingSettings
+from serving.value import CachedValues
 from training.model import ChurnModel
 from training.registry import RegistryError, aliased, load_python_model
 from training.registry import alias_version as registry_alias_version
@@ -150,6 +151,7 @@ class Scorer:
         self.direct = isinstance(self.reader, DirectRows)  # local reads, no Feast
         self.columns = model.schema.columns
         self.contributions = CachedContributions(model.booster, settings.explanation_cache)
+        self.values = CachedValues(model, settings.actions.value)
 
     def score(
         self, customer_ids: Sequence[str], at: pd.Timestamp
@@ -165,6 +167,8 @@ class Scorer:
         raw = model.booster.predict(matrix, num_threads=threads_for(len(matrix)))
         probabilities = model.calibrate(np.asarray(raw))
         contributions = self.contributions(matrix)
+        fees = np.array([_fee(rows.columns["monthly_fee"][i]) for i in positions])
+        worth = self.values(matrix, fees)
         effects = (
             self.effects.estimate(
                 {n: [rows.columns[n][i] for i in positions] for n in self.effects.columns}
@@ -186,6 +190,7 @@ class Scorer:
                 contact=read_contact(customer_ids[i], values),
                 effects=effects[k],
                 model=self.model_label,
+                value=worth[k],
             )
         return results
 
@@ -197,6 +202,11 @@ class Scorer:
     def version_key(self) -> str:
         """The churn and effect model versions served: what the model watcher compares."""
         return version_key(self.loaded.version, self.effects.version if self.effects else None)
+
+
+def _fee(value: Any) -> float:
+    """A monthly fee as a number; unknown is NaN (worth nothing: `customer_values`)."""
+    return np.nan if value is None or pd.isna(value) else float(value)
 
 
 def version_key(churn_version: str, effect_version: str | None) -> str:

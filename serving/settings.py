@@ -72,7 +72,9 @@ class Callbacks(BaseModel):
     """Account-manager callbacks: for valuable customers whose risk comes from complaints."""
 
     min_probability: float = Field(0.08, ge=0, le=1)
-    min_value: float = Field(1500.0, ge=0, description="Customer value that earns a callback.")
+    min_value: float = Field(
+        750.0, ge=0, description="Customer value (expected margin) that earns a callback."
+    )
     complaint_features: list[str] = Field(
         default_factory=lambda: [
             "tickets_complaint_90d",
@@ -165,11 +167,28 @@ class Budget(BaseModel):
         return {"retention_offer": self.retention_offer, "callback": self.callback}.get(action_type)
 
 
+class CustomerValueSettings(BaseModel):
+    """A customer's value: the expected margin over the next `horizon_months`, from the churn
+    model's monthly hazards with tenure and contract term advanced (`training.value`)."""
+
+    horizon_months: int = Field(
+        24, ge=1, le=120, description="Months of expected margin a kept customer is worth."
+    )
+    margin_rate: float = Field(
+        0.5, gt=0, le=1, description="Share of the monthly fee that is margin."
+    )
+    annual_discount_rate: float = Field(
+        0.1, ge=0, le=1, description="Discounts margin k months ahead by (1 + this)^(-k/12)."
+    )
+    cache: int = Field(
+        50_000, ge=0, description="Values the API keeps per exact input (LRU); 0: none."
+    )
+
+
 class ActionPolicy(BaseModel):
     """How a score becomes actions (the design card's expected-value rule)."""
 
-    value_months: float = Field(36.0, gt=0, description="Months of fee a kept customer is worth...")
-    margin: float = Field(0.5, gt=0, le=1, description="...at this margin.")
+    value: CustomerValueSettings = CustomerValueSettings()
     offers: list[Offer] = Field(default_factory=_default_offers)
     callbacks: Callbacks = Callbacks()
     packages: SeasonalPackages = SeasonalPackages()
@@ -178,9 +197,6 @@ class ActionPolicy(BaseModel):
     )
     experiment: Experiment = Experiment()
     budget: Budget = Budget()
-
-    def customer_value(self, monthly_fee: float) -> float:
-        return monthly_fee * self.value_months * self.margin
 
 
 class ContactPolicy(BaseModel):

@@ -19,6 +19,7 @@ from serving.domain import (
     ActionRecord,
     Band,
     CustomerScore,
+    CustomerValue,
     Proposal,
     Reason,
     Suppression,
@@ -173,6 +174,23 @@ class ReasonOut(BaseModel):
         return cls(**vars(reason))
 
 
+class CustomerValueOut(BaseModel):
+    """What keeping the customer is worth: the expected margin over the next
+    `horizon_months` (discounted) and the months it is expected to stay within them."""
+
+    expected_margin: float
+    expected_months: float
+    horizon_months: int
+
+    @classmethod
+    def of(cls, value: CustomerValue) -> Self:
+        return cls(
+            expected_margin=round(value.expected_margin, 2),
+            expected_months=round(value.expected_months, 3),
+            horizon_months=value.horizon_months,
+        )
+
+
 class SuppressionOut(BaseModel):
     code: str
     message: str
@@ -251,6 +269,7 @@ class CustomerResult(BaseModel):
     churn_probability: float
     risk_band: Band
     reasons: list[ReasonOut]
+    customer_value: CustomerValueOut | None = None
 
     @staticmethod
     def score_fields(score: CustomerScore) -> dict[str, Any]:
@@ -259,6 +278,7 @@ class CustomerResult(BaseModel):
             "churn_probability": round(score.churn_probability, 6),
             "risk_band": score.risk_band,
             "reasons": [ReasonOut.of(r) for r in score.reasons],
+            "customer_value": CustomerValueOut.of(score.value) if score.value else None,
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.domain import Contact, CustomerScore, PastAction, Proposal, Reason
+from serving.domain import Contact, CustomerScore, CustomerValue, PastAction, Proposal, Reason
 
 NOON = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
 ALL_CONSENT = {"sms": True, "app_push": True, "email": True, "phone": True}
@@ -31,13 +31,15 @@ def score(
     p: float,
     reasons: tuple[str, ...] = ("days_to_contract_end",),
     band: str | None = None,
+    value: float | None = None,
     **contact_changes: Any,
 ) -> CustomerScore:
-    """A score of `p` (band from the default 10 % / 4 % thresholds unless given)."""
+    """A score of `p` (band from the default 10 % / 4 % thresholds unless given), worth
+    `value` (default 12 x the monthly fee: 1,200 for the default customer)."""
     band = band or ("high" if p >= 0.1 else "medium" if p >= 0.04 else "low")
-    return CustomerScore(
-        "C1", p, band, [Reason(r, r, 1, 0.5) for r in reasons], contact(**contact_changes)
-    )
+    made = contact(**contact_changes)
+    worth = CustomerValue(12 * made.monthly_fee if value is None else value, 12.0, 24)
+    return CustomerScore("C1", p, band, [Reason(r, r, 1, 0.5) for r in reasons], made, value=worth)
 
 
 def proposal(action_type: str = "retention_offer", *channels: str, **details: Any) -> Proposal:

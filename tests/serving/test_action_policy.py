@@ -22,10 +22,8 @@ from serving.settings import ActionPolicy, Callbacks, Offer, RiskBands, Seasonal
 from tests.serving.builders import NOON, contact, score
 
 SECOND = timedelta(seconds=1)
-# value = fee x 24 x 0.5 = 12 x fee: a fee of 100 is worth 1,200
+# a score's value is 12 x the monthly fee in these tests (`builders.score`): 100 is worth 1,200
 POLICY = ActionPolicy(
-    value_months=24,
-    margin=0.5,
     offers=[Offer(id="half", cost=30.0, save_rate={"default": 0.5, "enterprise": 0.25})],
     callbacks=Callbacks(min_probability=0.08, min_value=1200.0, save_rate=0.5, cost=15.0),
 )
@@ -45,8 +43,8 @@ def test_an_offer_is_worth_probability_times_value_times_save_rate_minus_its_cos
         "retention_offer",
         120.0,
         ("app_push", "sms", "email"),
-        "half: 25.0% x value 1200 x save rate 50% - cost 30 (constant save rate: no "
-        "treatment-effect model registered)",
+        "half: risk 25.0% x value 1200 (expected 24-month margin) x save rate 50% - cost 30 "
+        "(constant save rate: no treatment-effect model registered)",
         {"offer_id": "half", "cost": 30.0, "save_rate": 0.5},
     )
 
@@ -108,7 +106,7 @@ def test_the_best_offer_is_the_largest_positive_net_value_among_the_eligible(
     policy = _offers(*catalogue)
     value = fee * 12
     nets = [p * value * o.rate("consumer") - o.cost for o in catalogue if o.contract_types is None]
-    made = best_offer(score(p), contact(monthly_fee=fee), policy)
+    made = best_offer(score(p, monthly_fee=fee), contact(monthly_fee=fee), policy)
     if not nets or max(nets) <= 0:
         assert made is None
     else:
@@ -125,8 +123,8 @@ def test_a_valuable_customer_with_complaint_driven_risk_gets_a_callback() -> Non
         "callback",
         105.0,
         ("phone",),
-        "complaint-driven risk (tickets_complaint_90d, repeat_complaints_90d) of a customer "
-        "worth 1200",
+        "complaint-driven risk (tickets_complaint_90d, repeat_complaints_90d): risk 20.0% x "
+        "value 1200 (expected 24-month margin) x save rate 50% - cost 15",
         {"drivers": ["tickets_complaint_90d", "repeat_complaints_90d"], "cost": 15.0},
         priority=240.0,
         due_at=NOON + timedelta(hours=4),
@@ -144,14 +142,15 @@ def test_a_valuable_customer_with_complaint_driven_risk_gets_a_callback() -> Non
 )
 def test_any_one_sign_of_value_alone_earns_a_callback(who: dict[str, object]) -> None:
     small = {"monthly_fee": 99.99, **who}
-    assert is_valuable(contact(**small), POLICY)
-    assert callback(score(0.2, COMPLAINT), contact(**small), POLICY, NOON) is not None
+    worth = 12 * float(small["monthly_fee"])  # type: ignore[arg-type]
+    assert is_valuable(contact(**small), worth, POLICY)
+    assert callback(score(0.2, COMPLAINT, **small), contact(**small), POLICY, NOON) is not None
 
 
 def test_a_customer_with_no_sign_of_value_gets_no_callback() -> None:
     small = contact(monthly_fee=99.99)  # worth 1199.88, consumer, no account manager
-    assert not is_valuable(small, POLICY)
-    assert callback(score(0.9, COMPLAINT), small, POLICY, NOON) is None
+    assert not is_valuable(small, 1199.88, POLICY)
+    assert callback(score(0.9, COMPLAINT, monthly_fee=99.99), small, POLICY, NOON) is None
 
 
 def test_a_callback_needs_the_minimum_probability_exactly() -> None:
@@ -212,15 +211,17 @@ def test_an_outage_notice_is_a_service_message_carrying_the_event() -> None:
 def test_an_outage_brings_a_callback_to_valuable_customers_at_high_risk_only(
     band: str, who: dict[str, object], called: bool
 ) -> None:
-    call = outage_callback(score(0.3, band=band), contact(**who), POLICY, NOON, "NOC-7")
+    scored = score(0.3, band=band, **who)
+    call = outage_callback(scored, contact(**who), POLICY, NOON, "NOC-7")
     assert (call is not None) is called
     if call is not None:
-        value = POLICY.customer_value(float(who["monthly_fee"]))  # type: ignore[arg-type]
+        value = 12 * float(who["monthly_fee"])  # type: ignore[arg-type]
         assert call == Proposal(
             "callback",
             0.0,
             ("phone",),
-            "high-risk, high-value customer hit by outage NOC-7",
+            f"high-risk customer (30.0%, value {value:.0f} (expected 24-month margin)) hit by "
+            "outage NOC-7",
             {"event_id": "NOC-7"},
             priority=round(0.3 * value, 2),
             due_at=NOON + timedelta(hours=4),
@@ -285,7 +286,9 @@ def test_all_proposals_come_best_first() -> None:
         ("seasonal_package", 9.5),
         ("seasonal_package", 1.5),
     ]
-    assert propose(score(0.001), contact(monthly_fee=1.0), PACKAGE_POLICY, NOON) == []
+    assert (
+        propose(score(0.001, monthly_fee=1.0), contact(monthly_fee=1.0), PACKAGE_POLICY, NOON) == []
+    )
 
 
 # --- risk bands ---------------------------------------------------------------------------

@@ -217,12 +217,9 @@ def test_score_proposes_actions_with_the_contact_verdict_and_sends_nothing(
         timeout=60,
     )
     results = response.json()["results"]
-    fees = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet").set_index(
-        "customer_id"
-    )["monthly_fee"]
     policy = served.settings.actions
     for result in results:
-        value = policy.customer_value(fees[result["customer_id"]])
+        value = result["customer_value"]["expected_margin"]
         best = max(  # the best any offer could do for this customer, eligibility aside
             result["churn_probability"] * value * offer.rate("consumer") - offer.cost
             for offer in policy.offers

@@ -44,7 +44,7 @@ def _scored(
     customer: str, p: float, reasons: tuple[str, ...] = COMPLAINT, **contact: Any
 ) -> CustomerScore:
     made = score(p, reasons, **contact)
-    return CustomerScore(customer, p, made.risk_band, made.reasons, made.contact)
+    return CustomerScore(customer, p, made.risk_band, made.reasons, made.contact, value=made.value)
 
 
 def _engine(tmp_path: Path, scores: list[CustomerScore], **contact: Any) -> DecisionService:

@@ -18,7 +18,7 @@ from serving.settings import ActionPolicy, Budget, Experiment, ServingSettings
 from tests.serving.builders import NOON, score
 
 POLICY = ActionPolicy()
-VALUE = POLICY.customer_value(100.0)  # 1,800
+VALUE = 1_800.0  # the customers' value (expected margin) in these tests
 
 
 def estimates(**reduction: float) -> EffectEstimates:
@@ -26,7 +26,7 @@ def estimates(**reduction: float) -> EffectEstimates:
 
 
 def with_effects(p: float = 0.05, band: str | None = None, **reduction: float) -> Any:
-    return replace(score(p, band=band), effects=estimates(**reduction))
+    return replace(score(p, band=band, value=VALUE), effects=estimates(**reduction))
 
 
 def customer(customer_id: str, **reduction: float) -> Any:
@@ -66,7 +66,7 @@ def test_no_marketing_action_when_none_is_worth_it_and_sleeping_dogs_are_left_al
 
 def test_eligibility_rules_still_hold_with_effects() -> None:
     item = replace(
-        score(0.2, contract_type="two_year"),
+        score(0.2, value=VALUE, contract_type="two_year"),
         effects=estimates(loyalty_discount=0.5, data_boost=0.0, callback=0.5),
     )
     offered = {
@@ -219,7 +219,7 @@ def test_without_effects_exploration_counts_every_action_the_policy_would_send()
     must log the policy's share too."""
     experiment = Experiment(control_share=0.1, exploration_share=0.2)
     item = replace(
-        score(0.3, reasons=("tickets_complaint_90d",), band="high", monthly_fee=120.0),
+        score(0.3, reasons=("tickets_complaint_90d",), band="high", value=VALUE),
         customer_id=customer_in("exploration", experiment),
     )
     found = propose(item, item.contact, POLICY, NOON)

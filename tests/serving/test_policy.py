@@ -14,7 +14,7 @@ from tests.serving.builders import NOON
 from tests.serving.builders import contact as _contact
 from tests.serving.builders import score as _score
 
-POLICY = ActionPolicy(value_months=24, margin=0.5)  # value = 12 x fee
+POLICY = ActionPolicy()  # a score is worth 12 x its fee here (`builders.score`)
 
 
 def test_the_offer_with_the_largest_positive_expected_value_wins() -> None:
@@ -33,8 +33,6 @@ def test_the_offer_with_the_largest_positive_expected_value_wins() -> None:
 
 def test_save_rates_are_per_segment() -> None:
     policy = ActionPolicy(
-        value_months=24,
-        margin=0.5,
         offers=[Offer(id="x", cost=10, save_rate={"default": 0.1, "enterprise": 0.5})],
     )
     consumer = best_offer(_score(0.2), _contact(), policy)
@@ -59,11 +57,20 @@ def test_callbacks_go_to_valuable_customers_with_complaint_driven_risk() -> None
         )
         is None
     )
-    assert callback(_score(0.2, complaints), _contact(monthly_fee=30.0), POLICY, NOON) is None
+    assert (
+        callback(
+            _score(0.2, complaints, monthly_fee=30.0), _contact(monthly_fee=30.0), POLICY, NOON
+        )
+        is None
+    )
     # medium risk: due within a day
-    medium = callback(_score(0.09, complaints), _contact(monthly_fee=200.0), POLICY, NOON)
+    medium = callback(
+        _score(0.09, complaints, monthly_fee=200.0), _contact(monthly_fee=200.0), POLICY, NOON
+    )
     assert medium is not None and medium.due_at == NOON + timedelta(hours=24)
-    both = propose(_score(0.2, complaints), _contact(monthly_fee=200.0), POLICY, NOON)
+    both = propose(
+        _score(0.2, complaints, monthly_fee=200.0), _contact(monthly_fee=200.0), POLICY, NOON
+    )
     assert {p.action_type for p in both} == {"retention_offer", "callback"}
     values = [p.expected_value for p in both]
     assert values == sorted(values, reverse=True)
