@@ -39,6 +39,7 @@ app.command("forecast")(training_cli.forecast_command)
 app.command("serve")(serving_cli.serve_command)
 app.command("campaign")(serving_cli.campaign_command)
 app.command("daily")(serving_cli.daily_command)
+app.command("monitor")(serving_cli.monitor_command)
 app.add_typer(serving_cli.action_log_app, name="action-log")
 app.command("housekeeping")(serving_cli.housekeeping_command)
 app.command("deliver")(loop_cli.deliver_command)
@@ -55,8 +56,8 @@ def run() -> None:
     repository, materialize the latest values into the online store, train the churn,
     treatment-effect and demand models (registered as challengers) and promote each if it
     beats its champion,
-    then forecast the next 8 weeks of demand with the champion, and publish today's risk
-    list (risk_lists/<date>/).
+    then forecast the next 8 weeks of demand with the champion, publish today's risk
+    list (risk_lists/<date>/) and monitor the same day (risk_lists/monitoring/<date>.json).
     """
     data = load_settings(DataSettings)
     summary = data_cli.run_generation(data)
@@ -83,11 +84,13 @@ def run() -> None:
     # for today (the activity TTL), the list is the one for the world's last day
     serving = load_settings(ServingSettings)
     try:
-        serving_cli.publish_daily_list(serving_cli.today(serving), serving)
+        day = serving_cli.today(serving)
+        serving_cli.publish_daily_list(day, serving)
     except SnapshotError as error:
-        last_day = data.as_of.astimezone(UTC).date()
-        typer.echo(f"({error}: the list for the data's last day, {last_day}, instead)")
-        serving_cli.publish_daily_list(last_day, serving)
+        day = data.as_of.astimezone(UTC).date()
+        typer.echo(f"({error}: the list for the data's last day, {day}, instead)")
+        serving_cli.publish_daily_list(day, serving)
+    serving_cli.publish_monitoring(day, serving)  # the same day's drift and performance
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

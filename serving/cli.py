@@ -30,6 +30,7 @@ from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.daily import run_daily
 from serving.decisions import decision_service
 from serving.housekeeping import RetentionError, housekeeping
+from serving.monitoring import MonitoringSettings, ReferenceMissing, print_monitored, run_monitor
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from serving.settings import DailySettings, ServingSettings
 from training.settings import TrainingSettings
@@ -169,6 +170,50 @@ def publish_daily_list(when: date, serving: ServingSettings, act: bool = False) 
         f"{summary['at_risk']['high']:,} high and {summary['at_risk']['medium']:,} medium risk; "
         f"{folder / 'report.html'} (MLflow run {run_id})"
     )
+
+
+def monitor_command(
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--day",
+            help="The day to monitor, YYYY-MM-DD (default: today in the customers' time zone).",
+        ),
+    ] = None,
+) -> None:
+    """Compare today's features and scores with the champion's training reference (PSI,
+    KS, score drift, expected and realised performance), publish the result beside the
+    risk lists (monitoring/<day>.json), log it to MLflow and raise alerts."""
+    serving = load_settings(ServingSettings)
+    try:
+        when = date.fromisoformat(day) if day else today(serving)
+    except ValueError as error:
+        typer.echo(f"error: --day {day!r}: expected YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from error
+    try:
+        publish_monitoring(when, serving)
+    except ReferenceMissing as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    except (ModelLoadError, SnapshotError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+def publish_monitoring(when: date, serving: ServingSettings) -> None:
+    """`retain monitor` for `when`, with the configured settings; prints the drift table."""
+    daily = load_settings(DailySettings)
+    url = serving.action_db_url
+    done = run_monitor(
+        when,
+        load_settings(MonitoringSettings),
+        serving,
+        daily,
+        load_settings(FeatureSettings),
+        load_settings(TrainingSettings),
+        ActionLog(open_engine(url)) if log_exists(url) else None,
+    )
+    print_monitored(done)
 
 
 def housekeeping_command(

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests, latency, served model, actions.
+"""Prometheus metrics of the API: requests, latency, served model, actions, and the
+latest production-monitoring result (`retain monitor`).
 
 One registry per app (tests build many apps). Labels use the route template, never the
 path, so no customer id reaches a metric. With several uvicorn workers each worker has
@@ -8,7 +9,9 @@ its own counters: scrape them per worker or run one worker per container.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI, Response
 from prometheus_client import (
@@ -19,9 +22,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.domain import ActionRecord
+from serving.monitoring_results import latest_result
 
 
 class ApiMetrics:
@@ -63,6 +69,9 @@ class ApiMetrics:
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(_Measure, metrics=self)
+        risk_lists = getattr(app.state, "risk_lists", None)
+        if risk_lists is not None:  # the monitoring results published beside the lists
+            self.registry.register(MonitoringCollector(Path(risk_lists)))
 
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:
@@ -96,3 +105,59 @@ class _Measure:
             template = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.latency.labels(template).observe(time.perf_counter() - started)
             self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+
+
+class MonitoringCollector(Collector):
+    """Gauges of the latest published monitoring result, read at each scrape (a small JSON
+    file: nothing is recomputed here); none before the first `retain monitor`."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+
+    def collect(self) -> Iterator[Metric]:
+        result = latest_result(self.output_dir)
+        if result is None:
+            return
+        psi = GaugeMetricFamily(
+            "retain_feature_psi",
+            "PSI of a feature against its training reference",
+            labels=["feature"],
+        )
+        ks = GaugeMetricFamily(
+            "retain_feature_ks",
+            "KS statistic of a feature against its training reference",
+            labels=["feature"],
+        )
+        for row in result["features"]:
+            if row["psi"] is not None:
+                psi.add_metric([row["feature"]], row["psi"])
+            if row["ks"] is not None:
+                ks.add_metric([row["feature"]], row["ks"])
+        yield psi
+        yield ks
+        figures = {
+            "retain_score_psi": ("PSI of the calibrated score", result["score"]["psi"]),
+            "retain_expected_roc_auc": (
+                "ROC-AUC expected from the scores (CBPE)",
+                result["expected"]["roc_auc"],
+            ),
+            "retain_expected_churn_rate": (
+                "Churn rate expected from the scores",
+                result["expected"]["churn_rate"],
+            ),
+            "retain_realised_roc_auc": (
+                "ROC-AUC realised on untreated customers scored a label horizon ago",
+                result["realised"].get("roc_auc"),
+            ),
+            "retain_monitor_alerts": (
+                "Thresholds crossed in the latest monitoring",
+                len(result["alerts"]),
+            ),
+            "retain_monitor_day_timestamp_seconds": (
+                "The day of the latest monitoring result (its scoring instant)",
+                datetime.fromisoformat(result["at"]).timestamp(),
+            ),
+        }
+        for name, (text, value) in figures.items():
+            if value is not None:
+                yield GaugeMetricFamily(name, text, value=float(value))

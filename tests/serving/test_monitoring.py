@@ -1,0 +1,444 @@
+"""`retain monitor`: drift statistics on planted distributions, the day's result published,
+logged, exposed and alerted, and a planted price war caught within its first week while
+the same world without it raises nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from fastapi import FastAPI, Request
+from scipy.stats import ks_2samp
+from typer.testing import CliRunner
+
+from features.batch_rows import latest_features
+from features.build import build_directory
+from features.engine import EngineSettings
+from features.lifecycle.settings import DataSettings
+from features.lifecycle.simulator import generate
+from features.settings import FeatureSettings
+from features.store import apply, open_store
+from features.training_set import churn_training_set
+from retain.cli import app as cli_app
+from serving.action_log.database import open_engine
+from serving.action_log.log import ActionLog
+from serving.daily import run_daily, score_all
+from serving.domain import ActionStatus, NewAction
+from serving.drift import DriftLimits, feature_drift, own_limits
+from serving.metrics import ApiMetrics
+from serving.monitoring import (
+    Monitored,
+    MonitoringSettings,
+    ReferenceMissing,
+    alerts_of,
+    compare,
+    load_reference,
+    print_monitored,
+    raise_alerts,
+    realised,
+    run_monitor,
+    treated_between,
+)
+from serving.monitoring_results import latest_result, result_path
+from serving.scoring import LoadedModel, load_champion, scoring_refs
+from serving.settings import DailySettings, ServingSettings
+from tests.features.conftest import REPO
+from tests.serving.conftest import Served, running
+from training.churn import train_churn
+from training.model import FeatureSchema
+from training.reference import (
+    categorical_shares,
+    churn_reference,
+    expected_performance,
+    feature_references,
+    ks_against_sketch,
+    numeric_shares,
+    psi,
+    quantile_edges,
+    quantile_sketch,
+    realised_performance,
+)
+from training.registry import use_backend
+from training.settings import TrainingSettings
+
+# --- statistics on planted distributions ---------------------------------------------------
+
+
+def _psi_of(reference: np.ndarray, today: np.ndarray) -> float:
+    edges = quantile_edges(reference, 10)
+    return psi(numeric_shares(reference, edges), numeric_shares(today, edges))
+
+
+def test_psi_of_the_same_distribution_is_about_zero() -> None:
+    rng = np.random.default_rng(0)
+    assert _psi_of(rng.normal(size=50_000), rng.normal(size=20_000)) < 0.01
+
+
+def test_psi_of_a_one_standard_deviation_shift_crosses_the_alert_level() -> None:
+    rng = np.random.default_rng(1)
+    shifted = _psi_of(rng.normal(size=50_000), rng.normal(1.0, 1.0, size=20_000))
+    assert shifted > MonitoringSettings().thresholds.psi_alert
+
+
+def test_missing_values_and_unseen_levels_have_their_own_bins() -> None:
+    values = np.array([1.0, 2.0, np.nan, 3.0])
+    assert numeric_shares(values, [1.5, 2.5]) == [0.25, 0.25, 0.25, 0.25]
+    shares = categorical_shares(pd.Series(["a", "b", None, "z"]), ["a", "b"])
+    assert shares == [0.25, 0.25, 0.25, 0.25]  # a, b, unseen (z), missing
+
+
+def test_ks_against_the_quantile_sketch_equals_scipys_two_sample_statistic() -> None:
+    rng = np.random.default_rng(2)
+    reference, today = rng.normal(size=40_000), rng.normal(0.2, 1.2, size=5_000)
+    statistic, p_value = ks_against_sketch(quantile_sketch(reference, 201), today, len(reference))
+    exact = ks_2samp(reference, today)
+    assert statistic == pytest.approx(exact.statistic, abs=0.006)
+    assert p_value < 1e-6 and exact.pvalue < 1e-6
+
+
+def test_expected_performance_of_calibrated_scores_matches_the_realised_one() -> None:
+    rng = np.random.default_rng(3)
+    probability = rng.beta(0.6, 12.0, size=200_000)  # calibrated by construction
+    churned = (rng.random(probability.size) < probability).astype(int)
+    expected = expected_performance(probability)
+    actual = realised_performance(churned, probability)
+    assert expected["roc_auc"] == pytest.approx(actual["roc_auc"], abs=0.005)
+    assert expected["churn_rate"] == pytest.approx(actual["churn_rate"], abs=0.002)
+    assert expected["precision_top_decile"] == pytest.approx(
+        actual["precision_top_decile"], abs=0.01
+    )
+
+
+def test_expected_roc_auc_falls_when_scores_lose_their_spread() -> None:
+    rng = np.random.default_rng(4)
+    sharp = rng.beta(0.6, 12.0, size=50_000)
+    flat = 0.5 * sharp + 0.5 * sharp.mean()  # the same mean, less separation
+    assert expected_performance(flat)["roc_auc"] < expected_performance(sharp)["roc_auc"] - 0.05
+
+
+def test_a_feature_alerts_only_beyond_its_own_monthly_drift() -> None:
+    assert own_limits([0.01, 0.02, 0.015], 0.1, 0.25, 3.0) == (0.1, 0.25)
+    warn, alert = own_limits([0.3, 0.5, 0.4], 0.1, 0.25, 3.0)
+    assert warn == pytest.approx(0.6) and alert == pytest.approx(0.7)
+
+
+def _panel(rng: np.random.Generator, months: int, rows: int, shift: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_timestamp": np.repeat(
+                pd.date_range("2026-01-01", periods=months, freq="MS", tz="UTC"), rows
+            ),
+            "usage": rng.normal(10 + shift, 2, months * rows),
+            "tickets": rng.poisson(0.3, months * rows).astype(float),
+            "plan": rng.choice(["basic", "plus", "max"], months * rows),
+        }
+    )
+
+
+def test_feature_drift_flags_the_shifted_feature_and_nothing_else() -> None:
+    rng = np.random.default_rng(5)
+    train = _panel(rng, 6, 3_000)
+    schema = FeatureSchema.infer(train, ["usage", "tickets", "plan"])
+    references = feature_references(train, schema, bins=10, sketch_points=201)
+    today = _panel(rng, 1, 5_000).assign(usage=lambda f: f["usage"] + 2.0)  # one sd up
+    limits = MonitoringSettings().limits()
+    drift = feature_drift(references, schema.transform(today), limits).set_index("feature")
+    assert drift.loc["usage", "status"] == "alert"
+    assert (drift.drop(index="usage")["status"] == "ok").all()
+    assert len(references["usage"]["month_psi"]) == 6
+    assert np.isnan(drift.loc["plan", "ks"])  # KS is for numeric features only
+
+
+def _scored(labels: np.ndarray, probability: np.ndarray) -> pd.DataFrame:
+    ids = [f"C{i:05d}" for i in range(len(labels))]
+    return pd.DataFrame({"customer_id": ids, "churn_probability": probability})
+
+
+def test_realised_performance_reads_the_untreated_customers_only() -> None:
+    rng = np.random.default_rng(6)
+    probability = rng.uniform(0, 0.5, 2_000)
+    churned = rng.random(2_000) < probability
+    scored = _scored(churned, probability)
+    # treatment kept the riskiest treated customers and the safe ones left: an inverted
+    # picture, which must not reach the model's realised performance
+    treated = set(scored["customer_id"].iloc[:1_000])
+    churned[:1_000] = probability[:1_000] < 0.1
+    gone = set(scored["customer_id"][churned])
+    found = realised(scored, gone, treated, minimum=200, floor=0.6)
+    untreated = slice(1_000, None)
+    assert found["untreated"] == 1_000
+    assert found["roc_auc"] == pytest.approx(
+        realised_performance(churned[untreated].astype(int), probability[untreated])["roc_auc"]
+    )
+    assert found["status"] == "ok"
+    assert realised(scored, gone, set(scored["customer_id"]), 200, 0.6)["note"]
+
+
+def test_treated_customers_are_those_a_campaign_reached_in_the_window(tmp_path: Path) -> None:
+    at = pd.Timestamp("2026-10-01", tz="UTC")
+    pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "treated": [True, False, True, True],
+            "sent_at": [at, at, at - pd.Timedelta(days=3), at + pd.Timedelta(days=30)],
+        }
+    ).to_parquet(tmp_path / "campaigns.parquet")
+    found = treated_between(
+        tmp_path, None, ["A", "B", "C", "D"], at.to_pydatetime(), (at + pd.Timedelta(days=30))
+    )
+    assert found == {"A"}  # B was the no-contact control, C before, D after the window
+
+
+def test_treated_customers_are_those_an_action_went_out_to(
+    tmp_path: Path, action_db_url: str
+) -> None:
+    log = ActionLog(open_engine(action_db_url))
+    at = datetime(2026, 10, 1, 9, tzinfo=UTC)
+
+    def decided(customer: str, kind: str, status: ActionStatus, when: datetime) -> None:
+        key = f"{customer}:{kind}"
+        log.record([NewAction(customer, kind, key, status, "decide", channel="sms")], when)
+
+    decided("A", "retention_offer", ActionStatus.QUEUED, at)
+    decided("B", "retention_offer", ActionStatus.CONTROL, at)  # held back: untreated
+    decided("C", "retention_offer", ActionStatus.SUPPRESSED, at)  # never went out
+    decided("D", "outage_notice", ActionStatus.QUEUED, at)  # a service message
+    decided("E", "callback", ActionStatus.QUEUED, at + timedelta(days=31))  # after the window
+    ids = ["A", "B", "C", "D", "E"]
+    found = treated_between(tmp_path, log, ids, at - timedelta(hours=1), at + timedelta(days=30))
+    assert found == {"A"}
+
+
+# --- the day's result, on the served project ----------------------------------------------
+
+DAY = date(2026, 10, 31)  # outcomes of the customers scored 30 days earlier are known
+
+
+@pytest.fixture(scope="module")
+def monitored(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Monitored:
+    daily = DailySettings(output_dir=tmp_path_factory.mktemp("lists") / "risk_lists")
+    return run_monitor(
+        DAY, MonitoringSettings(), served.settings, daily, served.features, served.tracking, None
+    )
+
+
+def test_the_days_result_is_published_beside_the_risk_lists(monitored: Monitored) -> None:
+    assert monitored.path is not None
+    assert monitored.path == result_path(monitored.path.parents[1], DAY)
+    published = json.loads(monitored.path.read_text())
+    assert published == json.loads(json.dumps(monitored.result))
+    assert latest_result(monitored.path.parents[1]) == published
+    assert published["customers"] > 500
+    assert {row["feature"] for row in published["features"]} >= {"tickets_30d", "contract_type"}
+    assert published["expected"]["reference_roc_auc"] > 0.5
+
+
+def test_realised_performance_waits_for_the_label_horizon_and_skips_the_treated(
+    monitored: Monitored,
+) -> None:
+    found = monitored.result["realised"]
+    assert found["scored_on"] == "2026-10-01"
+    assert 0 < found["untreated"] < found["customers"]  # the legacy campaigns' customers
+    assert 0.5 < found["roc_auc"] <= 1.0
+
+
+def test_the_days_figures_are_an_mlflow_run_with_a_metric_per_feature(
+    served: Served, monitored: Monitored
+) -> None:
+    use_backend(served.tracking.resolved_tracking_uri())
+    run = mlflow.get_run(str(monitored.run_id))
+    assert run.data.params["date"] == DAY.isoformat()
+    assert run.data.metrics["psi_tickets_30d"] == pytest.approx(
+        next(r["psi"] for r in monitored.result["features"] if r["feature"] == "tickets_30d")
+    )
+    assert "expected_roc_auc" in run.data.metrics and "realised_roc_auc" in run.data.metrics
+
+
+def test_the_command_prints_the_drift_table(
+    monitored: Monitored, capsys: pytest.CaptureFixture[str]
+) -> None:
+    print_monitored(monitored)
+    out = capsys.readouterr().out
+    assert "feature" in out and "PSI" in out and "tickets_30d" in out
+    assert "expected ROC-AUC" in out and "realised ROC-AUC on untreated customers" in out
+    assert str(monitored.path) in out
+
+
+def test_metrics_expose_the_latest_result(monitored: Monitored) -> None:
+    assert monitored.path is not None
+    app = FastAPI()
+    app.state.risk_lists = monitored.path.parents[1]
+    ApiMetrics().install(app)
+    with running(app) as url:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'retain_feature_psi{feature="tickets_30d"}' in text
+    assert "retain_score_psi " in text and "retain_expected_roc_auc " in text
+    assert "retain_realised_roc_auc " in text
+    assert f"retain_monitor_alerts {float(len(monitored.result['alerts']))}" in text
+
+
+def test_metrics_have_no_monitoring_gauges_before_the_first_run(tmp_path: Path) -> None:
+    app = FastAPI()
+    app.state.risk_lists = tmp_path
+    ApiMetrics().install(app)
+    with running(app) as url:
+        assert "retain_score_psi" not in requests.get(f"{url}/metrics", timeout=10).text
+
+
+def test_the_daily_page_shows_the_latest_monitoring(served: Served, monitored: Monitored) -> None:
+    assert monitored.path is not None
+    daily = DailySettings(output_dir=monitored.path.parents[1], table_rows=20)
+    _, folder, _ = run_daily(
+        date(2026, 11, 2), served.settings, daily, served.features, served.tracking, None
+    )
+    page = (folder / "report.html").read_text()
+    assert 'id="monitoring"' in page and f"Model monitoring, {DAY.isoformat()}" in page
+
+
+def test_a_model_without_a_reference_is_refused_naming_the_file(served: Served) -> None:
+    loaded = load_champion(served.settings, served.tracking)
+    use_backend(served.tracking.resolved_tracking_uri())
+    with mlflow.start_run() as run:  # a run logged before monitoring existed
+        pass
+    older = LoadedModel(loaded.model, loaded.name, "0", run.info.run_id, loaded.feature_service)
+    with pytest.raises(ReferenceMissing, match=r"monitoring/reference\.json"):
+        load_reference(older, served.tracking)
+
+
+def test_the_command_refuses_a_bad_day_and_a_missing_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(cli_app, ["monitor", "--day", "31/10/2026"])
+    assert bad.exit_code == 2 and "--day '31/10/2026': expected YYYY-MM-DD" in bad.output
+
+    def missing(*_: Any) -> None:
+        raise ReferenceMissing("monitoring/reference.json is missing from the run r1")
+
+    monkeypatch.setattr("serving.cli.publish_monitoring", missing)
+    refused = runner.invoke(cli_app, ["monitor", "--day", "2026-10-31"])
+    assert refused.exit_code == 2
+    assert "error: monitoring/reference.json is missing" in refused.output
+
+
+def test_alerts_are_logged_and_posted_to_the_webhook(caplog: pytest.LogCaptureFixture) -> None:
+    received: list[dict[str, Any]] = []
+    hook = FastAPI()
+
+    @hook.post("/alerts")
+    async def alerts(request: Request) -> dict[str, str]:
+        received.append(await request.json())
+        return {}
+
+    result = {
+        "date": "2026-11-08", "model": "churn v3", "run_id": "r1", "status": "alert",
+        "alerts": [{"kind": "score_drift", "psi": 0.4}],
+    }  # fmt: skip
+    with running(hook) as url, caplog.at_level(logging.WARNING, "retain.monitor"):
+        raise_alerts(result, MonitoringSettings(alert_webhook_url=f"{url}/alerts"))
+    line = json.loads(caplog.records[0].getMessage())
+    assert line == {"event": "monitoring_alert", "date": "2026-11-08", "model": "churn v3",
+                    "kind": "score_drift", "psi": 0.4}  # fmt: skip
+    assert received == [{k: result[k] for k in ("date", "model", "run_id", "status", "alerts")}]
+
+
+def test_an_unreachable_webhook_leaves_the_alert_logged(caplog: pytest.LogCaptureFixture) -> None:
+    result = {"date": "2026-11-08", "model": "churn v3", "run_id": "r1", "status": "alert",
+              "alerts": [{"kind": "score_drift", "psi": 0.4}]}  # fmt: skip
+    settings = MonitoringSettings(
+        alert_webhook_url="http://127.0.0.1:9/alerts", alert_webhook_timeout_s=1
+    )
+    with caplog.at_level(logging.WARNING, "retain.monitor"):
+        raise_alerts(result, settings)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+
+
+# --- a planted price war ------------------------------------------------------------------
+
+WAR_STARTS = "2026-11-01"
+A_WEEK_LATER = pd.Timestamp("2026-11-08", tz="UTC")  # the worlds' export instant
+
+
+def _world(root: Path, shift: dict[str, Any] | None) -> FeatureSettings:
+    """2,000 customers x 24 months ending a week into November, features built as of then."""
+    (root / "features" / "repo").mkdir(parents=True)
+    shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
+    lifecycle = root / "data" / "lifecycle"
+    generate(
+        DataSettings.model_validate(
+            {
+                "out_dir": lifecycle,
+                "customers": 2_000,
+                "months": 24,
+                "seed": 7,
+                "as_of": A_WEEK_LATER.to_pydatetime(),
+                "shift": shift,
+            }
+        )
+    )
+    settings = FeatureSettings.model_validate(
+        {"repo_path": root / "features" / "repo", "lifecycle_dir": lifecycle}
+    )
+    build_directory(lifecycle, settings.tables_dir, A_WEEK_LATER, EngineSettings())
+    apply(open_store(settings))
+    return settings
+
+
+def _alerts(
+    world: FeatureSettings, loaded: LoadedModel, reference: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The alerts of `retain monitor` on the world's last day (its features of that day)."""
+    store = open_store(world)
+    refs, _ = scoring_refs(store, loaded.feature_service)
+    at = A_WEEK_LATER + pd.Timedelta(hours=8)  # the day's scoring instant (quiet hours end)
+    batch = latest_features(store, world.tables_dir, refs, at)
+    assert batch.snapshot == A_WEEK_LATER
+    scored, _ = score_all(batch, loaded, ServingSettings())
+    _, found = compare(reference, scored, loaded.model.schema.transform(batch.frame), MONITORING)
+    return alerts_of({**found, "realised": {"status": "ok"}})
+
+
+MONITORING = MonitoringSettings()
+
+
+@pytest.mark.slow
+def test_a_price_war_is_caught_in_its_first_week_and_a_quiet_world_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    stable = _world(tmp_path / "stable", None)
+    war = _world(tmp_path / "war", {"start": WAR_STARTS, "enquiry_rate": 1.0})
+    frame = churn_training_set(open_store(stable), stable.lifecycle_dir, 30)
+    trained = train_churn(
+        frame,
+        "churned_within_30d",
+        TrainingSettings.model_validate(
+            {"params": {"max_rounds": 300, "early_stopping_rounds": 30}}
+        ),
+    )
+    reference = json.loads(json.dumps(churn_reference(trained)))  # as logged
+    loaded = LoadedModel(trained.model, "churn", "1", "run", "churn_v1")
+
+    assert _alerts(stable, loaded, reference) == []
+    caught = _alerts(war, loaded, reference)
+    features = {alert.get("feature") for alert in caught}
+    # the customers' calls about the rival's prices: complaints, and their sentiment
+    assert features & {"tickets_complaint_90d", "tickets_30d", "sentiment_min_90d"}
+
+
+def test_limits_come_from_the_settings() -> None:
+    settings = MonitoringSettings.model_validate({"thresholds": {"psi_alert": 0.3, "sigmas": 2}})
+    assert settings.limits() == DriftLimits(0.1, 0.3, 0.1, 0.2, 2.0)
+
+
+def test_a_warning_level_above_its_alert_level_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"thresholds\.psi_warn"):
+        MonitoringSettings.model_validate({"thresholds": {"psi_warn": 0.3, "psi_alert": 0.2}})

@@ -1,0 +1,284 @@
+"""The monitoring reference, frozen when the churn model is trained.
+
+Production monitoring (`retain monitor`) compares each day's features and scores with
+what the model learnt from. That picture is taken here, once, from the training run
+itself, and logged beside the model (`monitoring/reference.json`), so a day is always
+judged against its own model's data and never against a later or recomputed one:
+
+- every feature's reference bins, from the training months: numeric features get
+  quantile bin edges and each bin's share (plus the missing share), categorical ones the
+  share of each level (plus missing); and a quantile sketch of each numeric feature (its
+  empirical distribution at `sketch_points` probabilities) for the KS statistic;
+- the score distribution (raw and calibrated) on the held-out test months, which is what
+  today's scores should look like (training-month scores are overfit by construction);
+- the performance expected from the calibrated test scores alone (the CBPE estimate
+  today's estimate is compared with) and the realised one.
+
+Only aggregates are stored: bin edges, shares and quantiles, never a customer's row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+from scipy.stats import kstwobign
+from sklearn.metrics import roc_auc_score
+
+from features.labels import SNAPSHOT
+from training.model import ChurnModel, FeatureSchema
+
+
+class _Split(Protocol):
+    @property
+    def train(self) -> pd.DataFrame: ...
+    @property
+    def test(self) -> pd.DataFrame: ...
+    def months(self, part: str) -> list[str]: ...
+
+
+class Trained(Protocol):
+    """What the reference needs of a trained churn model (`training.churn.TrainedChurn`,
+    named structurally: serving imports this module, and never training's run code)."""
+
+    @property
+    def model(self) -> ChurnModel: ...
+    @property
+    def split(self) -> _Split: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def test_raw(self) -> np.ndarray: ...
+    @property
+    def test_calibrated(self) -> np.ndarray: ...
+
+
+REFERENCE_ARTIFACT = "monitoring/reference.json"
+REFERENCE_VERSION = 1
+MISSING = "__missing__"  # the level name of missing values in categorical shares
+TOP_SHARE = 0.10  # precision is read on the top decile of scores
+SHARE_FLOOR = 1e-4  # an empty bin counts as this share in PSI
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
+    """The distinct inner quantile edges that cut `values` into about `bins` equal bins;
+    a mostly constant feature gets fewer (an all-zero one none: a single bin)."""
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return []
+    inner = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf")
+    return [float(edge) for edge in np.unique(inner)]
+
+
+def numeric_shares(values: np.ndarray, edges: list[float]) -> list[float]:
+    """Shares of the bins (-inf, e1], (e1, e2], ..., (ek, inf) and then of missing."""
+    missing = np.isnan(values)
+    index = np.searchsorted(np.asarray(edges, dtype="float64"), values[~missing], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype("float64")
+    counts = np.append(counts, missing.sum())
+    return (counts / max(len(values), 1)).tolist()
+
+
+def categorical_shares(values: pd.Series, levels: list[str]) -> list[float]:
+    """Shares of each level, of any other (unseen) level, and of missing."""
+    present = values.dropna().astype(str)
+    counts = present.value_counts()
+    known = [float(counts.get(level, 0)) for level in levels]
+    other = float(len(present) - sum(known))
+    total = max(len(values), 1)
+    return [count / total for count in [*known, other, float(values.isna().sum())]]
+
+
+def quantile_sketch(values: np.ndarray, points: int) -> list[float]:
+    """The non-missing values' quantiles at `points` evenly spaced probabilities (0 to 1)."""
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return []
+    probabilities = np.linspace(0, 1, points)
+    return [float(q) for q in np.quantile(present, probabilities, method="inverted_cdf")]
+
+
+def numeric_reference(values: np.ndarray, bins: int, sketch_points: int) -> dict[str, Any]:
+    edges = quantile_edges(values, bins)
+    return {
+        "kind": "numeric",
+        "edges": edges,
+        "shares": numeric_shares(values, edges),
+        "sketch": quantile_sketch(values, sketch_points),
+        "rows": len(values),
+    }
+
+
+def categorical_reference(values: pd.Series, levels: list[str]) -> dict[str, Any]:
+    return {
+        "kind": "categorical",
+        "levels": levels,
+        "shares": categorical_shares(values, levels),
+        "rows": len(values),
+    }
+
+
+def feature_references(
+    frame: pd.DataFrame, schema: FeatureSchema, bins: int, sketch_points: int
+) -> dict[str, dict[str, Any]]:
+    """Every model feature's reference from `frame` (the training months), with how far
+    each single month of them drifts from the whole (`month_psi`, `month_ks`): the
+    drift a month of normal life shows, which sets each feature's own alert level."""
+    prepared = schema.transform(frame)
+    months = frame[SNAPSHOT].to_numpy()
+    out: dict[str, dict[str, Any]] = {}
+    for name in schema.numeric:
+        values = prepared[name].to_numpy(dtype="float64")
+        out[name] = numeric_reference(values, bins, sketch_points)
+    for name, levels in schema.categories.items():
+        out[name] = categorical_reference(prepared[name].astype("object"), levels)
+    for name, reference in out.items():
+        column = prepared[name]
+        chunks = [column[months == month] for month in np.unique(months)]
+        out[name]["month_psi"] = [psi(reference["shares"], shares_of(reference, c)) for c in chunks]
+        if reference["kind"] == "numeric":
+            out[name]["month_ks"] = [
+                ks_against_sketch(
+                    reference["sketch"], c.to_numpy(dtype="float64"), reference["rows"]
+                )[0]
+                for c in chunks
+            ]
+    return out
+
+
+def shares_of(reference: dict[str, Any], values: pd.Series) -> list[float]:
+    """`values`' shares on a feature reference's bins (numeric) or levels (categorical)."""
+    if reference["kind"] == "numeric":
+        return numeric_shares(values.to_numpy(dtype="float64"), reference["edges"])
+    return categorical_shares(values.astype("object"), reference["levels"])
+
+
+def psi(reference: np.ndarray | list[float], today: np.ndarray | list[float]) -> float:
+    """Population stability index of two share vectors over the same bins: the sum over
+    bins of (today - reference) x ln(today / reference), an empty bin counting as
+    `SHARE_FLOOR` so that one empty bin does not make it infinite."""
+    expected = np.maximum(np.asarray(reference, dtype="float64"), SHARE_FLOOR)
+    actual = np.maximum(np.asarray(today, dtype="float64"), SHARE_FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def ks_against_sketch(
+    sketch: list[float], values: np.ndarray, reference_rows: int
+) -> tuple[float, float]:
+    """Two-sample KS statistic and asymptotic p-value of `values` (missing ignored)
+    against a reference known by its quantile sketch (quantiles at evenly spaced
+    probabilities): exact to within the sketch's step."""
+    present = np.sort(values[~np.isnan(values)])
+    if not sketch or present.size == 0:
+        return float("nan"), float("nan")
+    quantiles = np.asarray(sketch, dtype="float64")
+    probabilities = np.linspace(0, 1, len(quantiles))
+    points = np.union1d(present, quantiles)
+    today = np.searchsorted(present, points, side="right") / present.size
+    # the reference's share at or below each point: the highest sketch probability whose
+    # quantile is at or below it (a step function, like an empirical distribution)
+    steps = np.searchsorted(quantiles, points, side="right")
+    reference = np.where(steps > 0, probabilities[np.maximum(steps - 1, 0)], 0.0)
+    reference = np.where(steps >= len(quantiles), 1.0, reference)
+    statistic = float(np.max(np.abs(today - reference)))
+    effective = present.size * reference_rows / (present.size + reference_rows)
+    return statistic, float(kstwobign.sf(statistic * np.sqrt(effective)))
+
+
+def expected_performance(probabilities: np.ndarray) -> dict[str, float]:
+    """What calibrated probabilities alone promise (confidence-based performance
+    estimation, as NannyML's CBPE): each customer is a churner with probability p and a
+    stayer with 1 - p, so the expected ROC curve weighs every score as a positive by p and
+    as a negative by 1 - p; the expected churn rate is the mean of p, and the expected
+    precision of the top decile the mean of p there."""
+    p = np.clip(np.asarray(probabilities, dtype="float64"), 0.0, 1.0)
+    if p.size == 0:
+        return {
+            "roc_auc": float("nan"),
+            "churn_rate": float("nan"),
+            "precision_top_decile": float("nan"),
+        }
+    labels = np.r_[np.ones(p.size), np.zeros(p.size)]
+    weights = np.r_[p, 1.0 - p]
+    positive, negative = weights[: p.size].sum(), weights[p.size :].sum()
+    auc = (
+        float(roc_auc_score(labels, np.r_[p, p], sample_weight=weights))
+        if positive > 0 and negative > 0
+        else float("nan")
+    )
+    return {
+        "roc_auc": auc,
+        "churn_rate": float(p.mean()),
+        "precision_top_decile": float(p[top_decile(p)].mean()),
+    }
+
+
+def realised_performance(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, churn rate and precision of the top decile against observed outcomes."""
+    y = np.asarray(labels, dtype="int64")
+    p = np.asarray(probabilities, dtype="float64")
+    auc = float(roc_auc_score(y, p)) if np.unique(y).size == 2 else float("nan")
+    return {
+        "roc_auc": auc,
+        "churn_rate": float(y.mean()) if y.size else float("nan"),
+        "precision_top_decile": float(y[top_decile(p)].mean()) if y.size else float("nan"),
+    }
+
+
+def top_decile(scores: np.ndarray) -> np.ndarray:
+    """Positions of the highest tenth of scores (at least one), ties broken by position."""
+    count = max(1, round(TOP_SHARE * len(scores)))
+    return np.argsort(-scores, kind="stable")[:count]
+
+
+def score_reference(values: np.ndarray, bins: int, sketch_points: int) -> dict[str, Any]:
+    """A score's bins and sketch, as a numeric feature's, plus its mean."""
+    return {**numeric_reference(values, bins, sketch_points), "mean": float(np.mean(values))}
+
+
+def build_reference(
+    train: pd.DataFrame,
+    schema: FeatureSchema,
+    test_raw: np.ndarray,
+    test_calibrated: np.ndarray,
+    test_labels: np.ndarray,
+    months: dict[str, list[str]],
+    bins: int = 10,
+    sketch_points: int = 201,
+) -> dict[str, Any]:
+    """The whole reference: features from the training months `train`, scores and
+    performance from the test months."""
+    return {
+        "version": REFERENCE_VERSION,
+        "bins": bins,
+        "months": months,
+        "features": feature_references(train, schema, bins, sketch_points),
+        "score": {
+            "raw": score_reference(np.asarray(test_raw, dtype="float64"), bins, sketch_points),
+            "calibrated": score_reference(
+                np.asarray(test_calibrated, dtype="float64"), bins, sketch_points
+            ),
+        },
+        "expected": expected_performance(test_calibrated),
+        "realised": realised_performance(test_labels, test_calibrated),
+    }
+
+
+def churn_reference(result: Trained) -> dict[str, Any]:
+    """The reference of a trained churn model (its training and test months)."""
+    split = result.split
+    return build_reference(
+        split.train,
+        result.model.schema,
+        result.test_raw,
+        result.test_calibrated,
+        split.test[result.label].to_numpy().astype(int),
+        {part: split.months(part) for part in ("train", "test")},
+    )
+
+
+def log_reference(result: Trained) -> None:
+    """Log the reference into the active run, as `REFERENCE_ARTIFACT`."""
+    mlflow.log_dict(churn_reference(result), REFERENCE_ARTIFACT)
