@@ -32,14 +32,16 @@ from features.store import open_store
 from retain.base.publish import publish_folder
 from serving.action_log.log import ActionLog
 from serving.decisions import DecisionService, decision_service
-from serving.domain import CustomerScore
+from serving.domain import CustomerScore, CustomerValue
 from serving.effects import LoadedEffects, load_effect_champion
 from serving.explain import batch_contributions
+from serving.monitoring_results import latest_result
 from serving.reasons import top_reasons
 from serving.report import render_report, report_plots
 from serving.scoring import LoadedModel, load_champion, read_contact, scoring_refs
 from serving.settings import DailySettings, RiskBands, ServingSettings
 from serving.spark_scoring import risk_bands, score_on_spark, spark_latest_features
+from serving.value import customer_values
 from training.experiments import connect
 from training.settings import TrainingSettings
 
@@ -79,7 +81,8 @@ PROFILE_COLUMNS = ["segment", "region", "contract_type", "plan_id", "monthly_fee
 ACTION_COLUMNS = ["customer_id", "action_type", "cost", "expected_value"]
 LIST_COLUMNS = [  # the list's schema, the same on a day with nothing to suggest
     "customer_id", "churn_probability", "risk_band", *PROFILE_COLUMNS, "revenue_at_risk",
-    "reasons", "reason_features", "action_type", "action_detail", "action_expected_value",
+    "customer_value", "expected_months", "value_at_risk", "reasons", "reason_features",
+    "action_type", "action_detail", "action_expected_value",
     "action_cost", "action_allowed", "action_channel", "action_blocked_by", "action_reason",
     "all_actions",
 ]  # fmt: skip
@@ -205,6 +208,30 @@ def _suggestion(plan: list[Any]) -> dict[str, Any]:
     }
 
 
+def listed_values(
+    loaded: LoadedModel, records: list[dict[str, Any]], serving: ServingSettings
+) -> list[CustomerValue]:
+    """The listed customers' values from their feature rows, as the API computes them for a
+    request (`serving.value`); only they are valued, on either scoring engine."""
+    columns = loaded.model.schema.columns
+    matrix = loaded.model.schema.matrix({c: [r.get(c) for r in records] for c in columns})
+    fees = pd.to_numeric(pd.Series([r.get("monthly_fee") for r in records], dtype="object"))
+    return customer_values(
+        loaded.model, matrix, fees.to_numpy(dtype="float64"), serving.actions.value
+    )
+
+
+def _value_fields(item: CustomerScore) -> dict[str, Any]:
+    """The list's value columns: expected margin, expected months, P(churn) x margin."""
+    if item.value is None:
+        return {"customer_value": None, "expected_months": None, "value_at_risk": None}
+    return {
+        "customer_value": item.value.expected_margin,
+        "expected_months": item.value.expected_months,
+        "value_at_risk": item.churn_probability * item.value.expected_margin,
+    }
+
+
 def explain_and_decide(
     scores: Scores,
     loaded: LoadedModel,
@@ -231,6 +258,7 @@ def explain_and_decide(
         else [None] * len(records)
     )
     model_label = f"{loaded.name} v{loaded.version}"
+    worth = listed_values(loaded, records, serving)
     items = []
     for k, values in enumerate(records):
         customer = str(values["customer_id"])
@@ -243,6 +271,7 @@ def explain_and_decide(
                 read_contact(customer, values),
                 effects=estimates[k],
                 model=model_label,
+                value=worth[k],
             )
         )
     # the contact history up to the scoring instant: a list for an earlier day is reproducible
@@ -258,6 +287,7 @@ def explain_and_decide(
             "risk_band": item.risk_band,
             **{c: values[c] for c in PROFILE_COLUMNS},
             "revenue_at_risk": item.churn_probability * float(values["monthly_fee"]),
+            **_value_fields(item),
             "reasons": " | ".join(r.text for r in item.reasons),
             "reason_features": ",".join(r.feature for r in item.reasons),
         }
@@ -307,6 +337,8 @@ def summarize(
         "listed": len(listed),
         "monthly_revenue_at_risk": round(float(scored["revenue_at_risk"].sum()), 2),
         "listed_monthly_revenue_at_risk": round(float(listed["revenue_at_risk"].sum()), 2),
+        "listed_customer_value": round(float(listed["customer_value"].sum()), 2),
+        "listed_value_at_risk": round(float(listed["value_at_risk"].sum()), 2),
         "actions": by_type,
         "actions_blocked_by_contact_policy": blocked,
     }
@@ -333,7 +365,8 @@ def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) ->
         risk.listed.to_parquet(folder / LIST_FILE, index=False)
         risk.listed.to_csv(folder / CSV_FILE, index=False)
         (folder / SUMMARY_FILE).write_text(json.dumps(risk.summary, indent=2))
-        (folder / REPORT_FILE).write_text(render(risk, trend, daily.table_rows))
+        monitoring = latest_result(daily.output_dir, risk.day)  # `retain monitor`'s latest
+        (folder / REPORT_FILE).write_text(render(risk, trend, daily.table_rows, monitoring))
 
     return publish_folder(daily.output_dir / risk.day.isoformat(), write)
 
@@ -365,6 +398,7 @@ def log_daily_run(
             "scored": summary["scored"],
             "listed": summary["listed"],
             "monthly_revenue_at_risk": summary["monthly_revenue_at_risk"],
+            "listed_value_at_risk": summary["listed_value_at_risk"],
             **{f"at_risk_{band}": n for band, n in summary["at_risk"].items()},
             **{f"actions_{kind}": v["count"] for kind, v in summary["actions"].items()},
             "actions_cost": sum(v["cost"] for v in summary["actions"].values()),

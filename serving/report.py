@@ -40,6 +40,8 @@ TABLE_COLUMNS = [
     ("contract_type", "Contract"),
     ("monthly_fee", "Monthly fee"),
     ("revenue_at_risk", "Revenue at risk / month"),
+    ("customer_value", "Value (expected margin)"),
+    ("value_at_risk", "Value at risk"),
     ("reasons", "Why"),
     ("action", "Suggested action"),
     ("action_expected_value", "Expected value"),
@@ -98,6 +100,17 @@ def frequent_reasons(listed: pd.DataFrame, count: int = 10) -> str:
     return _svg(figure)
 
 
+def value_at_risk_by(listed: pd.DataFrame, column: str) -> str:
+    """The listed customers' value at risk (P(churn) x expected margin), summed by `column`:
+    where the money is, which is not always where the most customers are."""
+    total = listed.groupby(column)["value_at_risk"].sum().sort_values() if len(listed) else None
+    labels = [] if total is None else [str(i) for i in total.index]
+    figure, axis = _subplots(figsize=(6, 0.35 * max(len(labels), 1) + 0.8))
+    axis.barh(labels, [] if total is None else total.to_numpy(), color="#8e44ad")
+    axis.set_xlabel(f"value at risk of the listed customers, by {column.replace('_', ' ')}")
+    return _svg(figure)
+
+
 def trend(summaries: list[dict[str, Any]]) -> str:
     dates = [pd.Timestamp(s["date"]) for s in summaries]
     figure, axis = _subplots(figsize=(6, 3))
@@ -143,6 +156,8 @@ def _table_rows(listed: pd.DataFrame, rows: int) -> list[dict[str, Any]]:
                     "contract_type": record.get("contract_type"),
                     "monthly_fee": _round(record.get("monthly_fee")),
                     "revenue_at_risk": _round(record.get("revenue_at_risk")),
+                    "customer_value": _round(record.get("customer_value")),
+                    "value_at_risk": _round(record.get("value_at_risk")),
                     "reasons": record.get("reasons") or "",
                     "action": label,
                     "action_expected_value": _round(record.get("action_expected_value")),
@@ -175,14 +190,56 @@ def report_plots(risk: RiskList, earlier: list[dict[str, Any]]) -> list[tuple[st
         ("Risk by segment", risk_by(risk.scored, "segment")),
         ("Risk by region", risk_by(risk.scored, "region")),
         ("Most frequent reasons", frequent_reasons(risk.listed)),
+        ("Value at risk by contract", value_at_risk_by(risk.listed, "contract_type")),
     ]
     if earlier:
         plots.append(("Trend", trend([*earlier, risk.summary])))
     return plots
 
 
-def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int) -> str:
-    """The page: headline figures, plots, and a sortable, filterable table."""
+def _figure(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def monitoring_view(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The page's monitoring section from the latest `retain monitor` result: the features
+    out of bounds (warn or alert), score drift, expected and realised performance."""
+    if result is None:
+        return None
+    realised = result["realised"]
+    return {
+        "date": result["date"],
+        "status": result["status"],
+        "alerts": len(result["alerts"]),
+        "score_psi": _figure(result["score"]["psi"]),
+        "score_status": result["score"]["status"],
+        "expected_roc_auc": _figure(result["expected"]["roc_auc"]),
+        "reference_roc_auc": _figure(result["expected"]["reference_roc_auc"]),
+        "realised_roc_auc": _figure(realised.get("roc_auc"))
+        if realised.get("roc_auc") is not None
+        else realised.get("note", "not known yet"),
+        "scored_on": realised["scored_on"],
+        "features": [
+            {
+                "feature": row["feature"],
+                "psi": _figure(row["psi"]),
+                "ks": _figure(row["ks"]),
+                "status": row["status"],
+            }
+            for row in result["features"]
+            if row["status"] != "ok"
+        ],
+    }
+
+
+def render_report(
+    risk: RiskList,
+    earlier: list[dict[str, Any]],
+    table_rows: int,
+    monitoring: dict[str, Any] | None = None,
+) -> str:
+    """The page: headline figures, plots, the latest monitoring result (`monitoring`, a
+    `retain monitor` result, if any) and a sortable, filterable table."""
     summary = risk.summary
     actions = summary["actions"]
     plots = report_plots(risk, earlier)
@@ -203,4 +260,5 @@ def render_report(risk: RiskList, earlier: list[dict[str, Any]], table_rows: int
         table_rows=min(table_rows, summary["listed"]),
         rows=markupsafe.Markup(_script_json(_table_rows(risk.listed, table_rows))),
         columns=markupsafe.Markup(json.dumps(TABLE_COLUMNS)),
+        monitoring=monitoring_view(monitoring),
     )

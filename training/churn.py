@@ -26,6 +26,7 @@ from training.calibration import SMOOTH_METHODS, choose_calibration
 from training.metrics import evaluate
 from training.model import ChurnModel, FeatureSchema
 from training.settings import LightGBMParams, TrainingSettings
+from training.tuning import Tuned, tune_time_split
 
 SNAPSHOT = "event_timestamp"
 NOT_FEATURES = ("customer_id", SNAPSHOT, "request_epoch_s", WEIGHT)
@@ -118,16 +119,22 @@ def fit_booster(
     schema: FeatureSchema,
     settings: TrainingSettings,
     train_weights: np.ndarray | None = None,
+    tuned: Tuned | None = None,
 ) -> lgb.Booster:
     """LightGBM on the (prepared) training months, early-stopped on the validation months;
-    `train_weights` undo a negative sampling of the training months (features.sampling)."""
-    params = lightgbm_params(settings.params, schema, settings.monotone, settings.seed)
+    `train_weights` undo a negative sampling of the training months (features.sampling);
+    `tuned` parameters, searched on the same months, replace the configured ones."""
+    params = (
+        tuned.params
+        if tuned is not None
+        else lightgbm_params(settings.params, schema, settings.monotone, settings.seed)
+    )
     train_set = lgb.Dataset(train, train_labels, weight=train_weights)
     valid_set = lgb.Dataset(valid, valid_labels, reference=train_set)
     return lgb.train(
         params,
         train_set,
-        num_boost_round=settings.params.max_rounds,
+        num_boost_round=max(settings.params.max_rounds, tuned.rounds if tuned else 0),
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(settings.params.early_stopping_rounds, verbose=False)],
     )
@@ -174,10 +181,20 @@ class TrainedChurn:
     test_calibrated: np.ndarray
     test_baseline: np.ndarray
     calibration: pd.DataFrame  # the candidate methods' out-of-fold validation log loss and ECE
+    tuned: Tuned | None = None  # the searched parameters, when a search was asked for
 
 
-def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> TrainedChurn:
-    """Fit, calibrate and evaluate on the held-out months; also the logistic baseline."""
+def train_churn(
+    frame: pd.DataFrame,
+    label: str,
+    settings: TrainingSettings,
+    tuning_budget_s: float | None = None,
+) -> TrainedChurn:
+    """Fit, calibrate and evaluate on the held-out months; also the logistic baseline.
+
+    With a `tuning_budget_s`, LightGBM's parameters are first searched for that many
+    seconds with the validation months as the inner split (`training.tuning`): the test
+    months stay unseen by the search, so their metrics stay honest."""
     split = time_split(frame, settings.valid_months, settings.test_months)
     check_both_classes(split, label)
     unknown = sorted(set(settings.monotone) - set(feature_columns(frame, label)))
@@ -188,7 +205,16 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
     x = {part: schema.transform(getattr(split, part)) for part in parts}  # prepared once each
     y = {part: getattr(split, part)[label].to_numpy().astype(int) for part in parts}
     weights = sample_weights(split)
-    booster = fit_booster(x["train"], y["train"], x["valid"], y["valid"], schema, settings, weights)
+    tuned = None
+    if tuning_budget_s is not None:
+        configured = lightgbm_params(settings.params, schema, settings.monotone, settings.seed)
+        tuned = tune_time_split(
+            x["train"], y["train"], x["valid"], y["valid"], configured, tuning_budget_s,
+            settings.seed, weights,
+        )  # fmt: skip
+    booster = fit_booster(
+        x["train"], y["train"], x["valid"], y["valid"], schema, settings, weights, tuned
+    )
     raw = {part: np.asarray(booster.predict(x[part])) for part in ("valid", "test")}
     methods = SMOOTH_METHODS if settings.calibration == "auto" else (settings.calibration,)
     choice = choose_calibration(raw["valid"], y["valid"], methods, seed=settings.seed)
@@ -216,4 +242,5 @@ def train_churn(frame: pd.DataFrame, label: str, settings: TrainingSettings) -> 
         test_calibrated=calibrated["test"],
         test_baseline=test_baseline,
         calibration=choice.candidates,
+        tuned=tuned,
     )

@@ -10,6 +10,7 @@ from typing import Annotated
 import mlflow
 import pandas as pd
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -18,8 +19,8 @@ from features.settings import FeatureSettings
 from features.store import open_store
 from features.training_set import churn_training_set, effect_training_set
 from retain.base.settings import load_settings
-from training.byod import DatasetError, DatasetSpec, cross_validate
-from training.churn import train_churn
+from training.byod import DEFAULT_BUDGET_S, DatasetError, DatasetSpec, cross_validate
+from training.churn import TrainedChurn, train_churn
 from training.demand.backtest import BacktestResult
 from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
@@ -29,15 +30,18 @@ from training.effects.settings import EffectSettings
 from training.effects.tracking import log_effect_run, promote_effects
 from training.effects.training import describe, randomized, train_effects
 from training.experiments import connect
+from training.lifetime_check import lifetime_check
+from training.oracle import oracle_roc_auc
 from training.settings import TrainingSettings
 from training.tracking import log_training_run, promote
+from training.tuning import TuningError
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 promote_app = typer.Typer(
     help="Promote a challenger to champion when it is better.", no_args_is_help=True
 )
 console = Console(stderr=True)
-HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_10pct", "capture_top_10pct")
+HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_10pct", "capture_top_10pct")
 
 
 def build_training_set(features: FeatureSettings, training: TrainingSettings) -> pd.DataFrame:
@@ -62,47 +66,55 @@ def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
     return table
 
 
-def _cross_validation(spec_path: Path, settings: TrainingSettings) -> None:
+def _cross_validation(spec_path: Path, settings: TrainingSettings, budget_s: float) -> None:
     try:
+        if not budget_s > 0:
+            raise TuningError(f"--budget must be a positive number of seconds, not {budget_s:g}")
         spec = DatasetSpec.load(spec_path)
         started = time.perf_counter()
-        folds = cross_validate(spec, settings.economics)
-    except (DatasetError, FileNotFoundError) as error:
+        result = cross_validate(spec, settings.economics, budget_s)
+    except (DatasetError, TuningError, ValidationError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    folds = result.metrics
     table = Table(
         "metric",
         *(f"{m} (mean ± std)" for m in folds),
-        title=f"{spec.name}: {spec.cv.folds}-fold CV",
+        title=f"{spec.name}: {spec.cv.folds}-fold nested CV",
     )
     for metric in HEADLINE:
         table.add_row(
             metric,
             *(f"{f[metric].mean():.4f} ± {f[metric].std(ddof=0):.4f}" for f in folds.values()),
         )
-    Console(width=120).print(table)
+    Console(width=140).print(table)
     connect(settings.model_copy(update={"experiment": f"churn-byod-{spec.name}"}))
     with (
-        mlflow.start_run(run_name=f"{spec.name} {spec.cv.folds}-fold CV"),
+        mlflow.start_run(run_name=f"{spec.name} {spec.cv.folds}-fold nested CV"),
         tempfile.TemporaryDirectory() as out,
     ):
+        chosen = result.choices.to_dict(orient="records")
         mlflow.log_params(
             {
                 "dataset": spec.name,
                 "folds": spec.cv.folds,
                 "cv_seed": spec.cv.seed,
-                **{f"lgbm_{k}": v for k, v in spec.lightgbm.items()},
+                "search": "optuna TPE, inner CV" if spec.lightgbm is None else "pinned by the spec",
+                "budget_s": budget_s,
+                **{f"fold{i}_{k}": v for i, row in enumerate(chosen) for k, v in row.items()},
             }
         )
         for model, frame in folds.items():
             mlflow.log_metrics({f"{model}_{m}_mean": frame[m].mean() for m in frame.columns})
             mlflow.log_metrics({f"{model}_{m}_std": frame[m].std(ddof=0) for m in frame.columns})
             frame.to_csv(Path(out) / f"{model}_folds.csv", index_label="fold")
+        result.choices.to_csv(Path(out) / "chosen_params.csv")
         mlflow.log_artifacts(out, artifact_path="cross_validation")
-    lgbm, base = folds["lightgbm"]["roc_auc"], folds["logistic_baseline"]["roc_auc"]
+    auc = {model: frame["roc_auc"] for model, frame in folds.items()}
     typer.echo(
-        f"{spec.name}: ROC-AUC LightGBM {lgbm.mean():.4f} ± {lgbm.std(ddof=0):.4f}, "
-        f"logistic baseline {base.mean():.4f} ± {base.std(ddof=0):.4f} over {spec.cv.folds} folds "
+        f"{spec.name}: ROC-AUC "
+        + ", ".join(f"{m} {a.mean():.4f} ± {a.std(ddof=0):.4f}" for m, a in auc.items())
+        + f" over {spec.cv.folds} folds (search budget {budget_s:g}s) "
         f"in {time.perf_counter() - started:.1f}s"
     )
 
@@ -115,6 +127,20 @@ def train_churn_command(
             help="A dataset spec (configs/datasets/*.yaml): cross-validate on that CSV instead."
         ),
     ] = None,
+    budget: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of LightGBM parameter search: with --dataset shared by the folds, "
+            "with --tune on the validation months."
+        ),
+    ] = DEFAULT_BUDGET_S,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            help="Search the lifecycle model's LightGBM parameters (validation months as "
+            "the inner split) instead of using configs/training.yaml's."
+        ),
+    ] = False,
     training_set_path: Annotated[
         Path | None,
         typer.Option(
@@ -126,8 +152,13 @@ def train_churn_command(
     """Train, calibrate and evaluate the churn model; log to MLflow; register it as challenger."""
     settings = load_settings(TrainingSettings)
     if dataset is not None:
-        _cross_validation(dataset, settings)
+        _cross_validation(dataset, settings, budget)
         return
+    if tune and not budget > 0:
+        typer.echo(
+            f"error: --budget must be a positive number of seconds, not {budget:g}", err=True
+        )
+        raise typer.Exit(2)
     features = load_settings(FeatureSettings)
     started = time.perf_counter()
     frame = (
@@ -137,7 +168,7 @@ def train_churn_command(
     )
     label = label_column(features.label_horizon_days)
     with console.status(f"training on {len(frame):,} rows"):
-        result = train_churn(frame, label, settings)
+        result = train_churn(frame, label, settings, budget if tune else None)
     with console.status("logging to MLflow"):
         logged = log_training_run(result, frame, settings)
     Console(width=120).print(
@@ -152,6 +183,49 @@ def train_churn_command(
         f"{time.perf_counter() - started:.1f}s: test ROC-AUC {m['roc_auc']:.4f} "
         f"(baseline {result.baseline_test_metrics['roc_auc']:.4f}), PR-AUC {m['pr_auc']:.4f}, "
         f"Brier {m['brier']:.5f}, top-decile lift {m['lift_top_10pct']:.2f}"
+    )
+    candidates = ", ".join(
+        f"{row.method} {row.log_loss:.5f}" for row in result.calibration.itertuples()
+    )
+    typer.echo(
+        f"calibration: {result.model.calibrator.method} (validation log loss out of fold: "
+        f"{candidates}); test ECE {m['ece']:.4f}, largest probability {m['max_probability']:.1%}, "
+        f"largest share of customers on one probability {m['largest_tie_share']:.2%}"
+    )
+    if result.tuned is not None:
+        chosen = ", ".join(f"{k} {v:g}" for k, v in result.tuned.searched().items())
+        typer.echo(
+            f"tuned in {budget:g}s ({result.tuned.trials} trials): validation ROC-AUC "
+            f"{result.tuned.score:.4f} against {result.tuned.first_score:.4f} for the "
+            f"configured parameters; chosen {chosen}"
+        )
+    _print_truth_checks(result, features)
+
+
+def _print_truth_checks(result: TrainedChurn, features: FeatureSettings) -> None:
+    """On simulated data, what the truth says of the held-out months: the true hazard's
+    ROC-AUC on the same rows (the ceiling) and expected against realised lifetimes."""
+    oracle = oracle_roc_auc(result.split.test, features.lifecycle_dir)
+    if oracle is not None:
+        typer.echo(
+            f"held-out ROC-AUC {result.test_metrics['roc_auc']:.4f}; the simulator's true "
+            f"hazard ranks the same rows at {oracle:.4f}"
+        )
+    if not (features.lifecycle_dir / "churn_events.parquet").exists():
+        return
+    sample = result.split.test.sample(
+        min(len(result.split.test), 20_000), random_state=0
+    )  # 24 booster rows per customer: a sample says as much
+    check = lifetime_check(result.model, sample, features.lifecycle_dir)
+    truth = (
+        f", Spearman {check['spearman_vs_truth']:.3f} against the truth's lifetimes"
+        if "spearman_vs_truth" in check
+        else ""
+    )
+    typer.echo(
+        f"expected lifetime within the observed months {check['expected_months']:.3f} against "
+        f"{check['realised_months']:.3f} realised ({len(sample):,} held-out rows), largest "
+        f"decile gap {check['max_decile_gap_months']:.3f} months{truth}"
     )
 
 

@@ -34,6 +34,7 @@ from training.churn import SNAPSHOT, TrainedChurn
 from training.experiments import connect
 from training.metrics import evaluate, profit_curve, reliability
 from training.model import ChurnPyfunc
+from training.reference import log_reference
 from training.settings import TrackedSettings, TrainingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -146,6 +147,7 @@ def log_training_run(
                 **{f"lgbm_{k}": v for k, v in settings.params.model_dump().items()},
                 "best_iteration": result.model.booster.best_iteration,
                 "calibration": settings.calibration,
+                "calibration_method": result.model.calibrator.method,
                 "feature_service": settings.feature_service,
                 "label": result.label,
                 "monotone": ",".join(f"{k}:{v}" for k, v in settings.monotone.items()),
@@ -174,6 +176,22 @@ def log_training_run(
         mlflow.log_metrics(
             {f"baseline_test_{k}": v for k, v in result.baseline_test_metrics.items()}
         )
+        if result.tuned is not None:  # searched on the validation months: what was chosen
+            mlflow.log_params({f"tuned_{k}": v for k, v in result.tuned.searched().items()})
+            mlflow.log_metrics(
+                {
+                    "tuning_valid_roc_auc": result.tuned.score,
+                    "tuning_configured_valid_roc_auc": result.tuned.first_score,
+                    "tuning_trials": result.tuned.trials,
+                }
+            )
+        mlflow.log_metrics(  # how each candidate calibration did out of fold
+            {
+                f"calibration_{row.method}_{metric}": float(getattr(row, metric))
+                for row in result.calibration.itertuples()
+                for metric in ("log_loss", "ece")
+            }
+        )
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)
             _log_plots(result, out)
@@ -184,6 +202,7 @@ def log_training_run(
             reliability(labels, result.test_calibrated).to_csv(out / "reliability.csv", index=False)
             mlflow.log_artifacts(str(out), artifact_path=EVALUATION)
         keep_heldout(split.test, settings.heldout_dir, settings)
+        log_reference(result)  # what `retain monitor` compares each day with
         example = typical_row(split.test[result.model.schema.columns])
         output = pd.DataFrame({"churn_probability": np.zeros(len(example))})
         logged = register_challenger(client, settings, ChurnPyfunc(result.model), example, output)

@@ -105,6 +105,9 @@ def test_daily_scores_reasons_and_actions_are_the_apis(served: Served, published
         assert isinstance(item, CustomerScore)
         assert row.churn_probability == pytest.approx(item.churn_probability, abs=1e-12)
         assert row.reason_features == ",".join(r.feature for r in item.reasons)
+        assert item.value is not None  # the list's value is the API's, per customer
+        assert row.customer_value == pytest.approx(item.value.expected_margin, rel=1e-12)
+        assert row.value_at_risk == pytest.approx(row.churn_probability * row.customer_value)
         allowed = [p for p, v in plan if v.allowed]
         expected = (allowed or [p for p, _ in plan] or [None])[0]
         assert row.action_type == (expected.action_type if expected else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -22,6 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
+from training import churn as churn_module
 from training.calibration import choose_calibration, out_of_fold
 from training.churn import TrainedChurn, train_churn
 from training.metrics import expected_calibration_error, largest_tie_share
@@ -645,3 +647,27 @@ def test_scores_that_rank_backwards_get_the_churn_rate_not_an_inverted_map() -> 
     for method in ("sigmoid", "beta"):
         calibrated = Calibrator(method).fit(raw, labels)(np.array([0.05, 0.5, 0.95]))
         np.testing.assert_allclose(calibrated, labels.mean(), rtol=1e-9)
+
+
+# --- the lifecycle model's parameter search --------------------------------------------------
+
+
+def test_a_tuned_lifecycle_model_searches_on_the_validation_months_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, int]] = []
+    real = churn_module.tune_time_split
+
+    def spy(x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, *rest: Any,
+            **named: Any) -> Any:  # fmt: skip
+        seen.append((len(x_train), len(x_valid)))
+        return real(x_train, y_train, x_valid, *rest, **named)
+
+    monkeypatch.setattr(churn_module, "tune_time_split", spy)
+    trained = train_churn(_panel(), LABEL, _settings(), tuning_budget_s=2.0)
+    split = trained.split
+    assert seen == [(len(split.train), len(split.valid))]  # the test months stay unseen
+    assert trained.tuned is not None and trained.tuned.trials >= 1
+    booster_leaves = trained.model.booster.params["num_leaves"]
+    assert booster_leaves == trained.tuned.params["num_leaves"]
+    assert train_churn(_panel(), LABEL, _settings()).tuned is None
