@@ -16,6 +16,31 @@ from tests.features.conftest import AS_OF
 DAY = pd.Timedelta(days=1)
 
 
+def _add_late_complaint(
+    project: FeatureSettings,
+    tables: dict[str, pd.DataFrame],
+    customer: str,
+    opened_at: pd.Timestamp,
+    sentiment: float,
+) -> None:
+    """Add to the lifecycle tickets an open complaint of `customer` at `opened_at`."""
+    complaint = (
+        tables["service_tickets"]
+        .iloc[[0]]
+        .assign(
+            ticket_id="T-LATE",
+            customer_id=customer,
+            ticket_type="complaint",
+            opened_at=opened_at,
+            closed_at=pd.NaT,
+            is_repeat=False,
+            sentiment=sentiment,
+        )
+    )
+    tickets = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
+    tickets.to_parquet(project.lifecycle_dir / "service_tickets.parquet", index=False)
+
+
 def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettings) -> None:
     tables = load_tables(project.lifecycle_dir)
     t1 = pd.Timestamp("2026-06-01", tz="UTC")
@@ -26,21 +51,7 @@ def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettin
     customer = alive["customer_id"].iloc[0]
 
     # A complaint opened one day after t1: a later feature value exists.
-    complaint = (
-        tables["service_tickets"]
-        .iloc[[0]]
-        .assign(
-            ticket_id="T-LATE",
-            customer_id=customer,
-            ticket_type="complaint",
-            opened_at=t1 + DAY,
-            closed_at=pd.NaT,
-            is_repeat=False,
-            sentiment=-0.9,
-        )
-    )
-    tickets = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
-    tickets.to_parquet(project.lifecycle_dir / "service_tickets.parquet", index=False)
+    _add_late_complaint(project, tables, customer, t1 + DAY, sentiment=-0.9)
     build_directory(project.lifecycle_dir, project.tables_dir, AS_OF, project.offline_engine)
 
     activity = pd.read_parquet(project.tables_dir / "customer_activity.parquet").set_index(
@@ -85,21 +96,7 @@ def test_later_events_never_reach_an_earlier_snapshots_features_of_change(
         ["customer_id", "event_timestamp"]
     )
 
-    complaint = (
-        tables["service_tickets"]
-        .iloc[[0]]
-        .assign(
-            ticket_id="T-LATE",
-            customer_id=customer,
-            ticket_type="complaint",
-            opened_at=t1 + DAY,
-            closed_at=pd.NaT,
-            is_repeat=False,
-            sentiment=-1.0,
-        )
-    )
-    tickets = pd.concat([tables["service_tickets"], complaint], ignore_index=True)
-    tickets.to_parquet(project.lifecycle_dir / "service_tickets.parquet", index=False)
+    _add_late_complaint(project, tables, customer, t1 + DAY, sentiment=-1.0)
     june = (usage["customer_id"] == customer) & (usage["month"] == t1)
     usage.loc[june, ["data_gb", "late_payment"]] = [1_000.0, True]
     usage.to_parquet(project.lifecycle_dir / "usage_monthly.parquet", index=False)

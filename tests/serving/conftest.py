@@ -67,6 +67,7 @@ def served(
             "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
             "artifact_root": root / "artifacts",
             "heldout_dir": root / "heldout",
+            "feature_service": "churn_v1",  # what small_training_set holds
             "params": {"max_rounds": 300, "early_stopping_rounds": 30},
         }
     )
@@ -78,6 +79,9 @@ def served(
             "action_db_url": f"sqlite:///{root / 'actions' / 'actions.db'}",
             "delivery": {"file_path": root / "actions" / "delivered.jsonl", "interval_s": 0.2},
             "actions": {
+                # the whole fee is margin: a kept customer is worth about 20 fees, so enough
+                # of the small world's customers get an offer for the action tests
+                "value": {"margin_rate": 1.0},
                 "callbacks": {"capacity_file": root / "no-forecast.parquet"},
                 "packages": {"candidates_file": root / "no-candidates.parquet"},
             },

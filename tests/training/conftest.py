@@ -70,5 +70,6 @@ def tracking(tmp_path: Path) -> TrainingSettings:
             "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "artifact_root": tmp_path / "artifacts",
             "heldout_dir": tmp_path / "heldout",
+            "feature_service": "churn_v1",  # what the training-set fixtures hold
         }
     )
