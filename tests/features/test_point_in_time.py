@@ -16,6 +16,24 @@ from tests.features.conftest import AS_OF
 DAY = pd.Timedelta(days=1)
 
 
+def _joined_around(
+    project: FeatureSettings, customer: str, t1: pd.Timestamp, t2: pd.Timestamp, service: str
+) -> pd.DataFrame:
+    """Feast's point-in-time join of `service` for `customer` at t1, 20 days later and t2,
+    indexed by those instants."""
+    store = open_store(project)
+    apply(store)
+    at = [t1, t1 + 20 * DAY, t2]
+    rows = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "event_timestamp": at,
+            "request_epoch_s": [int(t.timestamp()) for t in at],
+        }
+    )
+    return training_set(store, rows, service).set_index("event_timestamp")
+
+
 def _add_late_complaint(
     project: FeatureSettings,
     tables: dict[str, pd.DataFrame],
@@ -62,16 +80,7 @@ def test_a_later_ticket_never_reaches_an_earlier_snapshot(project: FeatureSettin
     assert after["unresolved_tickets"] >= 1
 
     # Feast's point-in-time join hands rows at t1 (and just before t2) the t1 values.
-    store = open_store(project)
-    apply(store)
-    rows = pd.DataFrame(
-        {
-            "customer_id": customer,
-            "event_timestamp": [t1, t1 + 20 * DAY, t2],
-            "request_epoch_s": [int(t.timestamp()) for t in (t1, t1 + 20 * DAY, t2)],
-        }
-    )
-    joined = training_set(store, rows, "churn_v1").set_index("event_timestamp")
+    joined = _joined_around(project, customer, t1, t2, "churn_v1")
     assert joined.loc[t1, "tickets_complaint_90d"] == before["tickets_complaint_90d"]
     assert joined.loc[t1 + 20 * DAY, "tickets_complaint_90d"] == before["tickets_complaint_90d"]
     assert joined.loc[t2, "tickets_complaint_90d"] == after["tickets_complaint_90d"]
@@ -116,16 +125,7 @@ def test_later_events_never_reach_an_earlier_snapshots_features_of_change(
     assert new["late_payment_rate_lifetime"] > old["late_payment_rate_lifetime"]
     assert new["data_gb_change_vs_prev_3m"] > old["data_gb_change_vs_prev_3m"]
 
-    store = open_store(project)
-    apply(store)
-    rows = pd.DataFrame(
-        {
-            "customer_id": customer,
-            "event_timestamp": [t1, t1 + 20 * DAY, t2],
-            "request_epoch_s": [int(t.timestamp()) for t in (t1, t1 + 20 * DAY, t2)],
-        }
-    )
-    joined = training_set(store, rows, "churn_v2").set_index("event_timestamp")
+    joined = _joined_around(project, customer, t1, t2, "churn_v2")
     for at, snapshot in ((t1, t1), (t1 + 20 * DAY, t1), (t2, t2)):
         pd.testing.assert_series_equal(
             joined.loc[at, changes].astype("float64"),
