@@ -5,6 +5,8 @@ Systems, each with the same number of uvicorn worker processes, on loopback:
 - ours: `retain serve`, `POST /v1/score` for one customer: online features, calibrated
   risk, exact reasons, proposed actions with contact-policy verdicts (API key checked);
 - ours, no cache: the same with `explanation_cache: 0` (TreeSHAP on every request);
+- ours, assisted: the same call from a call-centre agent (`context.channel` call_centre and
+  a live sentiment): with the agent's help (routing, home cell status, recent tickets);
 - mlflow: `mlflow models serve` of the same champion, the customer's features sent in the
   request (`dataframe_split`); returns the probability only;
 - naive: bench/naive_app.py, Feast `get_online_features` + pandas + `predict_proba` +
@@ -22,6 +24,7 @@ Needs the demo project (`make run`: data, materialized online store, champion).
 
     .venv/bin/python bench/serve.py                  # about 5 minutes
     .venv/bin/python bench/serve.py --seconds 5 --paced-seconds 8
+    .venv/bin/python bench/serve.py --systems ours "ours, assisted"   # the cost of the help
 """
 
 from __future__ import annotations
@@ -92,18 +95,23 @@ def active_sample(features: FeatureSettings, count: int, seed: int) -> list[str]
     return random.Random(seed).sample(ids, min(count, len(ids)))
 
 
-def write_bodies(folder: Path, ids: list[str], scorer: Scorer) -> tuple[Path, Path, Path]:
-    """One request body per line and system; mlflow's carry the customer's features."""
+def write_bodies(folder: Path, ids: list[str], scorer: Scorer) -> tuple[Path, Path, Path, Path]:
+    """One request body per line and system; mlflow's carry the customer's features; the
+    assisted ones come from a call-centre agent's CRM with a live sentiment."""
     columns = scorer.loaded.model.schema.columns
     rows = scorer.reader.read(ids, pd.Timestamp.now(tz="UTC"))
-    ours, naive, served = (folder / f"{name}.jsonl" for name in ("ours", "naive", "mlflow"))
-    with ours.open("w") as a, naive.open("w") as b, served.open("w") as c:
+    names = ("ours", "naive", "mlflow", "assisted")
+    ours, naive, served, assisted = (folder / f"{name}.jsonl" for name in names)
+    sentiments = random.Random(0)
+    with ours.open("w") as a, naive.open("w") as b, served.open("w") as c, assisted.open("w") as d:
         for i, customer in enumerate(ids):
             a.write(json.dumps({"customer_ids": [customer]}) + "\n")
             b.write(json.dumps({"customer_id": customer}) + "\n")
+            context = {"channel": "call_centre", "sentiment": round(sentiments.uniform(-1, 1), 2)}
+            d.write(json.dumps({"customer_ids": [customer], "context": context}) + "\n")
             values = [rows.columns[name][i] for name in columns]
             c.write(json.dumps({"dataframe_split": {"columns": columns, "data": [values]}}) + "\n")
-    return ours, naive, served
+    return ours, naive, served, assisted
 
 
 def start(system: System, log_dir: Path) -> None:
@@ -121,7 +129,7 @@ def start(system: System, log_dir: Path) -> None:
     )
 
 
-def wait_ready(system: System, timeout_s: float = 180) -> None:
+def wait_ready(system: System, timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert system.process is not None
@@ -208,6 +216,9 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=15, help="half-load run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--systems", nargs="+", help="only these (default: all but 'ours, assisted')"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -219,7 +230,7 @@ def main() -> None:
     model_uri = f"models:/{serving.model_name}@{serving.model_alias}"
     ids = active_sample(features, args.customers, args.seed)
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    ours_bodies, naive_bodies, mlflow_bodies = write_bodies(folder, ids, scorer)
+    ours_bodies, naive_bodies, mlflow_bodies, assisted_bodies = write_bodies(folder, ids, scorer)
     del scorer
     workers = str(args.workers)
     ours_env = {
@@ -227,6 +238,10 @@ def main() -> None:
         "RETAIN_SERVING_DELIVERY__ENABLED": "false",  # nothing to deliver: score only
         "RETAIN_SERVING_LIMITS__RATE_LIMIT": "off",  # one key at saturation: not the limiter
         "RETAIN_SERVING_RELOAD_INTERVAL_S": "0",
+        # a throwaway action log: scoring reads contact history and outages, writes nothing
+        "RETAIN_SERVING_ACTION_DB_URL": f"sqlite:///{folder / 'actions.db'}",
+        # several servers start at once on a small machine: slow starts are not hangs
+        "RETAIN_SERVING_WORKER_START_TIMEOUT_S": "600",
     }
     tracking_env = {"MLFLOW_TRACKING_URI": tracking.resolved_tracking_uri()}
     systems = {
@@ -240,6 +255,11 @@ def main() -> None:
             [str(BIN / "retain"), "serve", "--port", "{port}", "--workers", workers],
             {**ours_env, "RETAIN_SERVING_EXPLANATION_CACHE": "0"},
             "/v1/score", ours_bodies, "/readyz", API_KEY,
+        ),
+        "ours, assisted": System(
+            "ours, assisted",
+            [str(BIN / "retain"), "serve", "--port", "{port}", "--workers", workers],
+            ours_env, "/v1/score", assisted_bodies, "/readyz", API_KEY,
         ),
         "mlflow": System(
             "mlflow",
@@ -256,14 +276,19 @@ def main() -> None:
             "/docs",
         ),
     }  # fmt: skip
+    chosen = args.systems or [name for name in systems if name != "ours, assisted"]
+    if unknown := set(chosen) - set(systems):
+        raise SystemExit(f"unknown systems {sorted(unknown)}; there are {sorted(systems)}")
+    systems = {name: system for name, system in systems.items() if name in chosen}
     print(f"{len(ids)} customers, {args.workers} workers per system, {os.cpu_count()} cores")
     try:
         for system in systems.values():
             start(system, folder)
         for system in systems.values():
             wait_ready(system)
-        agreement = probabilities(systems, ids[:50], mlflow_bodies)
-        print(f"largest |probability difference| vs ours over 50 customers: {agreement}")
+        if {"ours", "mlflow", "naive"} <= set(systems):
+            agreement = probabilities(systems, ids[:50], mlflow_bodies)
+            print(f"largest |probability difference| vs ours over 50 customers: {agreement}")
 
         # rounds interleave the systems, so a slow spell of this shared machine hits all;
         # each system's best round is its maximum
@@ -297,8 +322,10 @@ def main() -> None:
         s, p = saturated[name], paced[name]
         print(f"| {name} | {s['rps']:.0f} | {p['p50_us'] / 1000:.2f} | {p['p99_us'] / 1000:.2f} |")
     print()
-    for ours in ("ours", "ours, no cache"):
+    for ours in ("ours", "ours, no cache", "ours, assisted"):
         for peer in ("mlflow", "naive"):
+            if ours not in saturated or peer not in saturated:
+                continue
             ratio = saturated[ours]["rps"] / saturated[peer]["rps"]
             print(f"throughput {ours} / {peer}: {ratio:.1f}x")
     if args.json:

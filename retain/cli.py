@@ -22,6 +22,7 @@ from features.table_checks import FeatureTableError
 from retain.base.settings import load_settings
 from serving import cli as serving_cli
 from serving import loop as loop_cli
+from serving import service_cli
 from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
@@ -36,10 +37,14 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(training_cli.train_app, name="train")
 app.add_typer(training_cli.promote_app, name="promote")
 app.command("forecast")(training_cli.forecast_command)
+app.command("staffing")(training_cli.staffing_command)
 app.command("serve")(serving_cli.serve_command)
 app.command("campaign")(serving_cli.campaign_command)
 app.command("daily")(serving_cli.daily_command)
 app.command("monitor")(serving_cli.monitor_command)
+app.command("kpis")(serving_cli.kpis_command)
+app.add_typer(service_cli.outages_app, name="outages")
+app.command("followups")(service_cli.followups_command)
 app.add_typer(serving_cli.action_log_app, name="action-log")
 app.command("housekeeping")(serving_cli.housekeeping_command)
 app.command("deliver")(loop_cli.deliver_command)
@@ -56,8 +61,10 @@ def run() -> None:
     repository, materialize the latest values into the online store, train the churn,
     treatment-effect and demand models (registered as challengers) and promote each if it
     beats its champion,
-    then forecast the next 8 weeks of demand with the champion, publish today's risk
-    list (risk_lists/<date>/) and monitor the same day (risk_lists/monitoring/<date>.json).
+    then forecast the next 8 weeks of demand with the champion and plan the agents from it,
+    publish today's risk list (risk_lists/<date>/), monitor the same day
+    (risk_lists/monitoring/<date>.json), open suspected outages and complaint follow-ups
+    and publish the service KPIs (risk_lists/kpis/<date>.json).
     """
     data = load_settings(DataSettings)
     summary = data_cli.run_generation(data)
@@ -80,9 +87,14 @@ def run() -> None:
     training_cli.promote_demand_command()
     horizon = load_settings(DemandSettings).horizon_weeks
     training_cli.forecast_command(weeks=min(8, horizon))
+    training_cli.staffing_command()  # hotline and online agents from the service-load forecast
     # today's list; the simulated world ends at `as_of`: once its features are too old
     # for today (the activity TTL), the list is the one for the world's last day
     serving = load_settings(ServingSettings)
+    # the service KPIs first, so that the day's page shows them (they are as of the data's
+    # last day at the latest)
+    last = min(serving_cli.today(serving), data.as_of.astimezone(UTC).date())
+    serving_cli.kpis_command(weeks=None, day=last.isoformat())
     try:
         day = serving_cli.today(serving)
         serving_cli.publish_daily_list(day, serving)
@@ -91,6 +103,9 @@ def run() -> None:
         typer.echo(f"({error}: the list for the data's last day, {day}, instead)")
         serving_cli.publish_daily_list(day, serving)
     serving_cli.publish_monitoring(day, serving)  # the same day's drift and performance
+    # the service side of the same day: suspected outages, complaint follow-ups
+    service_cli.detect_command(day=day.isoformat())
+    service_cli.followups_command(day=day.isoformat())
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"

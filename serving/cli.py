@@ -30,6 +30,9 @@ from serving.auth import KeyConfigError, load_keys, write_keys_file
 from serving.daily import run_daily
 from serving.decisions import decision_service
 from serving.housekeeping import RetentionError, housekeeping
+from serving.kpi_job import print_kpis, run_kpis
+from serving.kpi_settings import KpiSettings
+from serving.kpis import KpiDataError
 from serving.monitoring import MonitoringSettings, ReferenceMissing, print_monitored, run_monitor
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from serving.settings import DailySettings, ServingSettings
@@ -292,3 +295,38 @@ def action_log_current_command() -> None:
         f"action log {engine.url.render_as_string(hide_password=True)}: {revision} "
         f"(this version's: {head_revision()})"
     )
+
+
+def kpis_command(
+    weeks: Annotated[
+        int | None, typer.Option(min=1, max=104, help="Complete weeks shown (default: config).")
+    ] = None,
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--day",
+            help="KPIs of the weeks complete by this day, YYYY-MM-DD (default: today in the "
+            "customers' time zone).",
+        ),
+    ] = None,
+) -> None:
+    """Service KPIs by region and week against their targets (configs/kpis.yaml), and the
+    alerts: a KPI missing its target two weeks running, contacts above the service-load
+    forecast, each with the ticket types and cell sites that grew most. Published to
+    risk_lists/kpis/<day>.json."""
+    serving = load_settings(ServingSettings)
+    try:
+        when = date.fromisoformat(day) if day else today(serving)
+    except ValueError as error:
+        typer.echo(f"error: --day {day!r}: expected YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from error
+    features = load_settings(FeatureSettings)
+    try:
+        done = run_kpis(
+            when, load_settings(KpiSettings), features.lifecycle_dir,
+            load_settings(DailySettings).output_dir, weeks,
+        )  # fmt: skip
+    except KpiDataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    print_kpis(done)

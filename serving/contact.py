@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from serving.care import contact_profile, ordered_channels
 from serving.domain import (
     MANDATORY,
     ActionStatus,
@@ -61,10 +62,12 @@ def check(
     now: datetime,
     respect_quiet_hours: bool = True,
 ) -> Verdict:
-    """Apply de-duplication, cooldown, consent, frequency caps and quiet hours.
+    """Apply de-duplication, cooldown, the do-not-call list, consent, frequency caps and quiet
+    hours, trying the channels in the customer's order of preference (`serving.care`).
 
-    Mandatory service messages (outage notices) need no marketing consent and are not
-    capped; quiet hours defer them unless the caller says otherwise (a critical outage).
+    Service duties (outage notices, complaint follow-ups) need no marketing consent and are
+    not capped; the do-not-call list stops their calls too; quiet hours defer them unless
+    the caller says otherwise (an outage whose rule skips them).
     Windows look back from `now` and leave out their far edge: an offer made exactly
     `offer_cooldown_days` ago no longer blocks one, a message sent exactly 7 days ago no
     longer counts against the weekly cap. Missing consent is no consent.
@@ -105,7 +108,12 @@ def check(
     suppressions: list[Suppression] = []
     week_ago = now - CAP_WINDOW
     chosen: Channel | None = None
-    for channel in proposal.channels:
+    for channel in ordered_channels(proposal.channels, contact_profile(contact, policy.care)):
+        if channel == "phone" and contact.do_not_call:
+            suppressions.append(
+                Suppression("do_not_call", "the customer is on the do-not-call list", channel)
+            )
+            continue
         if not mandatory and not contact.consent.get(channel, False):
             suppressions.append(Suppression("no_consent", f"no consent for {channel}", channel))
             continue

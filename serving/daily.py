@@ -35,6 +35,8 @@ from serving.decisions import DecisionService, decision_service
 from serving.domain import CustomerScore, CustomerValue
 from serving.effects import LoadedEffects, load_effect_champion
 from serving.explain import batch_contributions
+from serving.kpi_job import latest_kpis
+from serving.kpis import kpis_view
 from serving.monitoring_results import latest_result
 from serving.reasons import top_reasons
 from serving.report import render_report, report_plots
@@ -42,6 +44,7 @@ from serving.scoring import LoadedModel, load_champion, read_contact, scoring_re
 from serving.settings import DailySettings, RiskBands, ServingSettings
 from serving.spark_scoring import risk_bands, score_on_spark, spark_latest_features
 from serving.value import customer_values
+from training.demand.staffing import staffing_view
 from training.experiments import connect
 from training.settings import TrainingSettings
 
@@ -357,6 +360,19 @@ def earlier_summaries(output_dir: Path, day: date, count: int) -> list[dict[str,
     return [found[key] for key in sorted(found)][-count:]
 
 
+def service_sections(daily: DailySettings, day: date) -> dict[str, Any]:
+    """The page's service sections: the latest KPIs (`retain kpis`) on or before `day` and
+    the agent plan (`retain staffing`); None where not published."""
+    kpis = latest_kpis(daily.output_dir, day)
+    staffing = None
+    if daily.staffing_file.exists():
+        try:
+            staffing = staffing_view(pd.read_parquet(daily.staffing_file))
+        except (OSError, ValueError, KeyError) as error:  # a page without it, not no page
+            log.warning("cannot show the staffing plan %s: %s", daily.staffing_file, error)
+    return {"kpis": kpis_view(kpis) if kpis is not None else None, "staffing": staffing}
+
+
 def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) -> Path:
     """Write risk_lists/D/ as one atomic swap: readers see the old list or the new one."""
     trend = earlier_summaries(daily.output_dir, risk.day, daily.trend_days)
@@ -366,7 +382,10 @@ def publish(risk: RiskList, daily: DailySettings, render: Callable[..., str]) ->
         risk.listed.to_csv(folder / CSV_FILE, index=False)
         (folder / SUMMARY_FILE).write_text(json.dumps(risk.summary, indent=2))
         monitoring = latest_result(daily.output_dir, risk.day)  # `retain monitor`'s latest
-        (folder / REPORT_FILE).write_text(render(risk, trend, daily.table_rows, monitoring))
+        service = service_sections(daily, risk.day)
+        (folder / REPORT_FILE).write_text(
+            render(risk, trend, daily.table_rows, monitoring, **service)
+        )
 
     return publish_folder(daily.output_dir / risk.day.isoformat(), write)
 

@@ -4,24 +4,26 @@
 verdicts, nothing recorded. `decide` (`/v1/decide`) is the same plan, recorded in the
 action log (queued, deferred to the end of quiet hours, waiting for callback capacity,
 or suppressed with its reasons). `plan` serves customers scored elsewhere (the daily
-list), `campaign` notifies seasonal-package candidates, `outage` fans a network event out
-to the customers homed on its sites, `promote_waiting` gives free callback slots to the
-waiting. Every path plans with the same code, so they cannot drift apart.
+list), `campaign` notifies seasonal-package candidates, `outages` runs an outage's
+lifecycle (`serving.outage_service`) over the customers homed on its sites,
+`promote_waiting` gives free callback slots to the waiting. Every path plans with the same
+code, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from serving.action_log.keys import dedupe_key, local_day
 from serving.action_log.log import ActionLog
+from serving.care import contact_profile
 from serving.contact import check
 from serving.domain import (
     ActionRecord,
@@ -36,12 +38,12 @@ from serving.domain import (
     Verdict,
 )
 from serving.experiment import RETENTION, assign
-from serving.forecasts import CapacityForecast, Refreshing, read_candidates
-from serving.home_cells import HomeCells, OutageIndexError
+from serving.follow_ups import FollowUpService
+from serving.forecasts import CapacityForecast, Refreshing, read_candidates, read_do_not_call
+from serving.home_cells import HomeCells
+from serving.outage_service import OutageService
 from serving.policy import (
     customer_value,
-    outage_callback,
-    outage_notice,
     propose,
     retention_options,
     seasonal_package,
@@ -103,9 +105,15 @@ class DecisionService:
         self.candidates: Refreshing[dict[str, list[PackageCandidate]]] = Refreshing(
             settings.actions.packages.candidates_file, read_candidates, {}
         )
+        dnc = settings.contact.do_not_call_file
+        self.do_not_call: Refreshing[frozenset[str]] | None = (
+            Refreshing(dnc, read_do_not_call, frozenset()) if dnc is not None else None
+        )
         self.zone = ZoneInfo(settings.contact.timezone)
         # the contact policy looks back over a week of caps and the offer cooldown
         self.history_days = max(8, settings.contact.offer_cooldown_days + 1)
+        self.outages = OutageService(self)
+        self.follow_ups = FollowUpService(self)
 
     # --- planning -----------------------------------------------------------------------------
     def proposals(self, item: CustomerScore, now: datetime) -> list[Proposal]:
@@ -149,9 +157,24 @@ class DecisionService:
         found = self.log.history(customer_ids, now, self.history_days)
         return {c: [a for a in past if a.created_at <= now] for c, past in found.items()}
 
+    def with_do_not_call(
+        self, scores: Sequence[CustomerScore | UnknownCustomer]
+    ) -> list[CustomerScore | UnknownCustomer]:
+        """The scores with the do-not-call list applied to their contact profiles."""
+        listed = self.do_not_call.get() if self.do_not_call is not None else frozenset()
+        if not listed:
+            return list(scores)
+        return [
+            replace(s, contact=replace(s.contact, do_not_call=True))
+            if isinstance(s, CustomerScore) and s.customer_id in listed
+            else s
+            for s in scores
+        ]
+
     def plan(self, scores: Sequence[CustomerScore], now: datetime) -> dict[str, Planned]:
         """Each scored customer's proposals and verdicts now; the contact history is read
         only for customers with something to propose."""
+        scores = [s for s in self.with_do_not_call(scores) if isinstance(s, CustomerScore)]
         proposals = {item.customer_id: self.proposals(item, now) for item in scores}
         history = self.history([c for c, found in proposals.items() if found], now)
         plans = {
@@ -308,6 +331,9 @@ class DecisionService:
             suppressed=status == ActionStatus.SUPPRESSED,
         )
         details = {"reason": proposal.reason, **proposal.details}
+        needs = contact_profile(item.contact, self.settings.contact.care).needs
+        if needs:  # large print, a dedicated agent: what the CRM and the print shop must honour
+            details["care"] = needs
         if "arm" in details:  # a marketing decision: what attribution and retraining need
             details.update(
                 churn_probability=round(item.churn_probability, 6),
@@ -353,7 +379,8 @@ class DecisionService:
         """The customers' scores and contact histories, a request's worth at a time."""
         for start in range(0, len(ids), self.settings.max_customers):
             chunk = ids[start : start + self.settings.max_customers]
-            yield self._scorer().score(chunk, pd.Timestamp(now)), self.history(chunk, now)
+            scores = self.with_do_not_call(self._scorer().score(chunk, pd.Timestamp(now)))
+            yield scores, self.history(chunk, now)
 
     def campaign(self, now: datetime, package: str | None = None) -> dict[str, int]:
         """Notify the candidates of every seasonal-package campaign due now (or of one
@@ -391,75 +418,6 @@ class DecisionService:
             for record, created in log.record(new, now) if new else []:
                 counts["already" if not created else record.status.value] += 1
         return counts
-
-    def _outage_actions(
-        self, item: CustomerScore, history: list[PastAction], details: dict[str, Any], now: datetime
-    ) -> list[NewAction]:
-        """A notice (a service message: quiet hours wait unless critical), and a callback for
-        customers both at high risk and valuable."""
-        event_id = details["event_id"]
-        notice = outage_notice(details)
-        critical = details["severity"] == "critical"
-        contact_policy = self.settings.contact
-        verdict = check(notice, item.contact, history, contact_policy, now, not critical)
-        found = [self.new_action(item, notice, verdict, now, "outage", f"outage:{event_id}")]
-        call = outage_callback(item, item.contact, self.settings.actions, now, event_id)
-        if call is not None:
-            verdict = check(call, item.contact, history, contact_policy, now)
-            found.append(self.new_action(item, call, verdict, now, "outage"))
-        return found
-
-    def outage(
-        self,
-        event_id: str,
-        sites: Sequence[str],
-        start: datetime,
-        expected_end: datetime | None,
-        severity: str,
-        now: datetime,
-    ) -> tuple[dict[str, int], bool]:
-        """Notify every active customer homed on `sites`; (counts, whether already known)."""
-        log = self._log()
-        known = log.outage(event_id)
-        if known is not None:
-            return dict(known["counts"]), True
-        if self.home_cells is None:
-            raise OutageIndexError(
-                "no customer-to-cell index: the feature tables (customer_profile, "
-                "customer_activity) were not found; run `retain features build`"
-            )
-        affected = self.home_cells.customers(sites)
-        counts = dict.fromkeys(
-            ("notified", "deferred", "callbacks", "unreachable", "already_notified"), 0
-        )
-        counts["affected"] = len(affected)
-        details = {
-            "event_id": event_id,
-            "sites": list(sites),
-            "start": start.isoformat(),
-            "expected_end": expected_end.isoformat() if expected_end else None,
-            "severity": severity,
-        }
-        for scores, history in self._scored(affected, now):
-            new = []
-            for item in scores:
-                if isinstance(item, CustomerScore):
-                    new += self._outage_actions(
-                        item, history.get(item.customer_id, []), details, now
-                    )
-                else:
-                    counts["unreachable"] += 1
-            for record, created in log.record(new, now) if new else []:
-                if record.action_type == "callback":
-                    counts["callbacks"] += int(created and record.status != ActionStatus.SUPPRESSED)
-                elif not created:
-                    counts["already_notified"] += 1
-                elif record.status == ActionStatus.DEFERRED:
-                    counts["deferred"] += 1
-                elif record.status == ActionStatus.QUEUED:
-                    counts["notified"] += 1
-        log.record_outage(event_id, details, counts, now)
-        return counts, False
 
     def promote_waiting(self, now: datetime) -> tuple[int, int]:
         """Today's free callback slots to the waiting, by priority; (promoted, expired)."""

@@ -14,10 +14,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 Channel = Literal["sms", "app_push", "email", "phone"]
-ActionType = Literal["retention_offer", "callback", "outage_notice", "seasonal_package"]
+ActionType = Literal[
+    "retention_offer", "callback", "outage_notice", "seasonal_package", "follow_up", "escalation"
+]
 Band = Literal["high", "medium", "low"]
 Arm = Literal["policy", "exploration", "control"]
-MANDATORY: frozenset[str] = frozenset({"outage_notice"})  # service messages, not marketing
+# service duties, not marketing: no marketing consent or frequency cap applies to them (quiet
+# hours and the do-not-call list still do)
+MANDATORY: frozenset[str] = frozenset({"outage_notice", "follow_up", "escalation"})
 
 
 class ActionStatus(StrEnum):
@@ -35,6 +39,11 @@ class ActionStatus(StrEnum):
     DECLINED = "declined"
     NO_ANSWER = "no_answer"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # withdrawn before it went out (an outage ended first)
+    ESCALATED = "escalated"  # a follow-up past its deadline, pushed to a supervisor
+    SATISFIED = "satisfied"  # a follow-up's outcomes: the customer confirmed ...
+    NOT_SATISFIED = "not_satisfied"  # ... or not (a second-level task opens) ...
+    UNREACHABLE = "unreachable"  # ... or could not be reached
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,26 @@ class Contact:
     monthly_fee: float
     has_account_manager: bool
     consent: dict[Channel, bool]  # a channel missing here is not consented to
+    age_band: str | None = None
+    large_print: bool = False  # asked for large-print bills and letters
+    do_not_call: bool = False  # on the do-not-call list: no phone call, even a service one
+
+
+@dataclass(frozen=True)
+class ContactProfile:
+    """How to reach a customer with care (`serving.care`): channels in order of preference,
+    channels to try last, and the accessibility needs every message carries."""
+
+    preferred: tuple[Channel, ...] = ()
+    avoided: tuple[Channel, ...] = ()
+    large_print: bool = False
+    dedicated_agent: bool = False
+
+    @property
+    def needs(self) -> dict[str, bool]:
+        """What an action's details carry for the CRM and the print shop (only what applies)."""
+        found = {"large_print": self.large_print, "dedicated_agent": self.dedicated_agent}
+        return {name: True for name, wanted in found.items() if wanted}
 
 
 @dataclass(frozen=True)

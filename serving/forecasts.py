@@ -98,3 +98,11 @@ def read_candidates(path: Path) -> dict[str, list[PackageCandidate]]:
             )
         )
     return found
+
+
+def read_do_not_call(path: Path) -> frozenset[str]:
+    """The do-not-call list: a CSV with a `customer_id` column."""
+    found = pd.read_csv(path, dtype=str)
+    if "customer_id" not in found.columns:
+        raise ValueError(f"{path}: a customer_id column is expected, found {list(found.columns)}")
+    return frozenset(found["customer_id"].dropna().str.strip())

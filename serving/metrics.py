@@ -9,7 +9,7 @@ its own counters: scrape them per worker or run one worker per container.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -72,6 +72,7 @@ class ApiMetrics:
         risk_lists = getattr(app.state, "risk_lists", None)
         if risk_lists is not None:  # the monitoring results published beside the lists
             self.registry.register(MonitoringCollector(Path(risk_lists)))
+        self.registry.register(FollowUpCollector(lambda: _follow_up_counts(app)))
 
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:
@@ -161,3 +162,28 @@ class MonitoringCollector(Collector):
         for name, (text, value) in figures.items():
             if value is not None:
                 yield GaugeMetricFamily(name, text, value=float(value))
+
+
+def _follow_up_counts(app: FastAPI) -> dict[str, int]:
+    state = getattr(app.state, "serving", None)
+    decisions = getattr(state, "decisions", None)
+    return dict(decisions.follow_ups.last_counts) if decisions is not None else {}
+
+
+class FollowUpCollector(Collector):
+    """Complaint follow-ups open, overdue and escalated, as the latest escalation pass
+    (every `callbacks.promote_interval_s`) counted them: a scrape queries nothing."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        found = self.counts()
+        if not found:
+            return
+        gauge = GaugeMetricFamily(
+            "retain_follow_ups", "Complaint follow-ups by state", labels=["state"]
+        )
+        for state, count in sorted(found.items()):
+            gauge.add_metric([state], float(count))
+        yield gauge

@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 import mlflow
 import numpy as np
 import pandas as pd
-import requests
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -43,6 +42,7 @@ from features.settings import FeatureSettings
 from features.store import open_store
 from retain.base.settings import StageSettings
 from serving.action_log.log import ActionLog
+from serving.alerts import send_alerts
 from serving.daily import score_all, scoring_instant
 from serving.domain import ActionStatus
 from serving.drift import DriftLimits, Status, feature_drift, score_psi, status_of, worst
@@ -410,32 +410,15 @@ def log_monitoring_run(
 
 def raise_alerts(result: dict[str, Any], monitoring: MonitoringSettings) -> None:
     """One structured log line per alert; and the day's alerts POSTed to the webhook."""
-    for alert in result["alerts"]:
-        log.warning(
-            json.dumps(
-                {
-                    "event": "monitoring_alert",
-                    "date": result["date"],
-                    "model": result["model"],
-                    **alert,
-                },
-                default=str,
-            )
-        )
-    url = monitoring.alert_webhook_url
-    if not result["alerts"] or url is None:
-        return
-    body = {key: result[key] for key in ("date", "model", "run_id", "status", "alerts")}
-    try:
-        response = requests.post(
-            url,
-            json=json.loads(json.dumps(body, default=str)),
-            headers={"Idempotency-Key": f"monitor-{result['date']}-{result['run_id']}"},
-            timeout=monitoring.alert_webhook_timeout_s,
-        )
-        response.raise_for_status()
-    except requests.RequestException as error:  # the log line and the result stand
-        log.error("monitoring alert webhook %s failed: %s", url, error)
+    send_alerts(
+        "monitoring_alert",
+        {"date": result["date"], "model": result["model"]},
+        result["alerts"],
+        {key: result[key] for key in ("date", "model", "run_id", "status", "alerts")},
+        (monitoring.alert_webhook_url, monitoring.alert_webhook_timeout_s),
+        f"monitor-{result['date']}-{result['run_id']}",
+        log,
+    )
 
 
 def run_monitor(

@@ -183,33 +183,72 @@ def is_valuable(contact: Contact, value: float, policy: ActionPolicy) -> bool:
     )
 
 
+def _drivers(score: CustomerScore, features: Sequence[str]) -> list[str]:
+    return [r.feature for r in score.reasons if r.feature in features]
+
+
 def callback(
     score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime
 ) -> Proposal | None:
     """The fallback rule, without a treatment-effect model: an account-manager call for
-    valuable customers whose risk comes from complaints."""
+    valuable customers whose risk comes from complaints, or from a contract ending (the
+    renewal call that goes with the offer)."""
     rule = policy.callbacks
     value = customer_value(score)
-    drivers = [r.feature for r in score.reasons if r.feature in rule.complaint_features]
+    complaints = _drivers(score, rule.complaint_features)
+    renewal = _drivers(score, rule.renewal_features)
     eligible = (
         is_valuable(contact, value, policy) and score.churn_probability >= rule.min_probability
     )
-    if not (eligible and drivers):
+    if not (eligible and (complaints or renewal)):
         return None
     net = score.churn_probability * value * rule.save_rate - rule.cost
     if net <= 0:
         return None
     urgent = score.risk_band == "high"
     due = now + timedelta(hours=rule.urgent_hours if urgent else rule.normal_hours)
+    why = (
+        f"complaint-driven risk ({', '.join(complaints)})"
+        if complaints
+        else f"contract ending ({', '.join(renewal)}): a renewal call with the offer"
+    )
     return Proposal(
         "callback",
         round(net, 2),
         ("phone",),
-        f"complaint-driven risk ({', '.join(drivers)}): risk {score.churn_probability:.1%} x "
-        f"{value_words(score)} x save rate {rule.save_rate:.0%} - cost {rule.cost:.0f}",
-        {"drivers": drivers, "cost": rule.cost},
+        f"{why}: risk {score.churn_probability:.1%} x {value_words(score)} x save rate "
+        f"{rule.save_rate:.0%} - cost {rule.cost:.0f}",
+        {"drivers": complaints or renewal, "cost": rule.cost, "renewal": not complaints},
         priority=round(score.churn_probability * value, 2),
         due_at=due,
+    )
+
+
+def renewal_call(
+    score: CustomerScore,
+    contact: Contact,
+    policy: ActionPolicy,
+    now: datetime,
+    options: Sequence[Proposal],
+) -> Proposal | None:
+    """With a treatment-effect model: the account-manager call that goes with a contract-end
+    offer for a valuable customer, when its own estimated value is positive (the guides
+    pair the exclusive offer with the call)."""
+    rule = policy.callbacks
+    renewal = _drivers(score, rule.renewal_features)
+    call = next((o for o in options if o.action_type == "callback"), None)
+    if not renewal or call is None or call.expected_value <= 0:
+        return None
+    if score.churn_probability < rule.min_probability:
+        return None
+    return Proposal(
+        call.action_type,
+        call.expected_value,
+        call.channels,
+        f"contract ending ({', '.join(renewal)}): a renewal call with the offer; {call.reason}",
+        {**call.details, "drivers": renewal, "renewal": True},
+        priority=call.priority,
+        due_at=call.due_at,
     )
 
 
@@ -228,19 +267,33 @@ def outage_notice(details: dict[str, Any]) -> Proposal:
 
 
 def outage_callback(
-    score: CustomerScore, contact: Contact, policy: ActionPolicy, now: datetime, event_id: str
+    score: CustomerScore,
+    contact: Contact,
+    policy: ActionPolicy,
+    now: datetime,
+    event_id: str,
+    severity: str = "major",
+    cared_for: bool = False,
 ) -> Proposal | None:
-    """An urgent account-manager call for a valuable customer at high risk hit by an outage."""
+    """An urgent call after an outage: an account manager's for a valuable customer at high
+    risk, or a service call for a customer in care (older, large print) when the outage is
+    severe enough (`outages.care_call_severities`): a service duty, whatever the value."""
     value = customer_value(score)
-    if score.risk_band != "high" or not is_valuable(contact, value, policy):
+    at_risk = score.risk_band == "high" and is_valuable(contact, value, policy)
+    duty = cared_for and severity in policy.outages.care_call_severities
+    if not (at_risk or duty):
         return None
+    why = (
+        f"high-risk customer ({score.churn_probability:.1%}, {value_words(score)})"
+        if at_risk
+        else "a customer in care (service duty)"
+    )
     return Proposal(
         "callback",
         0.0,
         ("phone",),
-        f"high-risk customer ({score.churn_probability:.1%}, {value_words(score)}) hit by "
-        f"outage {event_id}",
-        {"event_id": event_id},
+        f"{why} hit by outage {event_id}",
+        {"event_id": event_id, "service_duty": duty and not at_risk},
         priority=round(score.churn_probability * value, 2),
         due_at=now + timedelta(hours=policy.callbacks.urgent_hours),
     )
@@ -282,10 +335,14 @@ def propose(
     options: list[Proposal] | None = None,
 ) -> list[Proposal]:
     """Every action worth taking for this customer now, best expected value first."""
-    retention = (
-        [best_retention(score, contact, policy, now, options)]
-        if score.effects is not None
-        else [best_offer(score, contact, policy), callback(score, contact, policy, now)]
-    )
+    if score.effects is not None:
+        if options is None:
+            options = retention_options(score, contact, policy, now)
+        best = best_retention(score, contact, policy, now, options)
+        retention = [best]
+        if best is not None and best.action_type == "retention_offer":
+            retention.append(renewal_call(score, contact, policy, now, options))
+    else:
+        retention = [best_offer(score, contact, policy), callback(score, contact, policy, now)]
     found = [*retention, *(seasonal_package(c, policy, now) for c in candidates)]
     return sorted((p for p in found if p), key=lambda p: p.expected_value, reverse=True)

@@ -1,5 +1,6 @@
 """Each day's free callback slots to the waiting callbacks, by priority, in a background
-thread of the API; those that waited too long expire."""
+thread of the API; those that waited too long expire. The same pass escalates complaint
+follow-ups past their deadline (`serving.follow_ups`)."""
 
 from __future__ import annotations
 
@@ -27,4 +28,9 @@ class CallbackPromoter(BackgroundLoop):
                 service.promote_waiting(datetime.now(UTC))
             except Exception as error:  # the database is briefly unavailable: try again later
                 report_failure(log, "callback promotion failed", error)
+            try:
+                for record in service.follow_ups.escalate_overdue(datetime.now(UTC)):
+                    log.warning("follow-up escalated: %s", record.details.get("reason"))
+            except Exception as error:
+                report_failure(log, "follow-up escalation failed", error)
         return self.interval_s

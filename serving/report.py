@@ -237,9 +237,12 @@ def render_report(
     earlier: list[dict[str, Any]],
     table_rows: int,
     monitoring: dict[str, Any] | None = None,
+    kpis: dict[str, Any] | None = None,
+    staffing: dict[str, Any] | None = None,
 ) -> str:
     """The page: headline figures, plots, the latest monitoring result (`monitoring`, a
-    `retain monitor` result, if any) and a sortable, filterable table."""
+    `retain monitor` result, if any), the service KPIs and agent plan (views of `retain
+    kpis` and `retain staffing`, if any) and a sortable, filterable table."""
     summary = risk.summary
     actions = summary["actions"]
     plots = report_plots(risk, earlier)
@@ -261,4 +264,6 @@ def render_report(
         rows=markupsafe.Markup(_script_json(_table_rows(risk.listed, table_rows))),
         columns=markupsafe.Markup(json.dumps(TABLE_COLUMNS)),
         monitoring=monitoring_view(monitoring),
+        kpis=kpis,
+        staffing=staffing,
     )

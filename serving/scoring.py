@@ -86,6 +86,8 @@ def read_contact(customer_id: str, values: Mapping[str, Any]) -> Contact:
             channel: bool(values[column]) if pd.notna(values[column]) else False
             for channel, column in CHANNEL_CONSENT.items()
         },
+        age_band=str(values["age_band"]) if pd.notna(values.get("age_band")) else None,
+        large_print=bool(values["large_print"]) if pd.notna(values.get("large_print")) else False,
     )
 
 

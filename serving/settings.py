@@ -89,6 +89,11 @@ class Callbacks(BaseModel):
         ],
         description="A reason among these makes the risk complaint-driven.",
     )
+    renewal_features: list[str] = Field(
+        default_factory=lambda: ["days_to_contract_end"],
+        description="A reason among these makes the risk a contract ending: a valuable "
+        "customer gets a renewal call beside the offer.",
+    )
     save_rate: float = Field(0.4, ge=0, le=1, description="P(a callback keeps a churner).")
     cost: float = Field(15.0, ge=0, description="An account manager's time per callback.")
     urgent_hours: float = Field(4.0, gt=0, description="Due time at high risk.")
@@ -185,6 +190,68 @@ class CustomerValueSettings(BaseModel):
     )
 
 
+Severity = Literal["minor", "major", "critical"]
+
+
+class QuietHoursRule(BaseModel):
+    """When an outage notice goes out in the quiet hours: every condition given must hold."""
+
+    severities: list[Severity] = Field(min_length=1)
+    min_affected: int = Field(0, ge=0, description="Customers homed on the outage's sites.")
+    repaired_before_quiet_end: bool = Field(
+        False,
+        description="Only when the expected repair comes before the quiet hours end: a notice "
+        "held to the morning would arrive after the repair.",
+    )
+
+
+def _default_quiet_rules() -> list[QuietHoursRule]:
+    return [
+        QuietHoursRule(severities=["critical"]),
+        QuietHoursRule(severities=["major"], min_affected=200),
+        QuietHoursRule(severities=["major"], repaired_before_quiet_end=True),
+    ]
+
+
+class OutagePolicy(BaseModel):
+    """The outage lifecycle: who is told, when, and what follows."""
+
+    skip_quiet_hours: list[QuietHoursRule] = Field(
+        default_factory=_default_quiet_rules,
+        description="A notice skips the quiet hours when any rule matches (planned work never).",
+    )
+    planned_lead_hours: float = Field(
+        48.0, ge=0, description="Planned maintenance is announced this long before it starts."
+    )
+    notify_suspected: bool = Field(
+        False,
+        description="Tell customers of a detected outage before operations confirm it.",
+    )
+    care_call_severities: list[Severity] = Field(
+        default_factory=lambda: list[Severity](["critical"]),
+        description="Outages whose customers in care (older, large print) get a service call "
+        "whatever their value.",
+    )
+
+
+class FollowUps(BaseModel):
+    """The call after a complaint or fault ticket closes, to confirm the customer is satisfied."""
+
+    ticket_types: list[str] = Field(
+        default_factory=lambda: ["complaint", "network_fault", "billing_dispute"],
+        description="Ticket types whose closing opens a follow-up.",
+    )
+    due_hours: float = Field(
+        72.0, gt=0, description="The follow-up is due this long after the ticket closed."
+    )
+    second_level_hours: float = Field(
+        24.0, gt=0, description="A 'not satisfied' opens a second-level task due this soon."
+    )
+    lookback_days: int = Field(
+        7, ge=1, description="`retain followups` opens tasks for tickets closed this far back."
+    )
+
+
 class ActionPolicy(BaseModel):
     """How a score becomes actions (the design card's expected-value rule)."""
 
@@ -197,6 +264,21 @@ class ActionPolicy(BaseModel):
     )
     experiment: Experiment = Experiment()
     budget: Budget = Budget()
+    outages: OutagePolicy = OutagePolicy()
+    follow_ups: FollowUps = FollowUps()
+
+
+class Care(BaseModel):
+    """Customers who need contact with care: the older age bands and those who asked for
+    large print get their preferred channels first, the avoided ones last, and a dedicated
+    agent."""
+
+    age_bands: list[str] = Field(default_factory=lambda: ["60+"])
+    preferred_channels: list[Channel] = Field(
+        default_factory=lambda: list[Channel](["phone", "sms"])
+    )
+    avoided_channels: list[Channel] = Field(default_factory=lambda: list[Channel](["app_push"]))
+    dedicated_agent: bool = Field(True, description="Older customers get a dedicated agent.")
 
 
 class ContactPolicy(BaseModel):
@@ -212,6 +294,12 @@ class ContactPolicy(BaseModel):
     )
     offer_cooldown_days: int = Field(
         30, ge=0, description="No new offer sooner than this many days after one (0: none)."
+    )
+    care: Care = Field(default_factory=lambda: Care())
+    do_not_call_file: Path | None = Field(
+        None,
+        description="CSV with a customer_id column: never phoned, not even for a service duty "
+        "(re-read when it changes).",
     )
 
 
@@ -329,6 +417,55 @@ class Retention(BaseModel):
     batch: int = Field(1000, ge=1, description="Decisions pseudonymized per transaction.")
 
 
+ContactChannel = Literal["call_centre", "retail", "app", "web", "crm_batch"]
+AGENT_CHANNELS: tuple[ContactChannel, ...] = ("call_centre", "retail")  # an agent on the line
+
+
+class AgentAssist(BaseModel):
+    """Help for the agent on a live contact (`/v1/score` with an agent's channel): where to
+    route the customer, the home cell's status, the recent tickets. Tickets and cell
+    quality are read from the lifecycle tables into memory, re-read when they change.
+    Customers in care (`contact.care`: older, large print) get a dedicated agent."""
+
+    channels: list[ContactChannel] = Field(
+        default_factory=lambda: list(AGENT_CHANNELS),
+        description="Channels with an agent on the contact: only these get assistance.",
+    )
+    tickets_file: Path = Path("data/lifecycle/service_tickets.parquet")
+    cell_quality_file: Path = Path("data/lifecycle/cell_quality_daily.parquet")
+    refresh_s: float = Field(30.0, gt=0, description="How often the files are checked for change.")
+    recent_tickets: int = Field(
+        5, ge=1, le=50, description="Tickets shown (and kept) per customer."
+    )
+    negative_sentiment: float = Field(
+        -0.4, ge=-1, le=1, description="Live sentiment below this routes to a senior agent."
+    )
+    complaint_types: list[str] = Field(
+        default_factory=lambda: ["complaint", "network_fault", "billing_dispute"],
+        description="Ticket types that count as complaints.",
+    )
+    unresolved_complaints: int = Field(
+        2, ge=1, le=20, description="This many complaints not resolved at first contact ..."
+    )
+    complaint_days: int = Field(
+        30, ge=1, le=365, description="... within these days: a senior agent."
+    )
+    sentiment_script: str = Field("deescalate-live-anger", min_length=1)
+    complaints_script: str = Field("deescalate-repeat-complaint", min_length=1)
+    cell_days: int = Field(
+        28, ge=2, le=365, description="Days of cell quality kept per site: the recent normal."
+    )
+    degraded_ratio: float = Field(
+        2.0, gt=1, description="A drop rate this many times the site's recent median: degraded."
+    )
+    outage_refresh_s: float = Field(
+        2.0,
+        ge=0,
+        description="Outage events are read from the action log at most this often (per "
+        "worker): a posted outage reaches the agents within it; 0: on every contact.",
+    )
+
+
 class ServingSettings(StageSettings):
     """Where the API listens, which model it serves, who may call it."""
 
@@ -377,6 +514,7 @@ class ServingSettings(StageSettings):
     )
     dev_mode: bool = Field(False, description="Allow placeholder API keys (never in production).")
     retention: Retention = Retention()
+    assist: AgentAssist = AgentAssist()
 
 
 class DailySettings(RunLoggingSettings):
@@ -394,6 +532,10 @@ class DailySettings(RunLoggingSettings):
     )
     table_rows: int = Field(500, ge=10, description="Customers in the report's table.")
     trend_days: int = Field(30, ge=1, description="Earlier lists shown in the trend plot.")
+    staffing_file: Path = Field(
+        Path("data/forecasts/staffing.parquet"),
+        description="`retain staffing`'s daily agent plan, shown on the page.",
+    )
     active_view: str = Field(
         "customer_activity", description="Customers in this view's latest snapshot are active."
     )

@@ -25,6 +25,7 @@ from training.demand.backtest import BacktestResult
 from training.demand.dataset import DemandDataError
 from training.demand.jobs import forecast_demand, train_demand
 from training.demand.settings import DemandSettings
+from training.demand.staffing import peaks, plan_staffing
 from training.demand.tracking import promote_demand
 from training.effects.settings import EffectSettings
 from training.effects.tracking import log_effect_run, promote_effects
@@ -418,4 +419,51 @@ def forecast_command(
         f"{len(tables['campaign_candidates'])} campaign candidates, callback capacity for "
         f"{tables['callback_capacity']['date'].nunique()} days; written to "
         f"{result.folder.absolute()} (MLflow run {result.run_id})"
+    )
+
+
+def staffing_command() -> None:
+    """Plan hotline and online agents per region, day and hour from the service-load forecast."""
+    settings = load_settings(DemandSettings)
+    features = load_settings(FeatureSettings)
+    agents = settings.staffing.agents
+    try:
+        with console.status("planning agents"):
+            plan = plan_staffing(
+                settings.forecast_dir, features.lifecycle_dir, settings.staffing, settings.calendar
+            )
+    except DemandDataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    daily = plan.daily
+    table = Table(
+        "region",
+        "peak week",
+        "contacts",
+        "staff shifts",
+        "peak day",
+        "contacts",
+        "staff shifts",
+        "agents at peak hours",
+        title=f"agents for {agents.service_level:.0%} answered within "
+        f"{agents.answer_seconds:g} s on the {settings.staffing.plan_for.upper()} forecast",
+    )
+    for row in peaks(daily).itertuples(index=False):
+        table.add_row(
+            row.region,
+            f"{row.peak_week:%Y-%m-%d}",
+            f"{row.week_contacts:,.0f}",
+            f"{row.week_staff:,}",
+            f"{row.peak_day:%a %Y-%m-%d}",
+            f"{row.day_contacts:,.0f}",
+            f"{row.day_staff:,}",
+            f"{row.day_peak_agents:,}",
+        )
+    Console(width=120).print(table)
+    holidays = daily.loc[daily["holiday"], "date"].nunique()
+    typer.echo(
+        f"staffing plan {daily['date'].min():%Y-%m-%d}..{daily['date'].max():%Y-%m-%d} "
+        f"({daily['region'].nunique()} regions, lines {', '.join(sorted(daily['line'].unique()))}; "
+        f"{holidays} holiday-mode days), hourly for the first {agents.hourly_days} days; "
+        f"written to {(settings.forecast_dir / 'staffing.parquet').absolute()} and .csv"
     )

@@ -54,6 +54,8 @@ CONTACT_PROFILE_FIELDS = (
     "contract_type",
     "monthly_fee",
     "has_account_manager",
+    "age_band",  # contact with care: older customers' preferred channels, dedicated agents
+    "large_print",
 )
 
 customer_contact = FeatureView(

@@ -82,6 +82,26 @@ outage_events = Table(
     Column("payload", JSON, nullable=False),
     Column("counts", JSON),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # serving.outages.STATES
+    Column("kind", String(16), nullable=False),  # unplanned or planned
+    Column("source", String(16), nullable=False),  # reported by operations, or detected
+    Column("severity", String(16)),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("expected_end", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+outage_updates = Table(  # each step of an outage's lifecycle, in order
+    "outage_updates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "event_id", String(80), ForeignKey("outage_events.event_id"), nullable=False, index=True
+    ),
+    Column("step", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("payload", JSON),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 outcomes = Table(
     "outcomes",

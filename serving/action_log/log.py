@@ -26,18 +26,32 @@ from serving.action_log.database import (
     to_db,
     upsert_for,
 )
+from serving.action_log.follow_up_store import FollowUpStore
+from serving.action_log.outage_store import OutageStore
 from serving.action_log.outbox import TO_DELIVER, enqueue
 from serving.action_log.records import columns_of, record_of
 from serving.domain import ActionRecord, ActionStatus, NewAction, PastAction
+from serving.outages import Outage
 
 WAITING = capacity.WAITING
-OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed")
+FOLLOW_UP_OUTCOMES = ("satisfied", "not_satisfied", "unreachable")
+OUTCOMES = ("accepted", "declined", "no_answer", "delivered", "failed", *FOLLOW_UP_OUTCOMES)
 PENDING = frozenset({ActionStatus.QUEUED, ActionStatus.DEFERRED, ActionStatus.WAITING_CAPACITY})
 # which outcomes may follow which status; anything else is refused (409)
 TRANSITIONS: dict[str, frozenset[str]] = {
     **{status: frozenset(OUTCOMES) for status in PENDING},
-    ActionStatus.DELIVERED: frozenset({"accepted", "declined", "no_answer", "failed"}),
+    ActionStatus.DELIVERED: frozenset(
+        {"accepted", "declined", "no_answer", "failed", *FOLLOW_UP_OUTCOMES}
+    ),
+    # a follow-up tried without an answer, or escalated past its deadline, is still closed
+    # by what the call found
+    ActionStatus.NO_ANSWER: frozenset(FOLLOW_UP_OUTCOMES),
+    ActionStatus.ESCALATED: frozenset(FOLLOW_UP_OUTCOMES),
 }
+# a follow-up is closed by what the customer said (or could not be reached), an offer by
+# what the customer did with it
+FOLLOW_UP_ONLY = frozenset(FOLLOW_UP_OUTCOMES)
+NOT_FOR_FOLLOW_UPS = frozenset({"accepted", "declined"})
 
 
 class TransitionError(ValueError):
@@ -48,6 +62,8 @@ class ActionLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.upsert = upsert_for(engine)
+        self.outages = OutageStore(engine)
+        self.follow_ups = FollowUpStore(engine, self._record)
 
     @property
     def local(self) -> bool:
@@ -265,11 +281,17 @@ class ActionLog:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         now = to_db(now)
         with self.engine.begin() as connection:
-            current = connection.execute(
-                select(actions.c.status).where(actions.c.id == action_id)
-            ).scalar()
-            if current is None:
+            found = connection.execute(
+                select(actions.c.status, actions.c.action_type).where(actions.c.id == action_id)
+            ).first()
+            if found is None:
                 return None
+            current, action_type = found
+            follow_up = action_type == "follow_up"
+            if (outcome in FOLLOW_UP_ONLY and not follow_up) or (
+                follow_up and outcome in NOT_FOR_FOLLOW_UPS
+            ):
+                raise TransitionError(f"action {action_id} is a {action_type}: not {outcome}")
             if current != outcome:
                 if outcome not in TRANSITIONS.get(current, frozenset()):
                     raise TransitionError(f"action {action_id} is {current}: cannot be {outcome}")
@@ -323,7 +345,7 @@ class ActionLog:
                 return total
 
     def outage(self, event_id: str) -> dict[str, Any] | None:
-        """An outage event recorded earlier (its payload and counts), or None."""
+        """An outage event recorded earlier (its row: payload, counts, state...), or None."""
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(outage_events).where(outage_events.c.event_id == event_id)
@@ -333,10 +355,22 @@ class ActionLog:
     def record_outage(
         self, event_id: str, payload: dict[str, Any], counts: dict[str, int], now: datetime
     ) -> None:
-        """Keep an outage event's payload and counts; the first record of an id stays."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                self.upsert(outage_events)
-                .values(event_id=event_id, payload=payload, counts=counts, received_at=to_db(now))
-                .on_conflict_do_nothing(index_elements=["event_id"])
-            )
+        """Keep a reported outage (confirmed) with its counts; the first record of an id
+        stays. `payload`: sites, start, expected_end, severity, kind, cause."""
+        start = payload.get("start")
+        end = payload.get("expected_end")
+        outage = Outage(
+            event_id=event_id,
+            sites=list(payload.get("sites", [])),
+            severity=str(payload.get("severity", "major")),
+            kind="planned" if payload.get("kind") == "planned" else "unplanned",
+            source="reported",
+            state="confirmed",
+            start=datetime.fromisoformat(start) if isinstance(start, str) else now,
+            expected_end=datetime.fromisoformat(end) if isinstance(end, str) else None,
+            detected_at=now,
+            cause=payload.get("cause"),
+        )
+        _, created = self.outages.open(outage, "reported", now)
+        if created:
+            self.outages.set_counts(event_id, counts)

@@ -19,6 +19,7 @@ from serving.action_log.log import ActionLog
 from serving.api.bounds import RateLimiter
 from serving.api.errors import ApiError
 from serving.api.logs import REQUEST_ID
+from serving.assist import AssistIndex
 from serving.audit import AuditRow, AuditTrail
 from serving.auth import Caller
 from serving.decisions import DecisionService
@@ -48,7 +49,14 @@ async def risk_lists_dir(request: Request) -> Path:
     return folder
 
 
+async def assist_index(request: Request) -> AssistIndex | None:
+    """Tickets and cell status for agents on a contact; None where the app has no index."""
+    index: AssistIndex | None = getattr(request.app.state, "assist", None)
+    return index
+
+
 StateDep = Annotated[ServingState, Depends(serving_state)]
+AssistDep = Annotated[AssistIndex | None, Depends(assist_index)]
 SettingsDep = Annotated[ServingSettings, Depends(serving_settings)]
 MetricsDep = Annotated[ApiMetrics, Depends(api_metrics)]
 RiskListsDep = Annotated[Path, Depends(risk_lists_dir)]

@@ -25,6 +25,7 @@ from serving.api.bounds import BodyLimit, RateLimiter
 from serving.api.errors import install_error_handlers
 from serving.api.logs import RequestId
 from serving.api.routes import actions, events, operations, risk_lists, scoring
+from serving.assist import AssistIndex
 from serving.audit import AuditTrail
 from serving.auth import load_keys
 from serving.decisions import decision_service
@@ -53,15 +54,18 @@ def create_app(
     start_watching: Callable[[ServingState], Any] | None = None,
     risk_lists_dir: Path = Path("risk_lists"),
     probes: Sequence[Probe] = (),
+    assist: Callable[[], AssistIndex] | None = None,
 ) -> FastAPI:
     """The API; `load_state` runs at start-up (keys, champion model, feature store);
     `start_watching` starts following the champion alias (`serving.reload`);
     `risk_lists_dir` holds `retain daily`'s lists, served at /risk-list; `probes` check
-    the dependencies for /readyz (`serving.health`)."""
+    the dependencies for /readyz (`serving.health`); `assist` builds the tickets and cell
+    index for agents on a contact (`serving.assist`; without it /v1/score gives no help)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state.serving = load_state()
+        app.state.assist = assist() if assist is not None else None
         loops: list[Any] = []
         app.state.audit = None
         if state.action_log is not None:
@@ -158,4 +162,11 @@ def build_app() -> FastAPI:
         ),
     ]
     daily = load_settings(DailySettings)
-    return create_app(settings, load_state, start_watching, daily.output_dir, probes)
+    return create_app(
+        settings,
+        load_state,
+        start_watching,
+        daily.output_dir,
+        probes,
+        lambda: AssistIndex(settings.assist).load(),
+    )

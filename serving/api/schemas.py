@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from serving.assist import Assistance, CellStatus, Ticket
 from serving.decisions import Decided, Decision
 from serving.domain import (
     ActionRecord,
@@ -26,12 +27,24 @@ from serving.domain import (
     UnknownCustomer,
     Verdict,
 )
+from serving.outages import Outage
 from serving.scoring import LoadedModel
-from serving.settings import MAX_CUSTOMERS_PER_REQUEST
+from serving.settings import MAX_CUSTOMERS_PER_REQUEST, ContactChannel
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 EventId = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Outcome = Literal["accepted", "declined", "no_answer", "delivered", "failed"]
+Outcome = Literal[
+    "accepted",
+    "declined",
+    "no_answer",
+    "delivered",
+    "failed",
+    "satisfied",  # a follow-up's: the customer confirmed the problem is solved ...
+    "not_satisfied",  # ... or not (a second-level task opens) ...
+    "unreachable",  # ... or could not be reached
+]
+Severity = Literal["minor", "major", "critical"]
+Note = Annotated[str, Field(min_length=1, max_length=500)]
 TOO_MANY = "too_many_customers"
 
 
@@ -57,7 +70,7 @@ class Request(BaseModel):
 
 
 class RequestContext(Request):
-    channel: Literal["call_centre", "retail", "app", "web", "crm_batch"] | None = None
+    channel: ContactChannel | None = None
     timestamp: Instant | None = Field(
         None, description="When to score (with a timezone); default: now."
     )
@@ -84,12 +97,32 @@ class CustomersRequest(Request):
     context: RequestContext = RequestContext()
 
 
+class ScoreContext(RequestContext):
+    sentiment: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="The live sentiment of the contact under way, -1 (angry) to 1, when the "
+        "CRM measures it: on an agent's channel a caller below the configured threshold is "
+        "routed to a senior agent.",
+    )
+
+
+class ScoreRequest(CustomersRequest):
+    context: ScoreContext = ScoreContext()
+
+
 class OutageEvent(Request):
     event_id: EventId
     sites: list[CustomerId] = Field(min_length=1, max_length=10_000)
     start: Instant
     expected_end: Instant | None = None
-    severity: Literal["minor", "major", "critical"]
+    severity: Severity
+    kind: Literal["unplanned", "planned"] = Field(
+        "unplanned", description="Planned work is announced the configured lead time ahead."
+    )
+    cause: Note | None = None
 
     @model_validator(mode="after")
     def _ends_after_it_starts(self) -> Self:
@@ -100,6 +133,29 @@ class OutageEvent(Request):
 
 class OutcomeIn(Request):
     outcome: Outcome
+
+
+class OutageConfirmIn(Request):
+    expected_end: Instant | None = None
+    severity: Severity | None = None
+
+
+class OutageUpdateIn(Request):
+    expected_end: Instant
+    note: Note | None = None
+
+
+class OutageEndIn(Request):
+    ended_at: Instant | None = Field(None, description="Default: now.")
+
+
+class TicketClosedIn(Request):
+    """A service ticket the CRM closed: complaint and fault tickets get a follow-up."""
+
+    ticket_id: CustomerId
+    customer_id: CustomerId
+    ticket_type: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z_]+$")]
+    closed_at: Instant
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -315,8 +371,83 @@ class ProposedActionOut(BaseModel):
         )
 
 
+class TicketOut(BaseModel):
+    ticket_id: str
+    ticket_type: str
+    channel: str
+    opened_at: datetime
+    closed_at: datetime | None
+    state: Literal["open", "closed"]
+    first_contact_resolved: bool
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> Self:
+        return cls(**ticket._asdict(), state="open" if ticket.closed_at is None else "closed")
+
+
+class SiteOutageOut(BaseModel):
+    event_id: str
+    severity: str
+    start: datetime
+    expected_end: datetime | None
+
+
+class CellStatusOut(BaseModel):
+    """The home cell's latest day against its recent normal (median drop rate of the days
+    before it), and the outage open on it."""
+
+    cell_site_id: str
+    state: Literal["normal", "degraded", "outage", "unknown"]
+    day: datetime | None
+    drop_rate: float | None
+    normal_drop_rate: float | None
+    load: float | None
+    outage: SiteOutageOut | None
+
+    @classmethod
+    def of(cls, status: CellStatus) -> Self:
+        def rounded(value: float | None, digits: int) -> float | None:
+            return None if value is None else round(value, digits)
+
+        outage = status.outage
+        return cls(
+            cell_site_id=status.cell_site_id,
+            state=status.state,
+            day=status.day,
+            drop_rate=rounded(status.drop_rate, 5),
+            normal_drop_rate=rounded(status.normal_drop_rate, 5),
+            load=rounded(status.load, 4),
+            outage=SiteOutageOut(**vars(outage)) if outage else None,
+        )
+
+
+class AssistanceOut(BaseModel):
+    """For the agent on the contact: who should take it and why, the home cell's status,
+    the latest tickets (newest first)."""
+
+    route: Literal["senior_agent", "dedicated_agent", "standard"]
+    script_id: str | None = Field(description="The de-escalation script (senior agent).")
+    reason: str
+    home_cell: CellStatusOut | None
+    recent_tickets: list[TicketOut]
+
+    @classmethod
+    def of(cls, assistance: Assistance) -> Self:
+        routing, home = assistance.routing, assistance.home_cell
+        return cls(
+            route=routing.route,
+            script_id=routing.script_id,
+            reason=routing.reason,
+            home_cell=CellStatusOut.of(home) if home else None,
+            recent_tickets=[TicketOut.of(t) for t in assistance.tickets],
+        )
+
+
 class ScoreOut(CustomerResult):
     actions: list[ProposedActionOut]
+    assistance: AssistanceOut | None = Field(
+        None, description="On an agent's channel (call centre, retail): help for the agent."
+    )
 
 
 class ScoreResponse(ModelAnswer):
@@ -324,12 +455,13 @@ class ScoreResponse(ModelAnswer):
     results: list[ScoreOut | ItemErrorOut]
 
     @staticmethod
-    def result(decision: Decision) -> ScoreOut | ItemErrorOut:
+    def result(decision: Decision, assistance: Assistance | None = None) -> ScoreOut | ItemErrorOut:
         if not isinstance(decision.score, CustomerScore):
             return ItemErrorOut.unknown(decision.score)
         return ScoreOut(
             **CustomerResult.score_fields(decision.score),
             actions=[ProposedActionOut.of(p, v) for p, v in decision.planned],
+            assistance=AssistanceOut.of(assistance) if assistance else None,
         )
 
 
@@ -402,3 +534,74 @@ class OutageOut(BaseModel):
     callbacks: int
     unreachable: int
     already_notified: int
+    state: str = Field("confirmed", description="Where the outage stands now.")
+
+
+# --- outages and follow-ups ----------------------------------------------------------------
+
+
+class OutageStateOut(BaseModel):
+    """An outage now: where it stands in its lifecycle."""
+
+    event_id: str
+    state: Literal["suspected", "confirmed", "restored", "cancelled"]
+    kind: str
+    source: str
+    severity: str
+    sites: list[str]
+    start: datetime
+    expected_end: datetime | None
+    detected_at: datetime
+    ended_at: datetime | None
+    cause: str | None
+
+    @classmethod
+    def of(cls, outage: Outage) -> Self:
+        return cls(
+            event_id=outage.event_id,
+            state=outage.state,
+            kind=outage.kind,
+            source=outage.source,
+            severity=outage.severity,
+            sites=outage.sites,
+            start=outage.start,
+            expected_end=outage.expected_end,
+            detected_at=outage.detected_at,
+            ended_at=outage.ended_at,
+            cause=outage.cause,
+        )
+
+
+class OutageStepOut(BaseModel):
+    """A step of the lifecycle: the outage after it and what its notices came to."""
+
+    outage: OutageStateOut
+    duplicate: bool = Field(description="The step was taken before: nobody is notified again.")
+    counts: dict[str, int]
+
+
+class NotifyDelayOut(BaseModel):
+    notified: int = Field(description="Start notices the channel took.")
+    pending: int = Field(description="Start notices still waiting (quiet hours, lead time).")
+    median_minutes: float | None
+    p95_minutes: float | None
+
+
+class OutageStepRecordOut(BaseModel):
+    step: str
+    state: str
+    at: datetime
+    note: dict[str, Any] | None
+
+
+class OutageDetailOut(BaseModel):
+    outage: OutageStateOut
+    counts: dict[str, int] | None
+    history: list[OutageStepRecordOut]
+    time_to_notify: NotifyDelayOut
+
+
+class FollowUpOut(BaseModel):
+    ticket_id: str
+    follow_up: ActionRecordOut | None
+    note: str | None = Field(None, description="Why no follow-up was opened.")

@@ -34,7 +34,13 @@ from serving.action_log.database import (
     upsert_for,
 )
 from serving.action_log.keys import dedupe_key, local_day
-from serving.action_log.log import OUTCOMES, WAITING, ActionLog, TransitionError
+from serving.action_log.log import (
+    FOLLOW_UP_OUTCOMES,
+    OUTCOMES,
+    WAITING,
+    ActionLog,
+    TransitionError,
+)
 from serving.action_log.outbox import Outbox
 from serving.domain import ActionStatus, NewAction
 
@@ -57,10 +63,11 @@ STATUSES = (
 # The specification, written out: which outcome may be reported for an action in each state.
 # An action still on its way may end any way; a delivered one may still be answered or fail;
 # an action that never went out (suppressed, expired) or whose outcome is known takes none.
+OFFER_OUTCOMES = tuple(o for o in OUTCOMES if o not in FOLLOW_UP_OUTCOMES)
 MAY_FOLLOW = {
-    "queued": set(OUTCOMES),
-    "deferred": set(OUTCOMES),
-    "waiting_capacity": set(OUTCOMES),
+    "queued": set(OFFER_OUTCOMES),
+    "deferred": set(OFFER_OUTCOMES),
+    "waiting_capacity": set(OFFER_OUTCOMES),
     "delivered": {"accepted", "declined", "no_answer", "failed"},
 }
 
@@ -140,7 +147,7 @@ def test_every_status_and_outcome_pair_follows_the_transition_table(action_db_ur
     log = ActionLog(open_engine(action_db_url))
     later = NOW + timedelta(hours=2)
     for status in STATUSES:
-        for outcome in OUTCOMES:
+        for outcome in OFFER_OUTCOMES:
             customer = f"{status}-{outcome}"
             action_id = _in_status(log, customer, status)
             before = log.customer_actions(customer)[0]
@@ -172,6 +179,25 @@ def test_every_status_and_outcome_pair_follows_the_transition_table(action_db_ur
                 assert log.customer_actions(customer)[0] == before, (status, outcome)
                 assert _count(log, outcomes, outcomes.c.action_id == action_id) == 0
                 assert _outbox(log, action_id) == waiting_in_outbox
+
+
+def test_a_follow_up_is_closed_by_what_the_customer_said_and_an_offer_is_not(
+    log: ActionLog,
+) -> None:
+    follow_up = log.record([_action("F1", action_type="follow_up", channel="phone")], NOW)
+    offer = log.record([_action("O1")], NOW)
+    follow_up_id, offer_id = follow_up[0][0].id, offer[0][0].id
+    for outcome in FOLLOW_UP_OUTCOMES:
+        with pytest.raises(TransitionError, match=f"is a retention_offer: not {outcome}"):
+            log.set_outcome(offer_id, outcome, NOW)
+    with pytest.raises(TransitionError, match="is a follow_up: not accepted"):
+        log.set_outcome(follow_up_id, "accepted", NOW)
+    # tried without an answer, then escalated past its deadline: still closed by the call
+    for step in ("no_answer", "unreachable"):
+        row = log.set_outcome(follow_up_id, step, NOW + SECOND)
+        assert row is not None and row.status == step
+    with pytest.raises(TransitionError):
+        log.set_outcome(follow_up_id, "satisfied", NOW + 2 * SECOND)  # closed already
 
 
 def test_an_outcome_for_a_suppressed_action_is_refused(log: ActionLog) -> None:
@@ -527,8 +553,8 @@ def test_an_outage_is_recorded_once(log: ActionLog) -> None:
     log.record_outage("NOC-1", {"sites": ["S1"]}, {"affected": 3}, NOW)
     log.record_outage("NOC-1", {"sites": ["S2"]}, {"affected": 9}, NOW + SECOND)
     known = log.outage("NOC-1")
-    assert known is not None and known["payload"] == {"sites": ["S1"]}
-    assert known["counts"] == {"affected": 3}
+    assert known is not None and known["payload"]["sites"] == ["S1"]
+    assert known["counts"] == {"affected": 3} and known["state"] == "confirmed"
 
 
 def test_a_customers_actions_come_newest_first(log: ActionLog) -> None:

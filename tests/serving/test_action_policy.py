@@ -125,7 +125,11 @@ def test_a_valuable_customer_with_complaint_driven_risk_gets_a_callback() -> Non
         ("phone",),
         "complaint-driven risk (tickets_complaint_90d, repeat_complaints_90d): risk 20.0% x "
         "value 1200 (expected 24-month margin) x save rate 50% - cost 15",
-        {"drivers": ["tickets_complaint_90d", "repeat_complaints_90d"], "cost": 15.0},
+        {
+            "drivers": ["tickets_complaint_90d", "repeat_complaints_90d"],
+            "cost": 15.0,
+            "renewal": False,
+        },
         priority=240.0,
         due_at=NOON + timedelta(hours=4),
     )
@@ -158,10 +162,11 @@ def test_a_callback_needs_the_minimum_probability_exactly() -> None:
     assert callback(score(0.0799999, COMPLAINT), contact(), POLICY, NOON) is None
 
 
-def test_a_callback_needs_a_complaint_among_the_reasons() -> None:
-    assert (
-        callback(score(0.5, ("days_to_contract_end", "bill_30d")), contact(), POLICY, NOON) is None
-    )
+def test_a_callback_needs_a_complaint_or_a_contract_end_among_the_reasons() -> None:
+    assert callback(score(0.5, ("bill_30d", "tenure_months")), contact(), POLICY, NOON) is None
+    renewal = callback(score(0.5, ("days_to_contract_end", "bill_30d")), contact(), POLICY, NOON)
+    assert renewal is not None and renewal.details["drivers"] == ["days_to_contract_end"]
+    assert renewal.details["renewal"] is True
     for feature in POLICY.callbacks.complaint_features:
         call = callback(score(0.5, ("bill_30d", feature)), contact(), POLICY, NOON)
         assert call is not None and call.details["drivers"] == [feature]
@@ -199,6 +204,22 @@ def test_an_outage_notice_is_a_service_message_carrying_the_event() -> None:
 
 
 @pytest.mark.parametrize(
+    ("severity", "cared_for", "called"),
+    [("critical", True, True), ("major", True, False), ("critical", False, False)],
+)
+def test_a_severe_outage_brings_a_service_call_to_customers_in_care_whatever_their_value(
+    severity: str, cared_for: bool, called: bool
+) -> None:
+    small = {"monthly_fee": 9.0}  # worth a fraction of the callback threshold, low risk
+    scored = score(0.01, band="low", **small)
+    call = outage_callback(scored, contact(**small), POLICY, NOON, "NOC-8", severity, cared_for)
+    assert (call is not None) is called
+    if call is not None:
+        assert call.details == {"event_id": "NOC-8", "service_duty": True}
+        assert "service duty" in call.reason and call.due_at == NOON + timedelta(hours=4)
+
+
+@pytest.mark.parametrize(
     ("band", "who", "called"),
     [
         ("high", {"monthly_fee": 100.0}, True),
@@ -222,7 +243,7 @@ def test_an_outage_brings_a_callback_to_valuable_customers_at_high_risk_only(
             ("phone",),
             f"high-risk customer (30.0%, value {value:.0f} (expected 24-month margin)) hit by "
             "outage NOC-7",
-            {"event_id": "NOC-7"},
+            {"event_id": "NOC-7", "service_duty": False},
             priority=round(0.3 * value, 2),
             due_at=NOON + timedelta(hours=4),
         )

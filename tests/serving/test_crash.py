@@ -1,23 +1,27 @@
-"""Kill -9 the server in the middle of a burst of /v1/decide calls: nothing acknowledged is
-lost, nothing is queued twice, and the restarted server answers with the same actions."""
+"""Kill -9 the server in the middle of a burst of /v1/decide calls, or of an outage's fan-out:
+nothing acknowledged is lost, nothing is queued twice, and the restarted server answers with
+the same actions (a retried outage finishes its notices)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from sqlalchemy import func, select
 
-from serving.action_log.database import actions, open_engine, outbox
+from serving.action_log.database import actions, open_engine, outage_events, outbox
 from serving.action_log.log import ActionLog
-from tests.serving.conftest import KEYS, Served, _free_port
+from tests.serving.conftest import KEYS, Served, _free_port, active_ids
 from tests.serving.test_actions import _with_proposals
 from tests.serving.test_api import _known_ids
 
@@ -132,3 +136,58 @@ def test_sigkill_during_a_burst_loses_and_duplicates_nothing(
             .group_by(actions.c.id)
         ).all()
         assert outbox_rows and all(count == 1 for _, count in outbox_rows)
+
+
+@pytest.mark.slow
+def test_sigkill_while_an_outage_fans_out_loses_and_duplicates_no_notice(
+    served: Served, tmp_path: Path
+) -> None:
+    profile = pd.read_parquet(served.features.tables_dir / "customer_profile.parquet")
+    active = profile[profile["customer_id"].isin(set(active_ids(served)))]
+    by_site = active.groupby("cell_site_id")["customer_id"].apply(set)
+    sites = list(by_site.sort_values(key=lambda s: s.map(len)).index[-5:])  # the busiest
+    homed = set().union(*by_site[sites])
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    event = {"event_id": "NOC-KILL", "sites": sites, "start": start.isoformat(),
+             "severity": "critical"}  # fmt: skip
+    ops = {"X-API-Key": KEYS["ops"]}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    engine = open_engine(f"sqlite:///{tmp_path / 'actions.db'}")
+    server = _start(served, tmp_path, port)
+
+    def post() -> None:
+        with contextlib.suppress(requests.RequestException):  # it died: the operator retries
+            requests.post(f"{url}/v1/events/outage", json=event, headers=ops, timeout=60)
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the outage is recorded, its notices not all made
+            with engine.connect() as connection:
+                if connection.execute(select(func.count()).select_from(outage_events)).scalar():
+                    break
+            time.sleep(0.005)
+        os.kill(server.pid, signal.SIGKILL)
+        pending.result()
+    server.wait(timeout=10)
+
+    server = _start(served, tmp_path, port)
+    try:
+        retried = requests.post(f"{url}/v1/events/outage", json=event, headers=ops, timeout=120)
+        assert retried.status_code == 200, retried.text
+        again = requests.post(f"{url}/v1/events/outage", json=event, headers=ops, timeout=120)
+        assert again.json()["duplicate"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    with engine.connect() as connection:
+        notices = connection.execute(
+            select(actions.c.customer_id, func.count())
+            .where(actions.c.action_type == "outage_notice")
+            .group_by(actions.c.customer_id)
+        ).all()
+    told = dict(notices)
+    assert set(told) == homed  # nobody lost ...
+    assert set(told.values()) == {1}  # ... nobody told twice
+    assert retried.json()["affected"] == len(homed)

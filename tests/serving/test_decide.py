@@ -127,8 +127,9 @@ def test_an_outage_at_night_waits_for_the_morning_unless_critical(
         [_scored("C1", 0.01), _scored("C2", 0.5, has_account_manager=True, monthly_fee=5.0)],
     )
     night = SHANGHAI_MIDNIGHT + timedelta(hours=1)  # 01:00 there
-    counts, known = engine.outage("NOC-9", ["S1"], night, None, severity, night)  # type: ignore[arg-type]
-    assert not known
+    result = engine.outages.report("NOC-9", ["S1"], night, None, severity, night)
+    counts = result.counts
+    assert not result.duplicate
     notices = {c: engine.log.customer_actions(c) for c in ("C1", "C2")}
     for customer, rows in notices.items():
         (notice,) = [r for r in rows if r.action_type == "outage_notice"]
@@ -141,8 +142,8 @@ def test_an_outage_at_night_waits_for_the_morning_unless_critical(
     assert [r.action_type for r in notices["C1"]].count("callback") == 0
     assert counts["affected"] == 2 and counts["callbacks"] == 1
     assert counts["deferred" if severity == "major" else "notified"] == 2
-    again, known = engine.outage("NOC-9", ["S1"], night, None, severity, night + SECOND)  # type: ignore[arg-type]
-    assert known and again == counts
+    again = engine.outages.report("NOC-9", ["S1"], night, None, severity, night + SECOND)
+    assert again.duplicate and again.counts == counts
     assert len(engine.log.customer_actions("C1")) == 1
 
 
@@ -150,13 +151,13 @@ def test_a_second_outage_the_same_day_notifies_again(tmp_path: Path) -> None:
     engine = _engine(tmp_path, [_scored("C1", 0.01)], quiet_start="00:00", quiet_end="00:00")
     at = SHANGHAI_MIDNIGHT + timedelta(hours=10)
     for event in ("NOC-1", "NOC-2"):
-        counts, _ = engine.outage(event, ["S1"], at, None, "minor", at)
+        counts = engine.outages.report(event, ["S1"], at, None, "minor", at).counts
         assert counts["notified"] == 1
     assert {r.dedupe_key for r in engine.log.customer_actions("C1")} == {
         "outage:NOC-1",
         "outage:NOC-2",
     }
-    unhomed, _ = engine.outage("NOC-3", ["S404"], at, None, "minor", at)
+    unhomed = engine.outages.report("NOC-3", ["S404"], at, None, "minor", at).counts
     assert unhomed["affected"] == 0
 
 

@@ -49,6 +49,7 @@ from serving.action_log.database import (
     log_engine,
     metadata,
     open_engine,
+    outage_events,
     outbox,
 )
 from serving.action_log.migrations import (
@@ -60,7 +61,7 @@ from serving.action_log.migrations import (
 )
 from tests.postgres import fresh_database
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 RELEASES = REVISIONS[:4]  # the schemas released before migrations, made by create_all
 HEAD = REVISIONS[-1]
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -122,7 +123,35 @@ def released_tables(revision: str) -> MetaData:
         Column("payload", JSON, nullable=False),
         Column("counts", JSON),
         Column("received_at", DateTime(timezone=True), nullable=False),
+        *since(
+            "0006",
+            Column("state", String(16), nullable=False, index=True),
+            Column("kind", String(16), nullable=False),
+            Column("source", String(16), nullable=False),
+            Column("severity", String(16)),
+            Column("detected_at", DateTime(timezone=True), nullable=False),
+            Column("expected_end", DateTime(timezone=True)),
+            Column("ended_at", DateTime(timezone=True)),
+            Column("updated_at", DateTime(timezone=True), nullable=False),
+        ),
     )
+    if revision >= "0006":  # made by its migration
+        Table(
+            "outage_updates",
+            tables,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column(
+                "event_id",
+                String(80),
+                ForeignKey("outage_events.event_id"),
+                nullable=False,
+                index=True,
+            ),
+            Column("step", String(16), nullable=False),
+            Column("state", String(16), nullable=False),
+            Column("payload", JSON),
+            Column("at", DateTime(timezone=True), nullable=False),
+        )
     Table(
         "outcomes",
         tables,
@@ -223,7 +252,30 @@ def _rows_to_write() -> dict[str, list[dict[str, Any]]]:
             {"region": "harbour", "day": "2026-11-20", "capacity": 5, "booked": 1}
         ],
         "outage_events": [
-            {"event_id": "ev1", "payload": {"cells": ["c1"]}, "counts": {"x": 1}, "received_at": T0}
+            {
+                "event_id": "ev1",
+                "payload": {"cells": ["c1"]},
+                "counts": {"x": 1},
+                "received_at": T0,
+                "state": "confirmed",
+                "kind": "unplanned",
+                "source": "reported",
+                "severity": None,
+                "detected_at": T0,
+                "expected_end": None,
+                "ended_at": None,
+                "updated_at": T0,
+            }
+        ],
+        "outage_updates": [
+            {
+                "id": 1,
+                "event_id": "ev1",
+                "step": "reported",
+                "state": "confirmed",
+                "payload": None,
+                "at": T0,
+            }
         ],
         "outcomes": [{"action_id": "a1", "outcome": "delivered", "recorded_at": T0}],
         "decision_outcomes": [
@@ -421,6 +473,17 @@ def _check_new_columns(engine: Engine) -> None:
         if sent:
             expected = [("a0", T0 + timedelta(hours=14)), ("a1", T0 + timedelta(minutes=1))]
             assert [(i, from_db(at)) for i, at in sent] == expected
+        # an outage recorded before its lifecycle: confirmed, reported, detected when received
+        outages = connection.execute(
+            select(
+                outage_events.c.state,
+                outage_events.c.source,
+                outage_events.c.detected_at,
+                outage_events.c.received_at,
+            )
+        ).all()
+        assert [(state, source) for state, source, *_ in outages] == [("confirmed", "reported")]
+        assert all(from_db(found) == from_db(received) for *_, found, received in outages)
         connection.execute(
             insert(actions),
             {**_rows_to_write()["actions"][0], "id": "new", "dedupe_key": "2026-11-21",
@@ -432,8 +495,8 @@ FAILING_REVISION = """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0006"
-down_revision = "0005"
+revision = "9999"
+down_revision = "0006"
 
 
 def upgrade():
@@ -447,7 +510,7 @@ def test_a_migration_that_fails_leaves_the_log_as_it_was(
 ) -> None:
     scripts = tmp_path / "migrations"
     shutil.copytree(migrations.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0006_fails.py").write_text(FAILING_REVISION)
+    (scripts / "versions" / "9999_fails.py").write_text(FAILING_REVISION)
     monkeypatch.setattr(migrations, "SCRIPTS", scripts)
     engine = log_engine(action_db_url)
     old = released_tables("0001")
@@ -456,7 +519,7 @@ def test_a_migration_that_fails_leaves_the_log_as_it_was(
     before = stored(engine, old)
 
     with pytest.raises(RuntimeError, match="a planted failure"):
-        upgrade(engine)  # stamped 0001, upgraded through 0005, then failed in 0006
+        upgrade(engine)  # stamped 0001, upgraded through 0006, then failed in 9999
     assert set(inspect(engine).get_table_names()) == set(old.tables)  # no alembic_version
     assert differences(engine, old) == []
     assert stored(engine, old) == before

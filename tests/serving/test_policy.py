@@ -42,7 +42,7 @@ def test_save_rates_are_per_segment() -> None:
     assert consumer.expected_value == pytest.approx(0.2 * 1200 * 0.1 - 10)
 
 
-def test_callbacks_go_to_valuable_customers_with_complaint_driven_risk() -> None:
+def test_callbacks_go_to_valuable_customers_with_complaint_or_contract_end_risk() -> None:
     complaints = ("tickets_complaint_90d", "days_to_contract_end")
     urgent = callback(
         _score(0.2, complaints, segment="enterprise"), _contact(segment="enterprise"), POLICY, NOON
@@ -50,11 +50,15 @@ def test_callbacks_go_to_valuable_customers_with_complaint_driven_risk() -> None
     assert urgent is not None and urgent.channels == ("phone",)
     assert urgent.due_at == NOON + timedelta(hours=4) and urgent.priority == pytest.approx(240)
     assert urgent.details["drivers"] == ["tickets_complaint_90d"]
-    # the same risk without complaints behind it, or from a small customer: no callback
+    # a contract ending without complaints: the renewal call that goes with the offer
+    renewal = callback(
+        _score(0.2, ("days_to_contract_end",)), _contact(segment="enterprise"), POLICY, NOON
+    )
+    assert renewal is not None and renewal.details["renewal"] is True
+    assert "renewal call" in renewal.reason
+    # neither complaints nor a contract end behind the risk, or a small customer: no callback
     assert (
-        callback(
-            _score(0.2, ("days_to_contract_end",)), _contact(segment="enterprise"), POLICY, NOON
-        )
+        callback(_score(0.2, ("tenure_months",)), _contact(segment="enterprise"), POLICY, NOON)
         is None
     )
     assert (

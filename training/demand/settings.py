@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from features.lifecycle.calendar import SPRING_FESTIVAL_DATES
@@ -100,6 +100,98 @@ class Propensity(BaseModel):
     min_data_in_leaf: int = 100
 
 
+class AgentChannel(BaseModel):
+    """One line that agents answer, fed by some of the tickets' channels."""
+
+    sources: list[str] = Field(min_length=1, description="Ticket channels this line answers.")
+    aht_seconds: float = Field(
+        gt=0, description="Average handle time per contact (tickets carry no talk time)."
+    )
+
+
+class GreenChannel(BaseModel):
+    """A priority line opened on holiday-mode days, planned for a tighter target."""
+
+    line: str = Field("hotline", description="The line whose callers it takes.")
+    share: float = Field(0.2, ge=0, le=1, description="Share of that line's contacts it takes.")
+    service_level: float = Field(0.9, gt=0, lt=1)
+    answer_seconds: float = Field(10.0, gt=0)
+
+
+class HolidayMode(BaseModel):
+    """Days planned with an uplift and a green channel: holidays, festival, term starts."""
+
+    dates: list[date] = Field(default_factory=list, description="Public holidays, once.")
+    yearly: list[str] = Field(
+        default_factory=list, description="Public holidays as MM-DD, every year."
+    )
+    spring_festival_days: int = Field(
+        7, ge=0, description="Days from each Spring Festival (calendar.spring_festival) on."
+    )
+    term_start_days: int = Field(
+        3, ge=0, description="Days from each term start (calendar.term_starts) on."
+    )
+    uplift: float = Field(1.3, gt=0, description="Contacts multiply by this on those days.")
+    green_channel: GreenChannel = GreenChannel()
+
+    @field_validator("yearly")
+    @classmethod
+    def _yearly_month_days(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                date.fromisoformat(f"2000-{value}")  # a leap year: 02-29 is a real MM-DD
+            except ValueError as error:
+                raise ValueError(f"{value!r} is not a MM-DD day") from error
+        return values
+
+
+def _default_lines() -> dict[str, AgentChannel]:
+    return {
+        "hotline": AgentChannel(sources=["hotline"], aht_seconds=360.0),
+        "online": AgentChannel(sources=["app", "chat"], aht_seconds=300.0),
+    }
+
+
+class AgentStaffing(BaseModel):
+    """Hotline and online agents per region and hour, by Erlang C (`retain staffing`)."""
+
+    service_level: float = Field(
+        0.8, gt=0, lt=1, description="Share of contacts answered within answer_seconds."
+    )
+    answer_seconds: float = Field(15.0, gt=0)
+    max_occupancy: float = Field(0.85, gt=0, le=1, description="Busy share of an agent's hour.")
+    shrinkage: float = Field(
+        0.3, ge=0, lt=1, description="Share of paid time off the line: breaks, training."
+    )
+    shift_hours: float = Field(8.0, gt=0, le=24)
+    min_agents: int = Field(1, ge=0, description="On each line every hour, even if quiet.")
+    history_weeks: int = Field(
+        26, ge=1, description="Weeks of tickets the day and hour profiles come from."
+    )
+    hourly_days: int = Field(7, ge=1, description="Days covered by the hourly plan.")
+    lines: dict[str, AgentChannel] = Field(default_factory=_default_lines, min_length=1)
+    holidays: HolidayMode = HolidayMode()
+
+    @model_validator(mode="after")
+    def _lines_apart(self) -> AgentStaffing:
+        seen: dict[str, str] = {}
+        for name, line in self.lines.items():
+            for source in line.sources:
+                if source in seen:
+                    raise ValueError(
+                        f"ticket channel {source!r} feeds both lines {seen[source]!r} and {name!r}"
+                    )
+                seen[source] = name
+        if "green_channel" in self.lines:
+            raise ValueError("'green_channel' is the holiday priority line, not a line name")
+        if self.holidays.green_channel.line not in self.lines:
+            raise ValueError(
+                f"holidays.green_channel.line {self.holidays.green_channel.line!r} is none of "
+                f"the lines {sorted(self.lines)}"
+            )
+        return self
+
+
 class Staffing(BaseModel):
     """Account-manager time per region and how inbound service load eats into it."""
 
@@ -117,6 +209,7 @@ class Staffing(BaseModel):
     plan_for: Literal["p50", "p90"] = Field(
         "p90", description="Which forecast of service load capacity is planned against."
     )
+    agents: AgentStaffing = AgentStaffing()
 
 
 class DemandSettings(TrackedSettings):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from serving.action_log.log import TransitionError
 from serving.api.deps import (
@@ -73,17 +74,41 @@ def decide(
     responses=error_responses(*AUTHENTICATED, 404, 409, *WITH_BODY, 503),
 )
 def outcome(
-    request: Request, action_id: str, body: OutcomeIn, _: CrmCaller, log: ActionLogDep
+    request: Request, action_id: str, body: OutcomeIn, _: CrmCaller, decisions: DecisionsDep
 ) -> ActionRecordOut:
-    """What happened: accepted, declined, no_answer, delivered or failed."""
+    """What happened: accepted, declined, no_answer, delivered or failed; for a complaint
+    follow-up satisfied, not_satisfied (a second-level task opens) or unreachable."""
     try:
-        record = log.set_outcome(action_id, body.outcome, datetime.now(UTC))
+        record, _second = decisions.follow_ups.record_outcome(
+            action_id, body.outcome, datetime.now(UTC)
+        )
     except TransitionError as error:
         raise ApiError(409, "invalid_transition", str(error)) from error
     if record is None:
         raise ApiError(404, "action_not_found", f"no action {action_id}")
     audited(request, [record.customer_id])
     return ActionRecordOut.of(record)
+
+
+@router.get(
+    "/follow-ups",
+    response_model=list[ActionRecordOut],
+    responses=error_responses(*AUTHENTICATED, 422, 503),
+)
+def follow_ups(
+    _: CrmCaller,
+    log: ActionLogDep,
+    status: Literal["open", "escalated", "closed"] = "open",
+    limit: int = Query(200, ge=1, le=1000),
+) -> list[ActionRecordOut]:
+    """Complaint follow-ups, soonest due first: still open (an overdue one is escalated by
+    the service within a minute), escalated past their deadline, or closed."""
+    statuses = {
+        "open": ["queued", "deferred", "delivered", "no_answer"],
+        "escalated": ["escalated"],
+        "closed": ["satisfied", "not_satisfied", "unreachable", "cancelled"],
+    }[status]
+    return [ActionRecordOut.of(r, True) for r in log.follow_ups.listed(statuses, limit)]
 
 
 @router.get(
