@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import typer
 import uvicorn
 
@@ -321,12 +322,26 @@ def kpis_command(
         typer.echo(f"error: --day {day!r}: expected YYYY-MM-DD", err=True)
         raise typer.Exit(2) from error
     features = load_settings(FeatureSettings)
+    settings = load_settings(KpiSettings)
+    notices = outage_notices(serving, when, weeks or settings.weeks)
     try:
         done = run_kpis(
-            when, load_settings(KpiSettings), features.lifecycle_dir,
-            load_settings(DailySettings).output_dir, weeks,
+            when, settings, features.lifecycle_dir,
+            load_settings(DailySettings).output_dir, weeks, notices,
         )  # fmt: skip
     except KpiDataError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     print_kpis(done)
+
+
+def outage_notices(serving: ServingSettings, day: date, weeks: int) -> pd.DataFrame | None:
+    """The start notices of the outages detected in the weeks up to `day` from the action
+    log, for time to notify; None where there is no action log yet (none is made here)."""
+    if not log_exists(serving.action_db_url):
+        return None
+    until = datetime.combine(day + timedelta(days=1), time(), UTC)
+    since = until - timedelta(weeks=weeks + 1)
+    log = ActionLog(open_engine(serving.action_db_url))
+    rows = log.outages.start_notices(since, until)
+    return pd.DataFrame(rows, columns=["event_id", "region", "started_at", "first_notice_at"])

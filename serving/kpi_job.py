@@ -27,7 +27,14 @@ from rich.table import Table
 from retain.base.publish import publish_file
 from serving.alerts import send_alerts
 from serving.kpi_settings import KpiSettings
-from serving.kpis import KpiDataError, alert_text, cells, service_kpis, table_columns
+from serving.kpis import (
+    KpiDataError,
+    alert_text,
+    cells,
+    service_kpis,
+    table_columns,
+    time_to_notify,
+)
 
 log = logging.getLogger("retain.kpis")
 
@@ -77,15 +84,26 @@ def data_until(lifecycle_dir: Path, day: date) -> pd.Timestamp:
 
 
 def compute_kpis(
-    day: date, settings: KpiSettings, lifecycle_dir: Path, weeks: int | None = None
+    day: date,
+    settings: KpiSettings,
+    lifecycle_dir: Path,
+    weeks: int | None = None,
+    notices: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The KPI result as of `day` from the tables on disk. Nothing is written."""
+    """The KPI result as of `day` from the tables on disk, and time to notify from the
+    outages' start notices (`notices`, from the action log) when given. Nothing is written."""
     tables = {name: read_table(lifecycle_dir, name) for name in TABLES}
-    return service_kpis(
+    result = service_kpis(
         tables["service_tickets"], tables["customers"], tables["churn_events"],
         read_forecast(settings.forecast_file), day, data_until(lifecycle_dir, day), settings,
         weeks,
     )  # fmt: skip
+    result["time_to_notify"] = []
+    if notices is not None and not notices.empty:
+        found = time_to_notify(notices)
+        found["week_start"] = found["week_start"].map(lambda w: pd.Timestamp(w).date().isoformat())
+        result["time_to_notify"] = json.loads(found.to_json(orient="records"))
+    return result
 
 
 def publish_kpis(result: dict[str, Any], output_dir: Path) -> Path:
@@ -177,9 +195,10 @@ def run_kpis(
     lifecycle_dir: Path,
     output_dir: Path,
     weeks: int | None = None,
+    notices: pd.DataFrame | None = None,
 ) -> KpiRun:
     """Compute the KPIs as of `day`, publish them, raise their alerts."""
-    result = compute_kpis(day, settings, lifecycle_dir, weeks)
+    result = compute_kpis(day, settings, lifecycle_dir, weeks, notices)
     path = publish_kpis(result, output_dir)
     raise_kpi_alerts(result, settings)
     return KpiRun(result, path)
@@ -202,6 +221,17 @@ def print_kpis(done: KpiRun) -> None:
     console = Console()
     console.print(table)
     console.print("x: missed its target (shown in brackets)", highlight=False)
+    for row in result.get("time_to_notify", []):
+        console.print(
+            f"time to notify, {row['region']} week of {row['week_start']}: "
+            f"{row['events']} outage(s), {row['notified']} told, median "
+            f"{row['median_minutes']:.1f} min, P95 {row['p95_minutes']:.1f} min"
+            if row["notified"]
+            else f"time to notify, {row['region']} week of {row['week_start']}: "
+            f"{row['not_notified']} not told yet",
+            highlight=False,
+            soft_wrap=True,
+        )
     for alert in result["alerts"]:
         console.print(f"alert: {alert_text(alert)}", highlight=False, soft_wrap=True)
     console.print(f"{len(result['alerts'])} alert(s); {done.path}", highlight=False, soft_wrap=True)

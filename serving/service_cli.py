@@ -94,13 +94,22 @@ def event_id(found: SuspectedOutage) -> str:
 
 
 @outages_app.command("detect")
-def detect_command(day: DayOption = None) -> None:
-    """Read the day's cell quality, open a suspected outage for each site whose drop rate
+def detect_command(
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--day",
+            help="The day of cell quality to read, YYYY-MM-DD (default: yesterday in the "
+            "customers' time zone, the last complete day).",
+        ),
+    ] = None,
+) -> None:
+    """Read a day's cell quality, open a suspected outage for each site whose drop rate
     departs from its own normal (configs/outages.yaml), for operations to confirm or
     dismiss (`POST /v1/events/outage/{id}/confirm`). Sites with an outage already in the
     log are left out."""
     settings = load_settings(ServingSettings)
-    when = _day(day, settings)
+    when = _day(day, settings) if day else today(settings) - timedelta(days=1)
     detection = load_settings(OutageSettings).detection
     folder = load_settings(FeatureSettings).lifecycle_dir
     quality = _table(folder, "cell_quality_daily")

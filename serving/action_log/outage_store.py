@@ -27,7 +27,7 @@ from serving.action_log.database import (
 )
 from serving.action_log.records import record_of
 from serving.domain import ActionRecord, ActionStatus
-from serving.outages import Outage, next_state
+from serving.outages import Outage, next_state, notice_prefix
 
 WAITING = (ActionStatus.QUEUED, ActionStatus.DEFERRED, ActionStatus.WAITING_CAPACITY)
 REACHED = frozenset(
@@ -270,3 +270,28 @@ class OutageStore:
             return count
 
         return in_transaction(self.engine, work)
+
+    def start_notices(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Each customer's start notice of the outages detected in [since, until): the
+        outage, the customer's region, when the outage was detected or reported, and when
+        the channel took the notice (None: not yet, or never). What time to notify is
+        measured on (`serving.kpis.time_to_notify`)."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(outage_events.c.event_id, outage_events.c.detected_at).where(
+                    outage_events.c.detected_at >= to_db(since),
+                    outage_events.c.detected_at < to_db(until),
+                )
+            ).all()
+        rows = []
+        for event_id, detected in found:
+            for notice in self.notices(notice_prefix(event_id)):
+                rows.append(
+                    {
+                        "event_id": event_id,
+                        "region": notice.action.region or "unknown",
+                        "started_at": from_db(detected),
+                        "first_notice_at": notice.delivered_at,
+                    }
+                )
+        return rows

@@ -8,11 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from serving.action_log.outbox import Outbox
 from serving.decisions import DecisionService
 from serving.domain import ActionRecord
+from serving.kpis import time_to_notify
 from serving.outages import OutageStateError, notice_key, notice_prefix
 from tests.serving.test_decide import SECOND, _engine, _scored
 
@@ -191,3 +193,23 @@ def test_notice_keys_stay_within_the_log_and_extend_the_start_key() -> None:
         key = notice_key(long_id, step, "1790000000" if step == "updated" else None)
         assert len(key) <= 80 and key.startswith(notice_prefix(long_id))
     assert notice_key("NOC-1") == "outage:NOC-1"  # as before the lifecycle
+
+
+def test_the_start_notices_feed_the_kpis_time_to_notify_by_region_and_week(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(tmp_path, [_scored(c, 0.01) for c in ("C1", "C2", "C3")], **NIGHT)
+    engine.outages.report("NOC-K", ["S1"], EVENING, None, "critical", EVENING)
+    for minutes, customer in ((2, "C1"), (4, "C2")):
+        _deliver(engine, customer, EVENING + timedelta(minutes=minutes))
+    rows = engine._log().outages.start_notices(EVENING - timedelta(days=7), MORNING)
+    found = time_to_notify(pd.DataFrame(rows))
+    (week,) = found.to_dict("records")
+    assert (week["region"], week["events"], week["notified"], week["not_notified"]) == (
+        "harbour",
+        1,
+        2,
+        1,
+    )
+    assert week["median_minutes"] == pytest.approx(3.0)
+    assert engine._log().outages.start_notices(MORNING, MORNING + timedelta(days=1)) == []
