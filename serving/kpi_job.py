@@ -62,7 +62,11 @@ def read_table(lifecycle_dir: Path, name: str) -> pd.DataFrame:
 
 
 def read_forecast(path: Path) -> pd.DataFrame | None:
-    """`retain forecast`'s forecasts, or None when there are none yet."""
+    """`retain forecast`'s forecasts, every origin it kept beside `path`
+    (`forecast_history.parquet`) where there is that history, or None when there are none
+    yet: a week's contacts are judged against the forecast made before it."""
+    history = path.with_name("forecast_history.parquet")
+    path = history if history.is_file() else path
     if not path.is_file():
         log.info("no forecast at %s: contacts are shown without a target", path)
         return None

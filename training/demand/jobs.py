@@ -85,6 +85,29 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
     publish_folder(folder, write)
 
 
+HISTORY_WEEKS = 104  # forecasts kept by their origin: two years of weekly runs
+FORECAST_KEY = ["region", "series", "origin", "horizon"]
+
+
+def forecast_history(folder: Path, forecast: pd.DataFrame) -> pd.DataFrame:
+    """Every forecast published so far (the folder's history and its latest forecast) with
+    the new one, by origin: what a week was forecast to be before it happened, which the
+    service KPIs compare the actual contacts with. Origins older than two years are dropped;
+    a forecast made again for the same origin replaces the earlier one."""
+    earlier = [
+        pd.read_parquet(path)
+        for path in (folder / "forecast_history.parquet", folder / "forecast.parquet")
+        if path.is_file()
+    ]
+    found = pd.concat([*earlier, forecast], ignore_index=True)
+    for column in ("origin", "week_start", "week_end"):  # one time unit whatever wrote them
+        if column in found.columns:
+            found[column] = pd.to_datetime(found[column], utc=True)
+    found = found.drop_duplicates(FORECAST_KEY, keep="last")
+    kept = found["origin"] >= found["origin"].max() - pd.Timedelta(weeks=HISTORY_WEEKS)
+    return found[kept].sort_values(FORECAST_KEY).reset_index(drop=True)
+
+
 def forecast_demand(
     features: FeatureSettings, settings: DemandSettings, weeks: int, on_step: Step = _quiet
 ) -> Forecast:
@@ -105,6 +128,7 @@ def forecast_demand(
             surges, customers, model.propensity, settings.surges.candidates_per_surge
         ),
         "callback_capacity": callback_capacity(forecast, settings.staffing),
+        "forecast_history": forecast_history(settings.forecast_dir, forecast),
     }
     write_tables(tables, settings.forecast_dir)
     run_id = log_forecast(tables, version, settings)

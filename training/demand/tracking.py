@@ -186,6 +186,8 @@ def log_forecast(tables: dict[str, pd.DataFrame], version: str, settings: Demand
             for name, table in tables.items():
                 if "customer_id" in table.columns and not settings.log_customer_rows:
                     continue
+                if name == "forecast_history":  # the earlier runs' forecasts: logged by them
+                    continue
                 table.to_parquet(Path(folder) / f"{name}.parquet", index=False)
             mlflow.log_artifacts(folder, artifact_path="forecast")
     return run.info.run_id
