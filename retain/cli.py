@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from datetime import UTC, timedelta
+from datetime import UTC
 
 import typer
 from mlflow.utils.logging_utils import disable_logging
@@ -104,8 +104,8 @@ def run() -> None:
         serving_cli.publish_daily_list(day, serving)
     serving_cli.publish_monitoring(day, serving)  # the same day's drift and performance
     # the service side of the same day: suspected outages, complaint follow-ups
-    # the detector reads a complete day of cell quality: the day before the list's
-    service_cli.detect_command(day=(day - timedelta(days=1)).isoformat())
+    # the detector reads the last complete day of cell quality
+    service_cli.detect_command(day=None)
     service_cli.followups_command(day=day.isoformat())
     typer.echo(
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "

@@ -100,7 +100,7 @@ def detect_command(
         typer.Option(
             "--day",
             help="The day of cell quality to read, YYYY-MM-DD (default: yesterday in the "
-            "customers' time zone, the last complete day).",
+            "customers' time zone, the last complete day, or the table's last day if earlier).",
         ),
     ] = None,
 ) -> None:
@@ -109,10 +109,15 @@ def detect_command(
     dismiss (`POST /v1/events/outage/{id}/confirm`). Sites with an outage already in the
     log are left out."""
     settings = load_settings(ServingSettings)
-    when = _day(day, settings) if day else today(settings) - timedelta(days=1)
     detection = load_settings(OutageSettings).detection
     folder = load_settings(FeatureSettings).lifecycle_dir
     quality = _table(folder, "cell_quality_daily")
+    if day:
+        when = _day(day, settings)
+    else:  # a world that ends earlier (a simulated one, a late export): its last day
+        last = pd.to_datetime(quality["day"], utc=True).max()
+        yesterday = today(settings) - timedelta(days=1)
+        when = min(yesterday, last.date()) if pd.notna(last) else yesterday
     notify = settings.actions.outages.notify_suspected
     service = _service(settings, scored=notify)
     known = _known(service._log().outages.listed(None, 10_000))

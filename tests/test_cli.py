@@ -110,6 +110,12 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     assert "demand model version 1: promoted to champion" in result.stdout
     assert "(8 weeks, " in result.stdout and "with demand model v1" in result.stdout
     assert (tmp_path / "data" / "forecasts" / "forecast.parquet").exists()
+    # the service side of the same run: agents, suspected outages, follow-ups, KPIs
+    assert (tmp_path / "data" / "forecasts" / "staffing.parquet").exists()
+    assert "site(s) suspected" in result.stdout and "new follow-up(s)" in result.stdout
+    assert list((tmp_path / "risk_lists" / "kpis").glob("????-??-??.json"))
+    pages = list((tmp_path / "risk_lists").glob("????-??-??/report.html"))
+    assert pages and 'id="staffing"' in pages[0].read_text()
     assert (tmp_path / "data" / "mlflow" / "mlflow.db").exists()
     assert f"done: lifecycle data in {tmp_path / 'data' / 'lifecycle'}" in result.stdout
     assert (tmp_path / "data" / "feast" / "online.db").exists()
