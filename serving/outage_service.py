@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from serving.action_log.outage_store import Notice
+from serving.action_log.outage_store import Notice, OutageStore
 from serving.care import in_care
 from serving.contact import check, quiet_until
 from serving.domain import ActionStatus, CustomerScore, NewAction, PastAction
@@ -60,7 +60,7 @@ class OutageService:
         self.decisions = decisions
 
     @property
-    def _store(self) -> Any:
+    def _store(self) -> OutageStore:
         return self.decisions._log().outages
 
     # --- opening -------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class OutageService:
             state="confirmed",
             start=start,
             expected_end=expected_end,
-            detected_at=min(now, start) if kind == "unplanned" else now,
+            detected_at=now,  # when we knew: time to notify is ours from here
             cause=cause,
         )
         stored, created = self._store.open(outage, "reported", now)
