@@ -180,10 +180,12 @@ class OutageService:
         repeat = current.state == target
         if not repeat:
             current = self._store.move(event_id, step, now, {"ended_at": ended_at or now})
-        every = self._store.notices(notice_prefix(event_id), every_step=True)
+        start_key = notice_prefix(event_id)
+        every = self._store.notices(start_key, every_step=True)
         waiting = [n.action.id for n in every if n.action.status in WAITING_STATUSES]
         withdrawn = self._store.withdraw(waiting, now, f"outage {step}")
-        told = [n for n in self._store.notices(notice_prefix(event_id)) if n.delivered_at]
+        # withdrawing touches only what had not gone out: the delivered start notices stand
+        told = [n for n in every if n.action.dedupe_key == start_key and n.delivered_at]
         key = notice_key(event_id, target)
         sent = self._follow_on(current, told, target, key, now, respect_quiet_hours=True)
         return StepResult(current, {"withdrawn": withdrawn, "told_of_end": sent}, repeat)

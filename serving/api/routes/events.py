@@ -196,12 +196,14 @@ def _end(
     decisions: DecisionsDep,
 ) -> OutageStepOut:
     now = datetime.now(UTC)
-    if ended_at is not None and ended_at > now:
-        raise ApiError(
-            422,
-            "validation_error",
-            "ended_at: in the future (an outage is ended when it is over)",
-        )
+    window = decisions.settings.time_window
+    check_instant(
+        ended_at,
+        "ended_at",
+        now - timedelta(days=window.outage_past_days + window.outage_max_days),
+        now,
+        "an outage is ended when it is over, not ahead of time",
+    )
     answer = _step(event_id, lambda: decisions.outages.end(event_id, step, now, ended_at))
     audited(request, [None])
     return answer
