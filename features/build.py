@@ -95,6 +95,11 @@ def _fill(column: ibis.Value, value: object, dtype: str) -> ibis.Value:
     return column.fill_null(value).cast(dtype)
 
 
+def _not_yet(ended_at: ibis.Value, t: TimestampValue) -> BooleanValue:
+    """An end (a churn, a ticket's close) not reached at t: unknown (null) or after t."""
+    return ended_at.isnull() | (ended_at > t)
+
+
 def customer_profile(customers: Table) -> Table:
     """Slowly changing attributes, valid from signup (event time = `signup_at`)."""
     return customers.select(
@@ -128,9 +133,9 @@ def active_customers(customers: Table, churn: Table, snapshots: Table) -> Table:
         left, "customer_id"
     )
     pairs = lives.cross_join(snapshots)
-    return pairs.filter(
-        (pairs.signup_at < pairs.t) & (pairs.churned_at.isnull() | (pairs.churned_at > pairs.t))
-    ).select("customer_id", "cell_site_id", "t")
+    return pairs.filter((pairs.signup_at < pairs.t) & _not_yet(pairs.churned_at, pairs.t)).select(
+        "customer_id", "cell_site_id", "t"
+    )
 
 
 def _month_key(month: TimestampValue) -> ibis.Value:
@@ -214,7 +219,7 @@ def ticket_windows(tickets: Table, snapshots: Table) -> Table:
         **by_type,
         tickets_30d=_count(d30),
         tickets_180d=_count(d180),
-        unresolved_tickets=_count(known.closed_at.isnull() | (known.closed_at > known.t)),
+        unresolved_tickets=_count(_not_yet(known.closed_at, known.t)),
         repeat_complaints_90d=_count(d90 & complaint_like & known.is_repeat),
         sentiment_mean_90d=known.sentiment.mean(where=d90),
         sentiment_min_90d=known.sentiment.min(where=d90),
@@ -389,16 +394,18 @@ def _change_features(j: Table) -> dict[str, ibis.Value]:
 
 
 def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> Table:
-    """Per region and complete week: package purchases, service contacts, outages, base size.
+    """Per region and complete week: package purchases, service contacts, outages, base size
+    and the ticket backlog.
 
     The row's event time is the end of the week, when its totals are known. An outage
     counts in each week only the hours inside it, up to the as-of instant (the caller's
-    `weeks` end a week before it, so an open outage is clipped there by the week's end).
+    `weeks` end a week before it, so an open outage is clipped there by the week's end);
+    its customer-hours weigh those hours by the customers its site served at the week's
+    start. The backlog is the tickets still open at the week's end.
     """
     customers = tables["customers"]
-    calendar = ibis.memtable(
-        {"week_start": weeks.tz_localize("UTC") if weeks.tz is None else weeks}
-    )
+    starts = weeks.tz_localize("UTC") if weeks.tz is None else weeks
+    calendar = ibis.memtable({"week_start": starts, "week_end": starts + pd.Timedelta(days=7)})
     regions = customers.select("region").distinct()
     grid = regions.cross_join(calendar)
     keys = ["region", "week_start"]
@@ -421,35 +428,43 @@ def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> T
             network_fault_contacts=_count(_.ticket_type == "network_fault"),
         )
     )
+    held = tickets.cross_join(calendar)
+    backlog = (
+        held.filter((held.opened_at < held.week_end) & _not_yet(held.closed_at, held.week_end))
+        .group_by(keys)
+        .aggregate(open_tickets=_.count())
+    )
+
+    lives = customers.select(
+        "customer_id", "region", "cell_site_id", "is_student", "signup_at"
+    ).left_join(tables["churn_events"].select("customer_id", "churned_at"), "customer_id")
+    pairs = lives.cross_join(calendar)
+    active = pairs.filter(
+        (pairs.signup_at < pairs.week_start) & _not_yet(pairs.churned_at, pairs.week_start)
+    )
+    base = active.group_by(keys).aggregate(
+        active_customers=_.count(), active_students=_count(_.is_student)
+    )
+    # the customers a site served at the week's start: who an outage there left without service
+    served = active.group_by(["cell_site_id", "week_start"]).aggregate(site_customers=_.count())
 
     sites = tables["cell_sites"].select("cell_site_id", "region")
     located = tables["network_events"].join(sites, "cell_site_id").cross_join(calendar)
-    week_end = located.week_start + ibis.interval(days=7)
     inside_from = ibis.greatest(located.started_at, located.week_start)
-    inside_to = ibis.least(located.ended_at.fill_null(week_end), week_end)
-    outages = located.group_by(keys).aggregate(
-        outage_hours=(
-            ibis.greatest(_seconds_between(inside_to, inside_from), 0) / SECONDS_PER_HOUR
-        ).sum()
-    )
-
-    lives = customers.select("customer_id", "region", "is_student", "signup_at").left_join(
-        tables["churn_events"].select("customer_id", "churned_at"), "customer_id"
-    )
-    pairs = lives.cross_join(calendar)
-    live = (pairs.signup_at < pairs.week_start) & (
-        pairs.churned_at.isnull() | (pairs.churned_at > pairs.week_start)
-    )
-    base = (
-        pairs.filter(live)
-        .group_by(keys)
-        .aggregate(active_customers=_.count(), active_students=_count(_.is_student))
+    inside_to = ibis.least(located.ended_at.fill_null(located.week_end), located.week_end)
+    clipped = located.mutate(
+        hours=ibis.greatest(_seconds_between(inside_to, inside_from), 0) / SECONDS_PER_HOUR
+    ).left_join(served, ["cell_site_id", "week_start"])
+    outages = clipped.group_by(keys).aggregate(
+        outage_hours=clipped.hours.sum(),
+        outage_customer_hours=(clipped.hours * clipped.site_customers.fill_null(0)).sum(),
     )
 
     j = (
         grid.left_join(bought, keys)
         .left_join(contacts, keys)
         .left_join(base, keys)
+        .left_join(backlog, keys)
         .left_join(outages, keys)
     )
     counted = [
@@ -458,12 +473,14 @@ def region_weekly_demand(tables: dict[str, Table], weeks: pd.DatetimeIndex) -> T
         "network_fault_contacts",
         "active_customers",
         "active_students",
+        "open_tickets",
     ]
     return j.select(
         "region",
         "week_start",
         **{name: _fill(j[name], 0, "int64") for name in counted},
         outage_hours=_fill(j.outage_hours, 0.0, "float64"),
+        outage_customer_hours=_fill(j.outage_customer_hours, 0.0, "float64"),
         event_timestamp=j.week_start + ibis.interval(days=7),
         week_of_year=j.week_start.week_of_year().cast("int64"),
     )

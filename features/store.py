@@ -53,6 +53,7 @@ def definitions() -> list[Any]:
         feature_services.churn_v1,
         feature_services.churn_v2,
         feature_services.demand_v1,
+        feature_services.demand_v2,
     ]
 
 

@@ -209,10 +209,12 @@ region_weekly_demand = FeatureView(
             "active_customers",
             "active_students",
             "week_of_year",
+            "open_tickets",
         ),
-        *_fields(Float64, "outage_hours"),
+        *_fields(Float64, "outage_hours", "outage_customer_hours"),
     ],
     source=region_weekly_demand_source,
     online=True,
-    description="Weekly package purchases, service contacts and outages per region.",
+    description="Weekly package purchases, service contacts, outages and the ticket backlog "
+    "per region.",
 )

@@ -338,7 +338,9 @@ def weekly_outage_hours(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFra
 
 
 def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per region and complete week: package purchases, service contacts, outages, base size.
+    """Per region and complete week: package purchases, service contacts, outages (hours, and
+    hours x the customers of the site at the week's start), base size, and the tickets still
+    open at the week's end.
 
     The row's event time is the end of the week, when its totals are known.
     """
@@ -376,18 +378,39 @@ def region_weekly_demand(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -
     churned_at = customers["customer_id"].map(
         tables["churn_events"].set_index("customer_id")["churned_at"]
     )
-    active, students = [], []
+    active, students, served, backlog = [], [], {}, []
     for week in weeks:
         live = (customers["signup_at"] < week) & ~(churned_at <= week)
         active.append(customers[live].groupby("region").size().rename(week))
         students.append(
             customers[live & customers["is_student"]].groupby("region").size().rename(week)
         )
+        # each home site's customers at the week's start: who its outages that week cut off
+        for site, n in customers.loc[live, "cell_site_id"].value_counts().items():
+            served[(site, week)] = n
+        # the backlog at the week's end: opened before it and not closed by it
+        end = week + 7 * DAY
+        still_open = (tickets["opened_at"] < end) & ~(tickets["closed_at"] <= end)
+        backlog.append(opened[still_open].groupby("region").size().rename(week))
     frame["active_customers"] = pd.concat(active, axis=1).stack().reorder_levels([0, 1])
     frame["active_students"] = pd.concat(students, axis=1).stack().reorder_levels([0, 1])
+    frame["open_tickets"] = pd.concat(backlog, axis=1).stack().reorder_levels([0, 1])
     frame = frame.fillna(0).astype("int64")
     frame["outage_hours"] = (
         outages.groupby(["region", "week_start"])["hours"].sum().reindex(index).fillna(0.0)
+    )
+    cut_off = [
+        hours * served.get((site, week), 0)
+        for site, week, hours in outages[["cell_site_id", "week_start", "hours"]].itertuples(
+            index=False
+        )
+    ]
+    frame["outage_customer_hours"] = (
+        outages.assign(customer_hours=cut_off)
+        .groupby(["region", "week_start"])["customer_hours"]
+        .sum()
+        .reindex(index)
+        .fillna(0.0)
     )
     result = frame.reset_index()
     result["event_timestamp"] = result["week_start"] + 7 * DAY

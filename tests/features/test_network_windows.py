@@ -8,10 +8,18 @@ weeks (Monday to Monday), each with the hours and events inside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features import build
+from features.build import first_month
+from features.engine import EngineSettings, connect, read_table
+from tests.features.parity import assert_same_table
 from tests.features.reference_build import (
     PACKAGES,
     _site_quality,
@@ -254,12 +262,20 @@ def test_demand_weeks_are_the_complete_weeks_from_the_history_start_to_as_of() -
     assert demand_weeks(MONDAY, as_of - SECOND)[-1] == MONDAY + 2 * WEEK  # the last is not over
 
 
+def _tickets(
+    rows: list[tuple[str, str, pd.Timestamp, pd.Timestamp | None]],
+) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", "ticket_type", "opened_at", "closed_at"])
+    return frame.astype({"opened_at": UTC_NS, "closed_at": UTC_NS})
+
+
 def _region_tables() -> dict[str, pd.DataFrame]:
     w1, w2, w3 = MONDAY, MONDAY + WEEK, MONDAY + 2 * WEEK
     customers = pd.DataFrame(
         {
             "customer_id": ["n1", "n2", "s1", "s2"],
             "region": ["north", "north", "south", "south"],
+            "cell_site_id": ["N", "N", "S", "S"],
             "is_student": [True, False, True, False],
             "signup_at": [pd.Timestamp("2025-12-01", tz="UTC"), w2, w1 - DAY, w1 - SECOND],
         }
@@ -274,21 +290,22 @@ def _region_tables() -> dict[str, pd.DataFrame]:
         ],
         columns=["customer_id", "package_id", "purchased_at"],
     ).astype({"purchased_at": UTC_NS})
-    tickets = pd.DataFrame(
+    tickets = _tickets(
         [
-            ("n1", "network_fault", w1),
-            ("s2", "complaint", w3 - SECOND),
-            ("s2", "network_fault", w3),
-        ],
-        columns=["customer_id", "ticket_type", "opened_at"],
-    ).astype({"opened_at": UTC_NS})
+            ("n1", "network_fault", w1, w1 + HOUR),
+            ("s2", "complaint", w3 - SECOND, None),
+            ("s2", "network_fault", w3, w3 + DAY),
+        ]
+    )
     return {
         "customers": customers,
         "churn_events": pd.DataFrame({"customer_id": ["s1"], "churned_at": [w2]}),
         "usage_monthly": pd.DataFrame({"month": [pd.Timestamp("2026-01-01", tz="UTC")]}),
         "package_purchases": purchases,
         "service_tickets": tickets,
-        "cell_sites": pd.DataFrame({"cell_site_id": ["N", "S"], "region": ["north", "south"]}),
+        "cell_sites": pd.DataFrame(
+            {"cell_site_id": ["N", "M", "S"], "region": ["north", "north", "south"]}
+        ),
         "network_events": _events(
             [
                 ("N", w2 - 2 * HOUR, w2 + 3 * HOUR),  # across the week's end: 2 h, then 3 h
@@ -311,20 +328,120 @@ def test_region_weekly_demand_counts_each_complete_week_per_region() -> None:
         "network_fault_contacts",
         "active_customers",
         "active_students",
+        "open_tickets",
         "outage_hours",
+        "outage_customer_hours",
         "event_timestamp",
         "week_of_year",
     ]
     assert list(demand.columns) == columns
-    # purchases: campus, roaming, daily, family
+    # purchases: campus, roaming, daily, family; one customer per outage site and week
     assert demand.to_numpy().tolist() == [
-        ["north", w1, 0, 1, 1, 0, 1, 1, 1, 1, 2.0, w2, 2],
-        ["north", w2, 0, 0, 0, 0, 0, 0, 1, 1, 3.0, w3, 3],  # n2 signed up at w2: not yet
-        ["north", w3, 0, 0, 0, 0, 0, 0, 2, 1, 0.0, w3 + WEEK, 4],
-        ["south", w1, 0, 0, 0, 0, 0, 0, 2, 1, 0.0, w2, 2],
-        ["south", w2, 0, 0, 1, 0, 1, 0, 1, 0, 4.0, w3, 3],  # s1 churned at w2: gone
-        ["south", w3, 0, 0, 0, 0, 1, 1, 1, 0, 12.0, w3 + WEEK, 4],
+        ["north", w1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 2.0, 2.0, w2, 2],
+        ["north", w2, 0, 0, 0, 0, 0, 0, 1, 1, 0, 3.0, 3.0, w3, 3],  # n2 signed up at w2: not yet
+        ["north", w3, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0.0, 0.0, w3 + WEEK, 4],
+        ["south", w1, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0.0, 0.0, w2, 2],
+        ["south", w2, 0, 0, 1, 0, 1, 0, 1, 0, 1, 4.0, 4.0, w3, 3],  # s1 churned at w2: gone
+        ["south", w3, 0, 0, 0, 0, 1, 1, 1, 0, 1, 12.0, 12.0, w3 + WEEK, 4],
     ]
-    counts = [*columns[2:-3], "week_of_year"]
+    counts = [*columns[2:-5], "week_of_year"]
     assert (demand[counts].dtypes == "int64").all()
-    assert demand["outage_hours"].dtype == "float64"
+    assert (demand[["outage_hours", "outage_customer_hours"]].dtypes == "float64").all()
+
+
+def _with_customers(
+    tables: dict[str, pd.DataFrame],
+    rows: list[tuple[str, str, str, pd.Timestamp, pd.Timestamp | None]],
+) -> dict[str, pd.DataFrame]:
+    """`tables` with more customers: (id, region, home site, signup, churn or None)."""
+    extra = pd.DataFrame(
+        [(c, region, site, False, signup) for c, region, site, signup, _ in rows],
+        columns=["customer_id", "region", "cell_site_id", "is_student", "signup_at"],
+    ).astype({"signup_at": UTC_NS})
+    churned = pd.DataFrame(
+        [(c, gone) for c, *_, gone in rows if gone is not None],
+        columns=["customer_id", "churned_at"],
+    )
+    return {
+        **tables,
+        "customers": pd.concat([tables["customers"], extra], ignore_index=True),
+        "churn_events": pd.concat([tables["churn_events"], churned], ignore_index=True).astype(
+            {"churned_at": UTC_NS}
+        ),
+    }
+
+
+def _outage_tables() -> dict[str, pd.DataFrame]:
+    """N's outage crosses the end of week 1 (2 h in it, 3 h in week 2), with customers of N
+    coming and going around the weeks' starts."""
+    w1, w2 = MONDAY, MONDAY + WEEK
+    long_ago = pd.Timestamp("2025-06-01", tz="UTC")
+    return _with_customers(
+        _region_tables(),  # n1 on N all along, n2 on N from w2 (not active at its start)
+        [
+            ("n3", "north", "N", long_ago, w1 - DAY),  # churned before week 1: never
+            ("n4", "north", "N", long_ago, w2 + DAY),  # churned during week 2: in weeks 1, 2
+            ("n5", "north", "N", w1 + DAY, None),  # signed up after week 1 started: from w2
+            ("n6", "north", "M", long_ago, None),  # another site of the region: never
+        ],
+    )
+
+
+def _backlog_tables() -> dict[str, pd.DataFrame]:
+    w1, w2, w3 = MONDAY, MONDAY + WEEK, MONDAY + 2 * WEEK
+    tables = _region_tables()
+    tables["service_tickets"] = _tickets(
+        [
+            ("n1", "complaint", w1 + DAY, w2 + DAY),  # open across week 1's end only
+            ("n1", "complaint", w1 + 2 * DAY, w2 - HOUR),  # closed before week 1's end: never
+            ("n1", "network_fault", w1 + 3 * DAY, None),  # never closed: every week from 1
+            ("n1", "complaint", w2 + HOUR, w3),  # closed exactly at week 2's end: never
+            ("n1", "complaint", w3 + WEEK, None),  # opened exactly at week 3's end: not in it
+            ("s2", "billing_dispute", w1 + 4 * DAY, w3 + DAY),  # open at the ends of weeks 1, 2
+        ]
+    )
+    return tables
+
+
+def test_outage_customer_hours_weigh_each_weeks_hours_by_the_sites_customers_at_its_start() -> None:
+    demand = region_weekly_demand(_outage_tables(), MONDAY + 3 * WEEK)
+    by_week = demand.set_index(["region", "week_start"])
+    north = by_week.loc["north"]
+    assert north["outage_hours"].tolist() == [2.0, 3.0, 0.0]
+    assert north["outage_customer_hours"].tolist() == [
+        2.0 * 2,  # n1, n4
+        3.0 * 3,  # n1, n4, n5
+        0.0,
+    ]
+    assert north["active_customers"].tolist() == [3, 4, 4]  # n6 is active, but not on N
+    # the south is untouched: s2 alone on S (s1 churned at w2)
+    assert by_week.loc["south", "outage_customer_hours"].tolist() == [0.0, 4.0, 12.0]
+    assert demand["outage_customer_hours"].dtype == "float64"
+
+
+def test_open_tickets_are_the_backlog_at_each_weeks_end() -> None:
+    demand = region_weekly_demand(_backlog_tables(), MONDAY + 3 * WEEK)
+    by_week = demand.set_index(["region", "week_start"])
+    assert by_week.loc["north", "open_tickets"].tolist() == [2, 1, 1]
+    assert by_week.loc["south", "open_tickets"].tolist() == [1, 1, 0]
+    assert by_week.loc["north", "service_contacts"].tolist() == [3, 1, 0]  # opened, by week
+    assert demand["open_tickets"].dtype == "int64"
+
+
+@pytest.mark.parametrize(
+    "planted", [_region_tables, _outage_tables, _backlog_tables], ids=lambda f: f.__name__[1:]
+)
+def test_duckdb_builds_the_planted_weeks_as_the_reference(
+    planted: Callable[[], dict[str, pd.DataFrame]], tmp_path: Path
+) -> None:
+    """The product's ibis build of the planted tables equals the reference, value for value."""
+    tables = planted()
+    as_of = MONDAY + 3 * WEEK
+    for name, frame in tables.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    with connect(EngineSettings()) as con:
+        read = {name: read_table(con, tmp_path / f"{name}.parquet", name) for name in tables}
+        weeks = demand_weeks(first_month(read), as_of)
+        built = build.region_weekly_demand(read, weeks).to_pandas()
+    expected = region_weekly_demand(tables, as_of)
+    assert_same_table("region_weekly_demand", expected, built)
