@@ -343,7 +343,8 @@ def demand_verdict(result: BacktestResult, settings: DemandSettings) -> str:
         )
     low, high = settings.promotion.coverage_band
     lines.append(
-        f"(targets: package WAPE >= 20% below seasonal naive, coverage {low:.0%}-{high:.0%})"
+        "(targets: package WAPE >= 20% below seasonal naive, service load >= 10% below the "
+        f"moving average, coverage 75%-85%; promotion needs coverage in {low:.0%}-{high:.0%})"
     )
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ RECIPE = DemandRecipe.of(FAST)
 
 @pytest.fixture(scope="module")
 def history(demo_project: FeatureSettings) -> pd.DataFrame:
-    """The demo data's region-week history, read through Feast's demand_v1 service."""
+    """The demo data's region-week history, read through Feast's demand_v2 service."""
     return demand_history(open_store(demo_project), demo_project.lifecycle_dir)
 
 
@@ -173,6 +173,8 @@ def _planted_history(weeks: int = 150, seed: int = 0) -> tuple[pd.DataFrame, pd.
         frame["active_customers"] = int(1000 * size)
         frame["active_students"] = int(100 * size)
         frame["outage_hours"] = 0.0
+        frame["outage_customer_hours"] = 0.0
+        frame["open_tickets"] = rng.poisson(5 * size, weeks)
         frame["week_of_year"] = (ends - WEEK).isocalendar().week.to_numpy()
         frames.append(frame.assign(true_mean=mean))
     planted = pd.concat(frames, ignore_index=True)

@@ -48,7 +48,7 @@ def test_train_promote_forecast(demo_project: FeatureSettings, demand: DemandSet
             assert f"{scope}_{method}_mase" in run.data.metrics
         assert f"{scope}_model_coverage_p10_p90" in run.data.metrics
     assert "propensity_auc_campus_data_pack" in run.data.metrics
-    assert run.data.tags["feature_service"] == "demand_v1"
+    assert run.data.tags["feature_service"] == "demand_v2"
     assert run.data.params["backtest_origin_weeks"].count(",") == 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     for series in SERIES:

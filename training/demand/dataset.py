@@ -37,12 +37,33 @@ SERIES = {  # series name -> column of region_weekly_demand
     "service_load": "service_contacts",
 }
 GROUP = {name: "service_load" if name == "service_load" else "package" for name in SERIES}
-EXOGENOUS = ("outage_hours", "network_fault_contacts", "active_customers", "active_students")
+EXOGENOUS = (
+    "outage_hours",
+    "outage_customer_hours",
+    "network_fault_contacts",
+    "open_tickets",
+    "active_customers",
+    "active_students",
+)
 KEYS = ("region", "series", "origin", "horizon")
 CATEGORICAL = ("region", "series")
 LEVEL_WEEKS = 52  # the level a series is scaled by: its mean over up to a year
+# Forecasts known at the origin that the model may take as its reference (column
+# `ref_<name>`, in counts): the seasonal naive made robust (grown by recent demand, or by
+# the customer base, or the latter smoothed over three weeks), the series' yearly level
+# (as a count, or per active customer times today's customers), and the moving averages
+# of the last 4 and 13 weeks; the mixes average two, the blend both mixes (a combination
+# of forecasts errs less than either when their errors are not the same, and a season
+# that a short history cannot yet prove is half taken).
+REFERENCES = (
+    "seasonal", "seasonal_base", "seasonal_smooth", "seasonal_mix",
+    "level", "per_customer", "level_mix", "blend", "ma4", "ma13",
+)  # fmt: skip
+REFERENCE_COLUMNS = tuple(f"ref_{name}" for name in REFERENCES)
 # Identify a row and carry the answer; never features.
-NOT_FEATURES = ("origin", "target_week_end", "level", "reference", "target", "group")
+NOT_FEATURES = (
+    "origin", "target_week_end", "level", "reference", "target", "group", *REFERENCE_COLUMNS
+)  # fmt: skip
 MIN_REFERENCE = 0.1  # a week that sold nothing last year still gets a small reference
 RECENT_WEEKS = 8  # the window compared with the same window a year earlier (growth)
 
@@ -121,10 +142,18 @@ def _origin_features(one: pd.DataFrame) -> pd.DataFrame:
             "max_8w": y.rolling(8, min_periods=1).max() / level,
             "outage_hours_1w": one["outage_hours"].astype(float),
             "outage_hours_4w": one["outage_hours"].astype(float).rolling(4, min_periods=1).sum(),
+            # customer-hours of outage: what faults and complaints follow, per customer
+            "outage_customer_hours_1w": one["outage_customer_hours"] / active,
+            "outage_customer_hours_4w": one["outage_customer_hours"].rolling(4, min_periods=1).sum()
+            / active,
             "fault_contacts_per_1k": 1000 * one["network_fault_contacts"] / active,
+            # the backlog: unresolved tickets bring repeat contacts and complaints
+            "open_tickets_per_1k": 1000 * one["open_tickets"] / active,
+            "open_tickets_vs_level": one["open_tickets"] / level,
             "log_active_customers": np.log(active),
             "student_share": one["active_students"] / active,
             "base_growth_13w": active / active.shift(13) - 1.0,
+            "ref_per_customer": (y / active).rolling(LEVEL_WEEKS, min_periods=1).mean() * active,
         }
     )
 
@@ -145,6 +174,7 @@ def series_rows(
     levels = known["level"].to_numpy()
     # a median: one holiday spike inside the window must not read as a year of growth
     recent = one["value"].rolling(RECENT_WEEKS, min_periods=1).median().to_numpy()
+    active = one["active_customers"].to_numpy(dtype=float)
     n = len(one)
     position = np.arange(n)
     frames = []
@@ -157,6 +187,24 @@ def series_rows(
         lag = np.maximum(lag, h)  # never a week after the origin
         last_year, last_year_origin = target - lag, position - lag
         ly_value = np.where(last_year >= 0, values[np.clip(last_year, 0, n - 1)], np.nan)
+        # last year's week with its neighbours (never a week after the origin): a third of
+        # the noise where the season moves slowly
+        around = np.stack(
+            [
+                np.where(
+                    (last_year + d >= 0) & (last_year + d <= position),
+                    values[np.clip(last_year + d, 0, n - 1)],
+                    np.nan,
+                )
+                for d in (-1, 0, 1)
+            ]
+        )
+        seen = ~np.isnan(around)
+        ly_smooth = np.where(
+            np.isnan(ly_value),
+            np.nan,
+            np.where(seen, around, 0.0).sum(axis=0) / seen.sum(axis=0).clip(min=1),
+        )
         # the 8 weeks up to the origin's equivalent week last year: the growth's denominator
         ly_recent = np.where(
             last_year_origin >= 0, recent[np.clip(last_year_origin, 0, n - 1)], np.nan
@@ -169,8 +217,13 @@ def series_rows(
                 last_year_same_week=ly_value / levels,
                 last_year_growth=(recent + 1.0) / (ly_recent + 1.0),
                 last_year_value=ly_value,
+                last_year_smooth=ly_smooth,
                 last_year_recent=ly_recent,
                 recent=recent,
+                active_now=active,
+                last_year_active=np.where(
+                    last_year_origin >= 0, active[np.clip(last_year_origin, 0, n - 1)], np.nan
+                ),
                 target=np.where(target < n, values[np.clip(target, 0, n - 1)], np.nan),
             )
         )
@@ -200,13 +253,48 @@ def forecasting_rows(long: pd.DataFrame, horizon: int, calendar: DemandCalendar)
     # or draw a straight line, so they learn the correction to a good guess far better
     # than the seasonal shape itself. Without a year of history the level stands in.
     national = rows.groupby(["series", "origin", "horizon"])[
-        ["last_year_value", "last_year_recent", "recent", "level"]
+        [
+            "last_year_value",
+            "last_year_smooth",
+            "last_year_recent",
+            "recent",
+            "level",
+            "active_now",
+            "last_year_active",
+        ]
     ].transform("sum", min_count=1)
     growth = (national["recent"] + 1.0) / (national["last_year_recent"] + 1.0)
-    seasonal = national["last_year_value"] * growth * rows["level"] / national["level"]
+    share = rows["level"] / national["level"]
+    seasonal = national["last_year_value"] * growth * share
+    base_growth = national["active_now"] / national["last_year_active"].clip(lower=1.0)
     rows["seasonal_reference"] = seasonal / rows["level"]
-    rows["reference"] = seasonal.fillna(rows["level"]).clip(lower=MIN_REFERENCE)
-    rows = rows.drop(columns=["last_year_value", "last_year_recent", "recent"])
+    level = rows["level"] - 1.0  # the yearly mean count
+    candidates = {
+        "seasonal": seasonal.fillna(level),
+        "seasonal_base": (national["last_year_value"] * base_growth * share).fillna(level),
+        "seasonal_smooth": (national["last_year_smooth"] * base_growth * share).fillna(level),
+        "level": level,
+        "per_customer": rows["ref_per_customer"],
+        "ma4": rows["mean_4w"] * rows["level"],
+        "ma13": rows["mean_13w"] * rows["level"],
+    }
+    candidates["seasonal_mix"] = (candidates["seasonal_base"] + candidates["seasonal_smooth"]) / 2
+    candidates["level_mix"] = (candidates["level"] + candidates["per_customer"]) / 2
+    candidates["blend"] = (candidates["seasonal_mix"] + candidates["level_mix"]) / 2
+    for name, values in candidates.items():
+        rows[f"ref_{name}"] = values.clip(lower=MIN_REFERENCE)
+    # the default reference; a fitted forecaster picks its own per series (`choose_references`)
+    rows["reference"] = rows["ref_seasonal"]
+    rows = rows.drop(
+        columns=[
+            "last_year_value",
+            "last_year_smooth",
+            "last_year_recent",
+            "recent",
+            "active_now",
+            "last_year_active",
+        ]
+    )
     return pd.concat(
         [rows, week_features(rows["target_week_end"] - WEEK, calendar).set_index(rows.index)],
         axis=1,
@@ -240,7 +328,7 @@ def check_no_lookahead(
     honest = build(long, horizon, calendar)
     tampered = build(scrambled, horizon, calendar)
     keep = honest["origin"] <= origin
-    columns = [*feature_columns(honest), "reference"]  # the reference scales the forecast
+    columns = [*feature_columns(honest), *REFERENCE_COLUMNS]  # references scale the forecast
     left = honest.loc[keep, columns].reset_index(drop=True)
     right = tampered.loc[tampered["origin"] <= origin, columns].reset_index(drop=True)
     for column in columns:

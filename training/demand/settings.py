@@ -53,8 +53,30 @@ class QuantileParams(BaseModel):
     bagging_freq: int = 1
     lambda_l2: float = 1.0
     num_rounds: int = Field(300, ge=1, description="Upper bound; early stopping picks fewer.")
-    valid_weeks: int = Field(13, ge=1, description="Latest target weeks that pick the rounds.")
     early_stopping_rounds: int = Field(30, ge=1)
+
+
+class Intervals(BaseModel):
+    """How forecasts keep their promise: references, calibration and the count model."""
+
+    calibration_weeks: int = Field(
+        26,
+        ge=4,
+        description="Latest target weeks held out from a first fit: its errors there pick the "
+        "trees' rounds and calibrate the P10 and P90.",
+    )
+    min_rows: int = Field(
+        40, ge=10, description="Held-out rows a series and horizon need for their own offsets."
+    )
+    count_model_below: float = Field(
+        3.0,
+        ge=0.0,
+        description="Series selling fewer than this per region-week (yearly mean, median over "
+        "regions) get the negative binomial count model instead of quantile trees.",
+    )
+    reference_weeks: int = Field(
+        52, ge=4, description="Latest target weeks on which each series' reference is chosen."
+    )
 
 
 class Backtest(BaseModel):
@@ -220,12 +242,13 @@ class DemandSettings(TrackedSettings):
 
     experiment: str = "demand"
     registered_model: str = "demand"
-    feature_service: str = "demand_v1"
+    feature_service: str = "demand_v2"
     seed: int = 7
     horizon_weeks: int = Field(8, ge=1, le=26)
     forecast_dir: Path = Path("data/forecasts")
     calendar: DemandCalendar = DemandCalendar()
     params: QuantileParams = QuantileParams()
+    intervals: Intervals = Intervals()
     backtest: Backtest = Backtest()
     promotion: DemandPromotion = DemandPromotion()
     surges: Surges = Surges()

@@ -56,6 +56,9 @@ def log_demand_run(
                 "feature_service": settings.feature_service,
                 "series": ",".join(SERIES),
                 "regions": history["region"].nunique(),
+                **{f"intervals_{k}": v for k, v in recipe.intervals.model_dump().items()},
+                **{f"reference_{k}": v for k, v in model.forecaster.references.items()},
+                "count_model_series": ",".join(sorted(model.forecaster.sparse)) or "none",
                 "weeks": history[WEEK_END].nunique(),
             }
         )
@@ -78,6 +81,8 @@ def log_demand_run(
             for series in SERIES:
                 plots.forecast_vs_actual(result.forecasts, series, out / f"backtest_{series}.png")
             result.metrics.to_csv(out / "backtest_metrics.csv", index=False)
+            # each series' model, reference, P50 shrinkage and interval calibration
+            model.forecaster.described().to_csv(out / "series_models.csv", index=False)
             result.forecasts.to_parquet(out / "backtest_forecasts.parquet", index=False)
             history.to_parquet(out / "history.parquet", index=False)
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
