@@ -169,7 +169,7 @@ def demand_entity_rows(lifecycle_dir: Path) -> pd.DataFrame:
 
 
 def demand_history(
-    store: FeatureStore, lifecycle_dir: Path, feature_service: str = "demand_v1"
+    store: FeatureStore, lifecycle_dir: Path, feature_service: str = "demand_v2"
 ) -> pd.DataFrame:
     """The region-week history of the demand model, through Feast (point in time)."""
     frame = historical_features(store, demand_entity_rows(lifecycle_dir), feature_service)
