@@ -459,10 +459,11 @@ def fit_forecaster(rows: pd.DataFrame, recipe: DemandRecipe) -> DemandForecaster
             boosters[name], probes[name] = _train(
                 lightgbm_params(recipe, quantile), draft, fit_part, held_out, volume, recipe.params
             )
-        if all(probes.values()):
-            first = DemandForecaster(recipe, probes, columns, categories)
+        fitted = {name: probe for name, probe in probes.items() if probe is not None}
+        if len(fitted) == len(QUANTILES):
+            first = DemandForecaster(recipe, fitted, columns, categories)
             p50_weights = shrink_p50(first, held_out)
-            first = DemandForecaster(recipe, probes, columns, categories, p50_weights=p50_weights)
+            first = DemandForecaster(recipe, fitted, columns, categories, p50_weights=p50_weights)
             raw = np.expm1(first.raw_quantiles(held_out))
             judged = held_out[["series", "horizon", "target"]].assign(p10=raw[:, 0], p90=raw[:, 2])
             offsets = conformal_offsets(judged.reset_index(drop=True), settings.min_rows)
