@@ -41,18 +41,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from features.lifecycle.contract import TABLES
 from training.demand.errors import DemandDataError
 from training.demand.settings import AgentStaffing, Backtest, DemandCalendar, Staffing
 from training.demand.staffing import (
     DAY,
     WEEK,
     Profiles,
-    _read,
     _utc,
     contact_profiles,
     hourly_load,
     line_of,
+    read_contacts,
 )
 from training.forecast_metrics import interval_coverage, wape
 
@@ -314,13 +313,6 @@ def daily_backtest(
     Reads the tickets and customers of `lifecycle_dir`; see `daily_errors` and
     `daily_metrics`.
     """
-    tickets = _read(
-        lifecycle_dir / TABLES["service_tickets"].file_name,
-        "service_tickets table",
-        ["customer_id", "opened_at", "channel"],
-    )
-    regions = _read(
-        lifecycle_dir / TABLES["customers"].file_name, "customers table", ["customer_id", "region"]
-    )
+    tickets, regions = read_contacts(lifecycle_dir)
     days = daily_errors(forecasts, tickets, regions, settings, staffing, calendar)
     return daily_metrics(days)

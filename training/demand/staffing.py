@@ -467,6 +467,19 @@ def _read(path: Path, what: str, columns: list[str] | None = None, hint: str = "
         raise DemandDataError(f"cannot read {what} at {path}: {error}") from error
 
 
+def read_contacts(lifecycle_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lifecycle folder's tickets (who, when, which channel) and each customer's region."""
+    tickets = _read(
+        lifecycle_dir / TABLES["service_tickets"].file_name,
+        "service_tickets table",
+        ["customer_id", "opened_at", "channel"],
+    )
+    regions = _read(
+        lifecycle_dir / TABLES["customers"].file_name, "customers table", ["customer_id", "region"]
+    )
+    return tickets, regions
+
+
 def read_forecast(forecast_dir: Path) -> pd.DataFrame:
     """The published forecast (`retain forecast`), with its service-load rows checked."""
     forecast = _read(
@@ -508,14 +521,7 @@ def plan_staffing(
     before it and the plan starts on its first whole day.
     """
     forecast = read_forecast(forecast_dir)
-    tickets = _read(
-        lifecycle_dir / TABLES["service_tickets"].file_name,
-        "service_tickets table",
-        ["customer_id", "opened_at", "channel"],
-    )
-    regions = _read(
-        lifecycle_dir / TABLES["customers"].file_name, "customers table", ["customer_id", "region"]
-    )
+    tickets, regions = read_contacts(lifecycle_dir)
     start = resolve_as_of(lifecycle_dir, as_of).ceil("D")
     plan = staffing_plan(forecast, tickets, regions, staffing, calendar, start)
     write_plan(plan, forecast_dir)
