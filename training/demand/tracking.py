@@ -17,7 +17,7 @@ import pandas as pd
 from training import plots
 from training.demand.backtest import BacktestResult, backtest
 from training.demand.dataset import SERIES, WEEK_END
-from training.demand.model import DemandModel, DemandPyfunc, pyfunc_input
+from training.demand.model import DemandModel, DemandPyfunc, DemandRecipe, pyfunc_input
 from training.demand.settings import DemandSettings
 from training.experiments import connect
 from training.registry import RegistryError, aliased, load_python_model
@@ -149,7 +149,9 @@ def promote_demand(settings: DemandSettings) -> Decision:
             mlflow.artifacts.download_artifacts(run_id=challenger.run_id, artifact_path=HISTORY)
         )
         champion, _ = load_demand_model(settings, CHAMPION)
-        recipe = champion.forecaster.recipe
+        # a champion pickled by an earlier version lacks the fields added since: validated
+        # again, it gets today's defaults for them
+        recipe = DemandRecipe.model_validate(dict(champion.forecaster.recipe.__dict__))
         horizon = int(run.data.params["horizon_weeks"])
         if recipe.horizon_weeks != horizon:
             reason = (
