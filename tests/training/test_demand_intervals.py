@@ -150,6 +150,19 @@ def test_each_series_takes_the_reference_that_forecast_it_best() -> None:
         assert chosen[steady] in {"level", "per_customer", "level_mix", "ma13"}, chosen
 
 
+def test_a_history_shorter_than_a_year_forecasts_every_series() -> None:
+    """Before a year of history no series can stand on last year's week: each takes a
+    reference that needs none, learns from its rows, and is forecast, seasonal or not."""
+    planted = _planted(weeks=34)
+    rows = forecasting_rows(long_history(planted), 8, FAST.calendar)
+    chosen = choose_references(rows[rows["target"].notna()], 52)
+    assert not any(name.startswith(("seasonal", "blend")) for name in chosen.values()), chosen
+    model = fit_forecaster(rows, DemandRecipe.of(FAST))
+    forecast = model.forecast(planted)
+    assert set(forecast["series"].astype(str)) == set(chosen)
+    assert forecast[["p10", "p50", "p90"]].notna().all().all()
+
+
 @pytest.mark.slow
 def test_the_backtest_covers_planted_series_as_promised() -> None:
     """Rolling-origin forecasts of planted negative binomial series: P10-P90 coverage near

@@ -63,17 +63,26 @@ class DemandRecipe(BaseModel):
 
 
 # --- references ----------------------------------------------------------------------------
+# the candidates that stand on recent weeks alone; the others read last year's week
+YEARLESS_REFERENCES = tuple(
+    name for name in REFERENCES if not name.startswith(("seasonal", "blend"))
+)
+
+
 def choose_references(known: pd.DataFrame, weeks: int) -> dict[str, str]:
     """Each series' reference: the candidate with the lowest WAPE on its latest `weeks` of
     known targets. Every candidate is a forecast made at the origin, so its error on past
     targets is honest without any fit. Weeks before a year of history, where the seasonal
-    candidate is only the level, are left out when later weeks exist."""
+    candidate is only the level, are left out when later weeks exist; a series with no year
+    of history yet chooses among the candidates that need none (`defined_reference` would
+    leave it no rows to learn from otherwise)."""
     latest = known[known["target_week_end"] > known["target_week_end"].max() - weeks * WEEK]
     chosen = {}
     for series, rows in latest.groupby("series", observed=True):
         with_year = rows[rows["seasonal_reference"].notna()]
+        candidates = REFERENCES if len(with_year) else YEARLESS_REFERENCES
         rows = with_year if len(with_year) else rows
-        errors = {name: wape(rows["target"], rows[f"ref_{name}"]) for name in REFERENCES}
+        errors = {name: wape(rows["target"], rows[f"ref_{name}"]) for name in candidates}
         chosen[str(series)] = min(errors, key=lambda name: np.nan_to_num(errors[name], nan=np.inf))
     return chosen
 
@@ -93,14 +102,8 @@ def defined_reference(rows: pd.DataFrame, references: dict[str, str]) -> pd.Seri
     year's week (without it, it stands at the level). The models learn corrections to the
     reference they will forecast with, so the first year's rows of seasonal series, where
     the count's whole season would look like a correction, are left out of their fit."""
-    seasonal = (
-        rows["series"]
-        .astype(str)
-        .map(references)
-        .fillna("seasonal")
-        .str.startswith(("seasonal", "blend"))
-    )
-    return ~seasonal | rows["seasonal_reference"].notna()
+    chosen = rows["series"].astype(str).map(references).fillna("seasonal")
+    return chosen.isin(YEARLESS_REFERENCES) | rows["seasonal_reference"].notna()
 
 
 def sparse_series(known: pd.DataFrame, below: float) -> set[str]:
