@@ -266,6 +266,12 @@ class DemandForecaster:
         sparse = rows["series"].astype(str).isin(self.sparse).to_numpy()
         if (~sparse).any():
             volume = rows[~sparse]
+            if len(self.boosters) < len(QUANTILES):
+                unknown = sorted(volume["series"].astype(str).unique())
+                raise DemandDataError(
+                    f"this forecaster was fitted without quantile trees, so it cannot "
+                    f"forecast series {unknown}: refit it on a history that holds them"
+                )
             logs = self.raw_quantiles(volume)
             shift = _shift(volume, self.offsets)
             logs[:, 0] += shift[:, 0]
