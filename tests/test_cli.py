@@ -75,19 +75,19 @@ def test_bad_flag_value_names_the_field(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     """`retain run` as `make run` calls it, in a real process, in a project laid out like
-    the repository (features/repo/feature_store.yaml, data/ beside features/), on a smaller
-    configured size."""
+    the repository (features/repo/feature_store.yaml, data/ beside features/), on the smallest
+    world the simulator makes."""
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "features" / "repo").mkdir(parents=True)
     shutil.copy(repo / "features" / "repo" / "feature_store.yaml", tmp_path / "features" / "repo")
     env = {
         "PATH": "/usr/bin:/bin",
         "RETAIN_DATA_CUSTOMERS": "800",
-        "RETAIN_DATA_MONTHS": "8",
+        # the shortest world the simulator makes: shorter than the configured held-out
+        # months and backtest history, and than a year (no seasonal reference)
+        "RETAIN_DATA_MONTHS": "6",
         "RETAIN_DATA_OUT_DIR": str(tmp_path / "data" / "lifecycle"),
         "RETAIN_CONFIG_DIR": str(repo / "configs"),
-        # 8 months hold about 34 weeks: backtest two origins after 12 weeks, quickly
-        "RETAIN_DEMAND_BACKTEST__MIN_HISTORY_WEEKS": "12",
         "RETAIN_DEMAND_BACKTEST__ORIGINS": "2",
         "RETAIN_DEMAND_PARAMS__NUM_ROUNDS": "60",
     }
@@ -100,6 +100,11 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "valid, 9 tables" in result.stdout
+    # what the short history changed is said, not hidden
+    assert "1 validation and 2 test months held out instead of the configured 2 and 3" in (
+        result.stderr
+    )
+    assert "weeks before the first backtest origin, fewer than" in result.stderr
     applied = f"applied {len(definitions())} Feast objects"
     assert "built feature tables" in result.stdout and applied in result.stdout
     assert "materialized 5 feature views" in result.stdout

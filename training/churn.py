@@ -37,26 +37,56 @@ class TimeSplit:
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+    shortened: str = ""  # why fewer validation or test months than configured, if so
 
     def months(self, part: str) -> list[str]:
         frame = getattr(self, part)
         return sorted(frame[SNAPSHOT].dt.strftime("%Y-%m-%d").unique().tolist())
 
 
-def time_split(frame: pd.DataFrame, valid_months: int, test_months: int) -> TimeSplit:
-    """Oldest snapshots train, the next `valid_months` validate, the latest `test_months` test."""
-    snapshots = np.sort(frame[SNAPSHOT].unique())
-    if len(snapshots) < valid_months + test_months + 2:
+MIN_TRAIN_MONTHS = 2
+
+
+def held_out_months(snapshots: int, valid_months: int, test_months: int) -> tuple[int, int]:
+    """The validation and test months a history of `snapshots` months allows.
+
+    The configured ones when `MIN_TRAIN_MONTHS` are left to train on; a shorter history
+    (a young operator, a small simulated world) holds out fewer, the test months giving
+    way first to at most half of what can be held out, and never fewer than one of each.
+    Fewer than four months is an error: nothing would be left to learn from or judge on.
+    """
+    available = snapshots - MIN_TRAIN_MONTHS
+    if available < 2:
         raise ValueError(
-            f"{len(snapshots)} snapshot months are too few for {valid_months} validation and "
-            f"{test_months} test months plus at least 2 to train on"
+            f"{snapshots} snapshot months are too few to train on: at least "
+            f"{MIN_TRAIN_MONTHS + 2} are needed ({MIN_TRAIN_MONTHS} to train on, 1 to "
+            "validate, 1 to test); the history needs more months"
         )
-    test_from = snapshots[-test_months]
-    valid_from = snapshots[-(test_months + valid_months)]
+    if valid_months + test_months <= available:
+        return valid_months, test_months
+    test = max(1, min(test_months, (available + 1) // 2))
+    return max(1, min(valid_months, available - test)), test
+
+
+def time_split(frame: pd.DataFrame, valid_months: int, test_months: int) -> TimeSplit:
+    """Oldest snapshots train, the next `valid_months` validate, the latest `test_months`
+    test; fewer of both when the history is short (`held_out_months`), said in `shortened`."""
+    snapshots = np.sort(frame[SNAPSHOT].unique())
+    valid, test = held_out_months(len(snapshots), valid_months, test_months)
+    shortened = ""
+    if (valid, test) != (valid_months, test_months):
+        shortened = (
+            f"{len(snapshots)} snapshot months: {valid} validation and {test} test months "
+            f"held out instead of the configured {valid_months} and {test_months}, "
+            f"{len(snapshots) - valid - test} left to train on"
+        )
+    test_from = snapshots[-test]
+    valid_from = snapshots[-(test + valid)]
     return TimeSplit(
         train=frame[frame[SNAPSHOT] < valid_from],
         valid=frame[(frame[SNAPSHOT] >= valid_from) & (frame[SNAPSHOT] < test_from)],
         test=frame[frame[SNAPSHOT] >= test_from],
+        shortened=shortened,
     )
 
 

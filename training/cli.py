@@ -168,8 +168,14 @@ def train_churn_command(
         else build_training_set(features, settings)
     )
     label = label_column(features.label_horizon_days)
-    with console.status(f"training on {len(frame):,} rows"):
-        result = train_churn(frame, label, settings, budget if tune else None)
+    try:
+        with console.status(f"training on {len(frame):,} rows"):
+            result = train_churn(frame, label, settings, budget if tune else None)
+    except ValueError as error:  # too short a history, one class in a part: said, not traced
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    if result.split.shortened:
+        typer.echo(f"warning: {result.split.shortened}", err=True)
     with console.status("logging to MLflow"):
         logged = log_training_run(result, frame, settings)
     Console(width=120).print(
@@ -362,6 +368,8 @@ def train_demand_command() -> None:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     Console(width=120).print(_backtest_table(trained.backtest))
+    for note in trained.backtest.notes:
+        typer.echo(f"warning: {note}", err=True)
     if len(trained.backtest.origins) < settings.backtest.origins:
         typer.echo(
             f"warning: the history allows {len(trained.backtest.origins)} of the "

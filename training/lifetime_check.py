@@ -123,7 +123,10 @@ def lifetime_calibration(
     }
     if truth is not None:
         known = keep & ~np.isnan(truth)
-        rho = spearmanr(expected[known], truth[known]).statistic
+        ours, true = expected[known], truth[known]
+        # a model that cannot rank (every lifetime the same) has no rank correlation
+        ranks = len(ours) > 1 and np.ptp(ours) > 0 and np.ptp(true) > 0
+        rho = spearmanr(ours, true).statistic if ranks else float("nan")
         result["truth_rows"] = int(known.sum())
         result["spearman_vs_truth"] = float(rho)
     return result

@@ -8,7 +8,13 @@ import pytest
 
 from features.sampling import WEIGHT, NegativeSampling, sample_negatives
 from tests.training.conftest import LABEL
-from training.churn import TrainedChurn, sample_weights, time_split, train_churn
+from training.churn import (
+    TrainedChurn,
+    held_out_months,
+    sample_weights,
+    time_split,
+    train_churn,
+)
 from training.metrics import largest_tie_share
 from training.settings import TrainingSettings
 
@@ -30,6 +36,41 @@ def test_the_split_is_by_time(demo_model: TrainedChurn) -> None:
     assert split.train["event_timestamp"].max() < split.valid["event_timestamp"].min()
     assert split.valid["event_timestamp"].max() < split.test["event_timestamp"].min()
     assert len(split.months("test")) == 3 and len(split.months("valid")) == 2
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "expected"),
+    [(12, (2, 3)), (7, (2, 3)), (6, (2, 2)), (5, (1, 2)), (4, (1, 1))],
+)
+def test_a_short_history_holds_out_fewer_months_and_keeps_two_to_train_on(
+    snapshots: int, expected: tuple[int, int]
+) -> None:
+    assert held_out_months(snapshots, 2, 3) == expected
+    valid, test = expected
+    assert snapshots - valid - test >= 2
+
+
+def test_a_history_of_three_months_is_refused_saying_how_many_are_needed() -> None:
+    with pytest.raises(ValueError, match="3 snapshot months are too few to train on: at least 4"):
+        held_out_months(3, 2, 3)
+
+
+def test_a_shortened_split_says_so_and_stays_in_time_order(
+    demo_training_set: pd.DataFrame,
+) -> None:
+    snapshots = np.sort(demo_training_set["event_timestamp"].unique())
+    five = demo_training_set[demo_training_set["event_timestamp"].isin(snapshots[-5:])]
+    split = time_split(five, 2, 3)
+    assert (len(split.months("train")), len(split.months("valid")), len(split.months("test"))) == (
+        2,
+        1,
+        2,
+    )
+    assert split.train["event_timestamp"].max() < split.valid["event_timestamp"].min()
+    assert "1 validation and 2 test months held out instead of the configured 2 and 3" in (
+        split.shortened
+    )
+    assert time_split(demo_training_set, 2, 3).shortened == ""
 
 
 def test_probabilities_are_calibrated(demo_model: TrainedChurn) -> None:
@@ -96,8 +137,12 @@ def test_the_same_seed_gives_the_same_model(small_training_set: pd.DataFrame) ->
 
 
 def test_too_few_months_is_a_clear_error(small_training_set: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="snapshot months are too few"):
-        time_split(small_training_set, valid_months=6, test_months=6)
+    snapshots = np.sort(small_training_set["event_timestamp"].unique())
+    three = small_training_set[small_training_set["event_timestamp"].isin(snapshots[-3:])]
+    with pytest.raises(ValueError, match="3 snapshot months are too few to train on"):
+        time_split(three, valid_months=1, test_months=1)
+    asked_too_much = time_split(small_training_set, valid_months=6, test_months=6)
+    assert len(asked_too_much.months("train")) == 2 and asked_too_much.shortened
 
 
 def test_contributions_add_up_to_the_raw_score(demo_model: TrainedChurn) -> None:

@@ -349,8 +349,23 @@ def test_a_missing_week_or_negative_count_names_region_and_week(history: pd.Data
 
 
 def test_a_history_too_short_to_backtest_says_how_much_is_needed(history: pd.DataFrame) -> None:
-    with pytest.raises(DemandDataError, match="weeks of history are too few to backtest"):
-        backtest(history.groupby("region").head(20), RECIPE, FAST.backtest)
+    with pytest.raises(DemandDataError, match=r"15 weeks of history are too few to backtest.*16"):
+        backtest(history.groupby("region").head(15), RECIPE, FAST.backtest)
+
+
+def test_a_history_shorter_than_the_minimum_backtests_on_what_it_has_and_says_so(
+    history: pd.DataFrame, result: BacktestResult
+) -> None:
+    """Half a year (a young operator, a small world) still gets a backtest: its first origin
+    has the 16 weeks that leave one horizon after them, and the result says so."""
+    short = history.groupby("region").head(24)
+    young = backtest(short, RECIPE, FAST.backtest)
+    first = pd.Timestamp(short[WEEK_END].min())
+    assert (young.origins[0] - first) // pd.Timedelta(weeks=1) + 1 >= 16
+    assert young.origins[-1] == pd.Timestamp(short[WEEK_END].max()) - pd.Timedelta(weeks=8)
+    assert young.notes and "leaves 16 weeks before the first backtest origin" in young.notes[0]
+    assert not young.forecasts["p50"].isna().any()
+    assert result.notes == ()  # the whole history: as configured
 
 
 def test_last_year_follows_the_spring_festival_for_festival_driven_series() -> None:

@@ -36,6 +36,7 @@ class BacktestResult:
     forecasts: pd.DataFrame  # one row per origin, series and horizon: actual, quantiles, baselines
     metrics: pd.DataFrame  # one row per scope (package, service_load, each series) and method
     origins: list[pd.Timestamp]
+    notes: tuple[str, ...] = ()  # what a short history changed, for the person reading it
 
     def figure(self, scope: str, method: str, metric: str) -> float:
         row = self.metrics[(self.metrics["scope"] == scope) & (self.metrics["method"] == method)]
@@ -52,25 +53,35 @@ class BacktestResult:
         return flat
 
 
+MIN_HISTORY_FLOOR = 8  # weeks: the least a forecaster is ever fitted on in a backtest
+
+
+def history_before_first_origin(week_ends: pd.Series, horizon: int, settings: Backtest) -> int:
+    """Weeks of history the first origin gets: `min_history_weeks`, or on a history too
+    short for it (a young operator, a small world) as many as leave one whole horizon after
+    them, down to `MIN_HISTORY_FLOOR`; shorter than that is an error naming what is needed."""
+    weeks = int((week_ends.max() - week_ends.min()) // WEEK) + 1
+    if weeks - horizon < MIN_HISTORY_FLOOR:
+        needed = min(settings.min_history_weeks, MIN_HISTORY_FLOOR) + horizon
+        raise DemandDataError(
+            f"{weeks} weeks of history are too few to backtest: a {horizon}-week horizon after "
+            f"at least {MIN_HISTORY_FLOOR} weeks of history needs {needed} (configured "
+            f"backtest.min_history_weeks: {settings.min_history_weeks})"
+        )
+    return min(settings.min_history_weeks, weeks - horizon)
+
+
 def backtest_origins(week_ends: pd.Series, horizon: int, settings: Backtest) -> list[pd.Timestamp]:
     """The latest origins, `step_weeks` apart, whose H following weeks are all observed.
 
-    A short history gets fewer origins than configured (each still with at least
-    `min_history_weeks` before it); one that allows none is an error.
+    A short history gets fewer origins than configured, each still with at least
+    `history_before_first_origin` weeks before it.
     """
     first, last = week_ends.min(), week_ends.max()
     latest = last - horizon * WEEK
-    earliest = first + (settings.min_history_weeks - 1) * WEEK
+    earliest = first + (history_before_first_origin(week_ends, horizon, settings) - 1) * WEEK
     origins = [latest - k * settings.step_weeks * WEEK for k in range(settings.origins)]
-    origins = [origin for origin in origins if origin >= earliest]
-    if not origins:
-        weeks = (last - first) // WEEK + 1
-        raise DemandDataError(
-            f"{weeks} weeks of history are too few to backtest: a {horizon}-week horizon after "
-            f"at least {settings.min_history_weeks} weeks (backtest.min_history_weeks) needs "
-            f"{settings.min_history_weeks + horizon}"
-        )
-    return sorted(origins)
+    return sorted(origin for origin in origins if origin >= earliest)
 
 
 def _baselines(past: pd.DataFrame, horizon: int, settings: Backtest) -> pd.DataFrame:
@@ -124,8 +135,16 @@ def backtest(
     """
     long = long_history(history)
     horizon = recipe.horizon_weeks
+    notes: tuple[str, ...] = ()
     if origins is None:
         origins = backtest_origins(long[WEEK_END], horizon, settings)
+        before = history_before_first_origin(long[WEEK_END], horizon, settings)
+        if before < settings.min_history_weeks:
+            notes = (
+                f"the history leaves {before} weeks before the first backtest origin, fewer "
+                f"than backtest.min_history_weeks ({settings.min_history_weeks}): the "
+                "backtest judges forecasters fitted on less history than asked",
+            )
     elif max(origins) + horizon * WEEK > long[WEEK_END].max():
         raise DemandDataError(
             f"origin {max(origins):%Y-%m-%d} leaves fewer than {horizon} observed weeks"
@@ -148,7 +167,7 @@ def backtest(
     ]  # fmt: skip
     forecasts = pd.concat(frames, ignore_index=True)[columns]
     scale_history = long[long[WEEK_END] <= origins[0]]
-    return BacktestResult(forecasts, backtest_metrics(forecasts, scale_history), origins)
+    return BacktestResult(forecasts, backtest_metrics(forecasts, scale_history), origins, notes)
 
 
 def backtest_metrics(forecasts: pd.DataFrame, scale_history: pd.DataFrame) -> pd.DataFrame:
