@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
-from training.tuning import DEFAULTS, SEARCHED, TuningError, tune_cv, tune_time_split
+from training.tuning import (
+    DEFAULTS,
+    SEARCHED,
+    TuningError,
+    binary_params,
+    inner_splits,
+    patience,
+    tune_cv,
+    tune_time_split,
+)
 
 
 def _frame(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -42,6 +52,24 @@ def test_a_tiny_budget_still_scores_at_least_the_defaults() -> None:
     assert tuned.rounds >= 1
     assert set(tuned.searched()) == {*SEARCHED, "rounds"}
     assert tuned.params["objective"] == "binary"
+
+
+def test_the_refit_gets_the_inner_rounds_scaled_to_all_the_rows() -> None:
+    """The inner models learn from two thirds of the rows: the refit on all of them gets
+    half as many rounds again as their early stopping chose."""
+    x, y = _frame(600, 5)
+    tuned = tune_cv(x, y, budget_s=30, seed=1, max_trials=1)
+    folds = inner_splits(y, 1)
+    history = lgb.cv(
+        {**binary_params(1), **DEFAULTS},
+        lgb.Dataset(x, y, params={"feature_pre_filter": False, "verbosity": -1}),
+        num_boost_round=5000,
+        folds=folds,
+        callbacks=[lgb.early_stopping(patience(0.1), first_metric_only=True, verbose=False)],
+    )
+    inner = len(history["valid auc-mean"])
+    assert tuned.rounds == round(inner * 600 / np.mean([len(train) for train, _ in folds]))
+    assert tuned.rounds > inner
 
 
 def test_a_budget_spent_at_once_still_trains_the_defaults_to_the_end() -> None:
