@@ -30,6 +30,13 @@ from training.settings import Economics
 from training.tuning import INNER_FOLDS, Tuned, TuningError, tune_cv
 
 DEFAULT_BUDGET_S = 60.0
+# what exports write for "no value": blanks and the spellings pandas reads as missing by
+# default (its `na_values` list); a spec's `missing_values` replaces it
+MISSING_VALUES = [
+    "", " ", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]  # fmt: skip
+DELIMITERS = ",;\t|"  # the delimiters a spec without `delimiter` is read with, detected
 LOGISTIC_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
@@ -71,7 +78,16 @@ class DatasetSpec(BaseModel):
     label: Label
     drop: list[str] = []
     types: dict[str, Literal["numeric", "category"]] = {}
-    missing_values: list[str] = ["", " "]
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(MISSING_VALUES),
+        description="Strings read as missing (default: blanks and pandas' NA spellings).",
+    )
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="The field separator; by default detected from the header line.",
+    )
     cv: CrossValidation = CrossValidation()
     lightgbm: dict[str, float | int | str] | None = Field(
         None,
@@ -88,13 +104,40 @@ class DatasetSpec(BaseModel):
         return cls.model_validate(yaml.safe_load(path.read_text()))
 
 
+def detect_delimiter(path: Path) -> str:
+    """The file's separator, from its header line: the one of `DELIMITERS` it holds most
+    of (a header names every column once, so the separator is its most frequent of them);
+    a comma when it holds none (a one-column file)."""
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        header = file.readline()
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _where(spec: DatasetSpec, parts: list[pd.DataFrame], rows: pd.Series) -> str:
+    """The first few flagged rows as file and line numbers (the header is line 1)."""
+    files = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
+    lines = np.concatenate([np.arange(len(part)) + 2 for part in parts])
+    flagged = np.flatnonzero(rows.to_numpy())
+    shown = ", ".join(f"{spec.paths[files[i]].name} line {lines[i]}" for i in flagged[:3])
+    return shown + (f" and {len(flagged) - 3} more" if len(flagged) > 3 else "")
+
+
 def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
     """Features and 0/1 labels, with every spec error named by column."""
     for path in spec.paths:
         if not path.exists():
             raise DatasetError(f"{spec.name}: file {path} not found")
     parts = [
-        pd.read_csv(p, dtype=str, keep_default_na=False, na_values=spec.missing_values)
+        pd.read_csv(
+            p,
+            sep=spec.delimiter or detect_delimiter(p),
+            dtype=str,
+            keep_default_na=False,
+            na_values=spec.missing_values,
+            encoding="utf-8-sig",  # a spreadsheet's byte-order mark is not part of a name
+        )
         for p in spec.paths
     ]
     for path, part in zip(spec.paths[1:], parts[1:], strict=True):
@@ -117,8 +160,9 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
     positive = label.astype(str).str.strip().str.lower() == spec.label.positive.strip().lower()
     if label.isna().any():
         raise DatasetError(
-            f"{spec.name}: label column {spec.label.column!r} has "
-            f"{int(label.isna().sum())} missing values"
+            f"{spec.name}: label column {spec.label.column!r} has {int(label.isna().sum())} "
+            f"missing values ({_where(spec, parts, label.isna())}): every row needs its "
+            "outcome; leave out the rows whose outcome is not known yet"
         )
     values = label.astype(str).str.strip().str.lower().unique()
     if len(values) > 2:

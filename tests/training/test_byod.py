@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,43 @@ def test_files_with_other_columns_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match=r"other columns than .*\['x', 'y'\]"):
         load_dataset(spec)
+
+
+def _export(tmp_path: Path, text: str, **spec: object) -> DatasetSpec:
+    path = tmp_path / "export.csv"
+    path.write_bytes(text.encode("utf-8-sig"))  # as a spreadsheet saves it: with a BOM
+    return DatasetSpec.model_validate(
+        {"name": "t", "paths": [path], "label": {"column": "churn", "positive": "yes"}, **spec}
+    )
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|", ","])
+def test_a_spreadsheet_export_is_read_whatever_its_separator(
+    tmp_path: Path, separator: str
+) -> None:
+    """A BOM, Windows line ends, another separator and the usual spellings of "no value"
+    in a numeric column: read as the numbers they are, not as a column of text."""
+    lines = ["id,minutes,plan,churn", "1,10.5,a,yes", "2,N/A,b,no", "3,NULL,a,no", "4,7,b,yes"]
+    text = "\r\n".join(line.replace(",", separator) for line in lines) + "\r\n"
+    features, labels = load_dataset(_export(tmp_path, text, id_column="id"))
+    assert list(features.columns) == ["minutes", "plan"]
+    assert features["minutes"].dtype == "float64"
+    assert features["minutes"].isna().tolist() == [False, True, True, False]
+    assert labels.tolist() == [1, 0, 0, 1]
+
+
+def test_a_declared_separator_is_used_as_it_is(tmp_path: Path) -> None:
+    # as many commas as pipes in the header: detection alone would take the comma
+    text = 'id|"note, free, text"|churn\n1|"a,b"|yes\n2|c|no\n'
+    features, _ = load_dataset(_export(tmp_path, text, delimiter="|"))
+    assert features["note, free, text"].tolist() == ["a,b", "c"]
+
+
+def test_rows_without_a_label_are_named_by_file_and_line(tmp_path: Path) -> None:
+    text = "id,x,churn\n1,2,yes\n2,3,\n3,4,no\n4,5,NA\n"
+    named = re.escape("2 missing values (export.csv line 3, export.csv line 5)")
+    with pytest.raises(DatasetError, match=named):
+        load_dataset(_export(tmp_path, text))
 
 
 def test_an_unquoted_yes_asks_for_quotes() -> None:
