@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -77,7 +77,7 @@ class DatasetSpec(BaseModel):
     id_column: str | None = None
     label: Label
     drop: list[str] = []
-    types: dict[str, Literal["numeric", "category"]] = {}
+    types: dict[str, Literal["numeric", "category", "date"]] = {}
     missing_values: list[str] = Field(
         default_factory=lambda: list(MISSING_VALUES),
         description="Strings read as missing (default: blanks and pandas' NA spellings).",
@@ -124,8 +124,37 @@ def _where(spec: DatasetSpec, parts: list[pd.DataFrame], rows: pd.Series) -> str
     return shown + (f" and {len(flagged) - 3} more" if len(flagged) > 3 else "")
 
 
-def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features and 0/1 labels, with every spec error named by column."""
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # 2024-05-31, with or without a time after it
+# text that (nearly) every row has its own, from this many rows on: an identifier
+UNIQUE_TEXT_ROWS = 50
+IDENTIFIER_SHARE = 0.9
+
+
+class Dataset(NamedTuple):
+    features: pd.DataFrame
+    labels: np.ndarray  # 0/1
+    notes: tuple[str, ...]  # what the automatic typing did that a reader should know
+
+
+def as_days(values: pd.Series) -> pd.Series | None:
+    """Days since 1970-01-01 of a text column of ISO dates; None unless every present
+    value is one. Only ISO: a looser parser reads codes such as 415 or 04/05 as dates."""
+    present = values.dropna().astype(str)
+    if present.empty or not present.str.match(ISO_DATE).all():
+        return None
+    parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
+    if parsed[values.notna()].isna().any():
+        return None
+    return (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(days=1)
+
+
+def load_dataset(spec: DatasetSpec) -> Dataset:
+    """Features and 0/1 labels, with every spec error named by column.
+
+    Untyped columns: numbers are numeric, ISO dates become days since 1970 (trees split on
+    them like any number), text different in nearly every row (a note, an e-mail address:
+    an identifier that no other customer shares, so nothing to learn from) is left out and
+    said in the notes, and other text is categorical."""
     for path in spec.paths:
         if not path.exists():
             raise DatasetError(f"{spec.name}: file {path} not found")
@@ -180,7 +209,8 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
     features = frame.drop(
         columns=[spec.label.column, *spec.drop, *([spec.id_column] if spec.id_column else [])]
     )
-    for column in features.columns:
+    notes: list[str] = []
+    for column in list(features.columns):
         wanted = spec.types.get(column)
         numeric = pd.to_numeric(features[column], errors="coerce")
         unparsable = numeric.isna() & features[column].notna()
@@ -191,9 +221,31 @@ def load_dataset(spec: DatasetSpec) -> tuple[pd.DataFrame, np.ndarray]:
             )
         if wanted == "numeric" or (wanted is None and not unparsable.any()):
             features[column] = numeric.astype("float64")
+            continue
+        days = as_days(features[column]) if wanted in (None, "date") else None
+        if wanted == "date" and days is None:
+            raise DatasetError(
+                f"{spec.name}: column {column!r} is declared a date but holds values that are "
+                "not ISO dates (YYYY-MM-DD, optionally with a time)"
+            )
+        present = features[column].dropna()
+        if days is not None:
+            features[column] = days.astype("float64")
+            if wanted is None:
+                notes.append(f"column {column!r} holds dates: read as days since 1970-01-01")
+        elif (
+            wanted is None
+            and len(present) >= UNIQUE_TEXT_ROWS
+            and present.nunique() >= IDENTIFIER_SHARE * len(present)
+        ):
+            features = features.drop(columns=column)
+            notes.append(
+                f"column {column!r} left out: its text differs in nearly every row (an "
+                "identifier?); declare it `category` in `types` to keep it"
+            )
         else:
             features[column] = features[column].astype("object")
-    return features, positive.to_numpy().astype(int)
+    return Dataset(features, positive.to_numpy().astype(int), tuple(notes))
 
 
 @dataclass(frozen=True)
@@ -202,6 +254,7 @@ class CrossValidated:
 
     metrics: dict[str, pd.DataFrame]  # model -> one row of metrics per outer fold
     choices: pd.DataFrame  # one row per outer fold: LightGBM's parameters, logistic C
+    notes: tuple[str, ...] = ()  # what reading the file did to its columns (`Dataset.notes`)
 
     @property
     def candidate(self) -> str:
@@ -269,7 +322,7 @@ def cross_validate(
     """
     if not budget_s > 0:
         raise TuningError(f"the tuning budget must be a positive number of seconds, not {budget_s}")
-    features, labels = load_dataset(spec)
+    features, labels, notes = load_dataset(spec)
     _check_fold_sizes(spec, labels)
     seed = spec.cv.seed
     candidate = "lightgbm_tuned" if spec.lightgbm is None else "lightgbm_pinned"
@@ -307,4 +360,5 @@ def cross_validate(
     return CrossValidated(
         metrics={model: pd.DataFrame(fold_metrics) for model, fold_metrics in rows.items()},
         choices=pd.DataFrame(choices).rename_axis("fold"),
+        notes=notes,
     )

@@ -77,6 +77,8 @@ def _cross_validation(spec_path: Path, settings: TrainingSettings, budget_s: flo
     except (DatasetError, TuningError, ValidationError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    for note in result.notes:
+        typer.echo(f"note: {spec.name}: {note}", err=True)
     folds = result.metrics
     table = Table(
         "metric",

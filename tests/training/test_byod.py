@@ -117,7 +117,7 @@ def test_a_spreadsheet_export_is_read_whatever_its_separator(
     in a numeric column: read as the numbers they are, not as a column of text."""
     lines = ["id,minutes,plan,churn", "1,10.5,a,yes", "2,N/A,b,no", "3,NULL,a,no", "4,7,b,yes"]
     text = "\r\n".join(line.replace(",", separator) for line in lines) + "\r\n"
-    features, labels = load_dataset(_export(tmp_path, text, id_column="id"))
+    features, labels, _ = load_dataset(_export(tmp_path, text, id_column="id"))
     assert list(features.columns) == ["minutes", "plan"]
     assert features["minutes"].dtype == "float64"
     assert features["minutes"].isna().tolist() == [False, True, True, False]
@@ -127,8 +127,35 @@ def test_a_spreadsheet_export_is_read_whatever_its_separator(
 def test_a_declared_separator_is_used_as_it_is(tmp_path: Path) -> None:
     # as many commas as pipes in the header: detection alone would take the comma
     text = 'id|"note, free, text"|churn\n1|"a,b"|yes\n2|c|no\n'
-    features, _ = load_dataset(_export(tmp_path, text, delimiter="|"))
+    features = load_dataset(_export(tmp_path, text, delimiter="|")).features
     assert features["note, free, text"].tolist() == ["a,b", "c"]
+
+
+def test_dates_become_days_and_text_unique_to_every_row_is_left_out_saying_so(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        f"{i},2024-0{1 + i % 9}-1{i % 10},note {i * 7919},{'abc'[i % 3]},{'no' if i % 4 else 'yes'}"
+        for i in range(60)
+    ]
+    text = "id,signed_up,remark,plan,churn\n" + "\n".join(rows) + "\n"
+    features, _, notes = load_dataset(_export(tmp_path, text, id_column="id"))
+    assert list(features.columns) == ["signed_up", "plan"]
+    assert features["signed_up"].iloc[0] == (pd.Timestamp("2024-01-10") - pd.Timestamp(0)).days
+    assert features["plan"].dtype == object
+    assert any("'signed_up' holds dates" in note for note in notes)
+    assert any("'remark' left out" in note for note in notes)
+    kept = load_dataset(_export(tmp_path, text, id_column="id", types={"remark": "category"}))
+    assert "remark" in kept.features.columns
+
+
+def test_a_column_declared_a_date_must_hold_iso_dates(tmp_path: Path) -> None:
+    text = "x,churn\n03/04/2024,yes\n2024-04-05,no\n"
+    with pytest.raises(DatasetError, match="'x' is declared a date"):
+        load_dataset(_export(tmp_path, text, types={"x": "date"}))
+    # codes that a loose parser would take for dates stay what they are
+    codes = load_dataset(_export(tmp_path, "area,churn\n415,yes\n408,no\n")).features
+    assert codes["area"].dtype == "float64"
 
 
 def test_rows_without_a_label_are_named_by_file_and_line(tmp_path: Path) -> None:
@@ -205,7 +232,7 @@ def test_tuning_sees_only_the_outer_training_rows(
     monkeypatch.setattr(byod, "tune_logistic", spy_logistic)
     result = cross_validate(spec, Economics(), budget_s=1.5, max_trials=3)
 
-    features, labels = load_dataset(spec)
+    features, labels, _ = load_dataset(spec)
     outer = StratifiedKFold(3, shuffle=True, random_state=4).split(features, labels)
     for fold, (train, test) in enumerate(outer):
         for model in ("lightgbm", "logistic"):
