@@ -62,11 +62,10 @@ def history_before_first_origin(week_ends: pd.Series, horizon: int, settings: Ba
     them, down to `MIN_HISTORY_FLOOR`; shorter than that is an error naming what is needed."""
     weeks = int((week_ends.max() - week_ends.min()) // WEEK) + 1
     if weeks - horizon < MIN_HISTORY_FLOOR:
-        needed = min(settings.min_history_weeks, MIN_HISTORY_FLOOR) + horizon
         raise DemandDataError(
             f"{weeks} weeks of history are too few to backtest: a {horizon}-week horizon after "
-            f"at least {MIN_HISTORY_FLOOR} weeks of history needs {needed} (configured "
-            f"backtest.min_history_weeks: {settings.min_history_weeks})"
+            f"at least {MIN_HISTORY_FLOOR} weeks of history needs {MIN_HISTORY_FLOOR + horizon} "
+            f"(configured backtest.min_history_weeks: {settings.min_history_weeks})"
         )
     return min(settings.min_history_weeks, weeks - horizon)
 
