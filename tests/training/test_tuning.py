@@ -9,6 +9,7 @@ import pytest
 
 from training.tuning import (
     DEFAULTS,
+    MAX_ROUNDS,
     SEARCHED,
     TuningError,
     binary_params,
@@ -63,7 +64,7 @@ def test_the_refit_gets_the_inner_rounds_scaled_to_all_the_rows() -> None:
     history = lgb.cv(
         {**binary_params(1), **DEFAULTS},
         lgb.Dataset(x, y, params={"feature_pre_filter": False, "verbosity": -1}),
-        num_boost_round=5000,
+        num_boost_round=MAX_ROUNDS,
         folds=folds,
         callbacks=[lgb.early_stopping(patience(0.1), first_metric_only=True, verbose=False)],
     )

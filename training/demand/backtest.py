@@ -70,15 +70,17 @@ def history_before_first_origin(week_ends: pd.Series, horizon: int, settings: Ba
     return min(settings.min_history_weeks, weeks - horizon)
 
 
-def backtest_origins(week_ends: pd.Series, horizon: int, settings: Backtest) -> list[pd.Timestamp]:
+def backtest_origins(
+    week_ends: pd.Series, horizon: int, settings: Backtest, history_weeks: int
+) -> list[pd.Timestamp]:
     """The latest origins, `step_weeks` apart, whose H following weeks are all observed.
 
     A short history gets fewer origins than configured, each still with at least
-    `history_before_first_origin` weeks before it.
+    `history_weeks` (`history_before_first_origin`) weeks before it.
     """
     first, last = week_ends.min(), week_ends.max()
     latest = last - horizon * WEEK
-    earliest = first + (history_before_first_origin(week_ends, horizon, settings) - 1) * WEEK
+    earliest = first + (history_weeks - 1) * WEEK
     origins = [latest - k * settings.step_weeks * WEEK for k in range(settings.origins)]
     return sorted(origin for origin in origins if origin >= earliest)
 
@@ -136,8 +138,8 @@ def backtest(
     horizon = recipe.horizon_weeks
     notes: tuple[str, ...] = ()
     if origins is None:
-        origins = backtest_origins(long[WEEK_END], horizon, settings)
         before = history_before_first_origin(long[WEEK_END], horizon, settings)
+        origins = backtest_origins(long[WEEK_END], horizon, settings, before)
         if before < settings.min_history_weeks:
             notes = (
                 f"the history leaves {before} weeks before the first backtest origin, fewer "
