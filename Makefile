@@ -58,13 +58,18 @@ run: $(STAMP)
 	$(BIN)/retain run
 	$(BIN)/retain serve --local-keys data/api_keys.yaml
 
-## test: the whole test suite
+# The suite is mostly single-threaded, so two worker processes halve it on two cores; a test
+# file stays on one worker (--dist loadfile), so its module fixtures are built once. Each
+# worker builds its own session worlds (a few GiB): raise TEST_WORKERS only with the memory.
+TEST_WORKERS ?= 2
+
+## test: the whole test suite (TEST_WORKERS=1 runs it in one process)
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-fast: the suite without tests marked slow
 test-fast: $(STAMP) system-deps
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 ## mutation: mutation scores of the critical modules (minutes; see tests/README.md)
 mutation: $(STAMP)
