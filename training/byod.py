@@ -10,6 +10,8 @@ chosen on inner folds. Nothing is resampled, so no fold ever sees its test rows.
 
 from __future__ import annotations
 
+import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -38,6 +40,9 @@ MISSING_VALUES = [
 ]  # fmt: skip
 DELIMITERS = ",;\t|"  # the delimiters a spec without `delimiter` is read with, detected
 LOGISTIC_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+_JSON_CHARACTERS = re.compile(r'[",:\[\]{}]')
 
 
 class DatasetError(ValueError):
@@ -88,6 +93,11 @@ class DatasetSpec(BaseModel):
         max_length=1,
         description="The field separator; by default detected from the header line.",
     )
+    encoding: str | None = Field(
+        None,
+        description="The file's text encoding (cp1252, latin-1, ...); by default UTF-8, "
+        "falling back on Windows-1252 with a note.",
+    )
     cv: CrossValidation = CrossValidation()
     lightgbm: dict[str, float | int | str] | None = Field(
         None,
@@ -99,6 +109,18 @@ class DatasetSpec(BaseModel):
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str | Path) else value
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(
+                    f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)"
+                ) from None
+        return value
+
     @classmethod
     def load(cls, path: Path) -> DatasetSpec:
         return cls.model_validate(yaml.safe_load(path.read_text()))
@@ -107,8 +129,9 @@ class DatasetSpec(BaseModel):
 def detect_delimiter(path: Path) -> str:
     """The file's separator, from its header line: the one of `DELIMITERS` it holds most
     of (a header names every column once, so the separator is its most frequent of them);
-    a comma when it holds none (a one-column file)."""
-    with path.open(encoding="utf-8-sig", newline="") as file:
+    a comma when it holds none (a one-column file). The separators are ASCII, so any
+    encoding's header reads well enough for counting them."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as file:
         header = file.readline()
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
@@ -148,6 +171,67 @@ def as_days(values: pd.Series) -> pd.Series | None:
     return (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(days=1)
 
 
+# what Excel on a Western-European Windows writes when it does not write UTF-8
+FALLBACK_ENCODING = "cp1252"
+
+
+def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
+    """One CSV as text columns; an unreadable file is a DatasetError naming it and why."""
+
+    def read(encoding: str) -> pd.DataFrame:
+        return pd.read_csv(
+            path,
+            sep=spec.delimiter or detect_delimiter(path),
+            dtype=str,
+            keep_default_na=False,
+            na_values=spec.missing_values,
+            encoding=encoding,
+        )
+
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
+    encoding = spec.encoding or "utf-8-sig"
+    try:
+        try:
+            frame = read(encoding)
+        except UnicodeDecodeError as error:
+            if spec.encoding is not None:
+                raise DatasetError(
+                    f"{spec.name}: {path} is not {spec.encoding} (byte {error.start} reads as "
+                    "none of its characters): set `encoding` to the file's"
+                ) from None
+            try:
+                frame = read(FALLBACK_ENCODING)
+            except UnicodeDecodeError:
+                raise DatasetError(
+                    f"{spec.name}: {path} is neither UTF-8 nor Windows-1252 (byte "
+                    f"{error.start}): set `encoding` to the file's (e.g. latin-1)"
+                ) from None
+            notes.append(
+                f"{path.name} is not UTF-8: read as Windows-1252 (cp1252); set `encoding` if "
+                "it is another"
+            )
+    except pd.errors.EmptyDataError:
+        raise DatasetError(
+            f"{spec.name}: {path} is empty: expected a header line and rows"
+        ) from None
+    except pd.errors.ParserError as error:
+        raise DatasetError(f"{spec.name}: {path} is not a well-formed CSV: {error}") from None
+    if frame.empty:
+        raise DatasetError(f"{spec.name}: {path} has a header but no rows")
+    return frame
+
+
+def is_positive(label: pd.Series, positive: str) -> pd.Series:
+    """Rows whose label is the positive value: the same text in any case, or the same number
+    (a 0/1 label with a gap reads as 0.0/1.0, and `positive: 1` must still find its 1.0)."""
+    text = label.astype(str).str.strip().str.lower()
+    same = text == positive.strip().lower()
+    wanted = pd.to_numeric(pd.Series([positive.strip()]), errors="coerce").iloc[0]
+    if pd.isna(wanted):
+        return same
+    return same | (pd.to_numeric(label, errors="coerce") == wanted)
+
+
 def load_dataset(spec: DatasetSpec) -> Dataset:
     """Features and 0/1 labels, with every spec error named by column.
 
@@ -158,17 +242,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     for path in spec.paths:
         if not path.exists():
             raise DatasetError(f"{spec.name}: file {path} not found")
-    parts = [
-        pd.read_csv(
-            p,
-            sep=spec.delimiter or detect_delimiter(p),
-            dtype=str,
-            keep_default_na=False,
-            na_values=spec.missing_values,
-            encoding="utf-8-sig",  # a spreadsheet's byte-order mark is not part of a name
-        )
-        for p in spec.paths
-    ]
+    notes: list[str] = []
+    parts = [_read_file(spec, path, notes) for path in spec.paths]
     for path, part in zip(spec.paths[1:], parts[1:], strict=True):
         if list(part.columns) != list(parts[0].columns):
             differ = sorted(set(part.columns) ^ set(parts[0].columns)) or "the column order"
@@ -186,7 +261,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
                     f"{spec.name}: {field} names column {column!r}, which the file does not have"
                 )
     label = frame[spec.label.column]
-    positive = label.astype(str).str.strip().str.lower() == spec.label.positive.strip().lower()
+    positive = is_positive(label, spec.label.positive)
     if label.isna().any():
         raise DatasetError(
             f"{spec.name}: label column {spec.label.column!r} has {int(label.isna().sum())} "
@@ -209,7 +284,6 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     features = frame.drop(
         columns=[spec.label.column, *spec.drop, *([spec.id_column] if spec.id_column else [])]
     )
-    notes: list[str] = []
     for column in list(features.columns):
         wanted = spec.types.get(column)
         numeric = pd.to_numeric(features[column], errors="coerce")
@@ -245,7 +319,37 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
             )
         else:
             features[column] = features[column].astype("object")
+    if features.shape[1] == 0:
+        raise DatasetError(
+            f"{spec.name}: no feature column is left once the label, id and drop columns are "
+            "taken out"
+        )
+    features, renamed = model_safe_names(features)
+    if renamed:
+        notes.append(
+            "columns renamed for LightGBM, which refuses JSON punctuation in names: "
+            + ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items())
+        )
     return Dataset(features, positive.to_numpy().astype(int), tuple(notes))
+
+
+def model_safe_names(features: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Columns renamed so LightGBM takes them: its feature names may not hold the JSON
+    characters `"`, `,`, `:`, `[`, `]`, `{` or `}`, which spreadsheet headers do ("Total,
+    charges", "Charges [$]"); each becomes `_`, and a clash gets a numeric suffix."""
+    renamed: dict[str, str] = {}
+    taken = {str(c) for c in features.columns if not _JSON_CHARACTERS.search(str(c))}
+    for column in features.columns:
+        if not _JSON_CHARACTERS.search(str(column)):
+            continue
+        base = _JSON_CHARACTERS.sub("_", str(column))
+        new, n = base, 1
+        while new in taken:
+            n += 1
+            new = f"{base}_{n}"
+        taken.add(new)
+        renamed[str(column)] = new
+    return features.rename(columns=renamed), renamed
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_a_declared_separator_is_used_as_it_is(tmp_path: Path) -> None:
     # as many commas as pipes in the header: detection alone would take the comma
     text = 'id|"note, free, text"|churn\n1|"a,b"|yes\n2|c|no\n'
     features = load_dataset(_export(tmp_path, text, delimiter="|")).features
-    assert features["note, free, text"].tolist() == ["a,b", "c"]
+    assert features["note_ free_ text"].tolist() == ["a,b", "c"]  # renamed for LightGBM
 
 
 def test_dates_become_days_and_text_unique_to_every_row_is_left_out_saying_so(
@@ -163,6 +163,58 @@ def test_rows_without_a_label_are_named_by_file_and_line(tmp_path: Path) -> None
     named = re.escape("2 missing values (export.csv line 3, export.csv line 5)")
     with pytest.raises(DatasetError, match=named):
         load_dataset(_export(tmp_path, text))
+
+
+def test_a_windows_1252_export_is_read_saying_so_and_a_declared_encoding_is_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes("région,churn\nÎle-de-France,yes\nCôte d'Azur,no\n".encode("cp1252"))
+    spec = {"name": "t", "paths": [path], "label": {"column": "churn", "positive": "yes"}}
+    features, labels, notes = load_dataset(DatasetSpec.model_validate(spec))
+    assert features["région"].tolist() == ["Île-de-France", "Côte d'Azur"]
+    assert labels.tolist() == [1, 0]
+    assert any("export.csv is not UTF-8: read as Windows-1252" in note for note in notes)
+    with pytest.raises(DatasetError, match=r"export.csv is not utf-8 \(byte 1 .*set `encoding`"):
+        load_dataset(DatasetSpec.model_validate({**spec, "encoding": "utf-8"}))
+    with pytest.raises(ValueError, match="unknown text encoding 'klingon'"):
+        DatasetSpec.model_validate({**spec, "encoding": "klingon"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "export.csv is empty: expected a header line and rows"),
+        ("id,x,churn\n", "export.csv has a header but no rows"),
+        ("id,x,churn\n1,2,yes\n2,3,no,4,5\n", "export.csv is not a well-formed CSV: .*line 3"),
+        ("churn\nyes\nno\n", "no feature column is left"),
+    ],
+)
+def test_an_unreadable_file_is_one_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(text)
+    spec = {"name": "t", "paths": [path], "label": {"column": "churn", "positive": "yes"}}
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(DatasetSpec.model_validate(spec))
+
+
+def test_a_numeric_label_matches_its_positive_value_as_a_number(tmp_path: Path) -> None:
+    """A 0/1 label saved from a float column reads 0.0/1.0; `positive: 1` still finds it."""
+    text = "x,churn\n1,1.0\n2,0.0\n3,1.0\n"
+    spec = _export(tmp_path, text).model_copy(
+        update={"label": byod.Label(column="churn", positive="1")}
+    )
+    assert load_dataset(spec).labels.tolist() == [1, 0, 1]
+
+
+def test_json_punctuation_in_column_names_is_renamed_for_lightgbm_saying_so(
+    tmp_path: Path,
+) -> None:
+    """LightGBM refuses feature names with JSON punctuation; spreadsheet headers have it."""
+    text = 'Charges [$],"Total, charges",plan:type,plan_type,churn\n1,2,a,b,yes\n3,4,c,d,no\n'
+    features, _, notes = load_dataset(_export(tmp_path, text))
+    assert list(features.columns) == ["Charges _$_", "Total_ charges", "plan_type_2", "plan_type"]
+    assert any("'plan:type' -> 'plan_type_2'" in note for note in notes)
 
 
 def test_an_unquoted_yes_asks_for_quotes() -> None:
