@@ -216,6 +216,8 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
         ) from None
     except pd.errors.ParserError as error:
         raise DatasetError(f"{spec.name}: {path} is not a well-formed CSV: {error}") from None
+    except OSError as error:  # a folder, a file we may not read
+        raise DatasetError(f"{spec.name}: {path} cannot be read: {error.strerror}") from None
     if frame.empty:
         raise DatasetError(f"{spec.name}: {path} has a header but no rows")
     return frame

@@ -198,6 +198,12 @@ def test_an_unreadable_file_is_one_error_naming_it(tmp_path: Path, text: str, me
         load_dataset(DatasetSpec.model_validate(spec))
 
 
+def test_a_folder_given_as_the_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    spec = {"name": "t", "paths": [tmp_path], "label": {"column": "churn", "positive": "yes"}}
+    with pytest.raises(DatasetError, match=f"{re.escape(str(tmp_path))} cannot be read"):
+        load_dataset(DatasetSpec.model_validate(spec))
+
+
 def test_a_numeric_label_matches_its_positive_value_as_a_number(tmp_path: Path) -> None:
     """A 0/1 label saved from a float column reads 0.0/1.0; `positive: 1` still finds it."""
     text = "x,churn\n1,1.0\n2,0.0\n3,1.0\n"
