@@ -40,8 +40,7 @@ MISSING_VALUES = [
 ]  # fmt: skip
 DELIMITERS = ",;\t|"  # the delimiters a spec without `delimiter` is read with, detected
 LOGISTIC_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
-
-
+# characters LightGBM refuses in a feature name (it stores the names in JSON)
 _JSON_CHARACTERS = re.compile(r'[",:\[\]{}]')
 
 
