@@ -400,6 +400,7 @@ def test_the_baseline_is_not_an_action(train: Log) -> None:
         fit_effect_model(features, action, outcome, propensity, (*ACTIONS, NO_ACTION), PARAMS)
 
 
+@pytest.mark.slow  # fits the offset learner twice on the demo's campaigns
 def test_untreated_rows_sharpen_the_offset_learners_baseline(train: Log, test_log: Log) -> None:
     """With a small no-action arm, untreated rows (outcomes drawn as the no-action arm's)
     bring the baseline, and so every action's estimated reduction, closer to the truth."""
