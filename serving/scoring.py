@@ -8,6 +8,7 @@ does not provide is refused at load time, not at the first request.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,12 @@ def alias_version(serving: ServingSettings, tracking: TrainingSettings) -> str:
 
 
 CONTACT_VIEW = "customer_contact"
+# LightGBM keeps its thread count in one process-wide variable, which every call's
+# num_threads sets, and sizes a call's per-thread buffers from it: two calls on two threads
+# with different counts (a request's few rows on one thread, the value model's larger batch
+# on all cores) can run a parallel loop wider than its buffers and crash the process. So the
+# requests of one API process take turns at the models; reading their rows stays concurrent.
+MODEL_CALLS = threading.Lock()
 CHANNEL_CONSENT: dict[Channel, str] = {
     "sms": "consent_sms",
     "app_push": "consent_app_push",
@@ -166,18 +173,19 @@ class Scorer:
         model = self.loaded.model
         columns = {name: [rows.columns[name][i] for i in positions] for name in self.columns}
         matrix = model.schema.matrix(columns)
-        raw = model.booster.predict(matrix, num_threads=threads_for(len(matrix)))
-        probabilities = model.calibrate(np.asarray(raw))
-        contributions = self.contributions(matrix)
         fees = np.array([_fee(rows.columns["monthly_fee"][i]) for i in positions])
-        worth = self.values(matrix, fees)
-        effects = (
-            self.effects.estimate(
-                {n: [rows.columns[n][i] for i in positions] for n in self.effects.columns}
+        with MODEL_CALLS:
+            raw = model.booster.predict(matrix, num_threads=threads_for(len(matrix)))
+            contributions = self.contributions(matrix)
+            worth = self.values(matrix, fees)
+            effects = (
+                self.effects.estimate(
+                    {n: [rows.columns[n][i] for i in positions] for n in self.effects.columns}
+                )
+                if self.effects is not None
+                else [None] * len(positions)
             )
-            if self.effects is not None
-            else [None] * len(positions)
-        )
+        probabilities = model.calibrate(np.asarray(raw))
         bands = self.settings.risk_bands
         for k, i in enumerate(positions):
             values = rows.row(i)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from features.online_rows import DirectRows, FeastRows, row_reader
 from features.store import open_store
 from serving.explain import CachedContributions, DecisionSignature, batch_contributions
-from serving.scoring import CustomerScore, Scorer
+from serving.scoring import CustomerScore, Scorer, UnknownCustomer
 from tests.serving.conftest import Served, active_ids, open_scorer
 
 # a month-end and a mid-day instant: request-time features differ between them
@@ -73,6 +74,36 @@ def test_fast_scores_and_reasons_equal_the_reference_path(served: Served, scorer
                 ]
                 assert ours.contact == theirs.contact
     assert scorer.contributions.hits >= 300 and scorer.contributions.misses >= 300
+
+
+def test_concurrent_requests_of_mixed_sizes_score_as_one_at_a_time(
+    served: Served, scorer: Scorer
+) -> None:
+    """The API scores requests on many threads at once. A single customer predicts on the
+    calling thread and forty customers' value model on all cores: LightGBM's thread count
+    is one process-wide variable, so such calls must take turns (serving.scoring's
+    MODEL_CALLS). Eight threads of mixed requests give what one thread gives."""
+    ids = active_ids(served)[:40]
+    requests = [ids[:1] if i % 2 else ids for i in range(8)]
+    at = MOMENTS[0]
+    expected = [scorer.score(r, at) for r in requests]
+
+    def served_again(request: list[str]) -> list[list[tuple[float, object]]]:
+        return [_probability_and_value(scorer.score(request, at)) for _ in range(5)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(served_again, requests))
+    for want, rounds in zip(expected, answers, strict=True):
+        assert len(want) in (1, 40)
+        assert all(got == _probability_and_value(want) for got in rounds)
+
+
+def _probability_and_value(
+    scores: list[CustomerScore | UnknownCustomer],
+) -> list[tuple[float, object]]:
+    known = [s for s in scores if isinstance(s, CustomerScore)]
+    assert len(known) == len(scores)
+    return [(s.churn_probability, s.value) for s in known]
 
 
 def test_the_served_probability_is_the_calibrated_one(served: Served, scorer: Scorer) -> None:
