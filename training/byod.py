@@ -177,10 +177,10 @@ FALLBACK_ENCODING = "cp1252"
 def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
     """One CSV as text columns; an unreadable file is a DatasetError naming it and why."""
 
-    def read(encoding: str) -> pd.DataFrame:
+    def read(encoding: str, separator: str) -> pd.DataFrame:
         return pd.read_csv(
             path,
-            sep=spec.delimiter or detect_delimiter(path),
+            sep=separator,
             dtype=str,
             keep_default_na=False,
             na_values=spec.missing_values,
@@ -190,8 +190,9 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
     encoding = spec.encoding or "utf-8-sig"
     try:
+        separator = spec.delimiter or detect_delimiter(path)  # once, whichever encoding reads
         try:
-            frame = read(encoding)
+            frame = read(encoding, separator)
         except UnicodeDecodeError as error:
             if spec.encoding is not None:
                 raise DatasetError(
@@ -199,7 +200,7 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
                     "none of its characters): set `encoding` to the file's"
                 ) from None
             try:
-                frame = read(FALLBACK_ENCODING)
+                frame = read(FALLBACK_ENCODING, separator)
             except UnicodeDecodeError:
                 raise DatasetError(
                     f"{spec.name}: {path} is neither UTF-8 nor Windows-1252 (byte "
