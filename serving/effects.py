@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from serving.domain import EffectEstimates
+from serving.explain import threads_for
 from serving.settings import ServingSettings
 from training.effects.training import Effects
 from training.registry import RegistryError, aliased, load_python_model
@@ -40,13 +39,18 @@ class LoadedEffects:
 
     def estimate(self, rows: Mapping[str, Sequence[Any]]) -> list[EffectEstimates]:
         """Each row's estimated churn reduction by action (rows given column-wise)."""
-        frame = pd.DataFrame({name: list(rows[name]) for name in self.columns})
-        if frame.empty:
+        count = len(rows[self.columns[0]]) if self.columns else 0
+        if count == 0:
             return []
-        reduction = self.effects.reduction(frame)
+        reduction = self.effects.reduction_rows(rows, num_threads=threads_for(count))
+        actions = self.effects.actions
         return [
-            EffectEstimates(self.label, self.effects.horizon_days, dict(values))
-            for values in reduction.to_dict("records")
+            EffectEstimates(
+                self.label,
+                self.effects.horizon_days,
+                {action: float(value) for action, value in zip(actions, row, strict=True)},
+            )
+            for row in reduction
         ]
 
 

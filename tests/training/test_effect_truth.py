@@ -62,6 +62,11 @@ def judged(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Data
     trained = train_effects(frame, LABEL, settings)
     test = trained.split.test.reset_index(drop=True)
     estimate = trained.effects.reduction(test).add_prefix("estimate_")
+    # the request's fast path (no pandas), on the same rows
+    rows = {name: test[name].tolist() for name in trained.effects.schema.columns}
+    fast = pd.DataFrame(
+        trained.effects.reduction_rows(rows), columns=[f"fast_{a}" for a in trained.effects.actions]
+    )
     # the truth of each held-out assignment's customer-month, for every action
     hazard = pd.read_parquet(demo_data / "truth" / "churn_hazard.parquet")
     month = test[SNAPSHOT].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("M")
@@ -72,7 +77,7 @@ def judged(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Data
     for a in ACTIONS:
         effect = truth[f"expected_effect_{a}"].to_numpy(dtype="float64")
         test[f"true_{a}"] = two_month(base) - two_month(base + effect)
-    return pd.concat([test, estimate], axis=1)
+    return pd.concat([test, estimate, fast], axis=1)
 
 
 @pytest.mark.slow
@@ -85,6 +90,12 @@ def test_estimates_rank_like_the_true_effects(
 ) -> None:
     rho = spearmanr(judged[f"estimate_{action}"], judged[f"true_{action}"]).statistic
     assert rho >= threshold, f"{action}: Spearman {rho:.3f}"
+
+
+@pytest.mark.slow
+def test_a_request_reads_the_same_effects_as_the_reference_path(judged: pd.DataFrame) -> None:
+    for action in ACTIONS:
+        assert np.array_equal(judged[f"fast_{action}"], judged[f"estimate_{action}"]), action
 
 
 @pytest.mark.slow

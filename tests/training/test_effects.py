@@ -42,6 +42,8 @@ from training.effects.learner import (
     _offset_logistic,
     fit_effect_model,
 )
+from training.effects.training import Effects
+from training.model import FeatureSchema
 
 ACTIONS = ("discount", "call", "upgrade")
 ARMS = (NO_ACTION, *ACTIONS)
@@ -379,6 +381,48 @@ def test_the_model_pickles_and_predicts_the_same(model: EffectModel, test_log: L
     )
 
 
+def _ugly(features: pd.DataFrame) -> pd.DataFrame:
+    """Rows as a request may bring them: an unseen category, a missing one, a missing
+    number, a number as text."""
+    ugly = features.head(300).copy()
+    ugly["segment"] = ugly["segment"].astype(object)
+    ugly.loc[0, "segment"] = "z"
+    ugly.loc[1, "segment"] = None
+    ugly.loc[2, "x1"] = np.nan
+    ugly["x2"] = ugly["x2"].astype(object)
+    ugly.loc[3, "x2"] = "0.25"
+    return ugly
+
+
+def test_the_matrix_path_equals_the_pandas_path(model: EffectModel, test_log: Log) -> None:
+    features = pd.concat([_ugly(test_log.features), test_log.features.iloc[300:2_000]])
+    schema = FeatureSchema.infer(test_log.features, model.columns)  # as at training
+    matrix = schema.matrix({c: features[c].tolist() for c in model.columns})
+    fast = model.reduction_matrix(matrix, num_threads=1)
+    assert np.array_equal(fast, model.reduction(features).to_numpy())
+    assert np.isnan(matrix[0, model.columns.index("segment")])
+    with pytest.raises(ValueError, match="6 columns"):
+        model.reduction_matrix(matrix[:, :5])
+
+
+def test_rows_take_the_fast_path_only_where_the_schema_is_the_learners(
+    model: EffectModel, test_log: Log
+) -> None:
+    features = _ugly(test_log.features)
+    rows = {c: features[c].tolist() for c in model.columns}
+    expected = model.reduction(features).to_numpy()
+    same = Effects(FeatureSchema.infer(test_log.features, model.columns), model, horizon_days=60)
+    assert np.array_equal(same.reduction_rows(rows, num_threads=1), expected)
+    # another column order: the schema's matrix is not the learner's input, so the rows
+    # go through pandas (as a codes-for-codes reading would silently swap x1 and x2)
+    swapped = ["x2", "x1", "x3", "x4", "x5", "segment"]
+    other = Effects(FeatureSchema.infer(test_log.features, swapped), model, horizon_days=60)
+    assert np.array_equal(other.reduction_rows(rows), expected)
+    # other category levels: likewise
+    relabelled = FeatureSchema(["x1", "x2", "x3", "x4", "x5"], {"segment": ["b", "a", "c"]})
+    assert np.array_equal(Effects(relabelled, model, 60).reduction_rows(rows), expected)
+
+
 def test_sample_weights_reach_the_models(train: Log) -> None:
     features, action, outcome, propensity = _small(train, n=8_000)
 
@@ -509,6 +553,9 @@ def test_logged_take_up_finds_whom_an_action_helps_from_far_fewer_rows(
     restored = pickle.loads(pickle.dumps(indexed))
     probe = test_log.features.head(200)
     pd.testing.assert_frame_equal(restored.reduction(probe), indexed.reduction(probe))
+    # and its fast path reads it alike
+    matrix = FeatureSchema.infer(probe, indexed.columns).frame_matrix(probe)
+    assert np.array_equal(indexed.reduction_matrix(matrix), indexed.reduction(probe).to_numpy())
 
 
 def test_an_action_with_too_little_take_up_known_keeps_the_boosted_change(train: Log) -> None:

@@ -11,6 +11,7 @@ next to those of doing nothing and of the logged (random) assignment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,21 @@ class Effects:
     def reduction(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Estimated reduction of P(churn within the horizon), by action (columns)."""
         return self.model.reduction(self.schema.transform(frame))
+
+    def reduction_rows(self, rows: Mapping[str, Sequence[Any]], num_threads: int = 0) -> np.ndarray:
+        """`reduction` of rows given column-wise (feature name -> values), one column per
+        action in `actions` order: the fast path a request takes. The churn schema's float
+        matrix (`FeatureSchema.matrix`, no pandas) is the learner's input as it is when the
+        learner was fitted on `schema.transform`'s frame, as `train_effects` fits it: the
+        same columns in the same order, the same category levels. A learner fitted any
+        other way goes through `reduction`, the reference path."""
+        if self.model.features.columns != self.schema.columns or any(
+            list(self.model.features.categories.get(name, ())) != list(levels)
+            for name, levels in self.schema.categories.items()
+        ):
+            frame = pd.DataFrame({name: list(rows[name]) for name in self.schema.columns})
+            return self.reduction(frame).to_numpy(dtype="float64")
+        return self.model.reduction_matrix(self.schema.matrix(rows), num_threads)
 
 
 def eligibility(
