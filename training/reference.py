@@ -127,7 +127,9 @@ def feature_references(
     each single month of them drifts from the whole (`month_psi`, `month_ks`): the
     drift a month of normal life shows, which sets each feature's own alert level."""
     prepared = schema.transform(frame)
-    months = frame[SNAPSHOT].to_numpy()
+    # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
+    # held as Python objects (seconds per feature on a large training set)
+    months, _ = pd.factorize(frame[SNAPSHOT], sort=True)
     out: dict[str, dict[str, Any]] = {}
     for name in schema.numeric:
         values = prepared[name].to_numpy(dtype="float64")
@@ -136,7 +138,7 @@ def feature_references(
         out[name] = categorical_reference(prepared[name].astype("object"), levels)
     for name, reference in out.items():
         column = prepared[name]
-        chunks = [column[months == month] for month in np.unique(months)]
+        chunks = [column[months == month] for month in range(months.max() + 1)]
         out[name]["month_psi"] = [psi(reference["shares"], shares_of(reference, c)) for c in chunks]
         if reference["kind"] == "numeric":
             out[name]["month_ks"] = [
