@@ -5,7 +5,8 @@ what the model learnt from. That picture is taken here, once, from the training 
 itself, and logged beside the model (`monitoring/reference.json`), so a day is always
 judged against its own model's data and never against a later or recomputed one:
 
-- every feature's reference bins, from the training months: numeric features get
+- every feature's reference bins, from the training months (as the population has them,
+  where a negative sampling weighted the rows: `population_sample`): numeric features get
   quantile bin edges and each bin's share (plus the missing share), categorical ones the
   share of each level (plus missing); and a quantile sketch of each numeric feature (its
   empirical distribution at `sketch_points` probabilities) for the KS statistic;
@@ -28,6 +29,7 @@ from scipy.stats import kstwobign
 from sklearn.metrics import roc_auc_score
 
 from features.labels import SNAPSHOT
+from features.sampling import WEIGHT
 from training.model import ChurnModel, FeatureSchema
 
 
@@ -268,11 +270,28 @@ def build_reference(
     }
 
 
+def population_sample(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Rows that stand for the population again where a negative sampling weighted them.
+
+    A training set built with `negative_sampling` keeps every churner and a share of the
+    stayers, weighted 1 / share: its features describe a population with several times
+    the churners, and a reference taken from them would see every ordinary day drift
+    towards the stayers. Keeping each row with probability weight / largest weight (every
+    sampled stayer, a share of the others) gives an unweighted sample of the population
+    (rejection sampling), which every statistic here can read as it is. Unweighted rows
+    come back unchanged."""
+    if WEIGHT not in frame:
+        return frame
+    weights = frame[WEIGHT].to_numpy(dtype="float64")
+    keep = np.random.default_rng(seed).random(len(frame)) < weights / weights.max()
+    return frame[keep]
+
+
 def churn_reference(result: Trained) -> dict[str, Any]:
     """The reference of a trained churn model (its training and test months)."""
     split = result.split
     return build_reference(
-        split.train,
+        population_sample(split.train),
         result.model.schema,
         result.test_raw,
         result.test_calibrated,

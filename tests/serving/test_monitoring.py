@@ -25,6 +25,7 @@ from features.build import build_directory
 from features.engine import EngineSettings
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import generate
+from features.sampling import WEIGHT, NegativeSampling, sample_negatives
 from features.settings import FeatureSettings
 from features.store import apply, open_store
 from features.training_set import churn_training_set
@@ -62,10 +63,12 @@ from training.reference import (
     feature_references,
     ks_against_sketch,
     numeric_shares,
+    population_sample,
     psi,
     quantile_edges,
     quantile_sketch,
     realised_performance,
+    shares_of,
 )
 from training.registry import use_backend
 from training.settings import TrainingSettings
@@ -156,6 +159,29 @@ def test_feature_drift_flags_the_shifted_feature_and_nothing_else() -> None:
     assert (drift.drop(index="usage")["status"] == "ok").all()
     assert len(references["usage"]["month_psi"]) == 6
     assert np.isnan(drift.loc["plan", "ks"])  # KS is for numeric features only
+
+
+def test_a_negative_sampled_training_set_gives_the_populations_reference() -> None:
+    rng = np.random.default_rng(8)
+    whole = _panel(rng, 6, 20_000)
+    whole["churned"] = rng.random(len(whole)) < 0.03
+    whole.loc[whole["churned"], "usage"] += 3.0  # churners use more, as the model learns
+    sampled = sample_negatives(
+        whole, "churned", NegativeSampling(rate=0.1, keep_latest_months=0, seed=1)
+    )
+    assert sampled["churned"].mean() > 0.2  # several times the churners of the population
+    schema = FeatureSchema.infer(whole, ["usage", "tickets", "plan"])
+
+    def drift_of_the_population(reference_rows: pd.DataFrame) -> float:
+        """The whole population's PSI against a reference taken from `reference_rows`."""
+        usage = feature_references(reference_rows, schema, bins=10, sketch_points=201)["usage"]
+        return psi(usage["shares"], shares_of(usage, whole["usage"]))
+
+    assert drift_of_the_population(sampled) > 0.05  # read as it is: a shifted picture
+    restored = population_sample(sampled, seed=2)
+    assert WEIGHT in restored and restored["churned"].mean() == pytest.approx(0.03, abs=0.005)
+    assert drift_of_the_population(restored) < 0.005
+    assert population_sample(whole) is whole  # unsampled rows: untouched
 
 
 def _scored(labels: np.ndarray, probability: np.ndarray) -> pd.DataFrame:
