@@ -131,7 +131,7 @@ def feature_references(
     prepared = schema.transform(frame)
     # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
     # held as Python objects (seconds per feature on a large training set)
-    months, _ = pd.factorize(frame[SNAPSHOT], sort=True)
+    months, order = pd.factorize(frame[SNAPSHOT], sort=True)
     out: dict[str, dict[str, Any]] = {}
     for name in schema.numeric:
         values = prepared[name].to_numpy(dtype="float64")
@@ -140,7 +140,7 @@ def feature_references(
         out[name] = categorical_reference(prepared[name].astype("object"), levels)
     for name, reference in out.items():
         column = prepared[name]
-        chunks = [column[months == month] for month in range(months.max() + 1)]
+        chunks = [column[months == month] for month in range(len(order))]
         out[name]["month_psi"] = [psi(reference["shares"], shares_of(reference, c)) for c in chunks]
         if reference["kind"] == "numeric":
             out[name]["month_ks"] = [
