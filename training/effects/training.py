@@ -11,6 +11,7 @@ next to those of doing nothing and of the logged (random) assignment.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,17 +62,23 @@ class Effects:
         """Estimated reduction of P(churn within the horizon), by action (columns)."""
         return self.model.reduction(self.schema.transform(frame))
 
+    @functools.cached_property
+    def reads_schema_matrix(self) -> bool:
+        """Whether the churn schema's float matrix (`FeatureSchema.matrix`, no pandas) is
+        the learner's input: so it is when the learner was fitted on `schema.transform`'s
+        frame, as `train_effects` fits it (the same columns in the same order, the same
+        category levels). Fixed once the object is built, so read once."""
+        return self.model.features.columns == self.schema.columns and all(
+            list(self.model.features.categories.get(name, ())) == list(levels)
+            for name, levels in self.schema.categories.items()
+        )
+
     def reduction_rows(self, rows: Mapping[str, Sequence[Any]], num_threads: int = 0) -> np.ndarray:
         """`reduction` of rows given column-wise (feature name -> values), one column per
-        action in `actions` order: the fast path a request takes. The churn schema's float
-        matrix (`FeatureSchema.matrix`, no pandas) is the learner's input as it is when the
-        learner was fitted on `schema.transform`'s frame, as `train_effects` fits it: the
-        same columns in the same order, the same category levels. A learner fitted any
-        other way goes through `reduction`, the reference path."""
-        if self.model.features.columns != self.schema.columns or any(
-            list(self.model.features.categories.get(name, ())) != list(levels)
-            for name, levels in self.schema.categories.items()
-        ):
+        action in `actions` order: the fast path a request takes, on the schema's matrix
+        where the learner reads it (`reads_schema_matrix`); a learner fitted any other way
+        goes through `reduction`, the reference path."""
+        if not self.reads_schema_matrix:
             frame = pd.DataFrame({name: list(rows[name]) for name in self.schema.columns})
             return self.reduction(frame).to_numpy(dtype="float64")
         return self.model.reduction_matrix(self.schema.matrix(rows), num_threads)
