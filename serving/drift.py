@@ -12,12 +12,22 @@ the largest gap between the two cumulative distributions), not the p-value: at t
 thousands of customers a day every harmless wiggle is "significant". The p-value is
 reported beside it (asymptotic, scipy's `kstwobign`, with the reference's row count).
 
-Each feature's alert level is the configured one, raised to what the feature's own
-months show (as NannyML's default thresholds do): a month of the training period drifts
-from the whole by `month_psi` (and `month_ks`); today alerts only beyond their mean +
-`sigmas` standard deviations, and warns beyond mean + (`sigmas` - 1). Seasonal features
-(roaming in summer, outages in the typhoon months) drift every month by design; a
-feature the model sees move by 0.01 a month alerts at the configured level.
+PSI and KS read the present values only; how many are missing is judged on its own (the
+gap between today's missing share and the training months'). A customer before the first
+bill has no usage yet, which no month-start training snapshot holds: a few per cent of
+them, each in a bin the reference has empty, would add 0.15 to every usage feature's PSI,
+while a feed that stops shows as the missing share it is.
+
+Each feature's alert levels are the configured ones, raised to what the feature's own
+months show (as NannyML's default thresholds do): each training month is compared with the
+training months more than three months away from it (`month_psi`, `month_ks`,
+`month_missing`; a day in production lies months after its training months, and a month
+compared with a whole holding it and its neighbours would look far steadier than that).
+Today alerts only beyond their mean + `sigmas` standard deviations, and warns beyond
+mean + (`sigmas` - 1). Trending and seasonal features (bills after a
+tariff change, roaming in summer, outages in the typhoon months) drift every month by
+design and would otherwise alert every day; a feature whose months agree alerts at the
+configured level.
 """
 
 from __future__ import annotations
@@ -28,7 +38,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from training.reference import ks_against_sketch, numeric_shares, psi, shares_of
+from training.reference import (
+    ks_against_sketch,
+    missing_gap,
+    numeric_shares,
+    psi,
+    psi_present,
+    shares_of,
+)
 
 Status = Literal["ok", "warn", "alert"]
 
@@ -57,6 +74,8 @@ class DriftLimits:
     ks_warn: float
     ks_alert: float
     sigmas: float = 3.0
+    missing_warn: float = 0.1
+    missing_alert: float = 0.25
 
 
 def own_limits(
@@ -71,18 +90,22 @@ def own_limits(
     return max(warn, mean + (sigmas - 1) * sd), max(alert, mean + sigmas * sd)
 
 
-COLUMNS = ["feature", "kind", "psi", "psi_alert_at", "ks", "ks_alert_at", "ks_p_value", "status"]
+COLUMNS = [
+    "feature", "kind", "psi", "psi_alert_at", "ks", "ks_alert_at", "ks_p_value", "missing",
+    "missing_reference", "missing_alert_at", "status",
+]  # fmt: skip
 
 
 def feature_drift(
     references: dict[str, dict[str, Any]], prepared: pd.DataFrame, limits: DriftLimits
 ) -> pd.DataFrame:
-    """One row per feature: kind, PSI, KS statistic and p-value (numeric only), the
-    levels they alert at, status; worst first. `prepared` is the model's input frame
-    (`FeatureSchema.transform`)."""
+    """One row per feature: kind, PSI, KS statistic and p-value (numeric only), missing
+    share (today's and the reference's), the levels they alert at, status; worst first.
+    `prepared` is the model's input frame (`FeatureSchema.transform`)."""
     rows = []
     for name, reference in references.items():
-        value = psi(reference["shares"], shares_of(reference, prepared[name]))
+        today = shares_of(reference, prepared[name])
+        value = psi_present(reference["shares"], today)
         psi_warn, psi_alert = own_limits(
             reference.get("month_psi", []), limits.psi_warn, limits.psi_alert, limits.sigmas
         )
@@ -93,7 +116,16 @@ def feature_drift(
         if reference["kind"] == "numeric":
             values = prepared[name].to_numpy(dtype="float64")
             ks, p_value = ks_against_sketch(reference["sketch"], values, reference["rows"])
-        status = worst(status_of(value, psi_warn, psi_alert), status_of(ks, ks_warn, ks_alert))
+        gap = missing_gap(reference["shares"], today)
+        missing_warn, missing_alert = own_limits(
+            reference.get("month_missing", []), limits.missing_warn, limits.missing_alert,
+            limits.sigmas,
+        )  # fmt: skip
+        status = worst(
+            status_of(value, psi_warn, psi_alert),
+            status_of(ks, ks_warn, ks_alert),
+            status_of(gap, missing_warn, missing_alert),
+        )
         rows.append(
             {
                 "feature": name,
@@ -103,6 +135,9 @@ def feature_drift(
                 "ks": ks,
                 "ks_alert_at": ks_alert if reference["kind"] == "numeric" else float("nan"),
                 "ks_p_value": p_value,
+                "missing": today[-1],
+                "missing_reference": reference["shares"][-1],
+                "missing_alert_at": missing_alert,
                 "status": status,
             }
         )

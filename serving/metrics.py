@@ -129,13 +129,21 @@ class MonitoringCollector(Collector):
             "KS statistic of a feature against its training reference",
             labels=["feature"],
         )
+        missing = GaugeMetricFamily(
+            "retain_feature_missing_share",
+            "Share of today's customers with the feature missing",
+            labels=["feature"],
+        )
         for row in result["features"]:
             if row["psi"] is not None:
                 psi.add_metric([row["feature"]], row["psi"])
             if row["ks"] is not None:
                 ks.add_metric([row["feature"]], row["ks"])
+            if row.get("missing") is not None:  # results published before it have none
+                missing.add_metric([row["feature"]], row["missing"])
         yield psi
         yield ks
+        yield missing
         figures = {
             "retain_score_psi": ("PSI of the calibrated score", result["score"]["psi"]),
             "retain_expected_roc_auc": (

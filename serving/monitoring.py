@@ -78,6 +78,13 @@ class Thresholds(BaseModel):
         3.0, ge=1, description="A feature alerts only beyond its own monthly drift in the "
         "training months: their mean + this many standard deviations (warns at one less).",
     )  # fmt: skip
+    missing_warn: float = Field(
+        0.1, gt=0, le=1, description="A feature's missing share this far (absolute) from the "
+        "training months': warn.",
+    )  # fmt: skip
+    missing_alert: float = Field(
+        0.25, gt=0, le=1, description="... and alert (a feed that stopped, or a new source).",
+    )  # fmt: skip
     score_psi_warn: float = Field(0.1, gt=0)
     score_psi_alert: float = Field(0.25, gt=0)
     expected_auc_drop: float = Field(
@@ -90,7 +97,7 @@ class Thresholds(BaseModel):
 
     @model_validator(mode="after")
     def _warn_below_alert(self) -> Thresholds:
-        for name in ("psi", "ks", "score_psi"):
+        for name in ("psi", "ks", "missing", "score_psi"):
             warn, alert = getattr(self, f"{name}_warn"), getattr(self, f"{name}_alert")
             if warn > alert:
                 raise ValueError(
@@ -121,7 +128,10 @@ class MonitoringSettings(StageSettings):
 
     def limits(self) -> DriftLimits:
         t = self.thresholds
-        return DriftLimits(t.psi_warn, t.psi_alert, t.ks_warn, t.ks_alert, t.sigmas)
+        return DriftLimits(
+            t.psi_warn, t.psi_alert, t.ks_warn, t.ks_alert, t.sigmas, t.missing_warn,
+            t.missing_alert,
+        )  # fmt: skip
 
 
 class ReferenceMissing(LookupError):
@@ -390,6 +400,8 @@ def metrics_of(result: dict[str, Any]) -> dict[str, float]:
         out[f"psi_{row['feature']}"] = row["psi"]
         if row["ks"] is not None:
             out[f"ks_{row['feature']}"] = row["ks"]
+        if row.get("missing") is not None:
+            out[f"missing_{row['feature']}"] = row["missing"]
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
@@ -447,17 +459,18 @@ def _figure(value: Any, digits: int = 3) -> str:
 
 
 def print_monitored(done: Monitored) -> None:
-    """The day's drift table (feature, PSI, KS, status) and headline figures, on stdout."""
+    """The day's drift table (feature, PSI, KS, missing share, status) and headline
+    figures, on stdout."""
     result = done.result
     table = Table(title=f"{result['date']}: {result['model']}, {result['customers']:,} customers")
-    for column in ("feature", "PSI", "KS", "status"):
+    for column in ("feature", "PSI", "KS", "missing", "status"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     colour = {"alert": "red", "warn": "yellow", "ok": "green"}
     for row in result["features"]:
         status = row["status"]
         table.add_row(
             row["feature"], _figure(row["psi"]), _figure(row["ks"]),
-            f"[{colour[status]}]{status}[/]",
+            _figure(row.get("missing")), f"[{colour[status]}]{status}[/]",
         )  # fmt: skip
     console = Console()
     console.print(table)

@@ -9,7 +9,9 @@ judged against its own model's data and never against a later or recomputed one:
   where a negative sampling weighted the rows: `population_sample`): numeric features get
   quantile bin edges and each bin's share (plus the missing share), categorical ones the
   share of each level (plus missing); and a quantile sketch of each numeric feature (its
-  empirical distribution at `sketch_points` probabilities) for the KS statistic;
+  empirical distribution at `sketch_points` probabilities) for the KS statistic; and how
+  far each training month drifts from the months more than `MONTHS_APART` away (PSI,
+  KS, missing share: the drift of normal life, which raises the feature's alert levels);
 - the score distribution (raw and calibrated) on the held-out test months, which is what
   today's scores should look like (training-month scores are overfit by construction);
 - the performance expected from the calibrated test scores alone (the CBPE estimate
@@ -62,6 +64,7 @@ REFERENCE_VERSION = 1
 MISSING = "__missing__"  # the level name of missing values in categorical shares
 TOP_SHARE = 0.10  # precision is read on the top decile of scores
 SHARE_FLOOR = 1e-4  # an empty bin counts as this share in PSI
+MONTHS_APART = 3  # a training month's drift is read against the months this far from it
 
 
 def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
@@ -123,11 +126,13 @@ def categorical_reference(values: pd.Series, levels: list[str]) -> dict[str, Any
 
 
 def feature_references(
-    frame: pd.DataFrame, schema: FeatureSchema, bins: int, sketch_points: int
-) -> dict[str, dict[str, Any]]:
+    frame: pd.DataFrame, schema: FeatureSchema, bins: int, sketch_points: int,
+    apart: int = MONTHS_APART,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Every model feature's reference from `frame` (the training months), with how far
-    each single month of them drifts from the whole (`month_psi`, `month_ks`): the
-    drift a month of normal life shows, which sets each feature's own alert level."""
+    each single month of them drifts from the other months (`month_psi`,
+    `month_missing`, `month_ks`: `month_drift`): the drift a month of normal life
+    shows, which sets each feature's own alert levels."""
     prepared = schema.transform(frame)
     # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
     # held as Python objects (seconds per feature on a large training set)
@@ -136,20 +141,94 @@ def feature_references(
     for name in schema.numeric:
         values = prepared[name].to_numpy(dtype="float64")
         out[name] = numeric_reference(values, bins, sketch_points)
+        out[name] |= month_drift(
+            months, len(order), bin_index(out[name], prepared[name]), len(out[name]["shares"]),
+            sketch_index(out[name]["sketch"], values), apart,
+        )  # fmt: skip
     for name, levels in schema.categories.items():
         out[name] = categorical_reference(prepared[name].astype("object"), levels)
-    for name, reference in out.items():
-        column = prepared[name]
-        chunks = [column[months == month] for month in range(len(order))]
-        out[name]["month_psi"] = [psi(reference["shares"], shares_of(reference, c)) for c in chunks]
-        if reference["kind"] == "numeric":
-            out[name]["month_ks"] = [
-                ks_against_sketch(
-                    reference["sketch"], c.to_numpy(dtype="float64"), reference["rows"]
-                )[0]
-                for c in chunks
-            ]
+        out[name] |= month_drift(
+            months, len(order), bin_index(out[name], prepared[name]), len(out[name]["shares"]),
+            None, apart,
+        )  # fmt: skip
     return out
+
+
+def bin_index(reference: dict[str, Any], values: pd.Series) -> np.ndarray:
+    """Each value's position in the reference's shares: its numeric bin, or its
+    categorical level (then any other level), missing last."""
+    if reference["kind"] == "numeric":
+        numbers = values.to_numpy(dtype="float64")
+        missing = np.isnan(numbers)
+        edges = np.asarray(reference["edges"], dtype="float64")
+        index = np.searchsorted(edges, np.where(missing, 0.0, numbers), side="left")
+        return np.where(missing, len(edges) + 1, index)
+    levels = reference["levels"]
+    text = values.astype("object")
+    codes = pd.Categorical(text.where(text.isna(), text.astype(str)), categories=levels).codes
+    known = np.where(codes < 0, len(levels), codes)  # any other level: just after the known
+    return np.where(text.isna().to_numpy(), len(levels) + 1, known)
+
+
+def sketch_index(sketch: list[float], values: np.ndarray) -> np.ndarray:
+    """Each value's first sketch point at or above it (-1: missing): a value counts in
+    the cumulative share at every sketch point from there on."""
+    missing = np.isnan(values)
+    index = np.searchsorted(np.asarray(sketch, dtype="float64"), np.where(missing, 0.0, values))
+    return np.where(missing, -1, index)
+
+
+def counts_by_month(months: np.ndarray, cells: np.ndarray, count: int, width: int) -> np.ndarray:
+    """A (month x cell) table of row counts."""
+    flat = np.bincount(months * width + cells, minlength=count * width)
+    return flat.reshape(count, width).astype("float64")
+
+
+def month_drift(
+    months: np.ndarray, count: int, bins: np.ndarray, width: int,
+    sketch: np.ndarray | None, apart: int,
+) -> dict[str, list[float]]:  # fmt: skip
+    """How far each month drifts from the training months more than `apart` months away
+    from it: PSI of the present values (`month_psi`), the gap between the two missing
+    shares (`month_missing`), and the KS statistic on the sketch points (`month_ks`,
+    numeric features only). `bins` is each row's position in the reference's shares
+    (missing last), `sketch` its first sketch point at or above the value.
+
+    A day in production is judged against training months that lie months behind it;
+    a month compared with a whole that contains it and its neighbours (whose 90- and
+    180-day windows overlap its own) would look far steadier than that, and seasonal or
+    trending features would alert on ordinary days. Only counts per month are needed:
+    the others' counts are the total less the month's neighbourhood."""
+    per_month = counts_by_month(months, bins, count, width)
+    cumulative = None
+    if sketch is not None:
+        present = sketch >= 0
+        points = int(sketch.max(initial=-1)) + 2
+        hits = counts_by_month(months[present], sketch[present], count, points)
+        cumulative = np.cumsum(hits, axis=1)
+    found: dict[str, list[float]] = {"month_psi": [], "month_missing": [], "month_ks": []}
+    for month in range(count):
+        near = slice(max(0, month - apart), month + apart + 1)
+        others = per_month.sum(axis=0) - per_month[near].sum(axis=0)
+        mine = per_month[month]
+        if others.sum() == 0:
+            found["month_psi"].append(float("nan"))
+            found["month_missing"].append(float("nan"))
+        else:
+            found["month_psi"].append(psi_present(others.tolist(), mine.tolist()))
+            found["month_missing"].append(abs(mine[-1] / mine.sum() - others[-1] / others.sum()))
+        if cumulative is not None:
+            rest = cumulative.sum(axis=0) - cumulative[near].sum(axis=0)
+            at_or_below = cumulative[month]
+            gap = (
+                np.max(np.abs(at_or_below / at_or_below[-1] - rest / rest[-1]))
+                if rest[-1] > 0 and at_or_below[-1] > 0
+                else float("nan")
+            )
+            found["month_ks"].append(float(gap))
+    if sketch is None:
+        del found["month_ks"]
+    return found
 
 
 def shares_of(reference: dict[str, Any], values: pd.Series) -> list[float]:
@@ -157,6 +236,24 @@ def shares_of(reference: dict[str, Any], values: pd.Series) -> list[float]:
     if reference["kind"] == "numeric":
         return numeric_shares(values.to_numpy(dtype="float64"), reference["edges"])
     return categorical_shares(values.astype("object"), reference["levels"])
+
+
+def psi_present(reference: list[float], today: list[float]) -> float:
+    """PSI of the present values: two share (or count) vectors whose last entry is the
+    missing share, compared without it, each renormalised over its present values
+    (NaN when either has none). Missingness is judged on its own (`missing_gap`): a
+    customer before the first bill has no usage yet, which no month-start training
+    snapshot holds, and an empty bin counts as 0.0001, so 3 % of them would add 0.15
+    to every usage feature's PSI."""
+    expected, actual = np.asarray(reference[:-1], "float64"), np.asarray(today[:-1], "float64")
+    if expected.sum() <= 0 or actual.sum() <= 0:
+        return float("nan")
+    return psi(expected / expected.sum(), actual / actual.sum())
+
+
+def missing_gap(reference: list[float], today: list[float]) -> float:
+    """How far today's missing share (the last of the shares) lies from the reference's."""
+    return abs(float(today[-1]) - float(reference[-1]))
 
 
 def psi(reference: np.ndarray | list[float], today: np.ndarray | list[float]) -> float:

@@ -65,6 +65,7 @@ from training.reference import (
     numeric_shares,
     population_sample,
     psi,
+    psi_present,
     quantile_edges,
     quantile_sketch,
     realised_performance,
@@ -132,6 +133,8 @@ def test_a_feature_alerts_only_beyond_its_own_monthly_drift() -> None:
     assert own_limits([0.01, 0.02, 0.015], 0.1, 0.25, 3.0) == (0.1, 0.25)
     warn, alert = own_limits([0.3, 0.5, 0.4], 0.1, 0.25, 3.0)
     assert warn == pytest.approx(0.6) and alert == pytest.approx(0.7)
+    assert own_limits([0.5], 0.1, 0.25, 3.0) == (0.1, 0.25)  # one month: no spread to read
+    assert own_limits([0.0, 0.0, float("nan")], 0.1, 0.25, 3.0) == (0.1, 0.25)  # a flat past
 
 
 def _panel(rng: np.random.Generator, months: int, rows: int, shift: float = 0.0) -> pd.DataFrame:
@@ -159,6 +162,59 @@ def test_feature_drift_flags_the_shifted_feature_and_nothing_else() -> None:
     assert (drift.drop(index="usage")["status"] == "ok").all()
     assert len(references["usage"]["month_psi"]) == 6
     assert np.isnan(drift.loc["plan", "ks"])  # KS is for numeric features only
+
+
+def test_each_month_is_read_against_the_months_more_than_three_away() -> None:
+    rng = np.random.default_rng(6)
+    train = _panel(rng, 12, 2_000)
+    train["usage"] += np.repeat(np.arange(12) * 0.1, 2_000)  # a steady trend
+    train.loc[rng.random(len(train)) < 0.02, "usage"] = np.nan
+    train.loc[rng.random(len(train)) < 0.01, "plan"] = None
+    schema = FeatureSchema.infer(train, ["usage", "tickets", "plan"])
+    references = feature_references(train, schema, bins=10, sketch_points=201)
+    prepared = schema.transform(train)
+    month = pd.factorize(train["event_timestamp"], sort=True)[0]
+    for m in (0, 5, 11):
+        mine, others = prepared[month == m], prepared[np.abs(month - m) > 3]
+        for name in ("usage", "tickets", "plan"):
+            reference = references[name]
+            ours, theirs = shares_of(reference, mine[name]), shares_of(reference, others[name])
+            assert reference["month_psi"][m] == pytest.approx(psi_present(theirs, ours))
+            assert reference["month_missing"][m] == pytest.approx(abs(ours[-1] - theirs[-1]))
+        usage = mine["usage"].dropna(), others["usage"].dropna()
+        # KS read at the sketch's 201 points: the exact statistic to within a step
+        exact = ks_2samp(*usage).statistic
+        assert references["usage"]["month_ks"][m] == pytest.approx(exact, abs=0.01)
+    # the first month against months 4 to 11 sees most of the trend; against the whole
+    # (itself and its neighbours included) far less of it
+    drift = references["usage"]["month_psi"]
+    first = shares_of(references["usage"], prepared.loc[month == 0, "usage"])
+    assert drift[0] > 1.5 * psi_present(references["usage"]["shares"], first)
+    assert drift[0] > drift[5] < drift[11]
+    assert "month_ks" not in references["plan"]
+
+
+def test_a_customer_before_the_first_bill_moves_no_psi_and_a_stopped_feed_alerts() -> None:
+    rng = np.random.default_rng(9)
+    train = _panel(rng, 6, 3_000)
+    schema = FeatureSchema.infer(train, ["usage", "tickets", "plan"])
+    references = feature_references(train, schema, bins=10, sketch_points=201)
+    limits = MonitoringSettings().limits()
+    today = _panel(rng, 1, 5_000)
+    newcomers = rng.random(len(today)) < 0.03  # no usage yet: their first month is running
+    drift = feature_drift(
+        references, schema.transform(today.assign(usage=today["usage"].mask(newcomers))), limits
+    ).set_index("feature")
+    assert drift.loc["usage", "psi"] < 0.01  # counted in the missing bin it would be 0.15
+    assert drift.loc["usage", "missing"] == pytest.approx(0.03, abs=0.01)
+    assert drift.loc["usage", "missing_reference"] == 0.0
+    assert (drift["status"] == "ok").all()
+    stopped = today.assign(usage=np.nan, plan=today["plan"].mask(rng.random(len(today)) < 0.4))
+    drift = feature_drift(references, schema.transform(stopped), limits).set_index("feature")
+    assert drift.loc["usage", "status"] == "alert" and drift.loc["usage", "missing"] == 1.0
+    assert np.isnan(drift.loc["usage", "psi"]) and np.isnan(drift.loc["usage", "ks"])
+    assert drift.loc["plan", "status"] == "alert"  # 40 % missing where none were
+    assert drift.loc["tickets", "status"] == "ok"
 
 
 def test_a_negative_sampled_training_set_gives_the_populations_reference() -> None:
@@ -287,6 +343,7 @@ def test_the_days_figures_are_an_mlflow_run_with_a_metric_per_feature(
         next(r["psi"] for r in monitored.result["features"] if r["feature"] == "tickets_30d")
     )
     assert "expected_roc_auc" in run.data.metrics and "realised_roc_auc" in run.data.metrics
+    assert run.data.metrics["missing_tickets_30d"] == 0.0  # a count: never missing
 
 
 def test_the_command_prints_the_drift_table(
@@ -307,6 +364,7 @@ def test_metrics_expose_the_latest_result(monitored: Monitored) -> None:
     with running(app) as url:
         text = requests.get(f"{url}/metrics", timeout=10).text
     assert 'retain_feature_psi{feature="tickets_30d"}' in text
+    assert 'retain_feature_missing_share{feature="tickets_30d"}' in text
     assert "retain_score_psi " in text and "retain_expected_roc_auc " in text
     assert "retain_realised_roc_auc " in text
     assert f"retain_monitor_alerts {float(len(monitored.result['alerts']))}" in text
