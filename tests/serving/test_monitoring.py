@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 from fastapi import FastAPI, Request
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, kstest, norm
 from typer.testing import CliRunner
 
 from features.batch_rows import latest_features
@@ -34,7 +36,7 @@ from serving.action_log.database import open_engine
 from serving.action_log.log import ActionLog
 from serving.daily import run_daily, score_all
 from serving.domain import ActionStatus, NewAction
-from serving.drift import DriftLimits, feature_drift, own_limits
+from serving.drift import DriftLimits, Statistic, feature_drift, noise_ratio, own_limits
 from serving.metrics import ApiMetrics
 from serving.monitoring import (
     Monitored,
@@ -130,11 +132,45 @@ def test_expected_roc_auc_falls_when_scores_lose_their_spread() -> None:
 
 
 def test_a_feature_alerts_only_beyond_its_own_monthly_drift() -> None:
-    assert own_limits([0.01, 0.02, 0.015], 0.1, 0.25, 3.0) == (0.1, 0.25)
-    warn, alert = own_limits([0.3, 0.5, 0.4], 0.1, 0.25, 3.0)
+    def no_noise(probability: float) -> float:
+        return 1.0
+
+    assert own_limits([0.01, 0.02, 0.015], 0.1, 0.25, 3.0, no_noise) == (0.1, 0.25)
+    warn, alert = own_limits([0.3, 0.5, 0.4], 0.1, 0.25, 3.0, no_noise)
     assert warn == pytest.approx(0.6) and alert == pytest.approx(0.7)
-    assert own_limits([0.5], 0.1, 0.25, 3.0) == (0.1, 0.25)  # one month: no spread to read
-    assert own_limits([0.0, 0.0, float("nan")], 0.1, 0.25, 3.0) == (0.1, 0.25)  # a flat past
+    assert own_limits([0.5], 0.1, 0.25, 3.0, no_noise) == (0.1, 0.25)  # one month: no spread
+    assert own_limits([0.0, 0.0, float("nan")], 0.1, 0.25, 3.0, no_noise) == (0.1, 0.25)
+    # months whose drift is steady still alert only where their noise would rarely reach
+    warn, alert = own_limits([0.14, 0.14, 0.14], 0.1, 0.2, 3.0, partial(noise_ratio, "ks"))
+    assert alert == pytest.approx(0.14 * noise_ratio("ks", float(norm.cdf(3.0))))
+    assert 0.14 < warn < alert
+
+
+@pytest.mark.parametrize(
+    ("statistic", "draw"),
+    [
+        # KS of 300 draws against their own distribution
+        ("ks", lambda rng: kstest(rng.random(300), "uniform").statistic),
+        # PSI of 2,000 draws on ten equal bins
+        (
+            "psi",
+            lambda rng: psi(
+                np.full(10, 0.1), np.bincount(rng.integers(0, 10, 2_000), minlength=10) / 2_000
+            ),
+        ),
+        # the gap between two missing shares of 5 %
+        ("gap", lambda rng: abs(rng.binomial(2_000, 0.05) - rng.binomial(2_000, 0.05)) / 2_000),
+    ],
+)
+def test_the_noise_ratio_is_the_statistics_quantile_over_its_mean_under_no_drift(
+    statistic: Statistic, draw: Callable[[np.random.Generator], float]
+) -> None:
+    rng = np.random.default_rng(3)
+    null = np.array([draw(rng) for _ in range(3_000)])
+    bins = 10 if statistic == "psi" else 2
+    for probability in (0.9, 0.99):
+        expected = np.quantile(null, probability) / null.mean()
+        assert noise_ratio(statistic, probability, bins) == pytest.approx(expected, rel=0.1)
 
 
 def _panel(rng: np.random.Generator, months: int, rows: int, shift: float = 0.0) -> pd.DataFrame:
