@@ -60,7 +60,9 @@ class Trained(Protocol):
 
 
 REFERENCE_ARTIFACT = "monitoring/reference.json"
-REFERENCE_VERSION = 1
+# 2: each month's drift against the months more than MONTHS_APART away, PSI of the present
+# values and the missing share apart (1: against the whole, missing in the bins)
+REFERENCE_VERSION = 2
 MISSING = "__missing__"  # the level name of missing values in categorical shares
 TOP_SHARE = 0.10  # precision is read on the top decile of scores
 SHARE_FLOOR = 1e-4  # an empty bin counts as this share in PSI

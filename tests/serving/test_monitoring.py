@@ -432,6 +432,11 @@ def test_a_model_without_a_reference_is_refused_naming_the_file(served: Served) 
     older = LoadedModel(loaded.model, loaded.name, "0", run.info.run_id, loaded.feature_service)
     with pytest.raises(ReferenceMissing, match=r"monitoring/reference\.json"):
         load_reference(older, served.tracking)
+    with mlflow.start_run() as run:  # a reference of the previous format: limits not comparable
+        mlflow.log_dict({"version": 1, "features": {}}, "monitoring/reference.json")
+    older = LoadedModel(loaded.model, loaded.name, "0", run.info.run_id, loaded.feature_service)
+    with pytest.raises(ReferenceMissing, match=r"version 1, expected 2: train the model again"):
+        load_reference(older, served.tracking)
 
 
 def test_the_command_refuses_a_bad_day_and_a_missing_reference(
