@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from datetime import UTC
+from datetime import UTC, date
 
 import typer
 from mlflow.utils.logging_utils import disable_logging
@@ -23,6 +23,7 @@ from retain.base.settings import load_settings
 from serving import cli as serving_cli
 from serving import loop as loop_cli
 from serving import service_cli
+from serving.monitoring import ReferenceMissing
 from serving.settings import ServingSettings
 from training import cli as training_cli
 from training.demand.settings import DemandSettings
@@ -102,7 +103,7 @@ def run() -> None:
         day = data.as_of.astimezone(UTC).date()
         typer.echo(f"({error}: the list for the data's last day, {day}, instead)")
         serving_cli.publish_daily_list(day, serving)
-    serving_cli.publish_monitoring(day, serving)  # the same day's drift and performance
+    monitor_the_day(day, serving)
     # the service side of the same day: suspected outages, complaint follow-ups
     # the detector reads the last complete day of cell quality
     service_cli.detect_command(day=None)
@@ -111,6 +112,16 @@ def run() -> None:
         f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
         f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"
     )
+
+
+def monitor_the_day(day: date, serving: ServingSettings) -> None:
+    """`retain monitor` for the run's day (drift and performance); a champion kept from
+    before its reference's format cannot be monitored until a model is trained and
+    promoted again, which the run says and goes on."""
+    try:
+        serving_cli.publish_monitoring(day, serving)
+    except ReferenceMissing as error:
+        typer.echo(f"(monitoring skipped: {error})")
 
 
 def quiet_libraries() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features.store import definitions
-from retain.cli import app
+from retain.cli import app, monitor_the_day
+from serving.monitoring import ReferenceMissing
+from serving.settings import ServingSettings
 
 runner = CliRunner()
 
@@ -124,3 +127,15 @@ def test_run_goes_from_data_to_a_champion_model(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "mlflow" / "mlflow.db").exists()
     assert f"done: lifecycle data in {tmp_path / 'data' / 'lifecycle'}" in result.stdout
     assert (tmp_path / "data" / "feast" / "online.db").exists()
+
+
+def test_run_goes_on_when_the_champion_cannot_be_monitored(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*_: object) -> None:
+        raise ReferenceMissing("monitoring/reference.json of run r1: version 1, expected 2")
+
+    monkeypatch.setattr("serving.cli.publish_monitoring", refuse)
+    monitor_the_day(date(2026, 11, 8), ServingSettings())
+    said = capsys.readouterr().out
+    assert "(monitoring skipped: monitoring/reference.json of run r1: version 1" in said
