@@ -132,9 +132,9 @@ def feature_references(
     apart: int = MONTHS_APART,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Every model feature's reference from `frame` (the training months), with how far
-    each single month of them drifts from the other months (`month_psi`,
-    `month_missing`, `month_ks`: `month_drift`): the drift a month of normal life
-    shows, which sets each feature's own alert levels."""
+    each single month of them drifts from the other months (`month_drift`: `month_psi`,
+    `month_missing`, `month_ks`): the drift a month of normal life shows, which sets
+    each feature's own alert levels."""
     prepared = schema.transform(frame)
     # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
     # held as Python objects (seconds per feature on a large training set)
@@ -208,10 +208,12 @@ def month_drift(
         points = int(sketch.max(initial=-1)) + 2
         hits = counts_by_month(months[present], sketch[present], count, points)
         cumulative = np.cumsum(hits, axis=1)
+        cumulative_total = cumulative.sum(axis=0)
+    total = per_month.sum(axis=0)
     found: dict[str, list[float]] = {"month_psi": [], "month_missing": [], "month_ks": []}
     for month in range(count):
         near = slice(max(0, month - apart), month + apart + 1)
-        others = per_month.sum(axis=0) - per_month[near].sum(axis=0)
+        others = total - per_month[near].sum(axis=0)
         mine = per_month[month]
         if others.sum() == 0:
             found["month_psi"].append(float("nan"))
@@ -220,7 +222,7 @@ def month_drift(
             found["month_psi"].append(psi_present(others.tolist(), mine.tolist()))
             found["month_missing"].append(abs(mine[-1] / mine.sum() - others[-1] / others.sum()))
         if cumulative is not None:
-            rest = cumulative.sum(axis=0) - cumulative[near].sum(axis=0)
+            rest = cumulative_total - cumulative[near].sum(axis=0)
             at_or_below = cumulative[month]
             gap = (
                 np.max(np.abs(at_or_below / at_or_below[-1] - rest / rest[-1]))
