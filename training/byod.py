@@ -42,6 +42,10 @@ DELIMITERS = ",;\t|"  # the delimiters a spec without `delimiter` is read with, 
 LOGISTIC_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 # characters LightGBM refuses in a feature name (it stores the names in JSON)
 _JSON_CHARACTERS = re.compile(r'[",:\[\]{}]')
+# LGBMClassifier parameters the run sets itself, which a spec's `lightgbm` may not pin
+RUN_PARAMETERS = frozenset(
+    {"objective", "random_state", "seed", "verbose", "verbosity", "class_weight"}
+)
 
 
 class DatasetError(ValueError):
@@ -66,7 +70,7 @@ class Label(BaseModel):
 
 class CrossValidation(BaseModel):
     folds: int = Field(5, ge=2)
-    seed: int = 1
+    seed: int = Field(1, ge=0, lt=2**32)
 
 
 class DatasetSpec(BaseModel):
@@ -76,7 +80,8 @@ class DatasetSpec(BaseModel):
 
     name: str
     paths: list[Path] = Field(
-        description="CSV file(s) with the same columns; relative to the working folder."
+        min_length=1,
+        description="CSV file(s) with the same columns; relative to the working folder.",
     )
     id_column: str | None = None
     label: Label
@@ -120,9 +125,30 @@ class DatasetSpec(BaseModel):
                 ) from None
         return value
 
+    @field_validator("lightgbm")
+    @classmethod
+    def _not_the_runs_own(
+        cls, value: dict[str, float | int | str] | None
+    ) -> dict[str, float | int | str] | None:
+        owned = sorted(set(value or {}) & RUN_PARAMETERS)
+        if owned:
+            raise ValueError(
+                f"{', '.join(owned)} cannot be pinned: the run sets them (a binary objective, "
+                "the seed from cv.seed, quiet logs)"
+            )
+        return value
+
     @classmethod
     def load(cls, path: Path) -> DatasetSpec:
-        return cls.model_validate(yaml.safe_load(path.read_text()))
+        """The spec at `path`; a file that is not readable YAML is a DatasetError naming it."""
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise DatasetError(f"dataset spec {path} cannot be read as YAML: {reason}") from None
+        return cls.model_validate(content)
 
 
 def detect_delimiter(path: Path) -> str:
@@ -178,6 +204,16 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
     """One CSV as text columns; an unreadable file is a DatasetError naming it and why."""
 
     def read(encoding: str, separator: str) -> pd.DataFrame:
+        header = pd.read_csv(
+            path, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False,
+            encoding=encoding,
+        ).iloc[0]  # fmt: skip
+        repeated = sorted(set(header[header.duplicated()]))
+        if repeated:  # pandas would rename the second one (x.1) and keep both
+            raise DatasetError(
+                f"{spec.name}: {path} names column(s) {', '.join(map(repr, repeated))} more "
+                "than once in its header: give each column its own name"
+            )
         return pd.read_csv(
             path,
             sep=separator,
@@ -185,6 +221,7 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
             keep_default_na=False,
             na_values=spec.missing_values,
             encoding=encoding,
+            index_col=False,  # a delimiter after each row's last field is no extra column
         )
 
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
@@ -262,6 +299,16 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
                 raise DatasetError(
                     f"{spec.name}: {field} names column {column!r}, which the file does not have"
                 )
+    if spec.id_column:
+        repeated = frame[spec.id_column].notna() & frame[spec.id_column].duplicated(keep=False)
+        if repeated.any():
+            raise DatasetError(
+                f"{spec.name}: id column {spec.id_column!r} repeats "
+                f"{frame.loc[repeated, spec.id_column].nunique()} id(s) "
+                f"({_where(spec, parts, repeated)}): a customer counted twice can land in "
+                "a training fold and its own test fold, which flatters every metric; keep "
+                "one row per customer"
+            )
     label = frame[spec.label.column]
     positive = is_positive(label, spec.label.positive)
     if label.isna().any():
@@ -296,6 +343,13 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
                 f"{spec.name}: column {column!r} is declared numeric but holds {examples}"
             )
         if wanted == "numeric" or (wanted is None and not unparsable.any()):
+            infinite = np.isinf(numeric.astype("float64"))
+            if infinite.any():
+                raise DatasetError(
+                    f"{spec.name}: column {column!r} holds infinite values "
+                    f"({_where(spec, parts, infinite)}): write a finite number, or leave "
+                    "the field blank for a missing value"
+                )
             features[column] = numeric.astype("float64")
             continue
         days = as_days(features[column]) if wanted in (None, "date") else None
@@ -454,7 +508,14 @@ def cross_validate(
         else:
             choice = dict(spec.lightgbm)
             pinned = lgb.LGBMClassifier(verbose=-1, random_state=seed, **choice)
-            predicted = np.asarray(pinned.fit(x_train, y_train).predict_proba(x_test))[:, 1]
+            try:
+                pinned.fit(x_train, y_train)
+            except (lgb.basic.LightGBMError, TypeError, ValueError) as error:
+                raise DatasetError(
+                    f"{spec.name}: LightGBM refuses the pinned `lightgbm` parameters: "
+                    f"{str(error).splitlines()[0]}"
+                ) from None
+            predicted = np.asarray(pinned.predict_proba(x_test))[:, 1]
         rows[candidate].append(evaluate(y_test, predicted, economics))
         untuned = lgb.LGBMClassifier(verbose=-1, random_state=seed).fit(x_train, y_train)
         predicted = np.asarray(untuned.predict_proba(x_test))[:, 1]

@@ -377,3 +377,61 @@ def test_the_cli_prints_the_three_models_and_logs_the_chosen_parameters(
     assert {f"fold{i}_num_leaves" for i in range(3)} <= set(run.data.params)
     artifacts = MlflowClient().list_artifacts(run.info.run_id, "cross_validation")
     assert "cross_validation/chosen_params.csv" in {a.path for a in artifacts}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # the same customer twice: it could sit in a training fold and its own test fold
+        (
+            "id,x,churn\n1,2,yes\n2,3,no\n1,2,yes\n",
+            r"id column 'id' repeats 1 id\(s\) \(export.csv line 2, export.csv line 4\)",
+        ),
+        # pandas would keep both, the second as churn.1: the label itself as a feature
+        ("id,x,churn,churn\n1,2,yes,yes\n2,3,no,no\n", r"names column\(s\) 'churn' more than once"),
+        ("id,x,churn\n1,inf,yes\n2,3,no\n3,-Infinity,no\n", r"column 'x' holds infinite values"),
+    ],
+)
+def test_data_that_would_flatter_or_break_the_metrics_is_refused_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(_export(tmp_path, text, id_column="id"))
+
+
+def test_a_delimiter_after_each_rows_last_field_is_no_extra_column(tmp_path: Path) -> None:
+    text = "id,x,churn\n1,2,yes,\n2,3,no,\n3,4,no,\n"  # pandas would read the ids as an index
+    features, labels, _ = load_dataset(_export(tmp_path, text, id_column="id"))
+    assert features["x"].tolist() == [2.0, 3.0, 4.0] and labels.tolist() == [1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name: t\npaths: [a.csv\n", "cannot be read as YAML"),
+        (b"name: t\xff\xfe\n", "cannot be read as YAML"),
+        (b"name: t\npaths: []\nlabel: {column: c, positive: '1'}\n", "paths"),
+        (b"name: t\npaths: a.csv\nlabel: {column: c, positive: '1'}\ncv: {seed: -1}\n", "seed"),
+        (
+            b"name: t\npaths: a.csv\nlabel: {column: c, positive: '1'}\n"
+            b"lightgbm: {random_state: 3, objective: regression}\n",
+            "objective, random_state cannot be pinned",
+        ),
+    ],
+)
+def test_the_cli_refuses_a_bad_spec_in_one_line_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(content)
+    result = CliRunner().invoke(app, ["train", "churn", "--dataset", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and message in result.output
+    folder = CliRunner().invoke(app, ["train", "churn", "--dataset", str(tmp_path)])
+    assert folder.exit_code == 2 and "cannot be read as YAML" in folder.output
+
+
+def test_pinned_parameters_lightgbm_refuses_are_one_error(tmp_path: Path) -> None:
+    spec = _synthetic_spec(tmp_path, lightgbm={"num_leaves": 1})
+    with pytest.raises(DatasetError, match="LightGBM refuses the pinned `lightgbm` parameters"):
+        cross_validate(spec, Economics(), budget_s=1)
