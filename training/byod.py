@@ -317,7 +317,10 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
             f"missing values ({_where(spec, parts, label.isna())}): every row needs its "
             "outcome; leave out the rows whose outcome is not known yet"
         )
-    values = label.astype(str).str.strip().str.lower().unique()
+    # one value however written: yes / Yes / YES, 1 / 1.0
+    text = label.astype(str).str.strip().str.lower()
+    number = pd.to_numeric(text, errors="coerce")
+    values = text.mask(number.notna(), number.astype(str)).unique()
     if len(values) > 2:
         seen = ", ".join(map(repr, sorted(label.astype(str).str.strip().unique())[:10]))
         raise DatasetError(

@@ -74,7 +74,12 @@ def _cross_validation(spec_path: Path, settings: TrainingSettings, budget_s: flo
         spec = DatasetSpec.load(spec_path)
         started = time.perf_counter()
         result = cross_validate(spec, settings.economics, budget_s)
-    except (DatasetError, TuningError, ValidationError, FileNotFoundError) as error:
+    except ValidationError as error:  # one line per field, naming the spec
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "the spec"
+            typer.echo(f"error: {spec_path}: {where}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from error
+    except (DatasetError, TuningError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     for note in result.notes:

@@ -435,3 +435,20 @@ def test_pinned_parameters_lightgbm_refuses_are_one_error(tmp_path: Path) -> Non
     spec = _synthetic_spec(tmp_path, lightgbm={"num_leaves": 1})
     with pytest.raises(DatasetError, match="LightGBM refuses the pinned `lightgbm` parameters"):
         cross_validate(spec, Economics(), budget_s=1)
+
+
+def test_a_label_written_1_and_1_0_is_one_value(tmp_path: Path) -> None:
+    text = "x,churn\n1,1\n2,0\n3,1.0\n4,0.0\n"  # a gap made part of the column float
+    spec = _export(tmp_path, text).model_copy(
+        update={"label": byod.Label(column="churn", positive="1")}
+    )
+    assert load_dataset(spec).labels.tolist() == [1, 0, 1, 0]
+
+
+def test_the_cli_names_the_spec_and_the_field_of_a_validation_error(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\npaths: a.csv\nlabel: {column: c, positive: '1'}\nfolds: 3\n")
+    result = CliRunner().invoke(app, ["train", "churn", "--dataset", str(spec)])
+    assert result.exit_code == 2
+    assert f"error: {spec}: folds: Extra inputs are not permitted" in result.output
+    assert "pydantic.dev" not in result.output
