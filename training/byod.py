@@ -143,9 +143,9 @@ class DatasetSpec(BaseModel):
         """The spec at `path`; a file that is not readable YAML is a DatasetError naming it."""
         try:
             content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise  # the command's own message names the missing spec
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            if isinstance(error, FileNotFoundError):
-                raise
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise DatasetError(f"dataset spec {path} cannot be read as YAML: {reason}") from None
         return cls.model_validate(content)
