@@ -176,6 +176,26 @@ ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # 2024-05-31, with or without a time after it
 # text that (nearly) every row has its own, from this many rows on: an identifier
 UNIQUE_TEXT_ROWS = 50
 IDENTIFIER_SHARE = 0.9
+# words of a column name that say "a key, not a measurement" (customer_no, RowNumber, msisdn)
+IDENTIFIER_WORDS = re.compile(
+    r"(^|[^a-z])(id|ids|no|num|number|key|index|row|msisdn|imsi|imei|phone)([^a-z]|$)"
+)
+
+
+def numeric_identifier(name: str, values: pd.Series) -> bool:
+    """Whether a numeric column is a key rather than a measurement: a distinct whole number
+    in every row, and named like a key or rising with the file's row order. Trees split on
+    such a column as on any other, and an export sorted or numbered by sign-up date or by
+    outcome then makes it the best "feature" (a file sorted by churn scores ROC-AUC 1.0).
+    A usage counter in bytes is also distinct in nearly every row, so distinctness alone
+    does not decide."""
+    present = values.dropna().astype("float64")
+    if len(present) < UNIQUE_TEXT_ROWS or present.nunique() < len(present):
+        return False
+    if not np.isfinite(present).all() or (present != np.round(present)).any():
+        return False
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()  # RowNumber -> row_number
+    return bool(IDENTIFIER_WORDS.search(spaced)) or bool(present.is_monotonic_increasing)
 
 
 class Dataset(NamedTuple):
@@ -345,6 +365,13 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
             raise DatasetError(
                 f"{spec.name}: column {column!r} is declared numeric but holds {examples}"
             )
+        if wanted is None and not unparsable.any() and numeric_identifier(column, numeric):
+            features = features.drop(columns=column)
+            notes.append(
+                f"column {column!r} left out: a distinct whole number in every row, named or "
+                "ordered like a key (an identifier?); declare it `numeric` in `types` to keep it"
+            )
+            continue
         if wanted == "numeric" or (wanted is None and not unparsable.any()):
             infinite = np.isinf(numeric.astype("float64"))
             if infinite.any():

@@ -149,6 +149,29 @@ def test_dates_become_days_and_text_unique_to_every_row_is_left_out_saying_so(
     assert "remark" in kept.features.columns
 
 
+def test_a_whole_number_key_is_left_out_saying_so_and_a_usage_counter_is_kept(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 80
+    frame = pd.DataFrame(
+        {
+            "CustomerNo": rng.permutation(n) + 15_600_000,  # named like a key
+            "seq": np.arange(n) * 3 + 7,  # rises with the file's rows
+            "bytes_used": rng.permutation(n) * 1_000 + rng.integers(0, 999, n),  # a measure
+            "minutes": rng.integers(0, 30, n),
+            "churn": np.where(np.arange(n) % 3 == 0, "yes", "no"),
+        }
+    )
+    text = frame.to_csv(index=False)
+    features, _, notes = load_dataset(_export(tmp_path, text))
+    assert list(features.columns) == ["bytes_used", "minutes"]
+    assert any("'CustomerNo' left out" in note for note in notes)
+    assert any("'seq' left out" in note for note in notes)
+    kept = load_dataset(_export(tmp_path, text, types={"seq": "numeric"})).features
+    assert "seq" in kept.columns
+
+
 def test_a_column_declared_a_date_must_hold_iso_dates(tmp_path: Path) -> None:
     text = "x,churn\n03/04/2024,yes\n2024-04-05,no\n"
     with pytest.raises(DatasetError, match="'x' is declared a date"):
