@@ -13,6 +13,7 @@ up from typical values (`typical_row`), never a customer's row.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import shutil
 import subprocess
 import tempfile
@@ -210,6 +211,26 @@ def log_training_run(
     return logged
 
 
+# What a logged model needs to load and predict, pinned to this environment's versions:
+# listed rather than left to MLflow, which infers them by loading the model in a
+# subprocess (seconds per model) and leaves out lightgbm, which the project pulls in.
+MODEL_DISTRIBUTIONS = (
+    "retain", "mlflow", "cloudpickle", "lightgbm", "numpy", "pandas", "pyarrow", "pydantic",
+    "scikit-learn", "scipy",
+)  # fmt: skip
+
+
+def model_requirements() -> list[str]:
+    """`name==version` of each distribution a model needs that this environment has."""
+    pinned = []
+    for name in MODEL_DISTRIBUTIONS:
+        try:
+            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:  # the project run from a source tree
+            continue
+    return pinned
+
+
 def register_challenger(
     client: MlflowClient,
     settings: TrackedSettings,
@@ -225,7 +246,7 @@ def register_challenger(
         signature=infer_signature(example, output),
         input_example=example,
         registered_model_name=settings.registered_model,
-        pip_requirements=None,
+        pip_requirements=model_requirements(),
     )
     version = str(info.registered_model_version)
     client.set_registered_model_alias(settings.registered_model, CHALLENGER, version)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightgbm as lgb
 import mlflow
 import pandas as pd
 import pytest
@@ -51,6 +54,10 @@ def test_a_run_logs_metrics_plots_lineage_and_a_signed_model(
         assert f"evaluation/{plot}.png" in artifacts
     model = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model}@{CHALLENGER}")
     assert model.metadata.signature is not None
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{tracking.registered_model}/{version}")
+    ).joinpath("requirements.txt")
+    assert f"lightgbm=={lgb.__version__}" in requirements.read_text().split()
     predicted = model.predict(small_training_set.head(10))["churn_probability"]
     assert predicted.between(0, 1).all()
     # Serving reads online features where an integer feature may be missing (an unknown
