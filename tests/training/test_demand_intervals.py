@@ -170,6 +170,44 @@ def test_each_series_takes_the_reference_that_forecast_it_best() -> None:
         assert chosen[steady] in {"level", "per_customer", "level_mix", "ma13"}, chosen
 
 
+MONTHLY_TRAVEL = {7: 3.0, 8: 3.5, 12: 1.5}  # a season that turns on the 1st of the month
+
+
+def _true_weekly_mean(ends: pd.DatetimeIndex, daily: float) -> np.ndarray:
+    """The expected count of each week ending at `ends` when every day of a month sells
+    `daily` times the month's travel factor."""
+    days = np.stack([(ends - pd.Timedelta(days=back)).month for back in range(1, 8)])
+    return (daily * np.vectorize(lambda m: MONTHLY_TRAVEL.get(m, 1.0))(days)).sum(axis=0)
+
+
+def test_a_season_of_calendar_months_is_read_from_last_years_months() -> None:
+    """Roaming sales whose daily rate steps on the 1st of July, August, September and
+    December: last year's calendar months forecast the coming weeks closer to their true
+    mean than last year's single week does, and the series takes that reference."""
+    planted = _planted(weeks=160, seed=5)
+    rng = np.random.default_rng(5)
+    ends = pd.DatetimeIndex(planted.loc[planted["region"] == "a", WEEK_END])
+    for region, size in SIZES.items():
+        mean = _true_weekly_mean(ends, 3.0 * size)
+        planted.loc[planted["region"] == region, "purchases_roaming_pack"] = rng.poisson(mean)
+    rows = forecasting_rows(long_history(planted), 8, FAST.calendar)
+    known = rows[rows["target"].notna()]
+    late = known[(known["series"] == "roaming_pack") & (known["origin"] >= ends[-60])]
+    truth = np.concatenate(
+        [
+            _true_weekly_mean(pd.DatetimeIndex(one["target_week_end"]), 3.0 * SIZES[region])
+            for region, one in late.groupby("region")
+        ]
+    )
+    late = pd.concat([one for _, one in late.groupby("region")])
+    error = {
+        name: float(np.abs(late[f"ref_{name}"] - truth).sum() / truth.sum())
+        for name in ("seasonal_base", "seasonal_month")
+    }
+    assert error["seasonal_month"] < 0.9 * error["seasonal_base"], error
+    assert choose_references(known, 52)["roaming_pack"] == "seasonal_month"
+
+
 def test_a_history_shorter_than_a_year_forecasts_every_series() -> None:
     """Before a year of history no series can stand on last year's week: each takes a
     reference that needs none, learns from its rows, and is forecast, seasonal or not."""

@@ -50,13 +50,14 @@ CATEGORICAL = ("region", "series")
 LEVEL_WEEKS = 52  # the level a series is scaled by: its mean over up to a year
 # Forecasts known at the origin that the model may take as its reference (column
 # `ref_<name>`, in counts): the seasonal naive made robust (grown by recent demand, or by
-# the customer base, or the latter smoothed over three weeks), the series' yearly level
+# the customer base, or the latter smoothed over three weeks, or read from last year's
+# calendar months: `last_year_months`), the series' yearly level
 # (as a count, or per active customer times today's customers), and the moving averages
 # of the last 4 and 13 weeks; the mixes average two, the blend both mixes (a combination
 # of forecasts errs less than either when their errors are not the same, and a season
 # that a short history cannot yet prove is half taken).
 REFERENCES = (
-    "seasonal", "seasonal_base", "seasonal_smooth", "seasonal_mix",
+    "seasonal", "seasonal_base", "seasonal_smooth", "seasonal_mix", "seasonal_month",
     "level", "per_customer", "level_mix", "blend", "ma4", "ma13",
 )  # fmt: skip
 REFERENCE_COLUMNS = tuple(f"ref_{name}" for name in REFERENCES)
@@ -235,6 +236,47 @@ def series_rows(
 
 
 FeatureBuilder = Callable[[pd.DataFrame, int, DemandCalendar], pd.DataFrame]
+DAY = pd.Timedelta(days=1)
+
+
+def _naive(moments: pd.Series) -> pd.Series:
+    return moments.dt.tz_localize(None) if moments.dt.tz else moments
+
+
+def last_year_months(long: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
+    """The national count each row's target week had last year, read from last year's
+    calendar months rather than its one week: the sum, over the week's seven days, of the
+    mean daily count of the month each day fell in a year earlier.
+
+    Seasons that turn with the calendar month (summer travel from July, the bills of a
+    month) step at the month's first day, which a week 52 weeks back misses by a day or
+    two a year; and a month's mean carries about a quarter of one week's noise. A week's
+    count is spread evenly over its days. A month not over by the row's origin gives NaN
+    (never the future); so does a month before the history.
+    """
+    national = long.groupby(["series", WEEK_END], observed=True)["value"].sum()
+    week_end = _naive(national.index.get_level_values(WEEK_END).to_series(index=national.index))
+    daily = []
+    for back in range(1, 8):  # each of the week's days, stamped by its month
+        daily.append(
+            pd.DataFrame(
+                {
+                    "series": national.index.get_level_values("series"),
+                    "month": (week_end - back * DAY).dt.to_period("M").to_numpy(),
+                    "value": national.to_numpy() / 7,
+                }
+            )
+        )
+    per_day = pd.concat(daily).groupby(["series", "month"], observed=True)["value"].mean()
+    target_week_end = _naive(rows["target_week_end"])
+    origin = _naive(rows["origin"])
+    total = pd.Series(0.0, index=rows.index)
+    for back in range(1, 8):
+        month = (target_week_end - back * DAY - pd.DateOffset(years=1)).dt.to_period("M")
+        over = month.dt.end_time < origin
+        rate = per_day.reindex(pd.MultiIndex.from_arrays([rows["series"], month])).to_numpy()
+        total += np.where(over.to_numpy(), rate, np.nan)
+    return total
 
 
 def forecasting_rows(long: pd.DataFrame, horizon: int, calendar: DemandCalendar) -> pd.DataFrame:
@@ -278,6 +320,14 @@ def forecasting_rows(long: pd.DataFrame, horizon: int, calendar: DemandCalendar)
         "ma4": rows["mean_4w"] * rows["level"],
         "ma13": rows["mean_13w"] * rows["level"],
     }
+    # festival-moved weeks are last year's festival-aligned week, not its calendar month
+    festival = rows["series"].isin(calendar.festival_driven).to_numpy() & (
+        seasonal_lag_weeks(rows["target_week_end"] - WEEK, calendar) != 52
+    )
+    by_month = last_year_months(long, rows) * base_growth * share
+    candidates["seasonal_month"] = by_month.where(~festival, candidates["seasonal_base"]).fillna(
+        level
+    )
     candidates["seasonal_mix"] = (candidates["seasonal_base"] + candidates["seasonal_smooth"]) / 2
     candidates["level_mix"] = (candidates["level"] + candidates["per_customer"]) / 2
     candidates["blend"] = (candidates["seasonal_mix"] + candidates["level_mix"]) / 2
