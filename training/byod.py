@@ -11,6 +11,7 @@ chosen on inner folds. Nothing is resampled, so no fold ever sees its test rows.
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,10 +164,32 @@ def detect_delimiter(path: Path) -> str:
     return best if counts[best] else ","
 
 
+def record_lines(path: Path, encoding: str, separator: str) -> np.ndarray:
+    """The line each data row of a CSV starts on, as an editor numbers them (the header is
+    line 1): pandas skips blank lines and a quoted field may span lines, so a row's
+    position alone would name the wrong line."""
+    starts = []
+    with path.open(encoding=encoding, newline="") as file:
+        reader = csv.reader(file, delimiter=separator)
+        previous = 0
+        for record in reader:
+            if record:  # a blank line is no row, for pandas as for the reader
+                starts.append(previous + 1)
+            previous = reader.line_num
+    return np.array(starts[1:], dtype=np.int64)
+
+
+def _part_lines(part: pd.DataFrame) -> np.ndarray:
+    """Line numbers of one file's rows (read again only to name the rows of an error)."""
+    read = part.attrs.get("read_as")
+    lines = record_lines(*read) if read else np.array([], dtype=np.int64)
+    return lines if len(lines) == len(part) else np.arange(len(part)) + 2
+
+
 def _where(spec: DatasetSpec, parts: list[pd.DataFrame], rows: pd.Series) -> str:
     """The first few flagged rows as file and line numbers (the header is line 1)."""
     files = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
-    lines = np.concatenate([np.arange(len(part)) + 2 for part in parts])
+    lines = np.concatenate([_part_lines(part) for part in parts])
     flagged = np.flatnonzero(rows.to_numpy())
     shown = ", ".join(f"{spec.paths[files[i]].name} line {lines[i]}" for i in flagged[:3])
     return shown + (f" and {len(flagged) - 3} more" if len(flagged) > 3 else "")
@@ -245,11 +268,11 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
         )
 
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
-    encoding = spec.encoding or "utf-8-sig"
+    used = spec.encoding or "utf-8-sig"
     try:
         separator = spec.delimiter or detect_delimiter(path)  # once, whichever encoding reads
         try:
-            frame = read(encoding, separator)
+            frame = read(used, separator)
         except UnicodeDecodeError as error:
             if spec.encoding is not None:
                 raise DatasetError(
@@ -257,7 +280,8 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
                     "none of its characters): set `encoding` to the file's"
                 ) from None
             try:
-                frame = read(FALLBACK_ENCODING, separator)
+                used = FALLBACK_ENCODING
+                frame = read(used, separator)
             except UnicodeDecodeError:
                 raise DatasetError(
                     f"{spec.name}: {path} is neither UTF-8 nor Windows-1252 (byte "
@@ -277,6 +301,7 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
         raise DatasetError(f"{spec.name}: {path} cannot be read: {error.strerror}") from None
     if frame.empty:
         raise DatasetError(f"{spec.name}: {path} has a header but no rows")
+    frame.attrs["read_as"] = (path, used, separator)
     return frame
 
 

@@ -188,6 +188,14 @@ def test_rows_without_a_label_are_named_by_file_and_line(tmp_path: Path) -> None
         load_dataset(_export(tmp_path, text))
 
 
+def test_rows_are_named_by_the_line_an_editor_shows_after_blank_and_multi_line_rows(
+    tmp_path: Path,
+) -> None:
+    text = 'id,note,churn\n\n1,"two\nlines",yes\n\n2,x,\n3,y,no\n'
+    with pytest.raises(DatasetError, match=re.escape("(export.csv line 6)")):
+        load_dataset(_export(tmp_path, text))
+
+
 def test_a_windows_1252_export_is_read_saying_so_and_a_declared_encoding_is_kept(
     tmp_path: Path,
 ) -> None:
