@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 from pydantic import BaseModel, Field, field_validator
 from sklearn.linear_model import LogisticRegressionCV
@@ -179,19 +180,24 @@ def record_lines(path: Path, encoding: str, separator: str) -> np.ndarray:
     return np.array(starts[1:], dtype=np.int64)
 
 
-def _part_lines(part: pd.DataFrame) -> np.ndarray:
-    """Line numbers of one file's rows (read again only to name the rows of an error)."""
+def _part_lines(part: pd.DataFrame) -> list[str]:
+    """Where each of one file's rows is, for the message of an error: a CSV's line (read
+    again only then), a Parquet file's row number."""
     read = part.attrs.get("read_as")
-    lines = record_lines(*read) if read else np.array([], dtype=np.int64)
-    return lines if len(lines) == len(part) else np.arange(len(part)) + 2
+    if read is None:
+        return [f"row {i}" for i in range(1, len(part) + 1)]
+    lines = record_lines(*read)
+    if len(lines) != len(part):  # a quoting the reader takes otherwise: count the rows
+        lines = np.arange(len(part)) + 2
+    return [f"line {line}" for line in lines]
 
 
 def _where(spec: DatasetSpec, parts: list[pd.DataFrame], rows: pd.Series) -> str:
     """The first few flagged rows as file and line numbers (the header is line 1)."""
     files = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
-    lines = np.concatenate([_part_lines(part) for part in parts])
+    lines = [line for part in parts for line in _part_lines(part)]
     flagged = np.flatnonzero(rows.to_numpy())
-    shown = ", ".join(f"{spec.paths[files[i]].name} line {lines[i]}" for i in flagged[:3])
+    shown = ", ".join(f"{spec.paths[files[i]].name} {lines[i]}" for i in flagged[:3])
     return shown + (f" and {len(flagged) - 3} more" if len(flagged) > 3 else "")
 
 
@@ -243,8 +249,40 @@ def as_days(values: pd.Series) -> pd.Series | None:
 FALLBACK_ENCODING = "cp1252"
 
 
+PARQUET_MAGIC = b"PAR1"
+# the first bytes of an Excel workbook: .xlsx is a zip archive, .xls an OLE2 compound file
+WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+
+
+def _read_parquet(spec: DatasetSpec, path: Path) -> pd.DataFrame:
+    """A Parquet file as the text columns a CSV would give: every value written as text
+    (numbers, ISO timestamps, booleans), nulls and the spec's missing spellings missing, so
+    the same typing rules apply whichever format the export came in."""
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:  # a truncated or foreign file
+        raise DatasetError(f"{spec.name}: {path} is not a readable Parquet file: {error}") from None
+    if table.empty:
+        raise DatasetError(f"{spec.name}: {path} has columns but no rows")
+    text = table.astype(str).where(table.notna())
+    return text.mask(text.isin(spec.missing_values)).astype(object)
+
+
 def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
-    """One CSV as text columns; an unreadable file is a DatasetError naming it and why."""
+    """One CSV (or Parquet file) as text columns; an unreadable file is a DatasetError
+    naming it and why."""
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as error:  # a folder, a file we may not read
+        raise DatasetError(f"{spec.name}: {path} cannot be read: {error.strerror}") from None
+    if magic == PARQUET_MAGIC:
+        return _read_parquet(spec, path)
+    if magic in WORKBOOK_MAGIC:
+        raise DatasetError(
+            f"{spec.name}: {path} is an Excel workbook, not a CSV: save the sheet as CSV "
+            "(UTF-8) and name that file in `paths`"
+        )
 
     def read(encoding: str, separator: str) -> pd.DataFrame:
         header = pd.read_csv(

@@ -196,6 +196,43 @@ def test_rows_are_named_by_the_line_an_editor_shows_after_blank_and_multi_line_r
         load_dataset(_export(tmp_path, text))
 
 
+def test_a_parquet_export_is_read_as_its_csv_would_be(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "minutes": [1.5, None, 3.0, 4.0],
+            "plan": ["basic", "NA", None, "pro"],
+            "signed_up": pd.to_datetime(["2024-01-10", "2024-02-11", None, "2024-03-12"]),
+            "churn": [True, False, False, True],
+        }
+    )
+    frame.to_parquet(tmp_path / "export.parquet")
+    frame.to_csv(tmp_path / "export.csv", index=False)
+
+    def spec(path: Path) -> DatasetSpec:
+        label = {"column": "churn", "positive": "true"}
+        return DatasetSpec.model_validate(
+            {"name": "t", "paths": [path], "id_column": "id", "label": label}
+        )
+
+    parquet = load_dataset(spec(tmp_path / "export.parquet"))
+    csv = load_dataset(spec(tmp_path / "export.csv"))
+    pd.testing.assert_frame_equal(parquet.features, csv.features)
+    assert parquet.labels.tolist() == csv.labels.tolist() == [1, 0, 0, 1]
+    assert parquet.features["plan"].isna().tolist() == [False, True, True, False]
+    # its rows are named by number, as a Parquet file has no lines
+    frame.assign(churn=[True, None, False, True]).to_parquet(tmp_path / "export.parquet")
+    with pytest.raises(DatasetError, match=re.escape("(export.parquet row 2)")):
+        load_dataset(spec(tmp_path / "export.parquet"))
+
+
+def test_an_excel_workbook_is_refused_asking_for_a_csv(tmp_path: Path) -> None:
+    spec = _export(tmp_path, "id,churn\n")
+    spec.paths[0].write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # a workbook, named .csv all the same
+    with pytest.raises(DatasetError, match="is an Excel workbook, not a CSV: save the sheet"):
+        load_dataset(spec)
+
+
 def test_a_windows_1252_export_is_read_saying_so_and_a_declared_encoding_is_kept(
     tmp_path: Path,
 ) -> None:
