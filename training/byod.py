@@ -305,8 +305,12 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
             index_col=False,  # a delimiter after each row's last field is no extra column
         )
 
-    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name;
+    # a UTF-16 one is what Excel's "Unicode text" export starts with
     used = spec.encoding or "utf-8-sig"
+    if spec.encoding is None and magic[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        used = "utf-16"
+        notes.append(f"{path.name} is UTF-16 (its byte-order mark says so): read as such")
     try:
         separator = spec.delimiter or detect_delimiter(path)  # once, whichever encoding reads
         try:

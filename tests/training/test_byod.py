@@ -226,6 +226,14 @@ def test_a_parquet_export_is_read_as_its_csv_would_be(tmp_path: Path) -> None:
         load_dataset(spec(tmp_path / "export.parquet"))
 
 
+def test_a_utf16_export_is_known_by_its_byte_order_mark(tmp_path: Path) -> None:
+    spec = _export(tmp_path, "")
+    spec.paths[0].write_bytes("id\tplan\tchurn\n1\tbasic\tyes\n2\tpro\tno\n".encode("utf-16"))
+    features, labels, notes = load_dataset(spec)  # Excel's "Unicode text": UTF-16, tabs
+    assert features["plan"].tolist() == ["basic", "pro"] and labels.tolist() == [1, 0]
+    assert any("is UTF-16" in note for note in notes)
+
+
 def test_an_excel_workbook_is_refused_asking_for_a_csv(tmp_path: Path) -> None:
     spec = _export(tmp_path, "id,churn\n")
     spec.paths[0].write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # a workbook, named .csv all the same
