@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,23 @@ def numeric_identifier(name: str, values: pd.Series) -> bool:
     return bool(IDENTIFIER_WORDS.search(spaced)) or bool(present.is_monotonic_increasing)
 
 
+# a number written with a decimal comma (12,5 or -3,25), as European spreadsheets save it
+DECIMAL_COMMA = r"^[+-]?\d+(,\d+)?$"
+
+
+def decimal_comma_numbers(values: pd.Series) -> pd.Series | None:
+    """The numbers of a text column written with a decimal comma, or None unless every
+    present value is one (and at least one has its comma). Thousands separators are not
+    read: "1.234,5" and "1,234.5" mean different numbers in different countries."""
+    present = values.dropna().astype(str).str.strip()
+    if present.empty or not present.str.match(DECIMAL_COMMA).all():
+        return None
+    if not present.str.contains(",", regex=False).any():
+        return None
+    numbers = pd.to_numeric(present.str.replace(",", ".", regex=False))
+    return numbers.reindex(values.index).astype("float64")
+
+
 class Dataset(NamedTuple):
     features: pd.DataFrame
     labels: np.ndarray  # 0/1
@@ -264,6 +282,7 @@ def _read_parquet(spec: DatasetSpec, path: Path) -> pd.DataFrame:
         raise DatasetError(f"{spec.name}: {path} is not a readable Parquet file: {error}") from None
     if table.empty:
         raise DatasetError(f"{spec.name}: {path} has columns but no rows")
+    table = table.rename(columns=lambda name: str(name).strip())
     text = table.astype(str).where(table.notna())
     return text.mask(text.isin(spec.missing_values)).astype(object)
 
@@ -288,7 +307,7 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
         header = pd.read_csv(
             path, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False,
             encoding=encoding,
-        ).iloc[0]  # fmt: skip
+        ).iloc[0].str.strip()  # fmt: skip
         repeated = sorted(set(header[header.duplicated()]))
         if repeated:  # pandas would rename the second one (x.1) and keep both
             raise DatasetError(
@@ -303,7 +322,7 @@ def _read_file(spec: DatasetSpec, path: Path, notes: list[str]) -> pd.DataFrame:
             na_values=spec.missing_values,
             encoding=encoding,
             index_col=False,  # a delimiter after each row's last field is no extra column
-        )
+        ).rename(columns=str.strip)  # " Churn" in a header is the column Churn
 
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name;
     # a UTF-16 one is what Excel's "Unicode text" export starts with
@@ -358,6 +377,13 @@ def is_positive(label: pd.Series, positive: str) -> pd.Series:
     return same | (pd.to_numeric(label, errors="coerce") == wanted)
 
 
+def _nearest_column(wanted: str, columns: list[str]) -> str:
+    """The hint " (did you mean ...?)" naming the file's column nearest to one it lacks."""
+    same_case = [c for c in columns if c.lower() == wanted.lower()]
+    close = same_case or difflib.get_close_matches(wanted, columns, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def load_dataset(spec: DatasetSpec) -> Dataset:
     """Features and 0/1 labels, with every spec error named by column.
 
@@ -384,7 +410,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         for column in columns:
             if column not in frame.columns:
                 raise DatasetError(
-                    f"{spec.name}: {field} names column {column!r}, which the file does not have"
+                    f"{spec.name}: {field} names column {column!r}, which the file does not "
+                    f"have{_nearest_column(column, list(frame.columns))}"
                 )
     if spec.id_column:
         repeated = frame[spec.id_column].notna() & frame[spec.id_column].duplicated(keep=False)
@@ -427,6 +454,11 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         wanted = spec.types.get(column)
         numeric = pd.to_numeric(features[column], errors="coerce")
         unparsable = numeric.isna() & features[column].notna()
+        if unparsable.any() and wanted in (None, "numeric"):
+            commas = decimal_comma_numbers(features[column])
+            if commas is not None:
+                numeric, unparsable = commas, commas.isna() & features[column].notna()
+                notes.append(f"column {column!r} writes decimals with a comma: read as numbers")
         if wanted == "numeric" and unparsable.any():
             examples = ", ".join(map(repr, features.loc[unparsable, column].unique()[:3]))
             raise DatasetError(

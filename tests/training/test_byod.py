@@ -234,6 +234,29 @@ def test_a_utf16_export_is_known_by_its_byte_order_mark(tmp_path: Path) -> None:
     assert any("is UTF-16" in note for note in notes)
 
 
+def test_decimal_commas_are_numbers_and_spaces_around_header_names_are_not_part_of_them(
+    tmp_path: Path,
+) -> None:
+    text = "id; monthly ;churn \n1;12,5;yes\n2;-3;no\n3;;no\n"  # a European export
+    features, labels, notes = load_dataset(_export(tmp_path, text, id_column="id"))
+    assert features["monthly"].tolist()[:2] == [12.5, -3.0] and np.isnan(features["monthly"][2])
+    assert labels.tolist() == [1, 0, 0]
+    assert any("'monthly' writes decimals with a comma" in note for note in notes)
+    declared = load_dataset(_export(tmp_path, text, types={"monthly": "numeric"})).features
+    assert declared["monthly"].tolist()[:2] == [12.5, -3.0]
+    # thousands separators stay text: "1.234,5" and "1,234.5" mean different numbers
+    kept = load_dataset(_export(tmp_path, "x;churn\n1.234,5;yes\n7;no\n")).features
+    assert kept["x"].dtype == object
+
+
+def test_a_column_the_file_lacks_is_named_with_the_nearest_it_has(tmp_path: Path) -> None:
+    text = "id,MonthlyCharges,churn\n1,2,yes\n2,3,no\n"
+    with pytest.raises(DatasetError, match=r"'monthly_charges', which .* \(did you mean 'Mon"):
+        load_dataset(_export(tmp_path, text, drop=["monthly_charges"]))
+    with pytest.raises(DatasetError, match=r"'Churn', which the file does not have \(did you"):
+        load_dataset(_export(tmp_path, text, label={"column": "Churn", "positive": "yes"}))
+
+
 def test_an_excel_workbook_is_refused_asking_for_a_csv(tmp_path: Path) -> None:
     spec = _export(tmp_path, "id,churn\n")
     spec.paths[0].write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # a workbook, named .csv all the same
