@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _no_retain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the test, never from RETAIN_* variables of the caller's shell."""
-    import os
-
     for name in [n for n in os.environ if n.startswith("RETAIN_") or n == "MLFLOW_TRACKING_URI"]:
         monkeypatch.delenv(name)
 
@@ -48,12 +48,34 @@ def _generate(out: Path, **overrides: object) -> Path:
     return out
 
 
+def shared_folder(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """A folder built once per test run, whichever worker asks first: under `make test`'s
+    two workers each session fixture would otherwise build it twice. The others wait on a
+    lock and read it; tests must not change it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build cut short before
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo size (20,000 customers x 24 months, seed 7): realism needs this many."""
-    return _generate(
-        tmp_path_factory.mktemp("demo") / "lifecycle", customers=20_000, months=24, seed=7
+    demo = shared_folder(
+        tmp_path_factory,
+        "demo",
+        lambda folder: _generate(folder / "lifecycle", customers=20_000, months=24, seed=7),
     )
+    return demo / "lifecycle"
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from features.engine import EngineSettings
 from features.lifecycle.settings import DataSettings
 from features.lifecycle.simulator import generate
 from features.settings import FeatureSettings
+from tests.conftest import shared_folder
 
 REPO = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
@@ -36,17 +37,16 @@ def project_settings(root: Path) -> FeatureSettings:
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Lifecycle data (1,500 customers x 12 months) and its feature tables, built once."""
-    root = tmp_path_factory.mktemp("project")
-    generate(
-        DataSettings.model_validate(
-            {"out_dir": root / "data" / "lifecycle", "customers": 1_500, "months": 12, "seed": 4}
-        )
-    )
-    (root / "features" / "repo").mkdir(parents=True)
-    shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
-    settings = project_settings(root)
-    build_directory(settings.lifecycle_dir, settings.tables_dir, AS_OF, EngineSettings())
-    return root
+
+    def build(root: Path) -> None:
+        lifecycle = {"customers": 1_500, "months": 12, "seed": 4}
+        generate(DataSettings.model_validate({"out_dir": root / "data" / "lifecycle", **lifecycle}))
+        (root / "features" / "repo").mkdir(parents=True)
+        shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
+        settings = project_settings(root)
+        build_directory(settings.lifecycle_dir, settings.tables_dir, AS_OF, EngineSettings())
+
+    return shared_folder(tmp_path_factory, "project", build)
 
 
 @pytest.fixture

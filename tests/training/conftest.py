@@ -13,6 +13,7 @@ from features.engine import EngineSettings
 from features.settings import FeatureSettings
 from features.store import apply, open_store
 from features.training_set import churn_training_set
+from tests.conftest import shared_folder
 from tests.features.conftest import AS_OF, REPO
 from tests.features.conftest import built_project as built_project  # the fixture, re-exported
 from training.settings import TrainingSettings
@@ -20,13 +21,17 @@ from training.settings import TrainingSettings
 LABEL = "churned_within_30d"
 
 
+def _settings(lifecycle: Path, root: Path) -> FeatureSettings:
+    return FeatureSettings.model_validate(
+        {"repo_path": root / "features" / "repo", "lifecycle_dir": lifecycle}
+    )
+
+
 def _project(lifecycle: Path, root: Path) -> FeatureSettings:
     """Feature tables of `lifecycle` under `root`, laid out like the repository, applied."""
     (root / "features" / "repo").mkdir(parents=True)
     shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
-    settings = FeatureSettings.model_validate(
-        {"repo_path": root / "features" / "repo", "lifecycle_dir": lifecycle}
-    )
+    settings = _settings(lifecycle, root)
     build_directory(lifecycle, settings.tables_dir, AS_OF, EngineSettings())
     apply(open_store(settings))
     return settings
@@ -43,7 +48,8 @@ def demo_project(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> F
 
     Read-only for tests: the demand model reads its history and snapshots from it.
     """
-    return _project(demo_data, tmp_path_factory.mktemp("demo_project"))
+    root = shared_folder(tmp_path_factory, "demo_project", lambda root: _project(demo_data, root))
+    return _settings(demo_data, root)
 
 
 @pytest.fixture(scope="session")
