@@ -79,23 +79,35 @@ def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
     return [float(edge) for edge in np.unique(inner)]
 
 
+def numeric_bins(numbers: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Each value's bin among (-inf, e1], (e1, e2], ..., (ek, inf), missing last."""
+    missing = np.isnan(numbers)
+    index = np.searchsorted(
+        np.asarray(edges, dtype="float64"), np.where(missing, 0.0, numbers), side="left"
+    )
+    return np.where(missing, len(edges) + 1, index)
+
+
+def categorical_bins(values: pd.Series, levels: list[str]) -> np.ndarray:
+    """Each value's level, then any other (unseen) level, missing last."""
+    text = values.astype("object")
+    codes = pd.Categorical(text.where(text.isna(), text.astype(str)), categories=levels).codes
+    known = np.where(codes < 0, len(levels), codes)  # any other level: just after the known
+    return np.where(text.isna().to_numpy(), len(levels) + 1, known)
+
+
+def _shares(bins: np.ndarray, width: int) -> list[float]:
+    return (np.bincount(bins, minlength=width) / max(len(bins), 1)).tolist()
+
+
 def numeric_shares(values: np.ndarray, edges: list[float]) -> list[float]:
     """Shares of the bins (-inf, e1], (e1, e2], ..., (ek, inf) and then of missing."""
-    missing = np.isnan(values)
-    index = np.searchsorted(np.asarray(edges, dtype="float64"), values[~missing], side="left")
-    counts = np.bincount(index, minlength=len(edges) + 1).astype("float64")
-    counts = np.append(counts, missing.sum())
-    return (counts / max(len(values), 1)).tolist()
+    return _shares(numeric_bins(values, edges), len(edges) + 2)
 
 
 def categorical_shares(values: pd.Series, levels: list[str]) -> list[float]:
     """Shares of each level, of any other (unseen) level, and of missing."""
-    present = values.dropna().astype(str)
-    counts = present.value_counts()
-    known = [float(counts.get(level, 0)) for level in levels]
-    other = float(len(present) - sum(known))
-    total = max(len(values), 1)
-    return [count / total for count in [*known, other, float(values.isna().sum())]]
+    return _shares(categorical_bins(values, levels), len(levels) + 2)
 
 
 def quantile_sketch(values: np.ndarray, points: int) -> list[float]:
@@ -160,16 +172,8 @@ def bin_index(reference: dict[str, Any], values: pd.Series) -> np.ndarray:
     """Each value's position in the reference's shares: its numeric bin, or its
     categorical level (then any other level), missing last."""
     if reference["kind"] == "numeric":
-        numbers = values.to_numpy(dtype="float64")
-        missing = np.isnan(numbers)
-        edges = np.asarray(reference["edges"], dtype="float64")
-        index = np.searchsorted(edges, np.where(missing, 0.0, numbers), side="left")
-        return np.where(missing, len(edges) + 1, index)
-    levels = reference["levels"]
-    text = values.astype("object")
-    codes = pd.Categorical(text.where(text.isna(), text.astype(str)), categories=levels).codes
-    known = np.where(codes < 0, len(levels), codes)  # any other level: just after the known
-    return np.where(text.isna().to_numpy(), len(levels) + 1, known)
+        return numeric_bins(values.to_numpy(dtype="float64"), reference["edges"])
+    return categorical_bins(values, reference["levels"])
 
 
 def sketch_index(sketch: list[float], values: np.ndarray) -> np.ndarray:
@@ -237,9 +241,7 @@ def month_drift(
 
 def shares_of(reference: dict[str, Any], values: pd.Series) -> list[float]:
     """`values`' shares on a feature reference's bins (numeric) or levels (categorical)."""
-    if reference["kind"] == "numeric":
-        return numeric_shares(values.to_numpy(dtype="float64"), reference["edges"])
-    return categorical_shares(values.astype("object"), reference["levels"])
+    return _shares(bin_index(reference, values), len(reference["shares"]))
 
 
 def psi_present(reference: list[float], today: list[float]) -> float:
