@@ -181,24 +181,30 @@ def record_lines(path: Path, encoding: str, separator: str) -> np.ndarray:
     return np.array(starts[1:], dtype=np.int64)
 
 
-def _part_lines(part: pd.DataFrame) -> list[str]:
-    """Where each of one file's rows is, for the message of an error: a CSV's line (read
-    again only then), a Parquet file's row number."""
+def _part_positions(part: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """Where one file's rows are, for the message of an error: a CSV's lines (read again
+    only then), a Parquet file's row numbers."""
     read = part.attrs.get("read_as")
     if read is None:
-        return [f"row {i}" for i in range(1, len(part) + 1)]
+        return "row", np.arange(len(part)) + 1
     lines = record_lines(*read)
     if len(lines) != len(part):  # a quoting the reader takes otherwise: count the rows
         lines = np.arange(len(part)) + 2
-    return [f"line {line}" for line in lines]
+    return "line", lines
 
 
 def _where(spec: DatasetSpec, parts: list[pd.DataFrame], rows: pd.Series) -> str:
-    """The first few flagged rows as file and line numbers (the header is line 1)."""
+    """The first few flagged rows as file and line numbers (the header is line 1); only
+    the files that hold one are read again."""
     files = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
-    lines = [line for part in parts for line in _part_lines(part)]
+    starts = np.cumsum([0, *(len(part) for part in parts)])
     flagged = np.flatnonzero(rows.to_numpy())
-    shown = ", ".join(f"{spec.paths[files[i]].name} {lines[i]}" for i in flagged[:3])
+    positions = {f: _part_positions(parts[f]) for f in sorted({files[i] for i in flagged[:3]})}
+    shown = ", ".join(
+        f"{spec.paths[files[i]].name} {positions[files[i]][0]} "
+        f"{positions[files[i]][1][i - starts[files[i]]]}"
+        for i in flagged[:3]
+    )
     return shown + (f" and {len(flagged) - 3} more" if len(flagged) > 3 else "")
 
 
