@@ -60,7 +60,8 @@ run: $(STAMP)
 
 # The suite is mostly single-threaded, so two worker processes halve it on two cores; a test
 # file stays on one worker (--dist loadfile), so its module fixtures are built once. Each
-# worker builds its own session worlds (a few GiB): raise TEST_WORKERS only with the memory.
+# worker holds a few GiB (the session worlds are built once and shared, each worker loads
+# its own models and tables): raise TEST_WORKERS only with the memory.
 TEST_WORKERS ?= 2
 
 ## test: the whole test suite (TEST_WORKERS=1 runs it in one process)

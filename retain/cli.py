@@ -1,139 +1,225 @@
-"""The `retain` command: one sub-command group per stage, plus `run` for the main job."""
+"""The `retain` command: one sub-command group per stage, plus `run` for the main job.
+
+A stage's module is imported only when one of its commands runs (or shows its own help):
+the stages stand on Feast, MLflow and LightGBM, whose imports take tens of seconds, and
+`retain --help` or `retain data generate` should not wait for all of them."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 import warnings
-from datetime import UTC, date
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import typer
-from mlflow.utils.logging_utils import disable_logging
 from pydantic import ValidationError
 
-from features import cli as features_cli
-from features.batch_rows import SnapshotError
-from features.engine import EngineUnavailable
-from features.lifecycle import cli as data_cli
-from features.lifecycle.settings import DataSettings
-from features.online_rows import OnlineStoreUnavailable
-from features.settings import FeatureSettings
-from features.table_checks import FeatureTableError
-from retain.base.settings import load_settings
-from serving import cli as serving_cli
-from serving import loop as loop_cli
-from serving import service_cli
-from serving.monitoring import ReferenceMissing
-from serving.settings import ServingSettings
-from training import cli as training_cli
-from training.demand.settings import DemandSettings
+# typer vendors its own click: the commands it makes, and their contexts, are of that click
+from typer import _click
+from typer.core import TyperCommand, TyperGroup
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A sub-command of `retain`: where it is defined and the line the listing shows."""
+
+    name: str
+    target: str  # "module:attribute", a Typer group or a function typer makes a command of
+    summary: str
+    added: tuple[Stage, ...] = ()  # commands of another module added to this group
+
+
+ADVANCE = "Simulate the next months of a world, with the decision loop's actions."
+STAGES = (
+    Stage("run", "retain.jobs:run", "The main job end to end on the configured defaults."),
+    Stage(
+        "data",
+        "features.lifecycle.cli:app",
+        "Lifecycle data: simulate, validate, advance.",
+        # advancing a world runs the decision loop's day, a layer above the simulator
+        added=(Stage("advance", "serving.loop:advance_command", ADVANCE),),
+    ),
+    Stage(
+        "features", "features.cli:app", "Feature store: build, apply, materialize, training sets."
+    ),
+    Stage(
+        "train", "training.cli:train_app", "Train the churn, treatment-effect and demand models."
+    ),
+    Stage(
+        "promote", "training.cli:promote_app", "Promote a challenger to champion when it is better."
+    ),
+    Stage(
+        "forecast",
+        "training.cli:forecast_command",
+        "Forecast demand with the champion: surges, package candidates, callback capacity.",
+    ),
+    Stage(
+        "staffing",
+        "training.cli:staffing_command",
+        "Plan agents per region, day and hour from the service-load forecast.",
+    ),
+    Stage(
+        "daily", "serving.cli:daily_command", "Publish the day's risk list, explained and matched."
+    ),
+    Stage(
+        "monitor",
+        "serving.cli:monitor_command",
+        "Drift and performance against the champion's training reference, with alerts.",
+    ),
+    Stage("serve", "serving.cli:serve_command", "Start the scoring API (OpenAPI docs at /docs)."),
+    Stage(
+        "campaign",
+        "serving.cli:campaign_command",
+        "Notify the candidates of the seasonal-package campaigns due now.",
+    ),
+    Stage(
+        "deliver",
+        "serving.loop:deliver_command",
+        "Drain the outbox once to the configured channel.",
+    ),
+    Stage(
+        "attribute",
+        "serving.loop:attribute_command",
+        "Record the 30- and 60-day outcomes of every marketing decision.",
+    ),
+    Stage("results", "serving.loop:results_command", "Campaign results: treated against control."),
+    Stage("kpis", "serving.cli:kpis_command", "Service KPIs by region and week, and their alerts."),
+    Stage("outages", "serving.service_cli:outages_app", "The outage lifecycle: detect, list."),
+    Stage(
+        "followups",
+        "serving.service_cli:followups_command",
+        "Open complaint follow-ups and escalate those past their deadline.",
+    ),
+    Stage(
+        "action-log",
+        "serving.cli:action_log_app",
+        "The action log's schema: its revision, and migrating it.",
+    ),
+    Stage(
+        "housekeeping",
+        "serving.cli:housekeeping_command",
+        "Delete what is past its retention period; pseudonymize old decisions.",
+    ),
+)
+
+# Errors a stage raises with a message that already names the file, table or address; a
+# module never imported cannot have raised its error, so they are looked up, not imported.
+CLEAR_ERRORS = (
+    ("features.table_checks", "FeatureTableError"),
+    ("features.online_rows", "OnlineStoreUnavailable"),
+    ("features.engine", "EngineUnavailable"),
+)
+
+
+class Deferred(TyperCommand):
+    """A stage as the listing shows it; its module is imported when the stage is invoked,
+    and the command made from it parses the arguments and runs."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(stage.name, help=stage.summary, short_help=stage.summary)
+        self.stage = stage
+
+    @cached_property
+    def loaded(self) -> _click.Command:
+        return load_stage(self.stage)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: _click.Context | None = None,
+        **extra: Any,
+    ) -> _click.Context:
+        return self.loaded.make_context(info_name, args, parent=parent, **extra)
+
+
+def load_stage(stage: Stage) -> _click.Command:
+    """Import the stage's module and make its click command, with the stages it adds."""
+    module, _, attribute = stage.target.partition(":")
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        for added in stage.added:
+            group.add_command(Deferred(added))
+        quiet_loaded_libraries()
+        return group
+    if stage.added:
+        raise TypeError(f"{stage.target} is a command, not a group: nothing can be added to it")
+    single = typer.Typer()
+    single.command(stage.name)(target)
+    quiet_loaded_libraries()
+    return typer.main.get_group(single).commands[stage.name]
+
+
+class StageGroup(TyperGroup):
+    """`retain`'s group: every stage of `STAGES`, imported only when it is invoked."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for stage in STAGES:
+            self.add_command(Deferred(stage))
+
 
 app = typer.Typer(
+    cls=StageGroup,
     help="Churn prediction and proactive service engine for telecom operators.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(data_cli.app, name="data")
-app.add_typer(features_cli.app, name="features")
-app.add_typer(training_cli.train_app, name="train")
-app.add_typer(training_cli.promote_app, name="promote")
-app.command("forecast")(training_cli.forecast_command)
-app.command("staffing")(training_cli.staffing_command)
-app.command("serve")(serving_cli.serve_command)
-app.command("campaign")(serving_cli.campaign_command)
-app.command("daily")(serving_cli.daily_command)
-app.command("monitor")(serving_cli.monitor_command)
-app.command("kpis")(serving_cli.kpis_command)
-app.add_typer(service_cli.outages_app, name="outages")
-app.command("followups")(service_cli.followups_command)
-app.add_typer(serving_cli.action_log_app, name="action-log")
-app.command("housekeeping")(serving_cli.housekeeping_command)
-app.command("deliver")(loop_cli.deliver_command)
-app.command("attribute")(loop_cli.attribute_command)
-app.command("results")(loop_cli.results_command)
-data_cli.app.command("advance")(loop_cli.advance_command)
 
 
-@app.command()
-def run() -> None:
-    """The main job end to end on the configured defaults.
-
-    Generate and validate the lifecycle data, build the feature tables, apply the Feast
-    repository, materialize the latest values into the online store, train the churn,
-    treatment-effect and demand models (registered as challengers) and promote each if it
-    beats its champion,
-    then forecast the next 8 weeks of demand with the champion and plan the agents from it,
-    publish today's risk list (risk_lists/<date>/), monitor the same day
-    (risk_lists/monitoring/<date>.json), open suspected outages and complaint follow-ups
-    and publish the service KPIs (risk_lists/kpis/<date>.json).
-    """
-    data = load_settings(DataSettings)
-    summary = data_cli.run_generation(data)
-    report = data_cli.run_validation(summary.out_dir)
-    data_cli.print_report(report)
-    if not report.ok:
-        raise typer.Exit(1)
-    features = load_settings(FeatureSettings, {"lifecycle_dir": summary.out_dir})
-    features_cli.run_build(features)
-    features_cli.run_apply(features)
-    features_cli.run_materialize(features)
-    training_cli.train_churn_command(dataset=None, training_set_path=None)
-    training_cli.promote_churn_command()
-    try:
-        training_cli.train_effects_command()
-        training_cli.promote_effects_command()
-    except typer.Exit:  # too little randomized history: decisions use the constant save rates
-        typer.echo("(decisions use the constant save rates until effects can be learnt)")
-    training_cli.train_demand_command()
-    training_cli.promote_demand_command()
-    horizon = load_settings(DemandSettings).horizon_weeks
-    training_cli.forecast_command(weeks=min(8, horizon))
-    training_cli.staffing_command()  # hotline and online agents from the service-load forecast
-    # today's list; the simulated world ends at `as_of`: once its features are too old
-    # for today (the activity TTL), the list is the one for the world's last day
-    serving = load_settings(ServingSettings)
-    # the service KPIs first, so that the day's page shows them (they are as of the data's
-    # last day at the latest)
-    last = min(serving_cli.today(serving), data.as_of.astimezone(UTC).date())
-    serving_cli.kpis_command(weeks=None, day=last.isoformat())
-    try:
-        day = serving_cli.today(serving)
-        serving_cli.publish_daily_list(day, serving)
-    except SnapshotError as error:
-        day = data.as_of.astimezone(UTC).date()
-        typer.echo(f"({error}: the list for the data's last day, {day}, instead)")
-        serving_cli.publish_daily_list(day, serving)
-    monitor_the_day(day, serving)
-    # the service side of the same day: suspected outages, complaint follow-ups
-    # the detector reads the last complete day of cell quality
-    service_cli.detect_command(day=None)
-    service_cli.followups_command(day=day.isoformat())
-    typer.echo(
-        f"done: lifecycle data in {summary.out_dir.resolve()}, feature tables in "
-        f"{features.tables_dir.resolve()}, online store per {features.store_yaml_path}"
-    )
+@app.callback()
+def stages() -> None:
+    """No options of its own: typer makes a group of a Typer only when it has commands or a
+    callback, and the stages are added to the group when it is made (`StageGroup`)."""
 
 
-def monitor_the_day(day: date, serving: ServingSettings) -> None:
-    """`retain monitor` for the run's day (drift and performance); a champion kept from
-    before its reference's format cannot be monitored until a model is trained and
-    promoted again, which the run says and goes on."""
-    try:
-        serving_cli.publish_monitoring(day, serving)
-    except ReferenceMissing as error:
-        typer.echo(f"(monitoring skipped: {error})")
+@dataclass
+class LibraryOutput:
+    """Whether the libraries' own output is silenced: `main` does, for people reading the
+    command's output; the tests, which invoke `app` directly, keep it."""
+
+    quiet: bool = False
+
+
+LIBRARY_OUTPUT = LibraryOutput()
 
 
 def quiet_libraries() -> None:
     """People read this command's output: one summary line per stage. The libraries'
     warnings, INFO lines and progress bars are silenced here, at the entry point (the
-    tests keep them); warnings raised by our own packages still show."""
+    tests keep them), and again after each stage is imported (`quiet_loaded_libraries`);
+    warnings raised by our own packages still show."""
+    LIBRARY_OUTPUT.quiet = True
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow reads it on import
+    quiet_loaded_libraries()
+
+
+def quiet_loaded_libraries() -> None:
+    """What importing a stage undoes or adds, silenced again once it is imported: libraries
+    put their own warning filters first (Feast, SciPy), MLflow sets its loggers' levels, and
+    its own stream ("Successfully registered model ...") can be closed only once imported.
+    Nothing is changed unless the entry point asked for quiet (`quiet_libraries`)."""
+    if not LIBRARY_OUTPUT.quiet:
+        return
     warnings.simplefilter("ignore")
     warnings.filterwarnings("default", module=r"(retain|features|training|serving)(\.|$)")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    disable_logging()  # MLflow's own stream: "Successfully registered model ...", INFO lines
     for library in ("mlflow", "alembic", "feast", "urllib3"):
         logging.getLogger(library).setLevel(logging.ERROR)
+    if "mlflow" in sys.modules:
+        importlib.import_module("mlflow.utils.logging_utils").disable_logging()
+
+
+def clear_errors() -> tuple[type[BaseException], ...]:
+    """The `CLEAR_ERRORS` classes of the modules imported so far."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in CLEAR_ERRORS if module in sys.modules
+    )
 
 
 def main() -> None:
@@ -149,8 +235,10 @@ def main() -> None:
         )
         typer.echo(f"error: invalid {error.title}: {details}", err=True)
         raise SystemExit(2) from None
-    except (FeatureTableError, OnlineStoreUnavailable, EngineUnavailable) as error:  # they name it
-        typer.echo(f"error: {error}", err=True)
+    except Exception as error:
+        if not isinstance(error, clear_errors()):
+            raise
+        typer.echo(f"error: {error}", err=True)  # they name the file, table or address
         raise SystemExit(2) from None
 
 
