@@ -33,7 +33,6 @@ class Stage:
     added: tuple[Stage, ...] = ()  # commands of another module added to this group
 
 
-ADVANCE = "Simulate the next months of a world, with the decision loop's actions."
 STAGES = (
     Stage("run", "retain.jobs:run", "The main job end to end on the configured defaults."),
     Stage(
@@ -41,7 +40,13 @@ STAGES = (
         "features.lifecycle.cli:app",
         "Lifecycle data: simulate, validate, advance.",
         # advancing a world runs the decision loop's day, a layer above the simulator
-        added=(Stage("advance", "serving.loop:advance_command", ADVANCE),),
+        added=(
+            Stage(
+                "advance",
+                "serving.loop:advance_command",
+                "Simulate the next months of a world, with the decision loop's actions.",
+            ),
+        ),
     ),
     Stage(
         "features", "features.cli:app", "Feature store: build, apply, materialize, training sets."
