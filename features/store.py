@@ -26,6 +26,11 @@ from features.table_checks import check_tables
 
 
 def open_store(settings: FeatureSettings) -> FeatureStore:
+    if not settings.store_yaml_path.is_file():  # Feast would say only "no such file"
+        raise FileNotFoundError(
+            f"{settings.store_yaml_path}: no Feast repository configuration there; run retain "
+            "from the project's folder, or set RETAIN_FEATURES_REPO_PATH to the repository"
+        )
     return FeatureStore(repo_path=str(settings.repo_path), fs_yaml_file=settings.store_yaml_path)
 
 

@@ -104,8 +104,20 @@ def load_keys(keys_file: Path | None, dev_mode: bool) -> ApiKeys:
     entries: list[tuple[str, list[str]]] = []
     names: list[str | None] = []
     if keys_file is not None:
-        document = yaml.safe_load(Path(keys_file).read_text()) or {}
-        for item in document.get("keys", []):
+        try:
+            document = yaml.safe_load(Path(keys_file).read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as error:
+            reason = str(error).splitlines()[0]
+            raise KeyConfigError(f"{keys_file}: not a readable YAML keys file ({reason})") from None
+        if not isinstance(document, dict):
+            found = type(document).__name__
+            raise KeyConfigError(f"{keys_file}: expected a mapping with a 'keys' list, not {found}")
+        listed = document.get("keys") or []
+        if not isinstance(listed, list):
+            raise KeyConfigError(f"{keys_file}: 'keys' must be a list of entries")
+        for position, item in enumerate(listed, start=1):
+            if not isinstance(item, dict) or "key" not in item:
+                raise KeyConfigError(f"{keys_file}: keys entry {position} has no 'key'")
             entries.append((str(item["key"]), [str(r) for r in item.get("roles", [])]))
             names.append(str(item["name"]) if item.get("name") else None)
     for item in filter(None, os.environ.get(KEYS_ENV, "").split(",")):

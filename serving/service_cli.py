@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import pandas as pd
 import typer
@@ -25,7 +25,7 @@ from serving.outage_detection import (
     SuspectedOutage,
     detect_outages,
 )
-from serving.outages import OPEN, Outage
+from serving.outages import OPEN, Outage, State
 from serving.scoring import ModelLoadError, Scorer, load_champion
 from serving.settings import ServingSettings
 from training.settings import TrainingSettings
@@ -154,6 +154,10 @@ def list_command(
     ] = "open",
 ) -> None:
     """The outages in the log, newest first."""
+    known = ["open", "all", *get_args(State)]
+    if state not in known:
+        typer.echo(f"error: --state {state!r}: expected one of {', '.join(known)}", err=True)
+        raise typer.Exit(2)
     states = {"open": sorted(OPEN), "all": None}.get(state, [state])
     settings = load_settings(ServingSettings)
     for outage in _service(settings, scored=False)._log().outages.listed(states, 1000):

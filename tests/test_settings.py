@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from features.lifecycle.settings import DataSettings
-from retain.base.settings import load_settings
+from retain.base.settings import SettingsFileError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,3 +80,30 @@ def test_the_config_dir_comes_from_the_environment(
 def test_bad_settings_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         load_settings(DataSettings, directory=_yaml(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (": : :\n", "not a readable YAML settings file"),
+        ("- a\n- b\n", "expected a mapping of settings, found a list"),
+        (b"\x7fELF\x02\x01\x01\x00\xd0\xcf", "not a readable YAML settings file"),
+    ],
+    ids=["not yaml", "a list", "binary"],
+)
+def test_a_settings_file_that_is_not_a_mapping_is_refused_naming_it(
+    tmp_path: Path, text: str | bytes, said: str
+) -> None:
+    path = tmp_path / "data.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(SettingsFileError, match=said) as refused:
+        load_settings(DataSettings, directory=tmp_path)
+    assert str(path) in str(refused.value)
+
+
+def test_an_empty_settings_file_means_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text("# nothing set yet\n")
+    assert load_settings(DataSettings, directory=tmp_path) == DataSettings()

@@ -32,7 +32,7 @@ from training.churn import baseline_input, logistic_baseline
 from training.metrics import evaluate
 from training.model import FeatureSchema
 from training.settings import Economics
-from training.tuning import INNER_FOLDS, Tuned, TuningError, tune_cv
+from training.tuning import INNER_FOLDS, Tuned, check_budget, tune_cv
 
 DEFAULT_BUDGET_S = 60.0
 # what exports write for "no value": blanks and the spellings pandas reads as missing by
@@ -615,8 +615,7 @@ def cross_validate(
     `budget_s` seconds of search are shared equally by the outer folds; a spec that pins
     `lightgbm` parameters skips the search (the model is then reported as lightgbm_pinned).
     """
-    if not budget_s > 0:
-        raise TuningError(f"the tuning budget must be a positive number of seconds, not {budget_s}")
+    check_budget(budget_s)
     features, labels, notes = load_dataset(spec)
     _check_fold_sizes(spec, labels)
     seed = spec.cv.seed

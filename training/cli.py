@@ -35,7 +35,7 @@ from training.lifetime_check import lifetime_check
 from training.oracle import oracle_roc_auc
 from training.settings import TrainingSettings
 from training.tracking import log_training_run, promote
-from training.tuning import TuningError
+from training.tuning import TuningError, check_budget
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 promote_app = typer.Typer(
@@ -60,6 +60,16 @@ def build_training_set(features: FeatureSettings, training: TrainingSettings) ->
     return frame
 
 
+def read_training_set(path: Path) -> pd.DataFrame:
+    """`--training-set`: a parquet file, or a clear error naming it."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # missing, a folder, not parquet (ArrowInvalid)
+        reason = " ".join(str(error).split())
+        typer.echo(f"error: --training-set {path}: not readable as parquet ({reason})", err=True)
+        raise typer.Exit(2) from None
+
+
 def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
     table = Table("metric", *columns, title=title)
     for metric in HEADLINE:
@@ -69,8 +79,7 @@ def _metrics_table(title: str, columns: dict[str, dict[str, float]]) -> Table:
 
 def _cross_validation(spec_path: Path, settings: TrainingSettings, budget_s: float) -> None:
     try:
-        if not budget_s > 0:
-            raise TuningError(f"--budget must be a positive number of seconds, not {budget_s:g}")
+        check_budget(budget_s, "--budget")
         spec = DatasetSpec.load(spec_path)
         started = time.perf_counter()
         result = cross_validate(spec, settings.economics, budget_s)
@@ -162,15 +171,16 @@ def train_churn_command(
     if dataset is not None:
         _cross_validation(dataset, settings, budget)
         return
-    if tune and not budget > 0:
-        typer.echo(
-            f"error: --budget must be a positive number of seconds, not {budget:g}", err=True
-        )
-        raise typer.Exit(2)
+    if tune:
+        try:
+            check_budget(budget, "--budget")
+        except TuningError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
     features = load_settings(FeatureSettings)
     started = time.perf_counter()
     frame = (
-        pd.read_parquet(training_set_path)
+        read_training_set(training_set_path)
         if training_set_path
         else build_training_set(features, settings)
     )

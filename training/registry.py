@@ -67,6 +67,19 @@ def aliased(settings: TrackedSettings, name: str, alias: str) -> RegisteredVersi
     return RegisteredVersion(name, str(version.version), str(version.run_id), dict(run.data.tags))
 
 
+def model_aliases(client: MlflowClient, name: str, train_command: str) -> dict[str, str]:
+    """The aliases of the registered model `name` ({alias: version}); a model never
+    registered is a RegistryError that says which command registers it."""
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(
+                f"no model {name!r} is registered: run `{train_command}` first"
+            ) from None
+        raise RegistryError(f"model {name!r}: {error.message}") from error
+
+
 def alias_version(settings: TrackedSettings, name: str, alias: str) -> str:
     """The version the alias points at now (cheap: what the model watcher polls)."""
     try:

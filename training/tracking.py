@@ -36,6 +36,7 @@ from training.experiments import connect
 from training.metrics import evaluate, profit_curve, reliability
 from training.model import ChurnPyfunc
 from training.reference import log_reference
+from training.registry import model_aliases
 from training.settings import TrackedSettings, TrainingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -269,7 +270,7 @@ def contenders(
 ) -> tuple[Any, Any, pd.DataFrame]:
     """The challenger and champion versions of `name` (None without a champion) and the
     challenger's held-out rows, on which both are judged."""
-    aliases = client.get_registered_model(name).aliases  # {alias: version}
+    aliases = model_aliases(client, name, train_command)
     if CHALLENGER not in aliases:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `{train_command}` first")
     challenger = client.get_model_version(name, str(aliases[CHALLENGER]))

@@ -18,6 +18,7 @@ round so far.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -175,8 +176,7 @@ def _search(
     seed: int,
     max_trials: int | None,
 ) -> Tuned:
-    if not budget_s > 0:
-        raise TuningError(f"the tuning budget must be a positive number of seconds, not {budget_s}")
+    check_budget(budget_s)
     deadline = time.monotonic() + budget_s
     sampler = optuna.samplers.TPESampler(seed=seed)
     with _quiet_optuna():
@@ -235,6 +235,12 @@ def binary_params(seed: int) -> dict[str, Any]:
         "bagging_freq": 1,  # bagging_fraction 1.0 keeps every row: no bagging
         "feature_pre_filter": False,  # min_child_samples changes from trial to trial
     }
+
+
+def check_budget(budget_s: float, what: str = "the tuning budget") -> None:
+    """A search's wall-clock budget: positive and finite (an infinite one never ends)."""
+    if not 0 < budget_s < math.inf:
+        raise TuningError(f"{what} must be a positive number of seconds, not {budget_s:g}")
 
 
 def _check_classes(labels: np.ndarray, what: str) -> None:

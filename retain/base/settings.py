@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import yaml
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -63,6 +64,26 @@ def config_dir() -> Path:
     return Path(named)
 
 
+class SettingsFileError(ValueError):
+    """A stage's YAML file is there but is not a readable mapping of settings."""
+
+
+def check_settings_file(path: Path) -> None:
+    """Refuse a settings file that is not UTF-8 YAML holding a mapping, naming it (the
+    settings library would fail on it with an error that names neither file nor line)."""
+    if not path.exists():
+        return  # the model's defaults apply
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())
+        raise SettingsFileError(f"{path}: not a readable YAML settings file ({reason})") from None
+    if document is not None and not isinstance(document, dict):
+        raise SettingsFileError(
+            f"{path}: expected a mapping of settings, found a {type(document).__name__}"
+        )
+
+
 def load_settings(
     settings_cls: type[S],
     overrides: Mapping[str, Any] | None = None,
@@ -76,6 +97,7 @@ def load_settings(
     """
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}
     yaml_path = (directory or config_dir()) / settings_cls.config_file
+    check_settings_file(yaml_path)
     sources = (
         InitSettingsSource(settings_cls, init_kwargs=flags),
         EnvSettingsSource(settings_cls),

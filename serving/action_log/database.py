@@ -32,7 +32,8 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 metadata = MetaData()
 actions = Table(
@@ -174,6 +175,14 @@ def to_db(value: datetime) -> datetime:
 def log_engine(url: str) -> Engine:
     """An engine for the action log (not connected yet); SQLite files get their folder, WAL,
     a 30 s busy timeout and foreign keys, other databases a liveness check per checkout."""
+    try:
+        make_url(url)
+    except ArgumentError:  # the URL itself is not repeated: it may hold a password
+        raise ArgumentError(
+            "the action log's database URL (action_db_url, RETAIN_SERVING_ACTION_DB_URL) is "
+            "not a database URL, e.g. sqlite:///data/actions/actions.db or "
+            "postgresql+psycopg://user@host/retain"
+        ) from None
     # hide_parameters: customer ids in a failed statement must not reach the logs
     if not url.startswith("sqlite:///"):
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)

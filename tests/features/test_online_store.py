@@ -199,3 +199,11 @@ def test_bulk_writes_refuse_a_column_of_the_wrong_type(project: FeatureSettings)
         1, "event_timestamp", pa.array([AS_OF.value + 7], pa.timestamp("ns", tz="UTC"))
     )
     assert online.write_arrow(store.config, view, fixed, "event_timestamp") == 1
+
+
+def test_a_store_opened_outside_the_project_says_where_it_looked(tmp_path: Path) -> None:
+    settings = FeatureSettings(repo_path=tmp_path / "features" / "repo")
+    with pytest.raises(FileNotFoundError, match="no Feast repository configuration there") as no:
+        open_store(settings)
+    assert str(settings.store_yaml_path) in str(no.value)
+    assert "RETAIN_FEATURES_REPO_PATH" in str(no.value)

@@ -278,6 +278,28 @@ def test_local_keys_are_made_once_private_and_usable(tmp_path: Path) -> None:
     assert load_keys(path, dev_mode=False).roles(keys["crm"]) == frozenset({"crm"})
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\xd0\xcf", "not a readable YAML keys file"),
+        (b"keys: [a: b\n", "not a readable YAML keys file"),
+        (b"- key: abc\n", "expected a mapping with a 'keys' list, not list"),
+        (b"keys: abc\n", "'keys' must be a list"),
+        (b"keys:\n  - roles: [crm]\n", "keys entry 1 has no 'key'"),
+        (b"keys:\n  - just-a-key\n", "keys entry 1 has no 'key'"),
+    ],
+    ids=["binary", "broken yaml", "a list", "keys not a list", "no key", "a bare string"],
+)
+def test_a_keys_file_that_is_not_one_is_refused_naming_it(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    path = tmp_path / "api_keys.yaml"
+    path.write_bytes(content)
+    with pytest.raises(KeyConfigError, match=said) as refused:
+        load_keys(path, dev_mode=False)
+    assert str(path) in str(refused.value)
+
+
 def test_scoring_a_customer_from_local_stores_never_leaves_the_event_loop(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:

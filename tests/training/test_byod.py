@@ -430,7 +430,7 @@ def test_too_few_churners_for_the_folds_is_refused(tmp_path: Path) -> None:
         cross_validate(_synthetic_spec(tmp_path, path), Economics(), budget_s=1)
 
 
-@pytest.mark.parametrize("budget", ["0", "-3"])
+@pytest.mark.parametrize("budget", ["0", "-3", "inf", "nan"])
 def test_the_cli_refuses_a_budget_of_no_time(tmp_path: Path, budget: str) -> None:
     result = CliRunner().invoke(app, ["train", "churn", "--dataset", str(IBM), "--budget", budget])
     assert result.exit_code == 2

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from tests.training.conftest import LABEL
 from training.churn import train_churn
+from training.registry import RegistryError
 from training.settings import LightGBMParams, TrainingSettings
 from training.tracking import CHALLENGER, CHAMPION, log_training_run, promote
 
@@ -95,3 +96,10 @@ def test_challenger_becomes_champion_only_when_better(
     assert not decision.promoted
     assert str(MlflowClient().get_model_version_by_alias(client_name, CHAMPION).version) == strong
     assert str(MlflowClient().get_model_version_by_alias(client_name, CHALLENGER).version) != strong
+
+
+def test_promoting_before_any_model_is_registered_says_which_command_registers_one(
+    tracking: TrainingSettings,
+) -> None:
+    with pytest.raises(RegistryError, match=r"no model 'churn' is registered: run `retain train"):
+        promote(tracking)

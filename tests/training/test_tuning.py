@@ -82,8 +82,8 @@ def test_a_budget_spent_at_once_still_trains_the_defaults_to_the_end() -> None:
     assert spent.score == untimed.score
 
 
-@pytest.mark.parametrize("budget", [0.0, -5.0])
-def test_a_budget_of_no_time_is_refused(budget: float) -> None:
+@pytest.mark.parametrize("budget", [0.0, -5.0, float("nan"), float("inf")])
+def test_a_budget_of_no_time_or_no_end_is_refused(budget: float) -> None:
     x, y = _frame(200, 3)
     with pytest.raises(TuningError, match="positive number of seconds"):
         tune_cv(x, y, budget_s=budget, seed=1)

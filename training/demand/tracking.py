@@ -20,7 +20,7 @@ from training.demand.dataset import SERIES, WEEK_END
 from training.demand.model import DemandModel, DemandPyfunc, DemandRecipe, pyfunc_input
 from training.demand.settings import DemandSettings
 from training.experiments import connect
-from training.registry import RegistryError, aliased, load_python_model
+from training.registry import RegistryError, aliased, load_python_model, model_aliases
 from training.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -126,7 +126,7 @@ def promote_demand(settings: DemandSettings) -> Decision:
     """Make the challenger champion if its recipe forecasts the same weeks better."""
     client = connect(settings)
     name = settings.registered_model
-    aliases = client.get_registered_model(name).aliases
+    aliases = model_aliases(client, name, "retain train demand")
     if CHALLENGER not in aliases:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r}: run `retain train demand` first")
     challenger = client.get_model_version(name, str(aliases[CHALLENGER]))
