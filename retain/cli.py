@@ -111,13 +111,22 @@ STAGES = (
     ),
 )
 
-# Errors a stage raises with a message that already names the file, table or address; a
-# module never imported cannot have raised its error, so they are looked up, not imported.
+# Errors whose message already names the file, table, setting or address and what was
+# wrong: `main` prints them as one line (exit code 2) rather than a traceback that would
+# bury it; RETAIN_TRACEBACK=1 shows the traceback. A module never imported cannot have
+# raised its error, so they are looked up, not imported.
 CLEAR_ERRORS = (
     ("features.table_checks", "FeatureTableError"),
     ("features.online_rows", "OnlineStoreUnavailable"),
     ("features.engine", "EngineUnavailable"),
+    ("features.lifecycle.validate", "ManifestError"),
+    ("retain.base.settings", "SettingsFileError"),
+    # a file a command reads is missing, unreadable or not what it should be
+    ("builtins", "OSError"),
+    ("pyarrow.lib", "ArrowException"),
+    ("sqlalchemy.exc", "ArgumentError"),  # a database URL that is not one
 )
+TRACEBACK_ENV = "RETAIN_TRACEBACK"
 
 
 class Deferred(TyperCommand):
@@ -241,10 +250,30 @@ def main() -> None:
         typer.echo(f"error: invalid {error.title}: {details}", err=True)
         raise SystemExit(2) from None
     except Exception as error:
-        if not isinstance(error, clear_errors()):
+        if not isinstance(error, clear_errors()) or os.environ.get(TRACEBACK_ENV):
             raise
-        typer.echo(f"error: {error}", err=True)  # they name the file, table or address
+        typer.echo(f"error: {one_line(error)}", err=True)
         raise SystemExit(2) from None
+
+
+# what an OS error raised with only a path (as pyarrow does) means
+OS_ERROR_MEANINGS: dict[type[OSError], str] = {
+    FileNotFoundError: "no such file or folder",
+    IsADirectoryError: "a folder, where a file was expected",
+    NotADirectoryError: "not a folder",
+    PermissionError: "permission denied",
+}
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; an OS error as "what: which file"."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and len(error.args) == 1:
+        meaning = OS_ERROR_MEANINGS.get(type(error))
+        return f"{meaning}: {message}" if meaning else message
+    return message
 
 
 if __name__ == "__main__":

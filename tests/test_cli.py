@@ -11,10 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy.exc import ArgumentError
 from typer.testing import CliRunner
 
 from features.store import definitions
-from retain.cli import CLEAR_ERRORS, STAGES, Stage, app, clear_errors, load_stage
+from retain.cli import (
+    CLEAR_ERRORS,
+    STAGES,
+    TRACEBACK_ENV,
+    Stage,
+    app,
+    clear_errors,
+    load_stage,
+    main,
+)
 from retain.jobs import monitor_the_day
 from serving.monitoring import ReferenceMissing
 from serving.settings import ServingSettings
@@ -78,6 +88,55 @@ def test_the_errors_main_explains_are_where_it_looks() -> None:
     assert set(clear_errors()) == {
         getattr(importlib.import_module(module), name) for module, name in CLEAR_ERRORS
     }
+
+
+def _main(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    """`retain ARGS` through the entry point, in this process: its exit code and what it
+    wrote to stderr (the libraries are left as the tests keep them)."""
+    monkeypatch.setattr("retain.cli.quiet_libraries", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["retain", *args])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    return int(ended.value.code or 0), capsys.readouterr().err
+
+
+def test_bad_files_and_settings_are_one_clear_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "customers.parquet").write_text("not parquet")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "kpis.yaml").write_text(": : :\n")
+    cases = {
+        ("data", "profile", str(tmp_path / "nowhere")): (
+            f"error: no such file or folder: {tmp_path / 'nowhere' / 'customers.parquet'}"
+        ),
+        ("data", "profile", str(corrupt)): (
+            f"error: Could not open Parquet input source '{corrupt / 'customers.parquet'}'"
+        ),
+        ("train", "churn", "--training-set", str(corrupt / "customers.parquet")): (
+            f"error: --training-set {corrupt / 'customers.parquet'}: not readable as parquet"
+        ),
+        ("outages", "list", "--state", "bogus"): "error: --state 'bogus': expected one of open",
+    }
+    for args, said in cases.items():
+        code, err = _main(list(args), monkeypatch, capsys)
+        assert code == 2 and err.startswith(said), (args, err)
+        assert "Traceback" not in err
+    monkeypatch.setenv("RETAIN_CONFIG_DIR", str(configs))
+    code, err = _main(["kpis"], monkeypatch, capsys)
+    assert code == 2 and f"{configs / 'kpis.yaml'}: not a readable YAML settings file" in err
+    monkeypatch.delenv("RETAIN_CONFIG_DIR")
+    monkeypatch.setenv("RETAIN_SERVING_ACTION_DB_URL", "secret-in-a-garbled-url")
+    code, err = _main(["action-log", "current"], monkeypatch, capsys)
+    assert code == 2 and "is not a database URL" in err and "secret" not in err
+    monkeypatch.setenv(TRACEBACK_ENV, "1")  # and for whoever must see where it came from
+    with pytest.raises(ArgumentError):
+        _main(["action-log", "current"], monkeypatch, capsys)
 
 
 def test_generate_then_validate(tmp_path: Path) -> None:
