@@ -70,6 +70,13 @@ def run_materialize(settings: FeatureSettings) -> None:
         results = materialize(
             open_store(settings), until, settings.offline_engine.duckdb_memory_limit
         )
+    if not results:  # Feast's registry holds no feature view: nothing to materialize
+        typer.echo(
+            f"error: {settings.store_yaml_path}'s registry holds no feature views: "
+            "run `retain features apply` first",
+            err=True,
+        )
+        raise typer.Exit(1)
     seconds = time.perf_counter() - started
     written = sum(r.entities for r in results if r.entities > 0)
     views = ", ".join(f"{r.view} {r.entities:,}" if r.entities >= 0 else r.view for r in results)

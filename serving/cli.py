@@ -231,7 +231,7 @@ def housekeeping_command(
     it daily. Running it again changes nothing."""
     serving = load_settings(ServingSettings)
     daily = load_settings(DailySettings)
-    at = parse_instant(now).to_pydatetime() if now else datetime.now(UTC)
+    at = parse_instant(now, "--now").to_pydatetime() if now else datetime.now(UTC)
     url = serving.action_db_url
     try:
         log = ActionLog(open_engine(url)) if log_exists(url) else None

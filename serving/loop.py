@@ -56,7 +56,7 @@ def _log(serving: ServingSettings, create: bool = True) -> ActionLog | None:
 
 
 def _instant(text: str | None) -> datetime:
-    return parse_instant(text).to_pydatetime() if text else datetime.now(UTC)
+    return parse_instant(text, "--now").to_pydatetime() if text else datetime.now(UTC)
 
 
 def deliver_command(

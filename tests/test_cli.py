@@ -139,6 +139,23 @@ def test_bad_files_and_settings_are_one_clear_line_not_a_traceback(
         _main(["action-log", "current"], monkeypatch, capsys)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "generate", "--as-of", "2026-13-01", "--out", "w"],
+        ["data", "validate", ".", "--as-of", "yesterday"],
+        ["deliver", "--now", "notadate"],
+        ["housekeeping", "--now", "2026-02-30"],
+    ],
+    ids=["generate", "validate", "deliver", "housekeeping"],
+)
+def test_a_bad_instant_is_refused_naming_its_option(args: list[str]) -> None:
+    refused = runner.invoke(app, args)
+    option = args[args.index("--as-of" if "--as-of" in args else "--now")]
+    assert refused.exit_code == 2
+    assert f"Invalid value for '{option}'" in " ".join(refused.output.split())
+
+
 def test_generate_then_validate(tmp_path: Path) -> None:
     out = tmp_path / "d"
     generated = runner.invoke(

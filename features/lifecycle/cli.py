@@ -32,12 +32,16 @@ AsOfOption = Annotated[
 ]
 
 
-def parse_instant(text: str) -> pd.Timestamp:
-    """An ISO 8601 instant as a UTC timestamp; a value without a zone is taken as UTC."""
+def parse_instant(text: str, option: str = "--as-of") -> pd.Timestamp:
+    """An ISO 8601 instant as a UTC timestamp; a value without a zone is taken as UTC.
+    A bad value is refused naming the `option` it was given to."""
     try:
         instant = pd.Timestamp(text)
     except ValueError as error:
-        raise typer.BadParameter(f"{text!r} is not an ISO 8601 date or time") from error
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 date or time (2026-11-01, 2026-11-01T08:00:00Z)",
+            param_hint=f"'{option}'",
+        ) from error
     return instant.tz_localize("UTC") if instant.tzinfo is None else instant.tz_convert("UTC")
 
 

@@ -9,7 +9,9 @@ import sys
 
 import pandas as pd
 import pytest
+import typer
 
+from features.cli import run_materialize
 from features.settings import FeatureSettings
 from features.store import apply, materialize, open_store
 from features.table_checks import FeatureTableError, check_tables, missing_snapshots
@@ -153,3 +155,12 @@ def test_an_unreachable_spark_master_is_one_line_naming_the_setting(
         f"error: cannot reach the Spark master offline_engine.spark_master="
         f"'spark://127.0.0.1:{port}' (127.0.0.1:{port}: Connection refused)"
     ]
+
+
+def test_materializing_before_apply_says_to_apply(
+    project: FeatureSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(typer.Exit) as ended:
+        run_materialize(project)  # a fresh project: Feast's registry holds nothing yet
+    assert ended.value.exit_code == 1
+    assert "holds no feature views: run `retain features apply` first" in capsys.readouterr().err
