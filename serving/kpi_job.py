@@ -53,8 +53,10 @@ class KpiRun:
 def read_table(lifecycle_dir: Path, name: str) -> pd.DataFrame:
     """A lifecycle table, or a KpiDataError naming the file that is missing or unreadable."""
     path = lifecycle_dir / f"{name}.parquet"
-    if not path.is_file():
+    if not path.exists():
         raise KpiDataError(f"no {name} table: {path} is missing (run `retain data generate`)")
+    if not path.is_file():
+        raise KpiDataError(f"{path}: not a file; the {name} table is one parquet file")
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as error:

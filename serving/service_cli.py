@@ -19,6 +19,8 @@ from serving.action_log.log import ActionLog
 from serving.cli import today
 from serving.decisions import DecisionService, decision_service
 from serving.follow_ups import closed_tickets
+from serving.kpi_job import read_table
+from serving.kpis import KpiDataError
 from serving.outage_detection import (
     OutageDataError,
     OutageSettings,
@@ -69,13 +71,11 @@ def _service(settings: ServingSettings, scored: bool) -> DecisionService:
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame:
-    path = folder / f"{name}.parquet"
-    if not path.exists():
-        typer.echo(
-            f"error: {path}: the {name} table is missing (run `retain data generate`)", err=True
-        )
-        raise typer.Exit(2)
-    return pd.read_parquet(path)
+    try:
+        return read_table(folder, name)
+    except KpiDataError as error:  # missing, a folder, or not parquet: it names the file
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _known(outages: list[Outage]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
 from serving.cli import kpis_command
-from serving.kpi_job import KpiCollector, latest_kpis, publish_kpis, raise_kpi_alerts
+from serving.kpi_job import KpiCollector, latest_kpis, publish_kpis, raise_kpi_alerts, read_table
 from serving.kpi_settings import KpiSettings
 from serving.kpis import (
     KpiDataError,
@@ -392,3 +392,16 @@ def test_the_command_prints_and_publishes_the_weeks_and_refuses_bad_input(
     missing = runner.invoke(_cli(), ["--day", day.isoformat()])
     assert missing.exit_code == 2
     assert "error: no service_tickets table" in missing.output
+
+
+def test_a_lifecycle_table_that_is_missing_a_folder_or_not_parquet_is_named(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KpiDataError, match=r"no service_tickets table: .* is missing"):
+        read_table(tmp_path, "service_tickets")
+    (tmp_path / "service_tickets.parquet").mkdir()
+    with pytest.raises(KpiDataError, match=r"service_tickets\.parquet: not a file"):
+        read_table(tmp_path, "service_tickets")
+    (tmp_path / "customers.parquet").write_text("not parquet")
+    with pytest.raises(KpiDataError, match=r"customers\.parquet: not a readable parquet table"):
+        read_table(tmp_path, "customers")
