@@ -155,17 +155,16 @@ def load_stage(stage: Stage) -> _click.Command:
     """Import the stage's module and make its click command, with the stages it adds."""
     module, _, attribute = stage.target.partition(":")
     target = getattr(importlib.import_module(module), attribute)
+    quiet_loaded_libraries()  # the import may have reset the libraries' output
     if isinstance(target, typer.Typer):
         group = typer.main.get_group(target)
         for added in stage.added:
             group.add_command(Deferred(added))
-        quiet_loaded_libraries()
         return group
     if stage.added:
         raise TypeError(f"{stage.target} is a command, not a group: nothing can be added to it")
     single = typer.Typer()
     single.command(stage.name)(target)
-    quiet_loaded_libraries()
     return typer.main.get_group(single).commands[stage.name]
 
 
