@@ -6,8 +6,9 @@ product's pipeline and registered in a Feast store, and a churn model trained on
 (`training.reference.churn_reference`). The monitor then reads the world's last day as
 `retain monitor` does (`serving.monitoring.compare` on the day's batch features and
 scores). With `--war`, the same world is simulated again with a rival's price war from
-2026-11-01 (one enquiry a customer a month, `shift` in configs/data.yaml) and read with
-the quiet world's model: a week into the war.
+2026-11-01 (`shift` in configs/data.yaml: the simulator's default of 0.6 price enquiries a
+customer a month, nationwide, unless `--enquiry-rate` and `--war-regions` say otherwise)
+and read with the quiet world's model: a week into the war.
 
 Printed per world: the alerts of the quiet day (there should be none), the alerts of the
 war's first week (a complaint or sentiment feature should alert), and the largest drift
@@ -15,6 +16,7 @@ of each against its own limit.
 
     .venv/bin/python bench/monitoring_worlds.py                       # the default matrix
     .venv/bin/python bench/monitoring_worlds.py --worlds 2000x24x7 --war 2000x24x7
+    .venv/bin/python bench/monitoring_worlds.py --war-regions metro_central --enquiry-rate 1.0
 """
 
 from __future__ import annotations
@@ -58,12 +60,15 @@ WAR = ("2000x24x7", "2000x24x11", "2000x24x42", "2000x18x5", "5000x24x23")
 WAR_FEATURES = {"tickets_complaint_90d", "tickets_30d", "sentiment_min_90d", "sentiment_mean_90d"}
 
 
-def world(root: Path, customers: int, months: int, seed: int, war: bool) -> FeatureSettings:
-    """A simulated world with its features built and registered, as of `AS_OF`."""
+def world(
+    root: Path, customers: int, months: int, seed: int, war: dict[str, Any] | None
+) -> FeatureSettings:
+    """A simulated world with its features built and registered, as of `AS_OF`; `war`:
+    the price war's settings beyond its start (None: a quiet world)."""
     (root / "features" / "repo").mkdir(parents=True)
     shutil.copy(REPO / "features" / "repo" / "feature_store.yaml", root / "features" / "repo")
     lifecycle = root / "data" / "lifecycle"
-    shift = {"start": WAR_STARTS, "enquiry_rate": 1.0} if war else None
+    shift = {"start": WAR_STARTS, **war} if war is not None else None
     generate(
         DataSettings.model_validate(
             {
@@ -100,17 +105,22 @@ def monitored(
 def nearest(drift: pd.DataFrame) -> str:
     """The feature closest to (or furthest past) its alert level, as 'name x.xx of limit'."""
     ratio = pd.concat(
-        [drift["psi"] / drift["psi_alert_at"], drift["ks"] / drift["ks_alert_at"]], axis=1
+        [
+            drift["psi"] / drift["psi_alert_at"],
+            drift["ks"] / drift["ks_alert_at"],
+            drift["wasserstein"] / drift["wasserstein_alert_at"],
+        ],
+        axis=1,
     ).max(axis=1)
     top = ratio.idxmax()
     return f"{drift.loc[top, 'feature']} at {ratio[top]:.2f} of its limit"
 
 
-def run(name: str, war: bool, rounds: int) -> dict[str, Any]:
+def run(name: str, war: dict[str, Any] | None, rounds: int) -> dict[str, Any]:
     customers, months, seed = (int(part) for part in name.split("x"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        quiet = world(Path(tmp) / "quiet", customers, months, seed, war=False)
+        quiet = world(Path(tmp) / "quiet", customers, months, seed, war=None)
         frame = churn_training_set(open_store(quiet), quiet.lifecycle_dir, 30)
         trained = train_churn(
             frame,
@@ -128,13 +138,14 @@ def run(name: str, war: bool, rounds: int) -> dict[str, Any]:
             "quiet nearest": nearest(drift),
             "quiet ok": not alerts,
         }
-        if war:
-            shifted = world(Path(tmp) / "war", customers, months, seed, war=True)
+        if war is not None:
+            shifted = world(Path(tmp) / "war", customers, months, seed, war=war)
             caught, drift = monitored(shifted, loaded, reference)
             features = {a.get("feature") for a in caught}
             row |= {
                 "war alerts": ", ".join(a.get("feature", a["kind"]) for a in caught) or "-",
                 "war caught": bool(features & WAR_FEATURES),
+                "war strongest": nearest(drift),
             }
     row["seconds"] = round(time.perf_counter() - started)
     return row
@@ -145,10 +156,19 @@ def main() -> None:
     parser.add_argument("--worlds", nargs="+", default=list(QUIET), help="CUSTOMERSxMONTHSxSEED")
     parser.add_argument("--war", nargs="+", default=list(WAR), help="worlds also run with a war")
     parser.add_argument("--rounds", type=int, default=300, help="boosting rounds of the model")
+    parser.add_argument(
+        "--enquiry-rate", type=float, help="price enquiries a customer a month (default: 0.6)"
+    )
+    parser.add_argument("--war-regions", nargs="+", help="regions of the war (default: all)")
     args = parser.parse_args()
+    war: dict[str, Any] = {}
+    if args.enquiry_rate is not None:
+        war["enquiry_rate"] = args.enquiry_rate
+    if args.war_regions:
+        war["regions"] = args.war_regions
     rows = []
     for name in dict.fromkeys([*args.worlds, *args.war]):
-        rows.append(run(name, name in args.war, args.rounds))
+        rows.append(run(name, war if name in args.war else None, args.rounds))
         print(json.dumps(rows[-1]), flush=True)
     table = pd.DataFrame(rows).set_index("world")
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):

@@ -129,6 +129,11 @@ class MonitoringCollector(Collector):
             "KS statistic of a feature against its training reference",
             labels=["feature"],
         )
+        distance = GaugeMetricFamily(
+            "retain_feature_wasserstein",
+            "Wasserstein distance of a feature from its training reference, over its sd",
+            labels=["feature"],
+        )
         missing = GaugeMetricFamily(
             "retain_feature_missing_share",
             "Share of today's customers with the feature missing",
@@ -139,10 +144,13 @@ class MonitoringCollector(Collector):
                 psi.add_metric([row["feature"]], row["psi"])
             if row["ks"] is not None:
                 ks.add_metric([row["feature"]], row["ks"])
+            if row.get("wasserstein") is not None:  # results published before it have none
+                distance.add_metric([row["feature"]], row["wasserstein"])
             if row.get("missing") is not None:  # results published before it have none
                 missing.add_metric([row["feature"]], row["missing"])
         yield psi
         yield ks
+        yield distance
         yield missing
         figures = {
             "retain_score_psi": ("PSI of the calibrated score", result["score"]["psi"]),

@@ -21,8 +21,10 @@ configured, a webhook POST.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -52,8 +54,8 @@ from serving.scoring import LoadedModel, load_champion, scoring_refs
 from serving.settings import DailySettings, ServingSettings
 from training.experiments import connect
 from training.reference import (
+    READABLE_VERSIONS,
     REFERENCE_ARTIFACT,
-    REFERENCE_VERSION,
     expected_performance,
     realised_performance,
 )
@@ -78,6 +80,13 @@ class Thresholds(BaseModel):
         3.0, ge=1, description="A feature alerts only beyond its own monthly drift in the "
         "training months: their mean + this many standard deviations (warns at one less).",
     )  # fmt: skip
+    wasserstein_warn: float = Field(
+        0.05, gt=0, description="A numeric feature's Wasserstein distance from the training "
+        "months over their standard deviation: warn.",
+    )  # fmt: skip
+    wasserstein_alert: float = Field(
+        0.1, gt=0, description="... and alert (a tenth of a standard deviation, as Evidently)."
+    )
     missing_warn: float = Field(
         0.1, gt=0, le=1, description="A feature's missing share this far (absolute) from the "
         "training months': warn.",
@@ -97,7 +106,7 @@ class Thresholds(BaseModel):
 
     @model_validator(mode="after")
     def _warn_below_alert(self) -> Thresholds:
-        for name in ("psi", "ks", "missing", "score_psi"):
+        for name in ("psi", "ks", "wasserstein", "missing", "score_psi"):
             warn, alert = getattr(self, f"{name}_warn"), getattr(self, f"{name}_alert")
             if warn > alert:
                 raise ValueError(
@@ -125,12 +134,27 @@ class MonitoringSettings(StageSettings):
         None, description="Alerts are also POSTed here as JSON (none: the log line only)."
     )
     alert_webhook_timeout_s: float = Field(5.0, gt=0)
+    warn_only_features: list[str] = Field(
+        ["home_cell_*"],
+        description="Features (names or shell patterns) whose spread at most warns: what "
+        "describes the network rather than the customer. A typhoon season or a failing "
+        "site moves them for whole cells at once, the outage lifecycle reports that, and "
+        "where it moves the model the score drift and expected performance alert.",
+    )  # fmt: skip
+
+    def warn_only(self, features: Iterable[str]) -> set[str]:
+        """The names among `features` that `warn_only_features` names or matches."""
+        return {
+            name
+            for name in features
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.warn_only_features)
+        }
 
     def limits(self) -> DriftLimits:
         t = self.thresholds
         return DriftLimits(
             t.psi_warn, t.psi_alert, t.ks_warn, t.ks_alert, t.sigmas, t.missing_warn,
-            t.missing_alert,
+            t.missing_alert, t.wasserstein_warn, t.wasserstein_alert,
         )  # fmt: skip
 
 
@@ -151,10 +175,11 @@ def load_reference(loaded: LoadedModel, tracking: TrainingSettings) -> dict[str,
             f"v{loaded.version} (trained before monitoring existed, or the artifact is gone): "
             "train the model again (`retain train churn`) and promote it"
         ) from None
-    if reference.get("version") != REFERENCE_VERSION:
+    if reference.get("version") not in READABLE_VERSIONS:
+        readable = " or ".join(str(version) for version in READABLE_VERSIONS)
         raise ReferenceMissing(
             f"{REFERENCE_ARTIFACT} of run {loaded.run_id}: version {reference.get('version')!r}, "
-            f"expected {REFERENCE_VERSION}: train the model again"
+            f"expected {readable}: train the model again"
         )
     return reference
 
@@ -252,7 +277,8 @@ def compare(
     `scored` holds the calibrated `churn_probability` of every customer, `prepared` their
     model input (`FeatureSchema.transform`)."""
     t = monitoring.thresholds
-    drift = feature_drift(reference["features"], prepared, monitoring.limits())
+    features = reference["features"]
+    drift = feature_drift(features, prepared, monitoring.limits(), monitoring.warn_only(features))
     probabilities = scored["churn_probability"].to_numpy(dtype="float64")
     score_drift = score_psi(reference["score"]["calibrated"], probabilities)
     expected = expected_performance(probabilities)
@@ -360,7 +386,13 @@ def _finite(value: Any) -> Any:
 def alerts_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Every threshold crossed (status `alert`), one entry each."""
     found = [
-        {"kind": "feature_drift", "feature": row["feature"], "psi": row["psi"], "ks": row["ks"]}
+        {
+            "kind": "feature_drift",
+            "feature": row["feature"],
+            "psi": row["psi"],
+            "ks": row["ks"],
+            "wasserstein": row.get("wasserstein"),
+        }
         for row in result["features"]
         if row["status"] == "alert"
     ]
@@ -400,6 +432,8 @@ def metrics_of(result: dict[str, Any]) -> dict[str, float]:
         out[f"psi_{row['feature']}"] = row["psi"]
         if row["ks"] is not None:
             out[f"ks_{row['feature']}"] = row["ks"]
+        if row.get("wasserstein") is not None:
+            out[f"wasserstein_{row['feature']}"] = row["wasserstein"]
         if row.get("missing") is not None:
             out[f"missing_{row['feature']}"] = row["missing"]
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
@@ -459,18 +493,19 @@ def _figure(value: Any, digits: int = 3) -> str:
 
 
 def print_monitored(done: Monitored) -> None:
-    """The day's drift table (feature, PSI, KS, missing share, status) and headline
-    figures, on stdout."""
+    """The day's drift table (feature, PSI, KS, Wasserstein distance, missing share,
+    status) and headline figures, on stdout."""
     result = done.result
     table = Table(title=f"{result['date']}: {result['model']}, {result['customers']:,} customers")
-    for column in ("feature", "PSI", "KS", "missing", "status"):
+    for column in ("feature", "PSI", "KS", "Wasserstein", "missing", "status"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     colour = {"alert": "red", "warn": "yellow", "ok": "green"}
     for row in result["features"]:
         status = row["status"]
         table.add_row(
             row["feature"], _figure(row["psi"]), _figure(row["ks"]),
-            _figure(row.get("missing")), f"[{colour[status]}]{status}[/]",
+            _figure(row.get("wasserstein")), _figure(row.get("missing")),
+            f"[{colour[status]}]{status}[/]",
         )  # fmt: skip
     console = Console()
     console.print(table)

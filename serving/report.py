@@ -224,6 +224,7 @@ def monitoring_view(result: dict[str, Any] | None) -> dict[str, Any] | None:
                 "feature": row["feature"],
                 "psi": _figure(row["psi"]),
                 "ks": _figure(row["ks"]),
+                "wasserstein": _figure(row.get("wasserstein")),
                 "missing": _figure(row.get("missing")),
                 "missing_reference": _figure(row.get("missing_reference")),
                 "status": row["status"],

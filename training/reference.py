@@ -9,9 +9,10 @@ judged against its own model's data and never against a later or recomputed one:
   where a negative sampling weighted the rows: `population_sample`): numeric features get
   quantile bin edges and each bin's share (plus the missing share), categorical ones the
   share of each level (plus missing); and a quantile sketch of each numeric feature (its
-  empirical distribution at `sketch_points` probabilities) for the KS statistic; and how
-  far each training month drifts from the months more than `MONTHS_APART` away (PSI,
-  KS, missing share: the drift of normal life, which raises the feature's alert levels);
+  empirical distribution at `sketch_points` probabilities) and its standard deviation,
+  for the KS statistic and the normed Wasserstein distance; and how far each training
+  month drifts from the months more than `MONTHS_APART` away (PSI, KS, Wasserstein,
+  missing share: the drift of normal life, which raises the feature's alert levels);
 - the score distribution (raw and calibrated) on the held-out test months, which is what
   today's scores should look like (training-month scores are overfit by construction);
 - the performance expected from the calibrated test scores alone (the CBPE estimate
@@ -60,9 +61,12 @@ class Trained(Protocol):
 
 
 REFERENCE_ARTIFACT = "monitoring/reference.json"
-# 2: each month's drift against the months more than MONTHS_APART away, PSI of the present
-# values and the missing share apart (1: against the whole, missing in the bins)
-REFERENCE_VERSION = 2
+# 3: numeric features also keep their standard deviation, each month's normed
+# Wasserstein distance and the test months' quantile sketch (2: each month's drift
+# against the months more than MONTHS_APART away, PSI of the present values and the
+# missing share apart; 1: against the whole)
+REFERENCE_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # a version-2 reference is read without the Wasserstein distance
 MISSING = "__missing__"  # the level name of missing values in categorical shares
 TOP_SHARE = 0.10  # precision is read on the top decile of scores
 SHARE_FLOOR = 1e-4  # an empty bin counts as this share in PSI
@@ -119,6 +123,12 @@ def quantile_sketch(values: np.ndarray, points: int) -> list[float]:
     return [float(q) for q in np.quantile(present, probabilities, method="inverted_cdf")]
 
 
+def spread(values: np.ndarray) -> float:
+    """The standard deviation of the non-missing values (0.0 when there are none)."""
+    present = values[~np.isnan(values)]
+    return float(present.std()) if present.size else 0.0
+
+
 def numeric_reference(values: np.ndarray, bins: int, sketch_points: int) -> dict[str, Any]:
     edges = quantile_edges(values, bins)
     return {
@@ -126,6 +136,7 @@ def numeric_reference(values: np.ndarray, bins: int, sketch_points: int) -> dict
         "edges": edges,
         "shares": numeric_shares(values, edges),
         "sketch": quantile_sketch(values, sketch_points),
+        "sd": spread(values),
         "rows": len(values),
     }
 
@@ -141,12 +152,14 @@ def categorical_reference(values: pd.Series, levels: list[str]) -> dict[str, Any
 
 def feature_references(
     frame: pd.DataFrame, schema: FeatureSchema, bins: int, sketch_points: int,
-    apart: int = MONTHS_APART,
+    apart: int = MONTHS_APART, recent: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Every model feature's reference from `frame` (the training months), with how far
     each single month of them drifts from the other months (`month_drift`: `month_psi`,
-    `month_missing`, `month_ks`): the drift a month of normal life shows, which sets
-    each feature's own alert levels."""
+    `month_missing`, `month_ks`, `month_wasserstein`): the drift a month of normal life
+    shows, which sets each feature's own alert levels. Numeric features also get the
+    quantile sketch of `recent` (the test months, the latest the model was judged on:
+    `recent_sketch`), the second reference the Wasserstein distance is read against."""
     prepared = schema.transform(frame)
     # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
     # held as Python objects (seconds per feature on a large training set)
@@ -159,6 +172,12 @@ def feature_references(
             months, len(order), bin_index(out[name], prepared[name]), len(out[name]["shares"]),
             sketch_index(out[name]["sketch"], values), apart,
         )  # fmt: skip
+        out[name]["month_wasserstein"] = month_wasserstein(
+            values, months, len(order), sketch_points, out[name]["sd"], apart
+        )
+        if recent is not None:
+            latest = schema.transform(recent)[name].to_numpy(dtype="float64")
+            out[name]["recent_sketch"] = quantile_sketch(latest, sketch_points)
     for name, levels in schema.categories.items():
         out[name] = categorical_reference(prepared[name].astype("object"), levels)
         out[name] |= month_drift(
@@ -239,6 +258,24 @@ def month_drift(
     return found
 
 
+def month_wasserstein(
+    values: np.ndarray, months: np.ndarray, count: int, points: int, sd: float, apart: int
+) -> list[float]:
+    """Each month's normed Wasserstein distance from the months more than `apart` away,
+    by the estimator today's is read with (`wasserstein_on_grid` at `points`
+    probabilities), so a month and a day are measured alike."""
+    present = ~np.isnan(values)
+    found = []
+    for month in range(count):
+        mine = values[present & (months == month)]
+        others = values[present & (np.abs(months - month) > apart)]
+        if mine.size == 0 or others.size == 0:
+            found.append(float("nan"))
+            continue
+        found.append(wasserstein_on_grid(quantile_sketch(others, points), mine, sd))
+    return found
+
+
 def shares_of(reference: dict[str, Any], values: pd.Series) -> list[float]:
     """`values`' shares on a feature reference's bins (numeric) or levels (categorical)."""
     return _shares(bin_index(reference, values), len(reference["shares"]))
@@ -269,6 +306,25 @@ def psi(reference: np.ndarray | list[float], today: np.ndarray | list[float]) ->
     expected = np.maximum(np.asarray(reference, dtype="float64"), SHARE_FLOOR)
     actual = np.maximum(np.asarray(today, dtype="float64"), SHARE_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def wasserstein_on_grid(sketch: list[float], values: np.ndarray, sd: float) -> float:
+    """The Wasserstein distance (earth mover's, first order) of `values` (missing ignored)
+    from a reference known by its quantile sketch, over the reference's standard deviation
+    `sd`: the normed distance Evidently uses for large samples, where 0.1 is a shift of a
+    tenth of a standard deviation. It is the area between the two quantile functions:
+    both are read at the sketch's probabilities and integrated by the trapezoid rule,
+    exact to within the sketch's step. Unlike PSI on the reference's bins, it sees how
+    far values moved, beyond the reference's range too. NaN when either side is empty or
+    `sd` is 0."""
+    present = values[~np.isnan(values)]
+    if not sketch or present.size == 0 or not sd > 0:
+        return float("nan")
+    quantiles = np.asarray(sketch, dtype="float64")
+    probabilities = np.linspace(0, 1, len(quantiles))
+    today = np.quantile(present, probabilities, method="inverted_cdf")
+    gaps = np.abs(today - quantiles)
+    return float(np.mean((gaps[1:] + gaps[:-1]) / 2) / sd)
 
 
 def ks_against_sketch(
@@ -354,14 +410,16 @@ def build_reference(
     months: dict[str, list[str]],
     bins: int = 10,
     sketch_points: int = 201,
+    test: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The whole reference: features from the training months `train`, scores and
-    performance from the test months."""
+    """The whole reference: features from the training months `train` (and their latest
+    values from the test months `test`, when given), scores and performance from the
+    test months."""
     return {
         "version": REFERENCE_VERSION,
         "bins": bins,
         "months": months,
-        "features": feature_references(train, schema, bins, sketch_points),
+        "features": feature_references(train, schema, bins, sketch_points, recent=test),
         "score": {
             "raw": score_reference(np.asarray(test_raw, dtype="float64"), bins, sketch_points),
             "calibrated": score_reference(
@@ -400,6 +458,7 @@ def churn_reference(result: Trained) -> dict[str, Any]:
         result.test_calibrated,
         split.test[result.label].to_numpy().astype(int),
         {part: split.months(part) for part in ("train", "test")},
+        test=population_sample(split.test),
     )
 
 
