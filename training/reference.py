@@ -161,6 +161,7 @@ def feature_references(
     quantile sketch of `recent` (the test months, the latest the model was judged on:
     `recent_sketch`), the second reference the Wasserstein distance is read against."""
     prepared = schema.transform(frame)
+    latest = schema.transform(recent) if recent is not None else None
     # month codes 0, 1, ... in order: comparing integers, not timezone-aware timestamps
     # held as Python objects (seconds per feature on a large training set)
     months, order = pd.factorize(frame[SNAPSHOT], sort=True)
@@ -175,9 +176,9 @@ def feature_references(
         out[name]["month_wasserstein"] = month_wasserstein(
             values, months, len(order), sketch_points, out[name]["sd"], apart
         )
-        if recent is not None:
-            latest = schema.transform(recent)[name].to_numpy(dtype="float64")
-            out[name]["recent_sketch"] = quantile_sketch(latest, sketch_points)
+        if latest is not None:
+            recent_values = latest[name].to_numpy(dtype="float64")
+            out[name]["recent_sketch"] = quantile_sketch(recent_values, sketch_points)
     for name, levels in schema.categories.items():
         out[name] = categorical_reference(prepared[name].astype("object"), levels)
         out[name] |= month_drift(
