@@ -75,8 +75,9 @@ from training.reference import (
     numeric_shares,
     psi,
     psi_present,
+    quantile_sketch,
     shares_of,
-    wasserstein_on_grid,
+    sketch_distance,
 )
 
 Status = Literal["ok", "warn", "alert"]
@@ -238,8 +239,9 @@ def wasserstein_from_both(reference: dict[str, Any], values: np.ndarray) -> floa
     test months already showed (bills months after a tariff rise) is not."""
     if "sd" not in reference:  # a version-2 reference: no distance
         return float("nan")
+    today = quantile_sketch(values, len(reference["sketch"]))  # once, for both references
     distances = [
-        wasserstein_on_grid(reference[sketch], values, reference["sd"])
+        sketch_distance(reference[sketch], today, reference["sd"])
         for sketch in ("sketch", "recent_sketch")
         if reference.get(sketch)
     ]

@@ -313,18 +313,19 @@ def wasserstein_on_grid(sketch: list[float], values: np.ndarray, sd: float) -> f
     """The Wasserstein distance (earth mover's, first order) of `values` (missing ignored)
     from a reference known by its quantile sketch, over the reference's standard deviation
     `sd`: the normed distance Evidently uses for large samples, where 0.1 is a shift of a
-    tenth of a standard deviation. It is the area between the two quantile functions:
-    both are read at the sketch's probabilities and integrated by the trapezoid rule,
-    exact to within the sketch's step. Unlike PSI on the reference's bins, it sees how
-    far values moved, beyond the reference's range too. NaN when either side is empty or
-    `sd` is 0."""
-    present = values[~np.isnan(values)]
-    if not sketch or present.size == 0 or not sd > 0:
+    tenth of a standard deviation. Unlike PSI on the reference's bins, it sees how far
+    values moved, beyond the reference's range too (`sketch_distance`)."""
+    return sketch_distance(sketch, quantile_sketch(values, len(sketch)), sd)
+
+
+def sketch_distance(reference: list[float], today: list[float], sd: float) -> float:
+    """The normed Wasserstein distance of two quantile sketches at the same evenly spaced
+    probabilities: the area between the two quantile functions, integrated by the
+    trapezoid rule (exact to within the sketch's step), over `sd`. NaN when either is
+    empty or `sd` is 0."""
+    if not reference or not today or not sd > 0:
         return float("nan")
-    quantiles = np.asarray(sketch, dtype="float64")
-    probabilities = np.linspace(0, 1, len(quantiles))
-    today = np.quantile(present, probabilities, method="inverted_cdf")
-    gaps = np.abs(today - quantiles)
+    gaps = np.abs(np.asarray(today, dtype="float64") - np.asarray(reference, dtype="float64"))
     return float(np.mean((gaps[1:] + gaps[:-1]) / 2) / sd)
 
 
